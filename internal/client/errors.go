@@ -1,0 +1,81 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// APIError is an answer of the Partner API with a non-2xx status, or a 200 whose body
+// carried an error (a streamed answer can fail after its status was sent).
+type APIError struct {
+	Op      string // operation, e.g. "user.create"
+	Status  int    // HTTP status; 200 for an error inside a streamed body
+	Code    string // API code, e.g. "CONFLICT", "LIMITS_REACHED"
+	Message string // API message
+}
+
+func (e *APIError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	if e.Code != "" {
+		return fmt.Sprintf("%s: %d %s: %s", e.Op, e.Status, e.Code, msg)
+	}
+	return fmt.Sprintf("%s: %d: %s", e.Op, e.Status, msg)
+}
+
+// LostAnswerError says that a POST was sent but its answer never arrived (timeout,
+// reset, or a 5xx after the server may have acted): the change may or may not have
+// been made. The apply engine resolves it by looking the object up, never by a blind
+// retry.
+type LostAnswerError struct {
+	Op  string
+	Err error
+}
+
+func (e *LostAnswerError) Error() string {
+	return fmt.Sprintf("%s: the answer was lost, the request may have been applied: %v", e.Op, e.Err)
+}
+
+func (e *LostAnswerError) Unwrap() error { return e.Err }
+
+// ErrDryRun is returned, before anything is sent, for any write made by a client in
+// dry-run mode.
+var ErrDryRun = errors.New("dry-run: refusing to send a write request")
+
+// ErrInsecureURL is returned for an http:// API URL whose host is not loopback.
+var ErrInsecureURL = errors.New("refusing http:// for a host that is not loopback; use https://")
+
+func apiCode(err error) (int, string, bool) {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status, ae.Code, true
+	}
+	return 0, "", false
+}
+
+// IsNotFound reports a 404.
+func IsNotFound(err error) bool { s, _, ok := apiCode(err); return ok && s == http.StatusNotFound }
+
+// IsConflict reports a 409 (a duplicate email on user create).
+func IsConflict(err error) bool { s, _, ok := apiCode(err); return ok && s == http.StatusConflict }
+
+// IsQuota reports 429 LIMITS_REACHED: a quota that will not clear by waiting.
+func IsQuota(err error) bool {
+	s, c, ok := apiCode(err)
+	return ok && s == http.StatusTooManyRequests && c == "LIMITS_REACHED"
+}
+
+// IsAuth reports 401, 402 or 403: the credentials or subscription are wrong.
+func IsAuth(err error) bool {
+	s, _, ok := apiCode(err)
+	return ok && (s == http.StatusUnauthorized || s == http.StatusPaymentRequired || s == http.StatusForbidden)
+}
+
+// IsLost reports a POST whose answer was lost (see LostAnswerError).
+func IsLost(err error) bool {
+	var le *LostAnswerError
+	return errors.As(err, &le)
+}

@@ -1,0 +1,216 @@
+// Package plan turns desired and actual state into a Plan: the ordered set of changes
+// that makes actual equal desired. It does no I/O; renderers for text, JSON and
+// Markdown read the same Plan.
+package plan
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// Action is what one Change does. The zero value is NoOp.
+type Action int
+
+// The eight actions of PRODUCT.md, in summary order.
+const (
+	NoOp Action = iota
+	UserCreate
+	UserUpdate
+	UserDelete
+	UserAdopt
+	TokenCreate
+	TokenUpdate
+	TokenRevoke
+	TokenRotate
+)
+
+var actionNames = [...]string{"no_op", "user_create", "user_update", "user_delete", "user_adopt", "token_create", "token_update", "token_revoke", "token_rotate"}
+
+var actionSymbols = [...]string{" ", "+", "~", "-", ">", "+", "~", "-", "±"}
+
+// Actions lists every action but NoOp, in summary order.
+var Actions = []Action{UserCreate, UserUpdate, UserDelete, UserAdopt, TokenCreate, TokenUpdate, TokenRevoke, TokenRotate}
+
+// String returns the action's name as used in JSON output (e.g. "user_create").
+func (a Action) String() string {
+	if a < 0 || int(a) >= len(actionNames) {
+		return fmt.Sprintf("Action(%d)", int(a))
+	}
+	return actionNames[a]
+}
+
+// Symbol returns the one-character mark shown in the text plan.
+func (a Action) Symbol() string {
+	if a < 0 || int(a) >= len(actionSymbols) {
+		return "?"
+	}
+	return actionSymbols[a]
+}
+
+// IsToken reports whether the action changes a token rather than a user.
+func (a Action) IsToken() bool { return a >= TokenCreate }
+
+// MarshalJSON writes the action's name.
+func (a Action) MarshalJSON() ([]byte, error) { return json.Marshal(a.String()) }
+
+// UnmarshalJSON reads an action's name.
+func (a *Action) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	for i, n := range actionNames {
+		if n == s {
+			*a = Action(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown action %q", s)
+}
+
+// FieldChange is one field's value before and after a change, for display. Values are
+// JSON-shaped (string, float64, bool, nil, map, slice); Before is absent for a create.
+type FieldChange struct {
+	Field  string `json:"field"`            // e.g. "name", "meta.team", "limits.database.files"
+	Before any    `json:"before,omitempty"` // nil means null or not there
+	After  any    `json:"after"`
+	// BeforeUnknown is true when the API did not return the field at all.
+	BeforeUnknown bool `json:"before_unknown,omitempty"`
+}
+
+// Change is one planned API write (two for a rotation: create the new, revoke the old).
+type Change struct {
+	Action Action `json:"action"`
+	Email  string `json:"email"`             // the user's email as declared (or as remote, for deletes)
+	UserID string `json:"user_id,omitempty"` // empty for a user that does not exist yet
+	// Token changes only.
+	TokenName string        `json:"token_name,omitempty"`
+	TokenID   string        `json:"token_id,omitempty"` // the existing token: updated, revoked, or rotated out
+	Reason    string        `json:"reason"`             // why, in words
+	Fields    []FieldChange `json:"fields,omitempty"`
+	// What to send. UserBody for user_create/update/adopt; TokenBody for
+	// token_create/update/rotate (for a rotation: the new token's fields). The apply
+	// engine adds the token nonce itself.
+	UserBody  *state.UserFields  `json:"user_body,omitempty"`
+	TokenBody *state.TokenFields `json:"token_body,omitempty"`
+}
+
+// UserPlan is every change for one user, in the order they must run: the user's own
+// change first, then its tokens (a rotation creates the successor before revoking).
+type UserPlan struct {
+	Email   string   `json:"email"`
+	UserID  string   `json:"user_id,omitempty"`
+	Changes []Change `json:"changes"`
+}
+
+// Orphan is an owned user that no file declares, kept because prune.users is off.
+type Orphan struct {
+	Email  string `json:"email"`
+	UserID string `json:"user_id"`
+}
+
+// Safety is the verdict on whether the plan may run.
+type Safety struct {
+	Safe bool `json:"safe"`
+	// Reasons explain an unsafe verdict: a delete cap exceeded, a foreign user that
+	// needs --takeover.
+	Reasons []string `json:"reasons,omitempty"`
+	Deletes int      `json:"deletes"` // user deletions planned
+	Owned   int      `json:"owned"`   // users owned remotely
+}
+
+// Summary counts changes per action, with the JSON keys of PRODUCT.md.
+type Summary struct {
+	UserCreate  int `json:"user_create"`
+	UserUpdate  int `json:"user_update"`
+	UserDelete  int `json:"user_delete"`
+	UserAdopt   int `json:"user_adopt"`
+	TokenCreate int `json:"token_create"`
+	TokenUpdate int `json:"token_update"`
+	TokenRevoke int `json:"token_revoke"`
+	TokenRotate int `json:"token_rotate"`
+}
+
+// Count returns the number for action a.
+func (s Summary) Count(a Action) int {
+	switch a {
+	case UserCreate:
+		return s.UserCreate
+	case UserUpdate:
+		return s.UserUpdate
+	case UserDelete:
+		return s.UserDelete
+	case UserAdopt:
+		return s.UserAdopt
+	case TokenCreate:
+		return s.TokenCreate
+	case TokenUpdate:
+		return s.TokenUpdate
+	case TokenRevoke:
+		return s.TokenRevoke
+	case TokenRotate:
+		return s.TokenRotate
+	}
+	return 0
+}
+
+func (s *Summary) add(a Action) {
+	switch a {
+	case UserCreate:
+		s.UserCreate++
+	case UserUpdate:
+		s.UserUpdate++
+	case UserDelete:
+		s.UserDelete++
+	case UserAdopt:
+		s.UserAdopt++
+	case TokenCreate:
+		s.TokenCreate++
+	case TokenUpdate:
+		s.TokenUpdate++
+	case TokenRevoke:
+		s.TokenRevoke++
+	case TokenRotate:
+		s.TokenRotate++
+	}
+}
+
+// Total is the number of changes.
+func (s Summary) Total() int {
+	n := 0
+	for _, a := range Actions {
+		n += s.Count(a)
+	}
+	return n
+}
+
+// Plan is the ordered set of changes that makes actual equal desired.
+type Plan struct {
+	Owner    string     `json:"owner"`
+	Users    []UserPlan `json:"users"` // only users with at least one change, in a stable order
+	Orphans  []Orphan   `json:"orphans"`
+	Warnings []string   `json:"warnings"`
+	Safety   Safety     `json:"safety"`
+	// Fingerprint is Fingerprint(actual) of the remote state the plan was computed
+	// from; a saved plan is applied only if a fresh read gives the same.
+	Fingerprint string `json:"fingerprint"`
+	// TokenUsers are the IDs of the users whose token lists the plan read, so that a
+	// saved plan can be checked by reading exactly the same objects again.
+	TokenUsers []string `json:"token_users"`
+}
+
+// Summary counts the plan's changes per action.
+func (p *Plan) Summary() Summary {
+	var s Summary
+	for _, u := range p.Users {
+		for _, c := range u.Changes {
+			s.add(c.Action)
+		}
+	}
+	return s
+}
+
+// Empty reports whether the plan changes nothing.
+func (p *Plan) Empty() bool { return p.Summary().Total() == 0 }

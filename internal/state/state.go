@@ -1,0 +1,229 @@
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"sort"
+	"strings"
+)
+
+// OwnerKey is the meta key that marks a user or token as created or adopted by
+// cbk-sync for one owner scope.
+const OwnerKey = "cbkSyncOwner"
+
+// NonceKey is the meta key holding a one-time nonce written into a token at creation,
+// so that a create whose answer was lost can be found again without a blind retry.
+const NonceKey = "cbkSyncNonce"
+
+// Meta is a free-form JSON object. Values are in encoding/json's decoded form
+// (string, float64, bool, nil, []any, map[string]any); use NormalizeMeta on values
+// from other sources (YAML) before comparing.
+type Meta map[string]any
+
+// Clone returns a shallow copy of m (nil stays nil).
+func (m Meta) Clone() Meta {
+	if m == nil {
+		return nil
+	}
+	c := make(Meta, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// SortedKeys returns the keys of m in lexical order.
+func (m Meta) SortedKeys() []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// NormalizeMeta converts any JSON-compatible value tree into encoding/json's decoded
+// form, so that values from YAML (int, map[string]any) compare equal to values read
+// from the API (float64, map[string]any).
+func NormalizeMeta(v any) (any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// EqualJSON reports whether a and b encode to the same canonical JSON (map keys are
+// sorted by encoding/json, so the comparison does not depend on map order).
+func EqualJSON(a, b any) bool {
+	ab, err1 := json.Marshal(a)
+	bb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ab, bb)
+}
+
+// Limits are a user's quotas. The API replaces the whole object on update.
+type Limits struct {
+	Tokens        Opt[int64]          `json:"tokens,omitzero"`
+	Conversations Opt[int64]          `json:"conversations,omitzero"`
+	Messages      Opt[int64]          `json:"messages,omitzero"`
+	Database      Opt[DatabaseLimits] `json:"database,omitzero"`
+}
+
+// DatabaseLimits are the per-user quotas of stored objects.
+type DatabaseLimits struct {
+	Datasets  Opt[int64] `json:"datasets,omitzero"`
+	Records   Opt[int64] `json:"records,omitzero"`
+	Skillsets Opt[int64] `json:"skillsets,omitzero"`
+	Abilities Opt[int64] `json:"abilities,omitzero"`
+	Files     Opt[int64] `json:"files,omitzero"`
+}
+
+// User is a partner user (sub-account) as the API returns it.
+type User struct {
+	ID          string      `json:"id"`
+	CreatedAt   int64       `json:"createdAt,omitempty"` // ms since epoch
+	UpdatedAt   int64       `json:"updatedAt,omitempty"` // ms since epoch
+	Email       Opt[string] `json:"email,omitzero"`
+	Name        Opt[string] `json:"name,omitzero"`
+	Description Opt[string] `json:"description,omitzero"`
+	Image       Opt[string] `json:"image,omitzero"`
+	Meta        Opt[Meta]   `json:"meta,omitzero"`
+	Limits      Opt[Limits] `json:"limits,omitzero"`
+}
+
+// EmailKey is the identity key of a user: its email, lower-cased.
+func EmailKey(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
+// Owner returns the value of the ownership marker, or "" when there is none.
+func (u User) Owner() string { return metaOwner(u.Meta) }
+
+// UserFields is the body of a user create or update. Absent fields are not sent.
+// When MetaMerge is true, Meta is sent as {"$update": meta}, which the API merges
+// shallowly into the stored meta instead of replacing it.
+type UserFields struct {
+	Email       Opt[string] `json:"email,omitzero"`
+	Name        Opt[string] `json:"name,omitzero"`
+	Description Opt[string] `json:"description,omitzero"`
+	Image       Opt[string] `json:"image,omitzero"`
+	Meta        Opt[Meta]   `json:"meta,omitzero"`
+	MetaMerge   bool        `json:"metaMerge,omitempty"`
+	Limits      Opt[Limits] `json:"limits,omitzero"`
+}
+
+// WireJSON returns the request body as the API expects it (with $update for a merge).
+func (f UserFields) WireJSON() ([]byte, error) {
+	type wire struct {
+		Email       Opt[string] `json:"email,omitzero"`
+		Name        Opt[string] `json:"name,omitzero"`
+		Description Opt[string] `json:"description,omitzero"`
+		Image       Opt[string] `json:"image,omitzero"`
+		Meta        any         `json:"meta,omitempty"`
+		Limits      Opt[Limits] `json:"limits,omitzero"`
+	}
+	return json.Marshal(wire{f.Email, f.Name, f.Description, f.Image, wireMeta(f.Meta, f.MetaMerge), f.Limits})
+}
+
+// Token is a partner user's API token as the list answer shows it (never the secret).
+type Token struct {
+	ID          string      `json:"id"`
+	CreatedAt   int64       `json:"createdAt,omitempty"`
+	UpdatedAt   int64       `json:"updatedAt,omitempty"`
+	Name        Opt[string] `json:"name,omitzero"`
+	Description Opt[string] `json:"description,omitzero"`
+	Meta        Opt[Meta]   `json:"meta,omitzero"`
+}
+
+// Owner returns the value of the ownership marker, or "" when there is none.
+func (t Token) Owner() string { return metaOwner(t.Meta) }
+
+// TokenFields is the body of a token create or update (see UserFields for MetaMerge).
+type TokenFields struct {
+	Name        Opt[string] `json:"name,omitzero"`
+	Description Opt[string] `json:"description,omitzero"`
+	Meta        Opt[Meta]   `json:"meta,omitzero"`
+	MetaMerge   bool        `json:"metaMerge,omitempty"`
+}
+
+// WireJSON returns the request body as the API expects it (with $update for a merge).
+func (f TokenFields) WireJSON() ([]byte, error) {
+	type wire struct {
+		Name        Opt[string] `json:"name,omitzero"`
+		Description Opt[string] `json:"description,omitzero"`
+		Meta        any         `json:"meta,omitempty"`
+	}
+	return json.Marshal(wire{f.Name, f.Description, wireMeta(f.Meta, f.MetaMerge)})
+}
+
+// CreatedToken is the answer of a token create: the only time the secret is seen.
+type CreatedToken struct {
+	ID        string `json:"id"`
+	Token     Secret `json:"token"`
+	CreatedAt int64  `json:"createdAt"`
+}
+
+// Actual is the remote state a plan is computed against.
+type Actual struct {
+	Users []User `json:"users"`
+	// Tokens holds the token lists that were read, by user ID. A user whose tokens
+	// were not read has no entry (which differs from an empty list).
+	Tokens map[string][]Token `json:"tokens"`
+}
+
+// Secret is a credential (the API token, a created token's secret). Every way of
+// printing it — fmt verbs, JSON, slog — shows a redaction; only Reveal gives the value.
+type Secret string
+
+const redacted = "[REDACTED]"
+
+// Reveal returns the secret value. Call it only where the secret must leave the
+// process: the Authorization header and the secrets sink.
+func (s Secret) Reveal() string { return string(s) }
+
+// String hides the secret from fmt's %v, %s, %q, %x.
+func (s Secret) String() string { return redacted }
+
+// GoString hides the secret from fmt's %#v.
+func (s Secret) GoString() string { return redacted }
+
+// MarshalJSON hides the secret from encoding/json.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(redacted) }
+
+// UnmarshalJSON reads a secret from an API answer.
+func (s *Secret) UnmarshalJSON(b []byte) error {
+	var v string
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*s = Secret(v)
+	return nil
+}
+
+// LogValue hides the secret from log/slog.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+func metaOwner(m Opt[Meta]) string {
+	v, ok := m.Get()
+	if !ok {
+		return ""
+	}
+	s, _ := v[OwnerKey].(string)
+	return s
+}
+
+func wireMeta(m Opt[Meta], merge bool) any {
+	switch {
+	case m.Absent():
+		return nil
+	case m.IsNull():
+		return json.RawMessage("null")
+	case merge:
+		return map[string]any{"$update": m.Value()}
+	default:
+		return m.Value()
+	}
+}

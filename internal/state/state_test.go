@@ -1,0 +1,74 @@
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestOptJSONKeepsMissingNullAndSetApart(t *testing.T) {
+	var u User
+	require.NoError(t, json.Unmarshal([]byte(`{"id":"u1","name":null,"email":"a@b.test","limits":{"tokens":5,"database":null}}`), &u))
+	assert.True(t, u.Description.Absent(), "missing field must be absent (unknown)")
+	assert.True(t, u.Name.IsNull())
+	assert.Equal(t, "a@b.test", u.Email.Value())
+	l, ok := u.Limits.Get()
+	require.True(t, ok)
+	assert.Equal(t, int64(5), l.Tokens.Value())
+	assert.True(t, l.Database.IsNull())
+	assert.True(t, l.Messages.Absent())
+
+	out, err := json.Marshal(u)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"id":"u1","name":null,"email":"a@b.test","limits":{"tokens":5,"database":null}}`, string(out))
+}
+
+func TestWireJSONMetaModes(t *testing.T) {
+	f := UserFields{Name: Some("A"), Meta: Some(Meta{"k": "v"}), MetaMerge: true, Image: Null[string]()}
+	b, err := f.WireJSON()
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"name":"A","image":null,"meta":{"$update":{"k":"v"}}}`, string(b))
+
+	f.MetaMerge = false
+	b, err = f.WireJSON()
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"name":"A","image":null,"meta":{"k":"v"}}`, string(b))
+
+	b, err = TokenFields{Meta: Null[Meta]()}.WireJSON()
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"meta":null}`, string(b))
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	s := Secret("sk-" + "0123456789abcdef")
+	for _, f := range []string{"%v", "%s", "%q", "%x", "%#v", "%+v"} {
+		assert.NotContains(t, fmt.Sprintf(f, s), "0123456789abcdef", f)
+		assert.NotContains(t, fmt.Sprintf(f, struct{ S Secret }{s}), "0123456789abcdef", f)
+	}
+	b, err := json.Marshal(CreatedToken{ID: "t", Token: s})
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "0123456789abcdef")
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "secret", s)
+	assert.NotContains(t, buf.String(), "0123456789abcdef")
+	assert.Equal(t, "sk-0123456789abcdef", s.Reveal())
+
+	var ct CreatedToken
+	require.NoError(t, json.Unmarshal([]byte(`{"id":"t","token":"sk-1"}`), &ct))
+	assert.Equal(t, "sk-1", ct.Token.Reveal())
+}
+
+func TestNormalizeMetaComparesYAMLAndJSONForms(t *testing.T) {
+	a, err := NormalizeMeta(map[string]any{"n": 3, "s": "x", "nested": map[string]any{"b": true}})
+	require.NoError(t, err)
+	var b any
+	require.NoError(t, json.Unmarshal([]byte(`{"nested":{"b":true},"s":"x","n":3}`), &b))
+	assert.Equal(t, b, a)
+	assert.True(t, EqualJSON(a, b))
+	assert.False(t, EqualJSON(a, map[string]any{"n": 4}))
+}
