@@ -79,3 +79,15 @@ func IsLost(err error) bool {
 	var le *LostAnswerError
 	return errors.As(err, &le)
 }
+
+// ErrMalformed is wrapped by the error of a 2xx answer whose body has the wrong shape
+// (not a JSON object, a list without items, a create without id): such an answer is
+// never taken for an empty result.
+var ErrMalformed = errors.New("malformed API answer")
+
+// IsMalformed reports a 2xx answer of the wrong shape, or an error reported inside a
+// 2xx body (a streamed answer that failed after its status was sent).
+func IsMalformed(err error) bool {
+	s, _, ok := apiCode(err)
+	return errors.Is(err, ErrMalformed) || (ok && s >= 200 && s < 300)
+}

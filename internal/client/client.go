@@ -1,0 +1,254 @@
+// Package client is the ChatBotKit Partner API over HTTP: requests, pagination,
+// retries, errors, and reading the actual state with the fewest calls.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// Options configure a Client. The zero value of every field selects its default.
+type Options struct {
+	// BaseURL is the API root; default "https://api.chatbotkit.com". A path in it
+	// (e.g. "http://host/api") is kept and the API paths are appended to it. http://
+	// is refused with ErrInsecureURL unless the host is loopback.
+	BaseURL string
+	// Token is the bearer secret. It never appears in an error or log line.
+	Token state.Secret
+	// UserAgent is sent as User-Agent; default "cbk-sync/dev".
+	UserAgent string
+	// HTTPClient replaces the default client, e.g. to serve the emulator in-process.
+	// Its Timeout should be zero: the client applies Timeout per request itself.
+	HTTPClient *http.Client
+	// MaxConns bounds the connections to the API host and the parallel token lists
+	// of ReadActual; default 8.
+	MaxConns int
+	// RPS caps the request rate of this client; 0 means no cap.
+	RPS float64
+	// Timeout bounds one request; for a streamed (JSONL) list it bounds the wait for
+	// the next line instead, so a long stream is not cut. Default 30s.
+	Timeout time.Duration
+	// RetryMaxElapsed bounds the total time one call spends retrying; default 2m.
+	RetryMaxElapsed time.Duration
+	// RetryBase is the first backoff; default 250ms.
+	RetryBase time.Duration
+	// DryRun makes every POST fail with ErrDryRun before it is sent.
+	DryRun bool
+	// JSONL lists with Accept: application/jsonl: one streamed answer per list, the
+	// server paging internally.
+	JSONL bool
+	// Logger receives one debug line per request and per retry; default: discard.
+	Logger *slog.Logger
+}
+
+// Client calls the Partner API. It is safe for concurrent use.
+type Client struct {
+	base      *url.URL
+	token     state.Secret
+	userAgent string
+	hc        *http.Client
+	limiter   *rate.Limiter // nil without an RPS cap
+	maxConns  int
+	timeout   time.Duration
+	maxRetry  time.Duration
+	retryBase time.Duration
+	dryRun    bool
+	jsonl     bool
+	log       *slog.Logger
+	clock     clock
+
+	// notBefore (unix nanoseconds) is when requests may be sent again after a 429:
+	// every request of the client waits for it, so one worker's 429 slows them all.
+	notBefore atomic.Int64
+
+	calls     map[string]*atomic.Int64 // fixed set of ops, built in New: read-only map
+	retries   atomic.Int64
+	throttled atomic.Int64
+}
+
+// Operation names, as counted in Stats.Calls and used in errors.
+const (
+	OpUserList    = "user.list"
+	OpUserFetch   = "user.fetch"
+	OpUserCreate  = "user.create"
+	OpUserUpdate  = "user.update"
+	OpUserDelete  = "user.delete"
+	OpTokenList   = "token.list"
+	OpTokenCreate = "token.create"
+	OpTokenUpdate = "token.update"
+	OpTokenDelete = "token.delete"
+)
+
+var allOps = []string{OpUserList, OpUserFetch, OpUserCreate, OpUserUpdate, OpUserDelete,
+	OpTokenList, OpTokenCreate, OpTokenUpdate, OpTokenDelete}
+
+// Stats are the client's counters since New.
+type Stats struct {
+	// Calls counts the requests sent per operation, retries included.
+	Calls map[string]int64
+	// Retries counts the requests that repeated an earlier one.
+	Retries int64
+	// Throttled counts the 429 answers met (rate limit and quota alike).
+	Throttled int64
+}
+
+// Total returns the number of requests sent.
+func (s Stats) Total() int64 {
+	var n int64
+	for _, v := range s.Calls {
+		n += v
+	}
+	return n
+}
+
+// New checks the options and returns a Client.
+func New(opts Options) (*Client, error) {
+	if opts.BaseURL == "" {
+		opts.BaseURL = "https://api.chatbotkit.com"
+	}
+	base, err := parseBaseURL(opts.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if strings.ContainsAny(opts.Token.Reveal(), "\r\n\x00") {
+		// net/http would refuse the header anyway; say so without quoting it.
+		return nil, errors.New("the API token contains a line break or NUL byte")
+	}
+	c := &Client{
+		base:      base,
+		token:     opts.Token,
+		userAgent: orDefault(opts.UserAgent, "cbk-sync/dev"),
+		hc:        opts.HTTPClient,
+		maxConns:  orDefault(opts.MaxConns, 8),
+		timeout:   orDefault(opts.Timeout, 30*time.Second),
+		maxRetry:  orDefault(opts.RetryMaxElapsed, 2*time.Minute),
+		retryBase: orDefault(opts.RetryBase, 250*time.Millisecond),
+		dryRun:    opts.DryRun,
+		jsonl:     opts.JSONL,
+		log:       opts.Logger,
+		clock:     realClock{},
+		calls:     make(map[string]*atomic.Int64, len(allOps)),
+	}
+	if c.maxConns < 1 {
+		c.maxConns = 1
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.RPS > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(opts.RPS), 1)
+	}
+	if c.hc == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxConnsPerHost = c.maxConns
+		t.MaxIdleConnsPerHost = c.maxConns
+		c.hc = &http.Client{Transport: t}
+	}
+	for _, op := range allOps {
+		c.calls[op] = new(atomic.Int64)
+	}
+	return c, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Client) Stats() Stats {
+	s := Stats{Calls: make(map[string]int64, len(c.calls)), Retries: c.retries.Load(), Throttled: c.throttled.Load()}
+	for op, n := range c.calls {
+		s.Calls[op] = n.Load()
+	}
+	return s
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return nil, fmt.Errorf("API URL: %w", err)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("API URL %q: no host", raw)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("API URL: credentials in the URL are not supported; use a token")
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return nil, fmt.Errorf("API URL %s: %w", u.Redacted(), ErrInsecureURL)
+		}
+	default:
+		return nil, fmt.Errorf("API URL %q: scheme must be https (or http for loopback)", raw)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	u.RawQuery, u.Fragment = "", ""
+	return u, nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// endpoint returns the URL of an API path made of segments; each segment is escaped,
+// so an ID can never change the path.
+func (c *Client) endpoint(segments ...string) *url.URL {
+	u := *c.base
+	var b strings.Builder
+	b.WriteString(u.Path)
+	for _, s := range segments {
+		b.WriteByte('/')
+		b.WriteString(url.PathEscape(s))
+	}
+	u.RawPath = b.String()
+	u.Path, _ = url.PathUnescape(u.RawPath)
+	return &u
+}
+
+// clock is time as the retry loop sees it; tests replace it to observe waits
+// without sleeping.
+type clock interface {
+	Now() time.Time
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,345 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// kind says what may be repeated of a request when its answer is not usable.
+type kind int
+
+const (
+	kindRead       kind = iota // GET: repeated on any transient failure
+	kindIdempotent             // update, delete: repeating has the same effect as once
+	kindCreate                 // create: repeated only when it was surely not processed
+)
+
+// request is one logical API call; do sends it as many times as its kind allows.
+type request struct {
+	op     string
+	kind   kind
+	url    *url.URL
+	body   []byte // nil for a GET
+	accept string
+	// handle reads a 2xx answer; an error means the answer was not usable. It may
+	// pause the watchdog while it hands items to a slow consumer.
+	handle func(resp *http.Response, wd *watchdog) error
+}
+
+// class sorts the outcome of one attempt by what may follow it.
+type class int
+
+const (
+	classFinal          class = iota // success, or an error that repeating cannot fix
+	classNotProcessed                // the server surely did nothing (429, refused dial)
+	classMaybeProcessed              // the server may have acted (5xx, lost answer, bad body)
+)
+
+type result struct {
+	err        error
+	class      class
+	retryAfter time.Duration // from the Retry-After header; 0 when absent
+	throttled  bool          // a 429 TOO_MANY_REQUESTS: slows every request of the client
+	sent       bool          // the request may have reached the server
+}
+
+// errStop is returned by a handler when the consumer of a list stopped early.
+var errStop = errors.New("iteration stopped")
+
+var errTimeout = errors.New("request timed out")
+
+const (
+	maxBackoff   = 30 * time.Second
+	maxJSONBody  = 64 << 20
+	maxErrorBody = 64 << 10
+)
+
+// do sends r, repeating it as its kind and the answers allow, within RetryMaxElapsed
+// and ctx. Every error it returns has been scrubbed of the token.
+func (c *Client) do(ctx context.Context, r *request) error {
+	return c.scrub(c.doRaw(ctx, r))
+}
+
+func (c *Client) doRaw(ctx context.Context, r *request) error {
+	if r.body != nil && c.dryRun {
+		return fmt.Errorf("%s: %w", r.op, ErrDryRun)
+	}
+	start := c.clock.Now()
+	var last result
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			c.retries.Add(1)
+		}
+		if err := c.waitTurn(ctx); err != nil {
+			return c.interrupted(r, err, last)
+		}
+		res := c.attempt(ctx, r)
+		switch res.class {
+		case classFinal:
+			if res.err != nil && res.sent && r.kind != kindRead {
+				// The caller gave up while a write was in flight.
+				return &LostAnswerError{Op: r.op, Err: res.err}
+			}
+			return res.err
+		case classMaybeProcessed:
+			if r.kind == kindCreate {
+				return &LostAnswerError{Op: r.op, Err: res.err}
+			}
+		}
+		last = res
+
+		delay := c.backoff(attempt, res)
+		if res.throttled {
+			// Every request of the client waits for this, not just the one repeated.
+			c.pushNotBefore(c.clock.Now().Add(delay))
+		}
+		if c.clock.Now().Add(delay).Sub(start) > c.maxRetry {
+			c.log.Debug("api giving up", "op", r.op, "attempts", attempt+1, "error", c.scrubText(res.err.Error()))
+			return c.giveUp(r, res)
+		}
+		c.log.Debug("api retry", "op", r.op, "attempt", attempt+1, "delay", delay, "error", c.scrubText(res.err.Error()))
+		if !res.throttled {
+			// A throttled retry waits in waitTurn, with everyone else.
+			if err := c.clock.Sleep(ctx, delay); err != nil {
+				return c.interrupted(r, err, last)
+			}
+		}
+	}
+}
+
+// giveUp is the error of a call whose retries ran out.
+func (c *Client) giveUp(r *request, last result) error {
+	if last.class == classMaybeProcessed && r.kind != kindRead {
+		return &LostAnswerError{Op: r.op, Err: last.err}
+	}
+	return last.err
+}
+
+// interrupted is the error of a call whose ctx ended while it waited to (re)send.
+func (c *Client) interrupted(r *request, err error, last result) error {
+	if last.err != nil {
+		err = fmt.Errorf("%s: %w (after: %v)", r.op, err, last.err)
+	} else {
+		err = fmt.Errorf("%s: %w", r.op, err)
+	}
+	if last.class == classMaybeProcessed && r.kind != kindRead {
+		return &LostAnswerError{Op: r.op, Err: err}
+	}
+	return err
+}
+
+// backoff is the wait before repeat number attempt+1: the server's Retry-After when
+// given, else exponential backoff with full jitter. A 429 without Retry-After uses
+// equal jitter instead, so that the pause shared by all requests is never near zero.
+func (c *Client) backoff(attempt int, res result) time.Duration {
+	if res.retryAfter > 0 {
+		return res.retryAfter
+	}
+	d := c.retryBase << min(attempt, 30)
+	if d <= 0 || d > maxBackoff {
+		d = maxBackoff
+	}
+	if res.throttled {
+		return d/2 + rand.N(d/2+1)
+	}
+	return rand.N(d + 1)
+}
+
+// waitTurn waits for the shared pause after a 429 and for the rate limiter.
+func (c *Client) waitTurn(ctx context.Context) error {
+	for {
+		wait := time.Duration(c.notBefore.Load() - c.clock.Now().UnixNano())
+		if wait <= 0 {
+			break
+		}
+		if err := c.clock.Sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+	if c.limiter != nil {
+		if err := c.limiter.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return context.Cause(ctx)
+}
+
+func (c *Client) pushNotBefore(t time.Time) {
+	n := t.UnixNano()
+	for {
+		old := c.notBefore.Load()
+		if old >= n || c.notBefore.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// watchdog cancels a request that makes no progress for the client's Timeout. A
+// plain answer must arrive whole within it; a stream must deliver a line within it.
+type watchdog struct {
+	t *time.Timer
+	d time.Duration
+}
+
+// kick restarts the countdown after progress.
+func (w *watchdog) kick() { w.t.Reset(w.d) }
+
+// pause stops the countdown while the consumer, not the server, is slow.
+func (w *watchdog) pause() { w.t.Stop() }
+
+// attempt sends r once and sorts the outcome.
+func (c *Client) attempt(ctx context.Context, r *request) result {
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	wd := &watchdog{t: time.AfterFunc(c.timeout, func() { cancel(errTimeout) }), d: c.timeout}
+	defer wd.pause()
+
+	method := http.MethodGet
+	var body io.Reader
+	if r.body != nil {
+		method = http.MethodPost
+		body = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(rctx, method, r.url.String(), body)
+	if err != nil {
+		return result{err: fmt.Errorf("%s: %w", r.op, err)}
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
+	req.Header.Set("User-Agent", c.userAgent)
+	req.Header.Set("Accept", orDefault(r.accept, "application/json"))
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+
+	c.calls[r.op].Add(1)
+	t0 := time.Now()
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.log.Debug("api request", "op", r.op, "method", method, "path", r.url.Path, "error", c.scrubText(err.Error()), "duration", time.Since(t0))
+		return c.transportFailure(ctx, rctx, r, err)
+	}
+	defer func() {
+		// Drain a little so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		resp.Body.Close()
+	}()
+	c.log.Debug("api request", "op", r.op, "method", method, "path", r.url.Path, "status", resp.StatusCode, "duration", time.Since(t0))
+
+	switch s := resp.StatusCode; {
+	case s >= 200 && s < 300:
+		herr := r.handle(resp, wd)
+		switch {
+		case herr == nil:
+			return result{}
+		case errors.Is(herr, errStop):
+			return result{err: errStop}
+		case rctx.Err() != nil:
+			return c.transportFailure(ctx, rctx, r, herr)
+		}
+		return result{err: herr, class: classMaybeProcessed, sent: true}
+	case s == http.StatusTooManyRequests:
+		c.throttled.Add(1)
+		ae := c.readAPIError(r.op, resp)
+		if ae.Code == "LIMITS_REACHED" {
+			return result{err: ae, sent: true}
+		}
+		return result{err: ae, class: classNotProcessed, throttled: true, retryAfter: c.retryAfter(resp)}
+	case s >= 500:
+		return result{err: c.readAPIError(r.op, resp), class: classMaybeProcessed, retryAfter: c.retryAfter(resp), sent: true}
+	default:
+		return result{err: c.readAPIError(r.op, resp), sent: true}
+	}
+}
+
+// transportFailure sorts an error met while sending or reading.
+func (c *Client) transportFailure(ctx, rctx context.Context, r *request, err error) result {
+	if ctx.Err() != nil {
+		// The caller's context ended: not retried.
+		return result{err: fmt.Errorf("%s: %w", r.op, context.Cause(ctx)), sent: !isDialError(err)}
+	}
+	if errors.Is(context.Cause(rctx), errTimeout) {
+		return result{err: fmt.Errorf("%s: no answer within %s: %w", r.op, c.timeout, errTimeout), class: classMaybeProcessed, sent: true}
+	}
+	if isDialError(err) {
+		return result{err: fmt.Errorf("%s: %w", r.op, err), class: classNotProcessed}
+	}
+	return result{err: fmt.Errorf("%s: %w", r.op, err), class: classMaybeProcessed, sent: true}
+}
+
+// isDialError reports an error met before any byte of the request could be sent:
+// only then is a create safe to repeat. Anything else may have reached the server.
+func isDialError(err error) bool {
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// retryAfter reads Retry-After as seconds or as an HTTP date.
+func (c *Client) retryAfter(resp *http.Response) time.Duration {
+	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseFloat(v, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(secs * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(c.clock.Now()); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// readAPIError builds the error of a non-2xx answer. The body is tolerated in any
+// form: a proxy may answer with HTML or nothing at all.
+func (c *Client) readAPIError(op string, resp *http.Response) *APIError {
+	ae := &APIError{Op: op, Status: resp.StatusCode}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	var eb struct {
+		Message any `json:"message"`
+		Code    any `json:"code"`
+	}
+	if err := jsonUnmarshal(b, &eb); err == nil {
+		ae.Message, ae.Code = stringish(eb.Message), stringish(eb.Code)
+	} else if text := strings.Join(strings.Fields(string(b)), " "); text != "" {
+		const maxText = 200
+		if len(text) > maxText {
+			text = text[:maxText] + "..."
+		}
+		ae.Message = text
+	}
+	// The quota code may come only in the header; when either says LIMITS_REACHED,
+	// that decides, since repeating a quota error cannot help.
+	if h := strings.TrimSpace(resp.Header.Get("X-Failure-Code")); h != "" && (ae.Code == "" || h == "LIMITS_REACHED") {
+		ae.Code = h
+	}
+	return ae
+}
+
+func stringish(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	default:
+		return fmt.Sprint(v)
+	}
+}
