@@ -1,0 +1,1019 @@
+// Package emulator serves the ChatBotKit Partner API from memory, the way
+// PARTNER-API.md describes it — traps included — for tests, demos and benchmarks.
+//
+// It checks the bearer token, serves both path prefixes, paginates, answers nulls,
+// omits description from a user fetch, refuses duplicate emails with 409, merges meta
+// on "$update", cascades user deletes to tokens and shows a token secret only once. It
+// can persist its state to a JSON file, inject faults (latency, 5xx, 429, quota, lost
+// answers, error bodies after a 200) from a seeded RNG, and counts calls per operation
+// so that tests and benchmarks can assert exact call numbers.
+//
+// Where the platform's behaviour is not documented the emulator chooses, and says so:
+//   - Unknown body fields are refused with 400 (the platform may ignore them).
+//   - A key set to null inside meta "$update" is stored with a null value.
+//   - A list cursor naming an item deleted since keeps working (the emulator remembers
+//     the sort keys of deleted items); a cursor that never existed is a 400.
+//   - An empty page has no "cursor" key at all.
+//   - A wrong method on a known path is 405 METHOD_NOT_ALLOWED; an unknown path is 404.
+//   - Requests without a valid bearer token are answered 401 before routing and are
+//     not counted.
+package emulator
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// Options configure an Emulator.
+type Options struct {
+	// Token is the bearer secret every request must carry; required.
+	Token string
+	// StatePath is the JSON file the state is loaded from at New (when it exists) and
+	// saved to; "" keeps the state in memory only.
+	StatePath string
+	// SaveOnWrite saves to StatePath after every successful mutating request;
+	// otherwise the state is saved only by Save and Close.
+	SaveOnWrite bool
+	// Faults are injected into API requests (see SetFaults to change them later).
+	Faults Faults
+	// Now is the clock for createdAt/updatedAt; nil means time.Now.
+	Now func() time.Time
+}
+
+// Faults say which failures the emulator injects. Rates are fractions of requests in
+// [0, 1]; the 5xx, 429, lost and bad-body rates share one random draw per request, so
+// their sum should not exceed 1.
+type Faults struct {
+	Seed        int64         // seeds the fault RNG so a run can be repeated
+	Latency     time.Duration // added to every API request
+	Rate5xx     float64       // answered 500/502/503/504 without acting
+	Rate429     float64       // answered 429 TOO_MANY_REQUESTS without acting
+	RetryAfter  time.Duration // > 0: 429s carry Retry-After (whole seconds, rounded up)
+	RateLost    float64       // of POSTs: the change is made, then the connection is dropped
+	RateBadBody float64       // of GETs: a 200 whose body is a JSON-lines error, without acting
+	UserQuota   int           // > 0: a user create beyond this many users gets 429 LIMITS_REACHED
+}
+
+// The operation names used by Counts.
+const (
+	opUserList    = "user.list"
+	opUserFetch   = "user.fetch"
+	opUserCreate  = "user.create"
+	opUserUpdate  = "user.update"
+	opUserDelete  = "user.delete"
+	opTokenList   = "token.list"
+	opTokenCreate = "token.create"
+	opTokenUpdate = "token.update"
+	opTokenDelete = "token.delete"
+)
+
+var allOps = []string{opUserList, opUserFetch, opUserCreate, opUserUpdate, opUserDelete, opTokenList, opTokenCreate, opTokenUpdate, opTokenDelete}
+
+// The fault kinds used by FaultCounts.
+const (
+	fault5xx     = "5xx"
+	fault429     = "429"
+	faultLost    = "lost"
+	faultBadBody = "bad_body"
+	faultQuota   = "quota"
+)
+
+var allFaults = []string{fault5xx, fault429, faultLost, faultBadBody, faultQuota}
+
+// maxBody bounds a request body; the API's bodies are small.
+const maxBody = 1 << 20
+
+// Emulator is an in-memory Partner API. It is an http.Handler and is safe for
+// concurrent use.
+type Emulator struct {
+	token       []byte
+	statePath   string
+	saveOnWrite bool
+	now         func() time.Time
+
+	mu        sync.Mutex // guards the state below
+	users     sorted[*user]
+	userByID  map[string]*user
+	byEmail   map[string]string // state.EmailKey(email) -> user id
+	tokens    map[string]*sorted[*token]
+	tokenByID map[string]*token
+	tokenUser map[string]string // token id -> user id
+	gone      map[string]int64  // deleted id -> createdAt, so its cursor still works
+	seq       uint64            // id counter
+	version   uint64            // bumped by every change, so saves never go backwards
+
+	faultMu sync.Mutex
+	faults  Faults
+	rng     *rand.Rand
+
+	countMu     sync.Mutex
+	calls       map[string]int64
+	faultCounts map[string]int64
+
+	saveMu       sync.Mutex
+	savedVersion uint64
+	// writeState writes the encoded state to the temporary file; tests replace it to
+	// simulate a crash in the middle of a save.
+	writeState func(w io.Writer, data []byte) error
+}
+
+// New returns an emulator, loading opts.StatePath when that file exists.
+func New(opts Options) (*Emulator, error) {
+	if opts.Token == "" {
+		return nil, errors.New("emulator: a bearer token is required")
+	}
+	e := &Emulator{
+		token:       []byte(opts.Token),
+		statePath:   opts.StatePath,
+		saveOnWrite: opts.SaveOnWrite && opts.StatePath != "",
+		now:         opts.Now,
+		users:       sorted[*user]{key: userKey},
+		userByID:    map[string]*user{},
+		byEmail:     map[string]string{},
+		tokens:      map[string]*sorted[*token]{},
+		tokenByID:   map[string]*token{},
+		tokenUser:   map[string]string{},
+		gone:        map[string]int64{},
+		writeState:  func(w io.Writer, data []byte) error { _, err := w.Write(data); return err },
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	e.SetFaults(opts.Faults)
+	e.ResetCounts()
+	if e.statePath != "" {
+		if err := e.load(); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// SetFaults replaces the injected faults and reseeds the fault RNG.
+func (e *Emulator) SetFaults(f Faults) {
+	e.faultMu.Lock()
+	defer e.faultMu.Unlock()
+	e.faults = f
+	e.rng = rand.New(rand.NewPCG(uint64(f.Seed), uint64(f.Seed)^0x9e3779b97f4a7c15))
+}
+
+// Counts returns the number of calls per operation, counting every authenticated
+// request that reached an operation, faulted ones included.
+func (e *Emulator) Counts() map[string]int64 {
+	e.countMu.Lock()
+	defer e.countMu.Unlock()
+	out := make(map[string]int64, len(e.calls))
+	for k, v := range e.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// FaultCounts returns the number of injected faults by kind.
+func (e *Emulator) FaultCounts() map[string]int64 {
+	e.countMu.Lock()
+	defer e.countMu.Unlock()
+	out := make(map[string]int64, len(e.faultCounts))
+	for k, v := range e.faultCounts {
+		out[k] = v
+	}
+	return out
+}
+
+// ResetCounts sets every call and fault count to zero.
+func (e *Emulator) ResetCounts() {
+	e.countMu.Lock()
+	defer e.countMu.Unlock()
+	e.calls = make(map[string]int64, len(allOps))
+	for _, op := range allOps {
+		e.calls[op] = 0
+	}
+	e.faultCounts = make(map[string]int64, len(allFaults))
+	for _, f := range allFaults {
+		e.faultCounts[f] = 0
+	}
+}
+
+func (e *Emulator) countCall(op string) {
+	e.countMu.Lock()
+	e.calls[op]++
+	e.countMu.Unlock()
+}
+
+func (e *Emulator) countFault(kind string) {
+	e.countMu.Lock()
+	e.faultCounts[kind]++
+	e.countMu.Unlock()
+}
+
+func (e *Emulator) nowMilli() int64 { return e.now().UnixMilli() }
+
+// Users returns a snapshot of every user, oldest first, with every field (description
+// included).
+func (e *Emulator) Users() []state.User {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]state.User, 0, len(e.users.items))
+	for _, u := range e.users.items {
+		c := u.User
+		c.Meta = cloneMeta(c.Meta)
+		out = append(out, c)
+	}
+	return out
+}
+
+// Tokens returns a snapshot of a user's tokens, oldest first (never their secrets).
+// An unknown user has none.
+func (e *Emulator) Tokens(userID string) []state.Token {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ts := e.tokens[userID]
+	if ts == nil {
+		return nil
+	}
+	out := make([]state.Token, 0, len(ts.items))
+	for _, t := range ts.items {
+		c := t.Token
+		c.Meta = cloneMeta(c.Meta)
+		out = append(out, c)
+	}
+	return out
+}
+
+// PutUser stores a user directly, for seeding tests and benchmarks. It assigns ID,
+// CreatedAt and UpdatedAt when they are empty and validates like a create (email
+// format, duplicate email, meta keys, negative limits). Faults and quota do not apply.
+func (e *Emulator) PutUser(u state.User) (state.User, error) {
+	email, aerr := normaliseEmail(u.Email)
+	if aerr != nil {
+		return state.User{}, aerr
+	}
+	meta, aerr := validateMetaValue(u.Meta)
+	if aerr != nil {
+		return state.User{}, aerr
+	}
+	if aerr := validateLimitsValue(u.Limits); aerr != nil {
+		return state.User{}, aerr
+	}
+	rec := &user{User: state.User{
+		ID: u.ID, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
+		Email: orNull(email), Name: orNull(u.Name), Description: orNull(u.Description),
+		Image: orNull(u.Image), Meta: meta, Limits: orNull(u.Limits),
+	}, Alias: state.Null[string]()}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if rec.CreatedAt == 0 {
+		rec.CreatedAt = e.nowMilli()
+	}
+	if rec.UpdatedAt == 0 {
+		rec.UpdatedAt = rec.CreatedAt
+	}
+	if rec.ID == "" {
+		rec.ID = e.newID(rec.CreatedAt)
+	} else if e.idTaken(rec.ID) {
+		return state.User{}, &apiError{status: http.StatusConflict, code: "CONFLICT", msg: "id " + rec.ID + " already exists"}
+	}
+	if aerr := e.checkEmailFree(rec.Email, ""); aerr != nil {
+		return state.User{}, aerr
+	}
+	e.insertUser(rec)
+	e.version++
+	out := rec.User
+	out.Meta = cloneMeta(out.Meta)
+	return out, nil
+}
+
+// PutToken stores a token of an existing user directly, for seeding. It assigns ID and
+// CreatedAt when empty (give CreatedAt to make an old token); UpdatedAt defaults to
+// CreatedAt. No secret exists for a seeded token.
+func (e *Emulator) PutToken(userID string, t state.Token) (state.Token, error) {
+	meta, aerr := validateMetaValue(t.Meta)
+	if aerr != nil {
+		return state.Token{}, aerr
+	}
+	rec := &token{Token: state.Token{
+		ID: t.ID, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+		Name: orNull(t.Name), Description: orNull(t.Description), Meta: meta,
+	}, Config: state.Null[json.RawMessage]()}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.userByID[userID] == nil {
+		return state.Token{}, errNotFound("user %s not found", userID)
+	}
+	if rec.CreatedAt == 0 {
+		rec.CreatedAt = e.nowMilli()
+	}
+	if rec.UpdatedAt == 0 {
+		rec.UpdatedAt = rec.CreatedAt
+	}
+	if rec.ID == "" {
+		rec.ID = e.newID(rec.CreatedAt)
+	} else if e.idTaken(rec.ID) {
+		return state.Token{}, &apiError{status: http.StatusConflict, code: "CONFLICT", msg: "id " + rec.ID + " already exists"}
+	}
+	e.insertToken(userID, rec)
+	e.version++
+	out := rec.Token
+	out.Meta = cloneMeta(out.Meta)
+	return out, nil
+}
+
+func (e *Emulator) idTaken(id string) bool {
+	_, u := e.userByID[id]
+	_, t := e.tokenByID[id]
+	_, g := e.gone[id]
+	return u || t || g
+}
+
+func (e *Emulator) insertUser(u *user) {
+	e.users.insert(u)
+	e.userByID[u.ID] = u
+	if email, ok := u.Email.Get(); ok {
+		e.byEmail[state.EmailKey(email)] = u.ID
+	}
+	e.tokens[u.ID] = &sorted[*token]{key: tokenKey}
+}
+
+func (e *Emulator) insertToken(userID string, t *token) {
+	e.tokens[userID].insert(t)
+	e.tokenByID[t.ID] = t
+	e.tokenUser[t.ID] = userID
+}
+
+// checkEmailFree refuses an email that another user (not self) already has, compared
+// case-insensitively.
+func (e *Emulator) checkEmailFree(email state.Opt[string], self string) *apiError {
+	s, ok := email.Get()
+	if !ok {
+		return nil
+	}
+	if other, taken := e.byEmail[state.EmailKey(s)]; taken && other != self {
+		return &apiError{status: http.StatusConflict, code: "CONFLICT", msg: "a user with this email already exists"}
+	}
+	return nil
+}
+
+// ServeHTTP serves the Partner API under /v1/partner/ and /api/v1/partner/, and the
+// emulator's own endpoints GET /_emulator/counts and POST /_emulator/reset-counts.
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !e.authorized(r) {
+		writeError(w, &apiError{status: http.StatusUnauthorized, code: "NOT_AUTHENTICATED", msg: "missing or invalid bearer token"})
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/_emulator/") {
+		e.serveControl(w, r)
+		return
+	}
+	rt, aerr := route(r.Method, r.URL.Path)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	e.countCall(rt.op)
+
+	// The lock is not held while waiting, so latency delays requests without
+	// serialising them.
+	f, roll := e.roll()
+	if f.Latency > 0 {
+		t := time.NewTimer(f.Latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return // the client is gone; act on nothing
+		}
+	}
+	if fault := pickFault(f, roll, r.Method == http.MethodPost); fault != "" && fault != faultLost {
+		e.countFault(fault)
+		e.injectFault(w, fault, f, roll, acceptsJSONL(r))
+		return
+	}
+
+	var body []byte
+	if r.Method == http.MethodPost {
+		var err error
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		if err != nil {
+			writeError(w, errBadRequest("reading the request body: %v", err))
+			return
+		}
+	}
+	if rt.op == opUserList || rt.op == opTokenList {
+		if acceptsJSONL(r) {
+			e.streamList(w, r, rt)
+			return
+		}
+	}
+	ans, changed, aerr := e.handle(rt, r.URL.Query(), body, f)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	if changed && e.saveOnWrite {
+		if err := e.Save(); err != nil {
+			// The change is made in memory but not on disk: say so, as a server that
+			// failed after acting would.
+			writeError(w, &apiError{status: http.StatusInternalServerError, code: "INTERNAL_SERVER_ERROR", msg: "the change was made but the state was not saved"})
+			return
+		}
+	}
+	if changed && pickFault(f, roll, true) == faultLost {
+		e.countFault(faultLost)
+		dropConnection(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, ans)
+}
+
+func (e *Emulator) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	const scheme = "bearer "
+	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(h[len(scheme):])), e.token) == 1
+}
+
+func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/_emulator/counts":
+		if r.Method != http.MethodGet {
+			writeError(w, methodNotAllowed(http.MethodGet))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"calls": e.Counts(), "faults": e.FaultCounts()})
+	case "/_emulator/reset-counts":
+		if r.Method != http.MethodPost {
+			writeError(w, methodNotAllowed(http.MethodPost))
+			return
+		}
+		e.ResetCounts()
+		writeJSON(w, http.StatusOK, map[string]any{})
+	default:
+		writeError(w, errNotFound("no such emulator endpoint"))
+	}
+}
+
+// routed is a request matched to an operation.
+type routed struct {
+	op      string
+	userID  string
+	tokenID string
+}
+
+func methodNotAllowed(allow string) *apiError {
+	return &apiError{status: http.StatusMethodNotAllowed, code: "METHOD_NOT_ALLOWED",
+		msg: "use " + allow, header: http.Header{"Allow": {allow}}}
+}
+
+// route maps a method and path to one of the nine operations.
+func route(method, path string) (routed, *apiError) {
+	rest, ok := strings.CutPrefix(path, "/api/v1/partner/")
+	if !ok {
+		rest, ok = strings.CutPrefix(path, "/v1/partner/")
+	}
+	if !ok {
+		return routed{}, errNotFound("no such endpoint")
+	}
+	seg := strings.Split(rest, "/")
+	for _, s := range seg {
+		if s == "" {
+			return routed{}, errNotFound("no such endpoint")
+		}
+	}
+	var rt routed
+	switch {
+	case len(seg) == 2 && seg[0] == "user" && seg[1] == "list":
+		rt.op = opUserList
+	case len(seg) == 2 && seg[0] == "user" && seg[1] == "create":
+		rt.op = opUserCreate
+	case len(seg) == 3 && seg[0] == "user":
+		rt.userID = seg[1]
+		switch seg[2] {
+		case "fetch":
+			rt.op = opUserFetch
+		case "update":
+			rt.op = opUserUpdate
+		case "delete":
+			rt.op = opUserDelete
+		}
+	case len(seg) == 4 && seg[0] == "user" && seg[2] == "token":
+		rt.userID = seg[1]
+		switch seg[3] {
+		case "list":
+			rt.op = opTokenList
+		case "create":
+			rt.op = opTokenCreate
+		}
+	case len(seg) == 5 && seg[0] == "user" && seg[2] == "token":
+		rt.userID, rt.tokenID = seg[1], seg[3]
+		switch seg[4] {
+		case "update":
+			rt.op = opTokenUpdate
+		case "delete":
+			rt.op = opTokenDelete
+		}
+	}
+	if rt.op == "" {
+		return routed{}, errNotFound("no such endpoint")
+	}
+	want := http.MethodPost
+	if rt.op == opUserList || rt.op == opUserFetch || rt.op == opTokenList {
+		want = http.MethodGet
+	}
+	if method != want {
+		return routed{}, methodNotAllowed(want)
+	}
+	return rt, nil
+}
+
+func acceptsJSONL(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, _ := strings.Cut(part, ";")
+		if strings.EqualFold(strings.TrimSpace(mt), "application/jsonl") {
+			return true
+		}
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"message":"encoding the answer failed","code":"INTERNAL_SERVER_ERROR"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	for k, vs := range e.header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	writeJSON(w, e.status, errorBody{Message: e.msg, Code: e.code})
+}
+
+// errorBody is the Partner API's error answer.
+type errorBody struct {
+	Message string `json:"message"`
+	Code    string `json:"code"`
+}
+
+// userAnswer is a User as the API answers it: every field present, unset ones null,
+// except description, which a fetch leaves out.
+type userAnswer struct {
+	ID          string                  `json:"id"`
+	CreatedAt   int64                   `json:"createdAt"`
+	UpdatedAt   int64                   `json:"updatedAt"`
+	Name        state.Opt[string]       `json:"name"`
+	Description state.Opt[string]       `json:"description,omitzero"`
+	Meta        state.Opt[state.Meta]   `json:"meta"`
+	Image       state.Opt[string]       `json:"image"`
+	Email       state.Opt[string]       `json:"email"`
+	Limits      state.Opt[state.Limits] `json:"limits"`
+}
+
+func answerUser(u *user, withDescription bool) userAnswer {
+	a := userAnswer{ID: u.ID, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, Name: u.Name,
+		Meta: u.Meta, Image: u.Image, Email: u.Email, Limits: u.Limits}
+	if withDescription {
+		a.Description = orNull(u.Description)
+	}
+	return a
+}
+
+// tokenAnswer is a Token as the API answers it (never the secret).
+type tokenAnswer struct {
+	ID          string                `json:"id"`
+	CreatedAt   int64                 `json:"createdAt"`
+	UpdatedAt   int64                 `json:"updatedAt"`
+	Name        state.Opt[string]     `json:"name"`
+	Description state.Opt[string]     `json:"description"`
+	Meta        state.Opt[state.Meta] `json:"meta"`
+}
+
+func answerToken(t *token) tokenAnswer {
+	return tokenAnswer{ID: t.ID, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Name: t.Name, Description: t.Description, Meta: t.Meta}
+}
+
+// listAnswer is a page. Cursor is left out of an empty page.
+type listAnswer struct {
+	Items  []any  `json:"items"`
+	Cursor string `json:"cursor,omitempty"`
+}
+
+type idAnswer struct {
+	ID string `json:"id"`
+}
+
+type createdTokenAnswer struct {
+	ID        string `json:"id"`
+	Token     string `json:"token"`
+	CreatedAt int64  `json:"createdAt"`
+}
+
+// listQuery is the parsed query of a list call.
+type listQuery struct {
+	asc    bool
+	take   int
+	cursor string
+	email  string
+	meta   [][2]string
+}
+
+func parseListQuery(q map[string][]string) (listQuery, *apiError) {
+	lq := listQuery{take: 100}
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	switch o := get("order"); o {
+	case "", "desc":
+	case "asc":
+		lq.asc = true
+	default:
+		return lq, errBadRequest("order must be asc or desc, got %q", o)
+	}
+	if t := get("take"); t != "" {
+		n, err := strconv.ParseInt(t, 10, 64)
+		var ne *strconv.NumError
+		switch {
+		case err == nil:
+		case errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange):
+			n = 100
+			if strings.HasPrefix(t, "-") {
+				n = 1
+			}
+		default:
+			return lq, errBadRequest("take must be a number, got %q", t)
+		}
+		lq.take = int(min(max(n, 1), 100))
+	}
+	lq.cursor = get("cursor")
+	lq.email = get("email")
+	for k, vs := range q {
+		if path, ok := strings.CutPrefix(k, "meta."); ok && path != "" && len(vs) > 0 {
+			lq.meta = append(lq.meta, [2]string{path, vs[0]})
+		}
+	}
+	return lq, nil
+}
+
+// cursorKey finds the sort key of a cursor id: a live item of the list, or one that was
+// deleted since the previous page was served.
+func (e *Emulator) cursorKey(id string, live func(string) (sortKey, bool)) (*sortKey, *apiError) {
+	if id == "" {
+		return nil, nil
+	}
+	if k, ok := live(id); ok {
+		return &k, nil
+	}
+	if at, ok := e.gone[id]; ok {
+		return &sortKey{at, id}, nil
+	}
+	return nil, errBadRequest("unknown cursor %q", id)
+}
+
+// listItems returns the items of a list call (all of them when all is true, for a
+// streamed list) and the page's cursor. The caller holds e.mu.
+func (e *Emulator) listItems(rt routed, lq listQuery, all bool) ([]any, string, *apiError) {
+	take := lq.take
+	if all {
+		take = 0
+	}
+	if rt.op == opUserList {
+		after, aerr := e.cursorKey(lq.cursor, func(id string) (sortKey, bool) {
+			u := e.userByID[id]
+			if u == nil {
+				return sortKey{}, false
+			}
+			return userKey(u), true
+		})
+		if aerr != nil {
+			return nil, "", aerr
+		}
+		keep := func(u *user) bool {
+			if lq.email != "" && state.EmailKey(u.Email.Value()) != state.EmailKey(lq.email) {
+				return false
+			}
+			for _, f := range lq.meta {
+				if !metaMatches(u.Meta, f[0], f[1]) {
+					return false
+				}
+			}
+			return true
+		}
+		page := e.users.page(lq.asc, after, take, keep)
+		items := make([]any, len(page))
+		for i, u := range page {
+			items[i] = answerUser(u, true)
+		}
+		if len(page) == 0 {
+			return items, "", nil
+		}
+		return items, page[len(page)-1].ID, nil
+	}
+
+	ts := e.tokens[rt.userID]
+	if ts == nil {
+		return nil, "", errNotFound("user %s not found", rt.userID)
+	}
+	after, aerr := e.cursorKey(lq.cursor, func(id string) (sortKey, bool) {
+		t := e.tokenByID[id]
+		if t == nil || e.tokenUser[id] != rt.userID {
+			return sortKey{}, false
+		}
+		return tokenKey(t), true
+	})
+	if aerr != nil {
+		return nil, "", aerr
+	}
+	page := ts.page(lq.asc, after, take, nil)
+	items := make([]any, len(page))
+	for i, t := range page {
+		items[i] = answerToken(t)
+	}
+	if len(page) == 0 {
+		return items, "", nil
+	}
+	return items, page[len(page)-1].ID, nil
+}
+
+// streamList answers a list call with Accept: application/jsonl: every item, one line
+// each, after a leading nop line. The items are taken under the lock, written without it.
+func (e *Emulator) streamList(w http.ResponseWriter, r *http.Request, rt routed) {
+	lq, aerr := parseListQuery(r.URL.Query())
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	e.mu.Lock()
+	items, _, aerr := e.listItems(rt, lq, true)
+	var lines [][]byte
+	if aerr == nil {
+		// Marshal under the lock: the answers share the stored (immutable) meta maps,
+		// but marshalling here keeps the rule simple.
+		lines = make([][]byte, 0, len(items))
+		for _, it := range items {
+			b, err := json.Marshal(map[string]any{"type": "item", "data": it})
+			if err != nil {
+				aerr = &apiError{status: http.StatusInternalServerError, code: "INTERNAL_SERVER_ERROR", msg: "encoding an item failed"}
+				break
+			}
+			lines = append(lines, b)
+		}
+	}
+	e.mu.Unlock()
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jsonl")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, `{"type":"nop"}`+"\n")
+	for _, l := range lines {
+		if _, err := w.Write(append(l, '\n')); err != nil {
+			return
+		}
+	}
+}
+
+// handle performs one operation. It reports whether the state changed.
+func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Faults) (any, bool, *apiError) {
+	switch rt.op {
+	case opUserList, opTokenList:
+		lq, aerr := parseListQuery(q)
+		if aerr != nil {
+			return nil, false, aerr
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		items, cursor, aerr := e.listItems(rt, lq, false)
+		if aerr != nil {
+			return nil, false, aerr
+		}
+		return listAnswer{Items: items, Cursor: cursor}, false, nil
+
+	case opUserFetch:
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		u := e.userByID[rt.userID]
+		if u == nil {
+			return nil, false, errNotFound("user %s not found", rt.userID)
+		}
+		// The platform's fetch does not select description: the key is missing.
+		return answerUser(u, false), false, nil
+
+	case opUserCreate:
+		p, aerr := parseUserPatch(body)
+		if aerr != nil {
+			return nil, false, aerr
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if aerr := e.checkEmailFree(p.Email, ""); aerr != nil {
+			return nil, false, aerr
+		}
+		if f.UserQuota > 0 && len(e.users.items) >= f.UserQuota {
+			e.countFault(faultQuota)
+			return nil, false, &apiError{status: http.StatusTooManyRequests, code: "LIMITS_REACHED",
+				msg: "the partner user limit is reached", header: http.Header{"X-Failure-Code": {"LIMITS_REACHED"}}}
+		}
+		now := e.nowMilli()
+		u := &user{User: state.User{CreatedAt: now, UpdatedAt: now,
+			Email: state.Null[string](), Name: state.Null[string](), Description: state.Null[string](),
+			Image: state.Null[string](), Meta: state.Null[state.Meta](), Limits: state.Null[state.Limits]()},
+			Alias: state.Null[string]()}
+		u.ID = e.newID(now)
+		applyUserPatch(u, p)
+		e.insertUser(u)
+		e.version++
+		return idAnswer{u.ID}, true, nil
+
+	case opUserUpdate:
+		p, aerr := parseUserPatch(body)
+		if aerr != nil {
+			return nil, false, aerr
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		u := e.userByID[rt.userID]
+		if u == nil {
+			return nil, false, errNotFound("user %s not found", rt.userID)
+		}
+		if aerr := e.checkEmailFree(p.Email, u.ID); aerr != nil {
+			return nil, false, aerr
+		}
+		// Work on a copy so the email index can be moved from the old address.
+		nu := *u
+		applyUserPatch(&nu, p)
+		nu.UpdatedAt = max(e.nowMilli(), u.CreatedAt)
+		if old, ok := u.Email.Get(); ok {
+			delete(e.byEmail, state.EmailKey(old))
+		}
+		if email, ok := nu.Email.Get(); ok {
+			e.byEmail[state.EmailKey(email)] = u.ID
+		}
+		*u = nu
+		e.version++
+		return idAnswer{u.ID}, true, nil
+
+	case opUserDelete:
+		if _, aerr := parseObject(body); aerr != nil {
+			return nil, false, aerr
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		u := e.userByID[rt.userID]
+		if u == nil {
+			return nil, false, errNotFound("user %s not found", rt.userID)
+		}
+		// Deleting a user deletes its tokens too.
+		for _, t := range e.tokens[u.ID].items {
+			delete(e.tokenByID, t.ID)
+			delete(e.tokenUser, t.ID)
+			e.gone[t.ID] = t.CreatedAt
+		}
+		delete(e.tokens, u.ID)
+		if email, ok := u.Email.Get(); ok {
+			delete(e.byEmail, state.EmailKey(email))
+		}
+		e.users.remove(userKey(u))
+		delete(e.userByID, u.ID)
+		e.gone[u.ID] = u.CreatedAt
+		e.version++
+		return idAnswer{u.ID}, true, nil
+
+	case opTokenCreate:
+		p, aerr := parseTokenPatch(body)
+		if aerr != nil {
+			return nil, false, aerr
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.userByID[rt.userID] == nil {
+			return nil, false, errNotFound("user %s not found", rt.userID)
+		}
+		now := e.nowMilli()
+		t := &token{Token: state.Token{CreatedAt: now, UpdatedAt: now,
+			Name: state.Null[string](), Description: state.Null[string](), Meta: state.Null[state.Meta]()},
+			Config: state.Null[json.RawMessage]()}
+		t.ID = e.newID(now)
+		applyTokenPatch(t, p)
+		e.insertToken(rt.userID, t)
+		e.version++
+		// The secret exists only in this answer: nothing of it is stored.
+		return createdTokenAnswer{ID: t.ID, Token: newSecret(), CreatedAt: t.CreatedAt}, true, nil
+
+	case opTokenUpdate, opTokenDelete:
+		var p tokenPatch
+		var aerr *apiError
+		if rt.op == opTokenUpdate {
+			p, aerr = parseTokenPatch(body)
+		} else {
+			_, aerr = parseObject(body)
+		}
+		if aerr != nil {
+			return nil, false, aerr
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.userByID[rt.userID] == nil {
+			return nil, false, errNotFound("user %s not found", rt.userID)
+		}
+		t := e.tokenByID[rt.tokenID]
+		if t == nil || e.tokenUser[rt.tokenID] != rt.userID {
+			return nil, false, errNotFound("token %s not found", rt.tokenID)
+		}
+		if rt.op == opTokenDelete {
+			e.tokens[rt.userID].remove(tokenKey(t))
+			delete(e.tokenByID, t.ID)
+			delete(e.tokenUser, t.ID)
+			e.gone[t.ID] = t.CreatedAt
+			e.version++
+			return idAnswer{t.ID}, true, nil
+		}
+		nt := *t
+		applyTokenPatch(&nt, p)
+		nt.UpdatedAt = max(e.nowMilli(), t.CreatedAt)
+		*t = nt
+		e.version++
+		return idAnswer{t.ID}, true, nil
+	}
+	return nil, false, errNotFound("no such endpoint")
+}
+
+func applyUserPatch(u *user, p userPatch) {
+	set := func(dst *state.Opt[string], v state.Opt[string]) {
+		if v.Present() {
+			*dst = v
+		}
+	}
+	set(&u.Email, p.Email)
+	set(&u.Name, p.Name)
+	set(&u.Description, p.Description)
+	set(&u.Image, p.Image)
+	set(&u.Alias, p.Alias)
+	if p.Meta.present() {
+		u.Meta = p.Meta.apply(u.Meta)
+	}
+	if p.Limits.Present() {
+		u.Limits = p.Limits // replaced as a whole
+	}
+}
+
+func applyTokenPatch(t *token, p tokenPatch) {
+	if p.Name.Present() {
+		t.Name = p.Name
+	}
+	if p.Description.Present() {
+		t.Description = p.Description
+	}
+	if p.Meta.present() {
+		t.Meta = p.Meta.apply(t.Meta)
+	}
+	if p.Config.Present() {
+		t.Config = p.Config
+	}
+}
+
+// Listen serves e on addr with a real HTTP server. It returns the base URL (like
+// "http://127.0.0.1:8787") and a function that shuts the server down gracefully.
+func Listen(addr string, e *Emulator) (string, func(context.Context) error, error) {
+	ln, err := listen(addr)
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln) // returns http.ErrServerClosed after Shutdown
+	}()
+	stop := func(ctx context.Context) error {
+		err := srv.Shutdown(ctx)
+		<-done
+		return err
+	}
+	return "http://" + ln.Addr().String(), stop, nil
+}

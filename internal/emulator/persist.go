@@ -1,0 +1,149 @@
+package emulator
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// stateFileVersion is the format version of the state file.
+const stateFileVersion = 1
+
+// stateFile is the persisted state: users with their tokens, oldest first. Token
+// secrets are never part of it.
+type stateFile struct {
+	Version int              `json:"version"`
+	Users   []fileUser       `json:"users"`
+	Gone    map[string]int64 `json:"gone,omitempty"`
+}
+
+type fileUser struct {
+	user
+	Tokens []*token `json:"tokens"`
+}
+
+// encodeState marshals the state; the caller holds e.mu.
+func (e *Emulator) encodeState() ([]byte, error) {
+	sf := stateFile{Version: stateFileVersion, Users: make([]fileUser, 0, len(e.users.items)), Gone: e.gone}
+	for _, u := range e.users.items {
+		sf.Users = append(sf.Users, fileUser{user: *u, Tokens: e.tokens[u.ID].items})
+	}
+	return json.MarshalIndent(sf, "", "  ")
+}
+
+// Save writes the state to StatePath atomically: a temporary file in the same
+// directory is written and synced, then renamed over the old one, so a crash leaves
+// either the old file or the new one, never half of one. It does nothing without a
+// StatePath.
+func (e *Emulator) Save() error {
+	if e.statePath == "" {
+		return nil
+	}
+	e.mu.Lock()
+	version := e.version
+	data, err := e.encodeState()
+	e.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("emulator: encoding state: %w", err)
+	}
+
+	e.saveMu.Lock()
+	defer e.saveMu.Unlock()
+	// Concurrent saves may arrive out of order: never replace a newer file by an
+	// older snapshot. (Version 0 is the empty state, which a first Save still writes.)
+	if version < e.savedVersion {
+		return nil
+	}
+	if err := writeFileAtomic(e.statePath, data, e.writeState); err != nil {
+		return fmt.Errorf("emulator: saving state to %s: %w", e.statePath, err)
+	}
+	e.savedVersion = version
+	return nil
+}
+
+// Close saves the state (see Save).
+func (e *Emulator) Close() error { return e.Save() }
+
+func writeFileAtomic(path string, data []byte, write func(w io.Writer, data []byte) error) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if err = write(f, data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	// Sync the directory so the rename itself survives a crash; not every platform
+	// allows it, and the data is already safe, so a failure here is not an error.
+	if d, derr := os.Open(dir); derr == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+// load reads StatePath when it exists. A file that cannot be parsed or that breaks
+// the API's rules (duplicate ids or emails) is an error naming the file.
+func (e *Emulator) load() error {
+	data, err := os.ReadFile(e.statePath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("emulator: reading state file %s: %w", e.statePath, err)
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("emulator: state file %s is corrupt: %s", e.statePath, fmt.Sprintf(format, args...))
+	}
+	var sf stateFile
+	if err := json.Unmarshal(data, &sf); err != nil {
+		return bad("%v", err)
+	}
+	if sf.Version != stateFileVersion {
+		return bad("version is %d, want %d", sf.Version, stateFileVersion)
+	}
+	for _, fu := range sf.Users {
+		u := fu.user
+		if u.ID == "" || e.idTaken(u.ID) {
+			return bad("user id %q is empty or not unique", u.ID)
+		}
+		u.Email, u.Name, u.Description, u.Image = orNull(u.Email), orNull(u.Name), orNull(u.Description), orNull(u.Image)
+		u.Meta, u.Limits, u.Alias = orNull(u.Meta), orNull(u.Limits), orNull(u.Alias)
+		if aerr := e.checkEmailFree(u.Email, ""); aerr != nil {
+			return bad("email of user %s is used twice", u.ID)
+		}
+		e.insertUser(&u)
+		for _, t := range fu.Tokens {
+			if t == nil || t.ID == "" || e.idTaken(t.ID) {
+				return bad("a token id of user %s is empty or not unique", u.ID)
+			}
+			t.Name, t.Description, t.Meta, t.Config = orNull(t.Name), orNull(t.Description), orNull(t.Meta), orNull(t.Config)
+			e.insertToken(u.ID, t)
+		}
+	}
+	for id, at := range sf.Gone {
+		if !e.idTaken(id) {
+			e.gone[id] = at
+		}
+	}
+	return nil
+}

@@ -1,0 +1,514 @@
+package emulator
+
+import (
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/mail"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// apiError is an answer with a non-2xx status and the Partner API's error body. It is
+// also what PutUser and PutToken return, so seeding fails exactly like the API would.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+	header http.Header
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("emulator: %d %s: %s", e.status, e.code, e.msg)
+}
+
+func errBadRequest(format string, args ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: "BAD_REQUEST", msg: fmt.Sprintf(format, args...)}
+}
+
+func errNotFound(format string, args ...any) *apiError {
+	return &apiError{status: http.StatusNotFound, code: "NOT_FOUND", msg: fmt.Sprintf(format, args...)}
+}
+
+// user is a stored partner user. Every Opt field of the embedded state.User is null or
+// set, never absent: the store always knows every field.
+type user struct {
+	state.User
+	Alias state.Opt[string] `json:"alias"`
+}
+
+// token is a stored API token. Its secret is not kept anywhere: the API shows it once.
+type token struct {
+	state.Token
+	Config state.Opt[json.RawMessage] `json:"config"`
+}
+
+// sortKey is the order of every list: creation time, then id.
+type sortKey struct {
+	createdAt int64
+	id        string
+}
+
+func compareKeys(a, b sortKey) int {
+	if c := cmp.Compare(a.createdAt, b.createdAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.id, b.id)
+}
+
+func userKey(u *user) sortKey   { return sortKey{u.CreatedAt, u.ID} }
+func tokenKey(t *token) sortKey { return sortKey{t.CreatedAt, t.ID} }
+
+// sorted is a slice kept in ascending sortKey order, so that a page is a binary search
+// and a slice walk rather than a sort per request.
+type sorted[T any] struct {
+	items []T
+	key   func(T) sortKey
+}
+
+func (s *sorted[T]) insert(v T) {
+	i, _ := slices.BinarySearchFunc(s.items, s.key(v), func(x T, k sortKey) int { return compareKeys(s.key(x), k) })
+	s.items = slices.Insert(s.items, i, v)
+}
+
+func (s *sorted[T]) remove(k sortKey) {
+	i, found := slices.BinarySearchFunc(s.items, k, func(x T, k sortKey) int { return compareKeys(s.key(x), k) })
+	if found {
+		s.items = slices.Delete(s.items, i, i+1)
+	}
+}
+
+// page returns up to take items (all when take <= 0) that keep accepts, in ascending or
+// descending order, starting strictly after the key after (from the start when nil).
+func (s *sorted[T]) page(asc bool, after *sortKey, take int, keep func(T) bool) []T {
+	cmpTo := func(x T, k sortKey) int { return compareKeys(s.key(x), k) }
+	var out []T
+	add := func(v T) bool {
+		if keep == nil || keep(v) {
+			out = append(out, v)
+		}
+		return take <= 0 || len(out) < take
+	}
+	if asc {
+		i := 0
+		if after != nil {
+			j, found := slices.BinarySearchFunc(s.items, *after, cmpTo)
+			if found {
+				j++
+			}
+			i = j
+		}
+		for ; i < len(s.items); i++ {
+			if !add(s.items[i]) {
+				break
+			}
+		}
+		return out
+	}
+	i := len(s.items) - 1
+	if after != nil {
+		j, _ := slices.BinarySearchFunc(s.items, *after, cmpTo)
+		i = j - 1 // the first item strictly before the cursor
+	}
+	for ; i >= 0; i-- {
+		if !add(s.items[i]) {
+			break
+		}
+	}
+	return out
+}
+
+// newID returns an opaque, unique, CUID-like id: "c", the creation time and a counter in
+// base 36 (so ids made in one millisecond still sort in creation order), then random.
+func (e *Emulator) newID(createdAt int64) string {
+	e.seq++
+	ts := strconv.FormatInt(max(createdAt, 0), 36)
+	ctr := strconv.FormatUint(e.seq%(36*36*36*36), 36)
+	return "c" + leftPad(ts, 8) + leftPad(ctr, 4) + strings.ToLower(rand.Text()[:12])
+}
+
+func leftPad(s string, n int) string {
+	if len(s) >= n {
+		return s
+	}
+	return strings.Repeat("0", n-len(s)) + s
+}
+
+// newSecret returns a token secret: "sk-" and 64 lowercase hex digits.
+func newSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (it panics instead)
+	return "sk-" + hex.EncodeToString(b)
+}
+
+// metaPatch is the meta of a request body: absent, null, a whole replacement, or a
+// shallow merge ({"$update": {...}}).
+type metaPatch struct {
+	set   state.Opt[state.Meta]
+	merge state.Meta // non-nil: merge these keys into the stored meta
+}
+
+func (p metaPatch) present() bool { return p.set.Present() || p.merge != nil }
+
+// apply returns the meta after the patch. It never changes cur in place: stored meta
+// maps are immutable, which lets snapshots share them outside the lock.
+func (p metaPatch) apply(cur state.Opt[state.Meta]) state.Opt[state.Meta] {
+	if p.merge == nil {
+		return p.set
+	}
+	m := cur.Value().Clone()
+	if m == nil {
+		m = state.Meta{}
+	}
+	// A key set to null in $update is stored with a null value rather than removed:
+	// the platform's behaviour is not documented and the simple rule is predictable.
+	for k, v := range p.merge {
+		m[k] = v
+	}
+	return state.Some(m)
+}
+
+// userPatch is a parsed, validated UserFields body.
+type userPatch struct {
+	Email, Name, Description, Image, Alias state.Opt[string]
+	Meta                                   metaPatch
+	Limits                                 state.Opt[state.Limits]
+}
+
+// tokenPatch is a parsed, validated TokenFields body.
+type tokenPatch struct {
+	Name, Description state.Opt[string]
+	Meta              metaPatch
+	Config            state.Opt[json.RawMessage]
+}
+
+// parseObject decodes a request body that must be a JSON object. Unknown fields are
+// refused (the emulator is stricter than the platform, so client bugs such as sending
+// "metaMerge" show up in tests).
+func parseObject(body []byte) (map[string]json.RawMessage, *apiError) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil || m == nil {
+		return nil, errBadRequest("the request body must be a JSON object")
+	}
+	return m, nil
+}
+
+func parseUserPatch(body []byte) (userPatch, *apiError) {
+	var p userPatch
+	fields, aerr := parseObject(body)
+	if aerr != nil {
+		return p, aerr
+	}
+	for k, raw := range fields {
+		var err *apiError
+		switch k {
+		case "email":
+			p.Email, err = parseString(k, raw)
+			if err == nil {
+				p.Email, err = normaliseEmail(p.Email)
+			}
+		case "name":
+			p.Name, err = parseString(k, raw)
+		case "description":
+			p.Description, err = parseString(k, raw)
+		case "image":
+			p.Image, err = parseString(k, raw)
+		case "alias":
+			p.Alias, err = parseString(k, raw)
+		case "meta":
+			p.Meta, err = parseMeta(raw)
+		case "limits":
+			p.Limits, err = parseLimits(raw)
+		default:
+			err = errBadRequest("unknown field %q", k)
+		}
+		if err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+func parseTokenPatch(body []byte) (tokenPatch, *apiError) {
+	var p tokenPatch
+	fields, aerr := parseObject(body)
+	if aerr != nil {
+		return p, aerr
+	}
+	for k, raw := range fields {
+		var err *apiError
+		switch k {
+		case "name":
+			p.Name, err = parseString(k, raw)
+		case "description":
+			p.Description, err = parseString(k, raw)
+		case "meta":
+			p.Meta, err = parseMeta(raw)
+		case "config":
+			if isNull(raw) {
+				p.Config = state.Null[json.RawMessage]()
+			} else if _, err2 := parseObject(raw); err2 != nil {
+				err = errBadRequest("config must be an object or null")
+			} else {
+				p.Config = state.Some(json.RawMessage(slices.Clone(raw)))
+			}
+		default:
+			err = errBadRequest("unknown field %q", k)
+		}
+		if err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+func isNull(raw json.RawMessage) bool { return strings.TrimSpace(string(raw)) == "null" }
+
+func parseString(field string, raw json.RawMessage) (state.Opt[string], *apiError) {
+	if isNull(raw) {
+		return state.Null[string](), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return state.Opt[string]{}, errBadRequest("%s must be a string or null", field)
+	}
+	return state.Some(s), nil
+}
+
+// normaliseEmail stores "" as null and refuses anything that is not a bare address.
+func normaliseEmail(o state.Opt[string]) (state.Opt[string], *apiError) {
+	s, ok := o.Get()
+	if !ok {
+		return o, nil
+	}
+	if s == "" {
+		return state.Null[string](), nil
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Name != "" || a.Address != s || !strings.Contains(s, "@") {
+		return o, errBadRequest("email %q is not a valid address", s)
+	}
+	return o, nil
+}
+
+func parseMeta(raw json.RawMessage) (metaPatch, *apiError) {
+	if isNull(raw) {
+		return metaPatch{set: state.Null[state.Meta]()}, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return metaPatch{}, errBadRequest("meta must be an object or null")
+	}
+	if upd, ok := m["$update"]; ok {
+		um, isMap := upd.(map[string]any)
+		if len(m) != 1 || !isMap {
+			return metaPatch{}, errBadRequest(`meta with "$update" must be exactly {"$update": {...}}`)
+		}
+		if err := checkMetaKeys(um); err != nil {
+			return metaPatch{}, err
+		}
+		return metaPatch{merge: state.Meta(um)}, nil
+	}
+	if err := checkMetaKeys(m); err != nil {
+		return metaPatch{}, err
+	}
+	return metaPatch{set: state.Some(state.Meta(m))}, nil
+}
+
+func checkMetaKeys(m map[string]any) *apiError {
+	for k := range m {
+		if strings.HasPrefix(k, "_") {
+			return errBadRequest("meta key %q is reserved: keys must not start with _", k)
+		}
+	}
+	return nil
+}
+
+func parseLimits(raw json.RawMessage) (state.Opt[state.Limits], *apiError) {
+	if isNull(raw) {
+		return state.Null[state.Limits](), nil
+	}
+	fields, err := parseObject(raw)
+	if err != nil {
+		return state.Opt[state.Limits]{}, errBadRequest("limits must be an object or null")
+	}
+	var l state.Limits
+	for k, v := range fields {
+		var err *apiError
+		switch k {
+		case "tokens":
+			l.Tokens, err = parseLimit("limits.tokens", v)
+		case "conversations":
+			l.Conversations, err = parseLimit("limits.conversations", v)
+		case "messages":
+			l.Messages, err = parseLimit("limits.messages", v)
+		case "database":
+			l.Database, err = parseDatabaseLimits(v)
+		default:
+			err = errBadRequest("unknown field limits.%s", k)
+		}
+		if err != nil {
+			return state.Opt[state.Limits]{}, err
+		}
+	}
+	return state.Some(l), nil
+}
+
+func parseDatabaseLimits(raw json.RawMessage) (state.Opt[state.DatabaseLimits], *apiError) {
+	if isNull(raw) {
+		return state.Null[state.DatabaseLimits](), nil
+	}
+	fields, err := parseObject(raw)
+	if err != nil {
+		return state.Opt[state.DatabaseLimits]{}, errBadRequest("limits.database must be an object or null")
+	}
+	var d state.DatabaseLimits
+	for k, v := range fields {
+		var err *apiError
+		switch k {
+		case "datasets":
+			d.Datasets, err = parseLimit("limits.database.datasets", v)
+		case "records":
+			d.Records, err = parseLimit("limits.database.records", v)
+		case "skillsets":
+			d.Skillsets, err = parseLimit("limits.database.skillsets", v)
+		case "abilities":
+			d.Abilities, err = parseLimit("limits.database.abilities", v)
+		case "files":
+			d.Files, err = parseLimit("limits.database.files", v)
+		default:
+			err = errBadRequest("unknown field limits.database.%s", k)
+		}
+		if err != nil {
+			return state.Opt[state.DatabaseLimits]{}, err
+		}
+	}
+	return state.Some(d), nil
+}
+
+// parseLimit accepts null or a non-negative whole number (5 and 5.0 alike).
+func parseLimit(field string, raw json.RawMessage) (state.Opt[int64], *apiError) {
+	if isNull(raw) {
+		return state.Null[int64](), nil
+	}
+	var f float64
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return state.Opt[int64]{}, errBadRequest("%s must be a number or null", field)
+	}
+	if f < 0 || f != float64(int64(f)) {
+		return state.Opt[int64]{}, errBadRequest("%s must be a non-negative whole number, got %v", field, f)
+	}
+	return state.Some(int64(f)), nil
+}
+
+// orNull turns an absent field into null: stored records know every field.
+func orNull[T any](o state.Opt[T]) state.Opt[T] {
+	if o.Absent() {
+		return state.Null[T]()
+	}
+	return o
+}
+
+// validateMetaValue checks a meta from a seeding call (PutUser/PutToken) like the API
+// checks one from a body, and brings its values into encoding/json's decoded form.
+func validateMetaValue(m state.Opt[state.Meta]) (state.Opt[state.Meta], *apiError) {
+	v, ok := m.Get()
+	if !ok {
+		return orNull(m), nil
+	}
+	if v == nil {
+		return state.Null[state.Meta](), nil
+	}
+	if err := checkMetaKeys(v); err != nil {
+		return m, err
+	}
+	n, err := state.NormalizeMeta(v)
+	if err != nil {
+		return m, errBadRequest("meta is not JSON: %v", err)
+	}
+	nm, _ := n.(map[string]any)
+	return state.Some(state.Meta(nm)), nil
+}
+
+// validateLimitsValue checks a seeding call's limits for negative numbers.
+func validateLimitsValue(o state.Opt[state.Limits]) *apiError {
+	l, ok := o.Get()
+	if !ok {
+		return nil
+	}
+	neg := func(name string, v state.Opt[int64]) *apiError {
+		if v.Value() < 0 {
+			return errBadRequest("%s must be non-negative", name)
+		}
+		return nil
+	}
+	d := l.Database.Value()
+	for _, c := range []struct {
+		n string
+		v state.Opt[int64]
+	}{{"tokens", l.Tokens}, {"conversations", l.Conversations}, {"messages", l.Messages},
+		{"database.datasets", d.Datasets}, {"database.records", d.Records}, {"database.skillsets", d.Skillsets},
+		{"database.abilities", d.Abilities}, {"database.files", d.Files}} {
+		if err := neg("limits."+c.n, c.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cloneJSON deep-copies a value in encoding/json's decoded form, so that snapshots
+// handed to callers cannot change the store.
+func cloneJSON(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		c := make(map[string]any, len(x))
+		for k, e := range x {
+			c[k] = cloneJSON(e)
+		}
+		return c
+	case state.Meta:
+		return state.Meta(cloneJSON(map[string]any(x)).(map[string]any))
+	case []any:
+		c := make([]any, len(x))
+		for i, e := range x {
+			c[i] = cloneJSON(e)
+		}
+		return c
+	default:
+		return v
+	}
+}
+
+func cloneMeta(o state.Opt[state.Meta]) state.Opt[state.Meta] {
+	v, ok := o.Get()
+	if !ok || v == nil {
+		return o
+	}
+	return state.Some(cloneJSON(v).(state.Meta))
+}
+
+// metaMatches reports whether the meta value at the dotted path equals want, compared
+// as strings (a string as itself, anything else as its JSON).
+func metaMatches(m state.Opt[state.Meta], path, want string) bool {
+	var cur any = map[string]any(m.Value())
+	for _, part := range strings.Split(path, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return false
+		}
+		if cur, ok = obj[part]; !ok {
+			return false
+		}
+	}
+	if s, ok := cur.(string); ok {
+		return s == want
+	}
+	b, err := json.Marshal(cur)
+	return err == nil && string(b) == want
+}
