@@ -1,0 +1,575 @@
+package plan
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// Options are the command-line choices that change what a plan does.
+type Options struct {
+	// Takeover adopts users owned by another owner scope instead of refusing.
+	Takeover bool
+	// MaxDeletes caps user deletions per run; negative means no cap.
+	MaxDeletes int
+	// MaxDeletePercent caps user deletions as a share of the owned users, checked only
+	// when at least MinOwnedForPercent users are owned; negative means no cap.
+	MaxDeletePercent int
+	// ForceDeletes lifts both caps for one run.
+	ForceDeletes bool
+	// Now is the time token ages (rotateAfter) are measured against.
+	Now time.Time
+}
+
+// Defaults of the delete caps, as documented for --max-deletes and --max-delete-percent.
+const (
+	DefaultMaxDeletes       = 10
+	DefaultMaxDeletePercent = 25
+	// MinOwnedForPercent is the number of owned users from which the percentage cap
+	// applies: below it a single delete would already be a large share.
+	MinOwnedForPercent = 10
+)
+
+// ReasonAdopt is the Reason of a token_update that adopts an unmanaged or foreign
+// token (adds the ownership marker).
+const ReasonAdopt = "adopt"
+
+// DefaultOptions returns the options a command uses when no flag changes them.
+func DefaultOptions(now time.Time) Options {
+	return Options{MaxDeletes: DefaultMaxDeletes, MaxDeletePercent: DefaultMaxDeletePercent, Now: now}
+}
+
+// ErrTokensNotRead is wrapped by Compute's error when a user that declares tokens
+// exists remotely but its token list is missing from the actual state: the reader must
+// read it, since planning without it would revoke or recreate tokens blindly.
+var ErrTokensNotRead = errors.New("token list not read")
+
+// Compute returns the plan that makes the remote state a equal to the desired state d.
+// It is pure and deterministic: the same inputs, in any order, give the same plan.
+func Compute(d state.Desired, a state.Actual, o Options) (Plan, error) {
+	c := computer{d: d, a: a, o: o, owner: d.Owner}
+	return c.run()
+}
+
+type computer struct {
+	d        state.Desired
+	a        state.Actual
+	o        Options
+	owner    string
+	plan     Plan
+	warnings []string
+}
+
+// ownership is how a remote object relates to this owner scope.
+type ownership int
+
+const (
+	unmanaged ownership = iota
+	owned
+	foreign
+)
+
+func (c *computer) ownershipOf(m state.Opt[state.Meta]) (ownership, string) {
+	v, ok := m.Get()
+	if !ok {
+		return unmanaged, ""
+	}
+	s, _ := v[state.OwnerKey].(string)
+	switch {
+	case s == "":
+		return unmanaged, ""
+	case s == c.owner:
+		return owned, s
+	default:
+		return foreign, s
+	}
+}
+
+func (c *computer) run() (Plan, error) {
+	if c.owner == "" {
+		return Plan{}, errors.New("plan: desired state has no owner")
+	}
+	users := c.a.Users
+	// byKey picks one remote user per email key. The API keeps emails unique, but
+	// perhaps only case-sensitively; when several share a key the preferred one is
+	// matched and the others are left alone (never deleted), with a warning.
+	byKey := make(map[string]int, len(users))
+	var dupKeys map[string]bool
+	owners := make([]ownership, len(users))
+	ownedCount := 0
+	for i := range users {
+		u := &users[i]
+		owners[i], _ = c.ownershipOf(u.Meta)
+		if owners[i] == owned {
+			ownedCount++
+		}
+		k := state.EmailKey(u.Email.Value())
+		if k == "" {
+			continue
+		}
+		if j, ok := byKey[k]; ok {
+			if dupKeys == nil {
+				dupKeys = map[string]bool{}
+			}
+			dupKeys[k] = true
+			if preferUser(u, owners[i], &users[j], owners[j]) {
+				byKey[k] = i
+			}
+			continue
+		}
+		byKey[k] = i
+	}
+	for k := range dupKeys {
+		c.warn(fmt.Sprintf("several remote users have the email %s; only user %s is matched, the others are left alone", k, users[byKey[k]].ID))
+	}
+
+	matched := make([]bool, len(users))
+	seen := make(map[string]struct{}, len(c.d.Users))
+	for i := range c.d.Users {
+		du := &c.d.Users[i]
+		k := state.EmailKey(du.Email)
+		if k == "" {
+			return Plan{}, fmt.Errorf("plan: declared user %d has no email", i+1)
+		}
+		if _, dup := seen[k]; dup {
+			return Plan{}, fmt.Errorf("plan: email %s is declared twice", k)
+		}
+		seen[k] = struct{}{}
+		j, ok := byKey[k]
+		if !ok {
+			c.create(du)
+			continue
+		}
+		matched[j] = true
+		if err := c.existing(du, &users[j], owners[j]); err != nil {
+			return Plan{}, err
+		}
+	}
+
+	deletes := 0
+	for i := range users {
+		if matched[i] || owners[i] != owned {
+			continue
+		}
+		u := &users[i]
+		k := state.EmailKey(u.Email.Value())
+		if k != "" && dupKeys[k] && byKey[k] != i {
+			// A duplicate of a declared or undeclared key: deleting it would be a guess.
+			c.plan.Orphans = append(c.plan.Orphans, Orphan{Email: u.Email.Value(), UserID: u.ID})
+			continue
+		}
+		if !c.d.PruneUsers {
+			c.plan.Orphans = append(c.plan.Orphans, Orphan{Email: u.Email.Value(), UserID: u.ID})
+			continue
+		}
+		deletes++
+		c.plan.Users = append(c.plan.Users, UserPlan{Email: u.Email.Value(), UserID: u.ID, Changes: []Change{{
+			Action: UserDelete, Email: u.Email.Value(), UserID: u.ID,
+			Reason: "owned and not declared (prune.users is true)",
+		}}})
+	}
+
+	c.safety(deletes, ownedCount)
+
+	slices.SortFunc(c.plan.Users, func(x, y UserPlan) int {
+		return cmp.Or(strings.Compare(state.EmailKey(x.Email), state.EmailKey(y.Email)), strings.Compare(x.UserID, y.UserID))
+	})
+	slices.SortFunc(c.plan.Orphans, func(x, y Orphan) int {
+		return cmp.Or(strings.Compare(state.EmailKey(x.Email), state.EmailKey(y.Email)), strings.Compare(x.UserID, y.UserID))
+	})
+	slices.Sort(c.warnings)
+	c.plan.Warnings = slices.Compact(c.warnings)
+	slices.Sort(c.plan.Safety.Reasons)
+
+	c.plan.Owner = c.owner
+	c.plan.TokenUsers = TokenUserIDs(c.a)
+	c.plan.Fingerprint = fingerprint(c.a, c.plan.TokenUsers)
+	if c.plan.Users == nil {
+		c.plan.Users = []UserPlan{}
+	}
+	if c.plan.Orphans == nil {
+		c.plan.Orphans = []Orphan{}
+	}
+	if c.plan.Warnings == nil {
+		c.plan.Warnings = []string{}
+	}
+	return c.plan, nil
+}
+
+func (c *computer) warn(s string) { c.warnings = append(c.warnings, s) }
+
+// preferUser reports whether remote user x should be matched rather than y when both
+// have the same email key: owned before unmanaged before foreign, then the oldest, then
+// the smallest ID, so that the choice is stable across runs.
+func preferUser(x *state.User, ox ownership, y *state.User, oy ownership) bool {
+	if ox != oy {
+		return ox == owned || (ox == unmanaged && oy == foreign)
+	}
+	if x.CreatedAt != y.CreatedAt {
+		return x.CreatedAt < y.CreatedAt
+	}
+	return x.ID < y.ID
+}
+
+func (c *computer) safety(deletes, ownedCount int) {
+	s := &c.plan.Safety
+	s.Deletes, s.Owned = deletes, ownedCount
+	var over []string
+	if c.o.MaxDeletes >= 0 && deletes > c.o.MaxDeletes {
+		over = append(over, fmt.Sprintf("the plan deletes %d users, more than --max-deletes %d; pass --force-deletes to allow it", deletes, c.o.MaxDeletes))
+	}
+	if c.o.MaxDeletePercent >= 0 && ownedCount >= MinOwnedForPercent && deletes*100 > c.o.MaxDeletePercent*ownedCount {
+		over = append(over, fmt.Sprintf("the plan deletes %d of %d owned users (%d%%), more than --max-delete-percent %d; pass --force-deletes to allow it",
+			deletes, ownedCount, deletes*100/ownedCount, c.o.MaxDeletePercent))
+	}
+	if c.o.ForceDeletes {
+		for _, r := range over {
+			c.warn(strings.Replace(r, "; pass --force-deletes to allow it", "; allowed by --force-deletes", 1))
+		}
+	} else {
+		s.Reasons = append(s.Reasons, over...)
+	}
+	s.Safe = len(s.Reasons) == 0
+}
+
+// create plans a declared user that does not exist remotely, with its tokens.
+func (c *computer) create(du *state.DesiredUser) {
+	body := &state.UserFields{
+		Email:       state.Some(du.Email),
+		Name:        du.Name,
+		Description: du.Description,
+		Image:       du.Image,
+		Meta:        state.Some(withMarker(du.Meta.Value(), c.owner)),
+		Limits:      du.Limits,
+	}
+	fields := []FieldChange{{Field: "email", After: du.Email}}
+	fields = appendCreated(fields, "name", du.Name)
+	fields = appendCreated(fields, "description", du.Description)
+	fields = appendCreated(fields, "image", du.Image)
+	fields = appendMetaCreated(fields, body.Meta.Value())
+	if l, ok := du.Limits.Get(); ok {
+		fields = appendLimitsCreated(fields, l)
+	} else if du.Limits.IsNull() {
+		fields = append(fields, FieldChange{Field: "limits", After: nil})
+	}
+	up := UserPlan{Email: du.Email, Changes: []Change{{
+		Action: UserCreate, Email: du.Email, Reason: "declared and not found remotely",
+		Fields: fields, UserBody: body,
+	}}}
+	if du.ManageTokens {
+		toks := make([]Change, 0, len(du.Tokens))
+		for i := range du.Tokens {
+			toks = append(toks, c.tokenCreate(du, &du.Tokens[i], "", TokenCreate, "declared and not found remotely"))
+		}
+		sortTokenChanges(toks)
+		up.Changes = append(up.Changes, toks...)
+	}
+	c.plan.Users = append(c.plan.Users, up)
+}
+
+func (c *computer) tokenCreate(du *state.DesiredUser, dt *state.DesiredToken, userID string, act Action, reason string) Change {
+	body := &state.TokenFields{
+		Name:        state.Some(dt.Name),
+		Description: dt.Description,
+		Meta:        state.Some(withMarker(dt.Meta.Value(), c.owner)),
+	}
+	fields := appendCreated(nil, "description", dt.Description)
+	fields = appendMetaCreated(fields, body.Meta.Value())
+	return Change{Action: act, Email: du.Email, UserID: userID, TokenName: dt.Name, Reason: reason, Fields: fields, TokenBody: body}
+}
+
+// existing plans a declared user that exists remotely as u.
+func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership) error {
+	if own == foreign && !c.o.Takeover {
+		c.plan.Safety.Reasons = append(c.plan.Safety.Reasons,
+			fmt.Sprintf("user %s is owned by %q; pass --takeover to adopt it", du.Email, u.Owner()))
+		return nil
+	}
+	var fields []FieldChange
+	body := state.UserFields{}
+	if stringDrift(du.Name, u.Name) {
+		fields = append(fields, FieldChange{Field: "name", Before: optAny(u.Name), After: optAny(du.Name)})
+		body.Name = du.Name
+	}
+	if stringDrift(du.Description, u.Description) {
+		fields = append(fields, FieldChange{Field: "description", Before: optAny(u.Description), After: optAny(du.Description)})
+		body.Description = du.Description
+	}
+	if stringDrift(du.Image, u.Image) {
+		fields = append(fields, FieldChange{Field: "image", Before: optAny(u.Image), After: optAny(du.Image)})
+		body.Image = du.Image
+	}
+	fields, body.Meta, body.MetaMerge = c.metaChange(fields, du.Meta, du.MetaExact, u.Meta, own != owned, false)
+	var limDrift bool
+	fields, limDrift = limitsDrift(fields, du.Limits, u.Limits)
+	if limDrift {
+		if du.Limits.IsNull() {
+			body.Limits = state.Null[state.Limits]()
+		} else {
+			body.Limits = state.Some(overlayLimits(u.Limits.Value(), du.Limits.Value()))
+		}
+	}
+
+	up := UserPlan{Email: du.Email, UserID: u.ID}
+	switch {
+	case own == unmanaged:
+		up.Changes = append(up.Changes, Change{Action: UserAdopt, Email: du.Email, UserID: u.ID,
+			Reason: "unmanaged user with a declared email: adopt it", Fields: fields, UserBody: &body})
+	case own == foreign:
+		up.Changes = append(up.Changes, Change{Action: UserAdopt, Email: du.Email, UserID: u.ID,
+			Reason: fmt.Sprintf("owned by %q: taken over (--takeover)", u.Owner()), Fields: fields, UserBody: &body})
+	case len(fields) > 0:
+		up.Changes = append(up.Changes, Change{Action: UserUpdate, Email: du.Email, UserID: u.ID,
+			Reason: "drifted from the configuration", Fields: fields, UserBody: &body})
+	}
+
+	if du.ManageTokens {
+		toks, ok := c.a.Tokens[u.ID]
+		if !ok {
+			return fmt.Errorf("plan: user %s (%s) declares tokens: %w", du.Email, u.ID, ErrTokensNotRead)
+		}
+		up.Changes = c.tokens(up.Changes, du, u.ID, toks)
+	}
+	if len(up.Changes) > 0 {
+		c.plan.Users = append(c.plan.Users, up)
+	}
+	return nil
+}
+
+// stringDrift reports whether a declared string field differs from the remote one.
+// Absent on either side never drifts (unmanaged, or unknown); null and "" are equal,
+// since the API stores "" as null.
+func stringDrift(d, r state.Opt[string]) bool {
+	if d.Absent() || r.Absent() {
+		return false
+	}
+	return d.Value() != r.Value()
+}
+
+func optAny[T any](o state.Opt[T]) any {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return nil
+}
+
+func appendCreated(fields []FieldChange, name string, o state.Opt[string]) []FieldChange {
+	if o.Absent() {
+		return fields
+	}
+	return append(fields, FieldChange{Field: name, After: optAny(o)})
+}
+
+func appendMetaCreated(fields []FieldChange, m state.Meta) []FieldChange {
+	for _, k := range m.SortedKeys() {
+		fields = append(fields, FieldChange{Field: "meta." + k, After: m[k]})
+	}
+	return fields
+}
+
+// withMarker returns a copy of m with the ownership marker set to owner.
+func withMarker(m state.Meta, owner string) state.Meta {
+	out := make(state.Meta, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	out[state.OwnerKey] = owner
+	return out
+}
+
+// metaChange compares declared meta d with remote meta r and returns the field changes
+// appended to fields and the meta to send. adopt forces the marker to be written even
+// when nothing else drifted; isToken ignores the creation nonce the apply engine
+// writes into token meta, so that exact mode does not fight it.
+func (c *computer) metaChange(fields []FieldChange, d state.Opt[state.Meta], exact bool, r state.Opt[state.Meta], adopt, isToken bool) ([]FieldChange, state.Opt[state.Meta], bool) {
+	rm, known := r.Get()
+	if !known && !r.IsNull() {
+		// Unknown remote meta: compare nothing; an adoption still writes the marker.
+		if !adopt {
+			return fields, state.Opt[state.Meta]{}, false
+		}
+		want := withMarker(d.Value(), c.owner)
+		for _, k := range want.SortedKeys() {
+			fields = append(fields, FieldChange{Field: "meta." + k, After: want[k], BeforeUnknown: true})
+		}
+		merge := d.Absent() || (d.IsSet() && !exact)
+		return fields, state.Some(want), merge
+	}
+	n := len(fields)
+	switch {
+	case d.Absent():
+		// Meta is unmanaged: only the marker is enforced, merged in.
+		if prev, _ := rm[state.OwnerKey].(string); prev != c.owner {
+			fields = append(fields, FieldChange{Field: "meta." + state.OwnerKey, Before: rm[state.OwnerKey], After: c.owner})
+			return fields, state.Some(state.Meta{state.OwnerKey: c.owner}), true
+		}
+		return fields, state.Opt[state.Meta]{}, false
+	case d.IsNull() || exact:
+		// The whole meta is enforced: declared keys plus the marker, nothing else.
+		want := withMarker(d.Value(), c.owner)
+		for _, k := range want.SortedKeys() {
+			rv, ok := rm[k]
+			if (!ok && want[k] != nil) || (ok && !equalValue(want[k], rv)) {
+				fields = append(fields, FieldChange{Field: "meta." + k, Before: rv, After: want[k]})
+			}
+		}
+		for _, k := range rm.SortedKeys() {
+			if _, ok := want[k]; ok || (isToken && k == state.NonceKey) {
+				continue
+			}
+			fields = append(fields, FieldChange{Field: "meta." + k, Before: rm[k], After: nil})
+		}
+		if len(fields) == n {
+			return fields, state.Opt[state.Meta]{}, false
+		}
+		return fields, state.Some(want), false
+	default:
+		// Merge: only the declared keys and the marker are compared. A declared null
+		// value equals a missing key, as a merge of null may store null or remove it.
+		want := d.Value()
+		for _, k := range want.SortedKeys() {
+			if k == state.OwnerKey {
+				continue
+			}
+			rv, ok := rm[k]
+			if (!ok && want[k] != nil) || (ok && !equalValue(want[k], rv)) {
+				fields = append(fields, FieldChange{Field: "meta." + k, Before: rv, After: want[k]})
+			}
+		}
+		if prev, _ := rm[state.OwnerKey].(string); prev != c.owner {
+			fields = append(fields, FieldChange{Field: "meta." + state.OwnerKey, Before: rm[state.OwnerKey], After: c.owner})
+		}
+		if len(fields) == n {
+			return fields, state.Opt[state.Meta]{}, false
+		}
+		return fields, state.Some(withMarker(want, c.owner)), true
+	}
+}
+
+// equalValue compares two JSON-shaped values, with fast paths for the scalar types
+// meta nearly always holds.
+func equalValue(a, b any) bool {
+	switch x := a.(type) {
+	case nil:
+		return b == nil
+	case string:
+		y, ok := b.(string)
+		return ok && x == y
+	case bool:
+		y, ok := b.(bool)
+		return ok && x == y
+	case float64:
+		if y, ok := b.(float64); ok {
+			return x == y
+		}
+	}
+	if b == nil {
+		return false
+	}
+	return state.EqualJSON(a, b)
+}
+
+// limitsDrift compares only the declared limits; remote limits that are unknown
+// (missing from the answer) are never compared.
+func limitsDrift(fields []FieldChange, d state.Opt[state.Limits], r state.Opt[state.Limits]) ([]FieldChange, bool) {
+	if d.Absent() || r.Absent() {
+		return fields, false
+	}
+	if d.IsNull() {
+		if r.IsNull() {
+			return fields, false
+		}
+		return append(fields, FieldChange{Field: "limits", Before: r.Value(), After: nil}), true
+	}
+	n := len(fields)
+	dl, rl := d.Value(), r.Value()
+	fields = intDrift(fields, "limits.tokens", dl.Tokens, rl.Tokens)
+	fields = intDrift(fields, "limits.conversations", dl.Conversations, rl.Conversations)
+	fields = intDrift(fields, "limits.messages", dl.Messages, rl.Messages)
+	switch {
+	case dl.Database.IsNull():
+		if rl.Database.IsSet() {
+			fields = append(fields, FieldChange{Field: "limits.database", Before: rl.Database.Value(), After: nil})
+		}
+	case dl.Database.IsSet():
+		dd, rd := dl.Database.Value(), rl.Database.Value()
+		fields = intDrift(fields, "limits.database.datasets", dd.Datasets, rd.Datasets)
+		fields = intDrift(fields, "limits.database.records", dd.Records, rd.Records)
+		fields = intDrift(fields, "limits.database.skillsets", dd.Skillsets, rd.Skillsets)
+		fields = intDrift(fields, "limits.database.abilities", dd.Abilities, rd.Abilities)
+		fields = intDrift(fields, "limits.database.files", dd.Files, rd.Files)
+	}
+	return fields, len(fields) > n
+}
+
+// intDrift compares one declared limit with the remote one. Inside a limits object
+// that the API returned, a missing number is not there (the object is stored whole),
+// so it equals null.
+func intDrift(fields []FieldChange, name string, d, r state.Opt[int64]) []FieldChange {
+	if d.Absent() {
+		return fields
+	}
+	dv, dset := d.Get()
+	rv, rset := r.Get()
+	if dset == rset && dv == rv {
+		return fields
+	}
+	return append(fields, FieldChange{Field: name, Before: optAny(r), After: optAny(d)})
+}
+
+// overlayLimits lays the declared limits over the remote ones, since the API replaces
+// the whole object and undeclared limits must be kept.
+func overlayLimits(r, d state.Limits) state.Limits {
+	out := r
+	if d.Tokens.Present() {
+		out.Tokens = d.Tokens
+	}
+	if d.Conversations.Present() {
+		out.Conversations = d.Conversations
+	}
+	if d.Messages.Present() {
+		out.Messages = d.Messages
+	}
+	switch {
+	case d.Database.IsNull():
+		out.Database = d.Database
+	case d.Database.IsSet():
+		db, dd := r.Database.Value(), d.Database.Value()
+		for _, p := range []struct{ dst, src *state.Opt[int64] }{
+			{&db.Datasets, &dd.Datasets}, {&db.Records, &dd.Records}, {&db.Skillsets, &dd.Skillsets},
+			{&db.Abilities, &dd.Abilities}, {&db.Files, &dd.Files},
+		} {
+			if p.src.Present() {
+				*p.dst = *p.src
+			}
+		}
+		out.Database = state.Some(db)
+	}
+	return out
+}
+
+func appendLimitsCreated(fields []FieldChange, l state.Limits) []FieldChange {
+	add := func(name string, o state.Opt[int64]) {
+		if o.Present() {
+			fields = append(fields, FieldChange{Field: name, After: optAny(o)})
+		}
+	}
+	add("limits.tokens", l.Tokens)
+	add("limits.conversations", l.Conversations)
+	add("limits.messages", l.Messages)
+	if l.Database.IsNull() {
+		fields = append(fields, FieldChange{Field: "limits.database", After: nil})
+	} else if db, ok := l.Database.Get(); ok {
+		add("limits.database.datasets", db.Datasets)
+		add("limits.database.records", db.Records)
+		add("limits.database.skillsets", db.Skillsets)
+		add("limits.database.abilities", db.Abilities)
+		add("limits.database.files", db.Files)
+	}
+	return fields
+}

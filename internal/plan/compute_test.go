@@ -1,0 +1,589 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+const testOwner = "acme"
+
+var testNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func meta(kv ...any) state.Meta {
+	m := state.Meta{}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i].(string)] = kv[i+1]
+	}
+	return m
+}
+
+func ownedMeta(kv ...any) state.Opt[state.Meta] {
+	return state.Some(meta(append([]any{state.OwnerKey, testOwner}, kv...)...))
+}
+
+func remoteUser(id, email string, m state.Opt[state.Meta], mods ...func(*state.User)) state.User {
+	u := state.User{ID: id, CreatedAt: ms(testNow.Add(-time.Hour)), UpdatedAt: ms(testNow.Add(-time.Hour)),
+		Email: state.Some(email), Name: state.Null[string](), Description: state.Null[string](),
+		Image: state.Null[string](), Meta: m, Limits: state.Null[state.Limits]()}
+	for _, f := range mods {
+		f(&u)
+	}
+	return u
+}
+
+func remoteToken(id, name string, m state.Opt[state.Meta], age time.Duration) state.Token {
+	return state.Token{ID: id, CreatedAt: ms(testNow.Add(-age)), UpdatedAt: ms(testNow.Add(-age)),
+		Name: state.Some(name), Description: state.Null[string](), Meta: m}
+}
+
+// describe renders a change compactly for table expectations:
+// "action email[/token] [field,field]".
+func describe(c Change) string {
+	s := c.Action.String() + " " + c.Email
+	if c.TokenName != "" {
+		s += "/" + c.TokenName
+	}
+	if len(c.Fields) > 0 {
+		names := make([]string, len(c.Fields))
+		for i, f := range c.Fields {
+			names[i] = f.Field
+		}
+		s += " [" + strings.Join(names, ",") + "]"
+	}
+	return s
+}
+
+func describePlan(p *Plan) []string {
+	out := []string{}
+	for _, u := range p.Users {
+		for _, c := range u.Changes {
+			out = append(out, describe(c))
+		}
+	}
+	return out
+}
+
+func wire(t testing.TB, c Change) string {
+	t.Helper()
+	var b []byte
+	var err error
+	switch {
+	case c.UserBody != nil:
+		b, err = c.UserBody.WireJSON()
+	case c.TokenBody != nil:
+		b, err = c.TokenBody.WireJSON()
+	default:
+		return ""
+	}
+	require.NoError(t, err)
+	return string(b)
+}
+
+func findChange(p *Plan, key string) (Change, bool) {
+	for _, u := range p.Users {
+		for _, c := range u.Changes {
+			k := c.Action.String() + " " + c.Email
+			if c.TokenName != "" {
+				k += "/" + c.TokenName
+			}
+			if k == key {
+				return c, true
+			}
+		}
+	}
+	return Change{}, false
+}
+
+type computeCase struct {
+	name    string
+	users   []state.DesiredUser
+	prune   bool
+	actual  state.Actual
+	opts    func(*Options)
+	want    []string          // describe() of every change, in plan order
+	bodies  map[string]string // "action email[/token]" -> wire JSON of its body
+	unsafe  []string          // substrings of the unsafe reasons (empty: safe)
+	warn    []string          // substrings of warnings
+	orphans []string          // emails
+	err     error
+}
+
+func du(email string, mods ...func(*state.DesiredUser)) state.DesiredUser {
+	u := state.DesiredUser{Email: email}
+	for _, f := range mods {
+		f(&u)
+	}
+	return u
+}
+
+func withName(n string) func(*state.DesiredUser) {
+	return func(u *state.DesiredUser) { u.Name = state.Some(n) }
+}
+
+func withTokens(ts ...state.DesiredToken) func(*state.DesiredUser) {
+	return func(u *state.DesiredUser) { u.ManageTokens = true; u.Tokens = ts }
+}
+
+func actual(users ...state.User) state.Actual {
+	return state.Actual{Users: users, Tokens: map[string][]state.Token{}}
+}
+
+func withTokenList(a state.Actual, userID string, toks ...state.Token) state.Actual {
+	if toks == nil {
+		toks = []state.Token{}
+	}
+	a.Tokens[userID] = toks
+	return a
+}
+
+func TestCompute(t *testing.T) {
+	lim := func(tokens, conv int64) state.Limits {
+		return state.Limits{Tokens: state.Some(tokens), Conversations: state.Some(conv)}
+	}
+	cases := []computeCase{
+		{
+			name:   "declared and absent remotely is created with marker",
+			users:  []state.DesiredUser{du("Alice@Acme.test", withName("Alice"), func(u *state.DesiredUser) { u.Meta = state.Some(meta("team", "sales")) })},
+			actual: actual(),
+			want:   []string{"user_create Alice@Acme.test [email,name,meta.cbkSyncOwner,meta.team]"},
+			bodies: map[string]string{"user_create Alice@Acme.test": `{"email":"Alice@Acme.test","name":"Alice","meta":{"cbkSyncOwner":"acme","team":"sales"}}`},
+		},
+		{
+			name: "created user gets every declared field, nulls included, and its tokens by name",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
+				u.Description = state.Null[string]()
+				u.Limits = state.Some(lim(5, 6))
+			}, withTokens(state.DesiredToken{Name: "z"}, state.DesiredToken{Name: "ci", Description: state.Some("CI"), Meta: state.Some(meta("p", "ci"))}))},
+			actual: actual(),
+			want: []string{
+				"user_create a@x.test [email,description,meta.cbkSyncOwner,limits.tokens,limits.conversations]",
+				"token_create a@x.test/ci [description,meta.cbkSyncOwner,meta.p]",
+				"token_create a@x.test/z [meta.cbkSyncOwner]",
+			},
+			bodies: map[string]string{
+				"user_create a@x.test":     `{"email":"a@x.test","description":null,"meta":{"cbkSyncOwner":"acme"},"limits":{"tokens":5,"conversations":6}}`,
+				"token_create a@x.test/ci": `{"name":"ci","description":"CI","meta":{"cbkSyncOwner":"acme","p":"ci"}}`,
+			},
+		},
+		{
+			name:   "owned and equal: no change; email case is not compared",
+			users:  []state.DesiredUser{du("A@x.test", withName("A"))},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Name = state.Some("A") })),
+			want:   []string{},
+		},
+		{
+			name:   "owned and drifted: update sends only drifted fields",
+			users:  []state.DesiredUser{du("a@x.test", withName("New"), func(u *state.DesiredUser) { u.Image = state.Some("i.png") })},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Name = state.Some("Old"); u.Image = state.Some("i.png") })),
+			want:   []string{"user_update a@x.test [name]"},
+			bodies: map[string]string{"user_update a@x.test": `{"name":"New"}`},
+		},
+		{
+			name:   "absent desired field is unmanaged",
+			users:  []state.DesiredUser{du("a@x.test")},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta("k", "v"), func(u *state.User) { u.Name = state.Some("Whatever"); u.Limits = state.Some(lim(1, 2)) })),
+			want:   []string{},
+		},
+		{
+			name:   "field missing from the remote answer is unknown and never updated",
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Description = state.Some("D"); u.Limits = state.Some(lim(1, 1)) })},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Description = state.Opt[string]{}; u.Limits = state.Opt[state.Limits]{} })),
+			want:   []string{},
+		},
+		{
+			name: "null desired equals remote null or empty string; clears a value",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
+				u.Name = state.Null[string]()
+				u.Description = state.Null[string]()
+				u.Image = state.Null[string]()
+			})},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Description = state.Some(""); u.Image = state.Some("x") })),
+			want:   []string{"user_update a@x.test [image]"},
+			bodies: map[string]string{"user_update a@x.test": `{"image":null}`},
+		},
+		{
+			name:   "meta merge: only declared keys compared, sent as $update with marker",
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Meta = state.Some(meta("team", "eu", "n", 3)) })},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta("team", "us", "n", 3.0, "other", "kept"))),
+			want:   []string{"user_update a@x.test [meta.team]"},
+			bodies: map[string]string{"user_update a@x.test": `{"meta":{"$update":{"cbkSyncOwner":"acme","n":3,"team":"eu"}}}`},
+		},
+		{
+			name:   "meta merge: declared null value equals a missing key",
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Meta = state.Some(meta("gone", nil)) })},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta())),
+			want:   []string{},
+		},
+		{
+			name:   "meta exact: extra remote keys drift, full meta sent",
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Meta = state.Some(meta("team", "eu")); u.MetaExact = true })},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta("team", "eu", "extra", 1.0))),
+			want:   []string{"user_update a@x.test [meta.extra]"},
+			bodies: map[string]string{"user_update a@x.test": `{"meta":{"cbkSyncOwner":"acme","team":"eu"}}`},
+		},
+		{
+			name:   "meta exact: equal is no change",
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Meta = state.Some(meta("team", "eu")); u.MetaExact = true })},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta("team", "eu"))),
+			want:   []string{},
+		},
+		{
+			name:   "meta null in merge mode clears all but the marker",
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Meta = state.Null[state.Meta]() })},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta("a", "1", "b", "2"))),
+			want:   []string{"user_update a@x.test [meta.a,meta.b]"},
+			bodies: map[string]string{"user_update a@x.test": `{"meta":{"cbkSyncOwner":"acme"}}`},
+		},
+		{
+			name: "limits: only declared sub-fields compared; remote laid under declared",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
+				u.Limits = state.Some(state.Limits{Tokens: state.Some[int64](10), Database: state.Some(state.DatabaseLimits{Files: state.Some[int64](7)})})
+			})},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) {
+				u.Limits = state.Some(state.Limits{Tokens: state.Some[int64](5), Messages: state.Some[int64](99),
+					Database: state.Some(state.DatabaseLimits{Files: state.Some[int64](1), Records: state.Some[int64](3)})})
+			})),
+			want:   []string{"user_update a@x.test [limits.tokens,limits.database.files]"},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{"tokens":10,"messages":99,"database":{"records":3,"files":7}}}`},
+		},
+		{
+			name:   "limits: equal declared sub-fields are no change",
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Limits = state.Some(state.Limits{Tokens: state.Some[int64](5)}) })},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Limits = state.Some(lim(5, 100)) })),
+			want:   []string{},
+		},
+		{
+			name:   "limits null clears them",
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Limits = state.Null[state.Limits]() })},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Limits = state.Some(lim(5, 100)) })),
+			want:   []string{"user_update a@x.test [limits]"},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":null}`},
+		},
+		{
+			name:   "unmanaged user with declared email is adopted: marker merged, drift enforced",
+			users:  []state.DesiredUser{du("a@x.test", withName("A"))},
+			actual: actual(remoteUser("u1", "a@x.test", state.Some(meta("k", "v")), func(u *state.User) { u.Name = state.Some("B") })),
+			want:   []string{"user_adopt a@x.test [name,meta.cbkSyncOwner]"},
+			bodies: map[string]string{"user_adopt a@x.test": `{"name":"A","meta":{"$update":{"cbkSyncOwner":"acme"}}}`},
+		},
+		{
+			name:   "adopt with nothing else drifted, remote meta null",
+			users:  []state.DesiredUser{du("a@x.test")},
+			actual: actual(remoteUser("u1", "a@x.test", state.Null[state.Meta]())),
+			want:   []string{"user_adopt a@x.test [meta.cbkSyncOwner]"},
+		},
+		{
+			name:   "adopt in exact mode sends the full meta",
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Meta = state.Some(meta("t", "x")); u.MetaExact = true })},
+			actual: actual(remoteUser("u1", "a@x.test", state.Some(meta("t", "x", "old", "y")))),
+			want:   []string{"user_adopt a@x.test [meta.cbkSyncOwner,meta.old]"},
+			bodies: map[string]string{"user_adopt a@x.test": `{"meta":{"cbkSyncOwner":"acme","t":"x"}}`},
+		},
+		{
+			name:   "adopt with unknown remote meta writes the marker",
+			users:  []state.DesiredUser{du("a@x.test")},
+			actual: actual(remoteUser("u1", "a@x.test", state.Opt[state.Meta]{})),
+			want:   []string{"user_adopt a@x.test [meta.cbkSyncOwner]"},
+			bodies: map[string]string{"user_adopt a@x.test": `{"meta":{"$update":{"cbkSyncOwner":"acme"}}}`},
+		},
+		{
+			name:   "foreign user is refused without --takeover, tokens untouched even if unread",
+			users:  []state.DesiredUser{du("a@x.test", withName("A"), withTokens(state.DesiredToken{Name: "ci"}))},
+			actual: actual(remoteUser("u1", "a@x.test", state.Some(meta(state.OwnerKey, "other")))),
+			want:   []string{},
+			unsafe: []string{`user a@x.test is owned by "other"; pass --takeover to adopt it`},
+		},
+		{
+			name:   "foreign user with --takeover is adopted, marker rewritten",
+			users:  []state.DesiredUser{du("a@x.test")},
+			actual: actual(remoteUser("u1", "a@x.test", state.Some(meta(state.OwnerKey, "other")))),
+			opts:   func(o *Options) { o.Takeover = true },
+			want:   []string{"user_adopt a@x.test [meta.cbkSyncOwner]"},
+			bodies: map[string]string{"user_adopt a@x.test": `{"meta":{"$update":{"cbkSyncOwner":"acme"}}}`},
+		},
+		{
+			name:    "owned and undeclared without prune is an orphan",
+			actual:  actual(remoteUser("u1", "gone@x.test", ownedMeta())),
+			want:    []string{},
+			orphans: []string{"gone@x.test"},
+		},
+		{
+			name:   "owned and undeclared with prune is deleted; unmanaged and foreign never",
+			prune:  true,
+			actual: actual(remoteUser("u2", "b@x.test", ownedMeta()), remoteUser("u1", "a@x.test", ownedMeta()), remoteUser("u3", "c@x.test", state.Null[state.Meta]()), remoteUser("u4", "d@x.test", state.Some(meta(state.OwnerKey, "o")))),
+			want:   []string{"user_delete a@x.test", "user_delete b@x.test"},
+		},
+		{
+			name:   "deletes over --max-deletes are unsafe",
+			prune:  true,
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta()), remoteUser("u2", "b@x.test", ownedMeta()), remoteUser("u3", "c@x.test", ownedMeta())),
+			opts:   func(o *Options) { o.MaxDeletes = 2 },
+			want:   []string{"user_delete a@x.test", "user_delete b@x.test", "user_delete c@x.test"},
+			unsafe: []string{"deletes 3 users, more than --max-deletes 2; pass --force-deletes"},
+		},
+		{
+			name:   "--force-deletes lifts the caps with a warning",
+			prune:  true,
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta()), remoteUser("u2", "b@x.test", ownedMeta()), remoteUser("u3", "c@x.test", ownedMeta())),
+			opts:   func(o *Options) { o.MaxDeletes = 2; o.ForceDeletes = true },
+			want:   []string{"user_delete a@x.test", "user_delete b@x.test", "user_delete c@x.test"},
+			warn:   []string{"allowed by --force-deletes"},
+		},
+		{
+			name:   "tokens: owned equal no change; undeclared owned revoked; unmanaged undeclared kept",
+			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci"}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", ownedMeta(), time.Hour), remoteToken("t2", "old", ownedMeta(), time.Hour), remoteToken("t3", "manual", state.Null[state.Meta](), time.Hour)),
+			want:   []string{"token_revoke a@x.test/old"},
+		},
+		{
+			name:   "tokens: exclusiveTokens revokes unmanaged and foreign tokens too",
+			users:  []state.DesiredUser{du("a@x.test", withTokens(), func(u *state.DesiredUser) { u.ExclusiveTokens = true })},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t3", "manual", state.Null[state.Meta](), time.Hour), remoteToken("t4", "f", state.Some(meta(state.OwnerKey, "o")), time.Hour)),
+			want:   []string{"token_revoke a@x.test/f", "token_revoke a@x.test/manual"},
+		},
+		{
+			name:   "tokens: empty declared list revokes all owned, keeps foreign",
+			users:  []state.DesiredUser{du("a@x.test", withTokens())},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "x", ownedMeta(), time.Hour), remoteToken("t4", "f", state.Some(meta(state.OwnerKey, "o")), time.Hour)),
+			want:   []string{"token_revoke a@x.test/x"},
+		},
+		{
+			name:   "tokens not managed: nothing read, nothing changed",
+			users:  []state.DesiredUser{du("a@x.test")},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta())),
+			want:   []string{},
+		},
+		{
+			name:   "tokens: an existing user whose tokens were not read is an error",
+			users:  []state.DesiredUser{du("a@x.test", withTokens())},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta())),
+			err:    ErrTokensNotRead,
+		},
+		{
+			name:   "tokens: missing declared token created; drifted description and meta updated",
+			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci", Description: state.Some("CI"), Meta: state.Some(meta("p", "ci"))}, state.DesiredToken{Name: "new"}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", ownedMeta("p", "old", state.NonceKey, "n"), time.Hour)),
+			want:   []string{"token_update a@x.test/ci [description,meta.p]", "token_create a@x.test/new [meta.cbkSyncOwner]"},
+			bodies: map[string]string{"token_update a@x.test/ci": `{"description":"CI","meta":{"$update":{"cbkSyncOwner":"acme","p":"ci"}}}`},
+		},
+		{
+			name:   "tokens: exact meta ignores the creation nonce",
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.MetaExact = true }, withTokens(state.DesiredToken{Name: "ci", Meta: state.Some(meta("p", "ci"))}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", ownedMeta("p", "ci", state.NonceKey, "n"), time.Hour)),
+			want:   []string{},
+		},
+		{
+			name:   "tokens: unmanaged token with declared name is adopted",
+			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci"}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", state.Null[state.Meta](), time.Hour)),
+			want:   []string{"token_update a@x.test/ci [meta.cbkSyncOwner]"},
+			bodies: map[string]string{"token_update a@x.test/ci": `{"meta":{"$update":{"cbkSyncOwner":"acme"}}}`},
+		},
+		{
+			name:   "tokens: foreign token with declared name is adopted with a warning",
+			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci"}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", state.Some(meta(state.OwnerKey, "o")), time.Hour)),
+			want:   []string{"token_update a@x.test/ci [meta.cbkSyncOwner]"},
+			warn:   []string{`token ci owned by "o" is adopted`},
+		},
+		{
+			name:  "tokens: duplicates keep the newest owned, revoke other owned, keep unmanaged",
+			users: []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci"}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1",
+				remoteToken("t1", "ci", ownedMeta(), 3*time.Hour), remoteToken("t2", "ci", ownedMeta(), time.Hour),
+				remoteToken("t3", "ci", state.Null[state.Meta](), time.Minute)),
+			want: []string{"token_revoke a@x.test/ci"},
+			warn: []string{"keeping t2, revoking t1", "keeping unowned token t3"},
+		},
+		{
+			name:   "tokens: older than rotateAfter is rotated",
+			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci", RotateAfter: 24 * time.Hour}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", ownedMeta(), 48*time.Hour)),
+			want:   []string{"token_rotate a@x.test/ci [meta.cbkSyncOwner]"},
+			bodies: map[string]string{"token_rotate a@x.test/ci": `{"name":"ci","meta":{"cbkSyncOwner":"acme"}}`},
+		},
+		{
+			name:   "tokens: younger than rotateAfter is kept",
+			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci", RotateAfter: 24 * time.Hour}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", ownedMeta(), 23*time.Hour)),
+			want:   []string{},
+		},
+		{
+			name:   "tokens of an adopted user are managed too; declared before revoked",
+			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "b"}, state.DesiredToken{Name: "a"}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", state.Null[state.Meta]())), "u1", remoteToken("t0", "0", ownedMeta(), time.Hour)),
+			want:   []string{"user_adopt a@x.test [meta.cbkSyncOwner]", "token_create a@x.test/a [meta.cbkSyncOwner]", "token_create a@x.test/b [meta.cbkSyncOwner]", "token_revoke a@x.test/0"},
+		},
+		{
+			name:   "users ordered by email key regardless of input order",
+			users:  []state.DesiredUser{du("c@x.test"), du("B@x.test"), du("a@x.test")},
+			actual: actual(),
+			want:   []string{"user_create a@x.test [email,meta.cbkSyncOwner]", "user_create B@x.test [email,meta.cbkSyncOwner]", "user_create c@x.test [email,meta.cbkSyncOwner]"},
+		},
+		{
+			name:    "several remote users with one email key: the owned one is matched, the rest left alone",
+			prune:   true,
+			users:   []state.DesiredUser{du("a@x.test", withName("A"))},
+			actual:  actual(remoteUser("u1", "A@x.test", ownedMeta()), remoteUser("u2", "a@x.test", ownedMeta(), func(u *state.User) { u.CreatedAt-- }), remoteUser("u3", "a@X.test", state.Null[state.Meta]())),
+			want:    []string{"user_update a@x.test [name]"},
+			warn:    []string{"several remote users have the email a@x.test; only user u2 is matched"},
+			orphans: []string{"A@x.test"},
+		},
+		{
+			name:  "declared twice is an error",
+			users: []state.DesiredUser{du("a@x.test"), du("A@x.test")},
+			err:   errors.New("declared twice"),
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			runComputeCase(t, tc)
+		})
+	}
+}
+
+func runComputeCase(t *testing.T, tc computeCase) {
+	t.Helper()
+	d := state.Desired{Owner: testOwner, PruneUsers: tc.prune, Users: tc.users}
+	o := DefaultOptions(testNow)
+	if tc.opts != nil {
+		tc.opts(&o)
+	}
+	if tc.actual.Tokens == nil {
+		tc.actual.Tokens = map[string][]state.Token{}
+	}
+	p, err := Compute(d, tc.actual, o)
+	if tc.err != nil {
+		require.Error(t, err)
+		if !errors.Is(err, tc.err) {
+			assert.Contains(t, err.Error(), tc.err.Error())
+		}
+		return
+	}
+	require.NoError(t, err)
+	assert.Equal(t, tc.want, describePlan(&p))
+	for key, body := range tc.bodies {
+		c, ok := findChange(&p, key)
+		if assert.True(t, ok, "no change %q", key) {
+			assert.JSONEq(t, body, wire(t, c), key)
+		}
+	}
+	assert.Equal(t, len(tc.unsafe) == 0, p.Safety.Safe, "safe")
+	require.Len(t, p.Safety.Reasons, len(tc.unsafe))
+	for i, r := range tc.unsafe {
+		assert.Contains(t, p.Safety.Reasons[i], r)
+	}
+	for _, w := range tc.warn {
+		assert.True(t, containsSub(p.Warnings, w), "warning %q not in %q", w, p.Warnings)
+	}
+	var orphans []string
+	for _, o := range p.Orphans {
+		orphans = append(orphans, o.Email)
+	}
+	assert.Equal(t, tc.orphans, orphans)
+	assert.Equal(t, Fingerprint(tc.actual), p.Fingerprint)
+	assert.Equal(t, TokenUserIDs(tc.actual), p.TokenUsers)
+	assertConverges(t, d, tc.actual, &p, o)
+	assertShuffledSame(t, d, tc.actual, o, &p)
+}
+
+func containsSub(list []string, sub string) bool {
+	for _, s := range list {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// assertShuffledSame recomputes with every input list reversed: the plan must not
+// depend on input order.
+func assertShuffledSame(t *testing.T, d state.Desired, a state.Actual, o Options, want *Plan) {
+	t.Helper()
+	rd := d
+	rd.Users = reversed(d.Users)
+	for i := range rd.Users {
+		rd.Users[i].Tokens = reversed(rd.Users[i].Tokens)
+	}
+	ra := state.Actual{Users: reversed(a.Users), Tokens: map[string][]state.Token{}}
+	for id, ts := range a.Tokens {
+		ra.Tokens[id] = reversed(ts)
+	}
+	got, err := Compute(rd, ra, o)
+	require.NoError(t, err)
+	assert.Equal(t, fmt.Sprint(describePlan(want)), fmt.Sprint(describePlan(&got)))
+	assert.Equal(t, want.Fingerprint, got.Fingerprint)
+	assert.Equal(t, want.Warnings, got.Warnings)
+}
+
+func reversed[T any](s []T) []T {
+	out := make([]T, len(s))
+	for i, v := range s {
+		out[len(s)-1-i] = v
+	}
+	return out
+}
+
+func TestPercentCapOnlyFromTenOwned(t *testing.T) {
+	mk := func(n int) state.Actual {
+		a := actual()
+		for i := range n {
+			a.Users = append(a.Users, remoteUser(fmt.Sprintf("u%02d", i), fmt.Sprintf("u%02d@x.test", i), ownedMeta()))
+		}
+		return a
+	}
+	// 9 owned, 3 deleted (33%): percentage not checked below 10 owned.
+	a := mk(9)
+	d := state.Desired{Owner: testOwner, PruneUsers: true}
+	for i := 3; i < 9; i++ {
+		d.Users = append(d.Users, du(fmt.Sprintf("u%02d@x.test", i)))
+	}
+	p, err := Compute(d, a, DefaultOptions(testNow))
+	require.NoError(t, err)
+	assert.True(t, p.Safety.Safe)
+	assert.Equal(t, 9, p.Safety.Owned)
+	assert.Equal(t, 3, p.Safety.Deletes)
+
+	// 10 owned, 3 deleted (30% > 25%): unsafe.
+	a = mk(10)
+	d.Users = append(d.Users, du("u09@x.test"))
+	p, err = Compute(d, a, DefaultOptions(testNow))
+	require.NoError(t, err)
+	assert.False(t, p.Safety.Safe)
+	require.Len(t, p.Safety.Reasons, 1)
+	assert.Equal(t, "the plan deletes 3 of 10 owned users (30%), more than --max-delete-percent 25; pass --force-deletes to allow it", p.Safety.Reasons[0])
+
+	// Negative caps mean none.
+	o := DefaultOptions(testNow)
+	o.MaxDeletes, o.MaxDeletePercent = -1, -1
+	d.Users = nil
+	p, err = Compute(d, a, o)
+	require.NoError(t, err)
+	assert.True(t, p.Safety.Safe)
+	assert.Equal(t, 10, p.Safety.Deletes)
+}
+
+func TestComputeNeedsOwner(t *testing.T) {
+	_, err := Compute(state.Desired{}, state.Actual{}, DefaultOptions(testNow))
+	require.Error(t, err)
+}
+
+func TestRotationNeedsKnownCreationTime(t *testing.T) {
+	d := state.Desired{Owner: testOwner, Users: []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci", RotateAfter: time.Hour}))}}
+	tok := remoteToken("t1", "ci", ownedMeta(), 0)
+	tok.CreatedAt = 0
+	a := withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", tok)
+	p, err := Compute(d, a, DefaultOptions(testNow))
+	require.NoError(t, err)
+	assert.True(t, p.Empty())
+}

@@ -1,0 +1,249 @@
+package plan
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"hash"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// Fingerprint returns a SHA-256 (hex) over a canonical encoding of every user and every
+// token list in a. It does not depend on the order of users, tokens or map keys, and
+// changes when any field of any object changes (updatedAt included), when an object
+// appears or disappears, and when a token list is read or not.
+func Fingerprint(a state.Actual) string {
+	return fingerprint(a, TokenUserIDs(a))
+}
+
+// TokenUserIDs returns the IDs of the users whose token lists were read, sorted.
+func TokenUserIDs(a state.Actual) []string {
+	ids := make([]string, 0, len(a.Tokens))
+	for id := range a.Tokens {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// fingerprint streams users sorted by ID, then the token lists in tokenUsers order
+// (each sorted by token ID), through SHA-256. The encoding is a compact binary one
+// rather than JSON because this runs on every plan and must stay cheap at 100,000
+// users; every value is typed and length-prefixed, so it is unambiguous.
+func fingerprint(a state.Actual, tokenUsers []string) string {
+	h := sha256.New()
+	e := &canonEncoder{h: h}
+	users := make([]int, len(a.Users))
+	for i := range users {
+		users[i] = i
+	}
+	slices.SortFunc(users, func(x, y int) int {
+		if c := strings.Compare(a.Users[x].ID, a.Users[y].ID); c != 0 {
+			return c
+		}
+		// Equal IDs should not happen; order them by content to stay order-independent.
+		return bytes.Compare(encodeUser(&a.Users[x]), encodeUser(&a.Users[y]))
+	})
+	e.uvarint(uint64(len(users)))
+	for _, i := range users {
+		e.user(&a.Users[i])
+		e.flush()
+	}
+	e.uvarint(uint64(len(tokenUsers)))
+	for _, id := range tokenUsers {
+		toks := a.Tokens[id]
+		e.str(id)
+		e.uvarint(uint64(len(toks)))
+		order := make([]int, len(toks))
+		for i := range order {
+			order[i] = i
+		}
+		if !sort.SliceIsSorted(toks, func(x, y int) bool { return toks[x].ID < toks[y].ID }) {
+			slices.SortFunc(order, func(x, y int) int {
+				if c := strings.Compare(toks[x].ID, toks[y].ID); c != 0 {
+					return c
+				}
+				return bytes.Compare(encodeToken(&toks[x]), encodeToken(&toks[y]))
+			})
+		}
+		for _, i := range order {
+			e.token(&toks[i])
+		}
+		e.flush()
+	}
+	e.flush()
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func encodeUser(u *state.User) []byte {
+	e := &canonEncoder{}
+	e.user(u)
+	return e.buf
+}
+
+func encodeToken(t *state.Token) []byte {
+	e := &canonEncoder{}
+	e.token(t)
+	return e.buf
+}
+
+// canonEncoder appends a canonical binary encoding to buf and hands it to h in chunks.
+type canonEncoder struct {
+	h    hash.Hash
+	buf  []byte
+	keys []string
+}
+
+func (e *canonEncoder) flush() {
+	if e.h != nil && len(e.buf) > 0 {
+		e.h.Write(e.buf)
+		e.buf = e.buf[:0]
+	}
+}
+
+func (e *canonEncoder) uvarint(v uint64) { e.buf = binary.AppendUvarint(e.buf, v) }
+func (e *canonEncoder) varint(v int64)   { e.buf = binary.AppendVarint(e.buf, v) }
+
+func (e *canonEncoder) str(s string) {
+	e.uvarint(uint64(len(s)))
+	e.buf = append(e.buf, s...)
+}
+
+// Opt kinds are written as one byte: absent, null, set.
+const (
+	optAbsent = 'a'
+	optNull   = 'n'
+	optSet    = 's'
+)
+
+func optKindByte[T any](o state.Opt[T]) byte {
+	switch {
+	case o.IsSet():
+		return optSet
+	case o.IsNull():
+		return optNull
+	}
+	return optAbsent
+}
+
+func (e *canonEncoder) optStr(o state.Opt[string]) {
+	e.buf = append(e.buf, optKindByte(o))
+	if v, ok := o.Get(); ok {
+		e.str(v)
+	}
+}
+
+func (e *canonEncoder) optInt(o state.Opt[int64]) {
+	e.buf = append(e.buf, optKindByte(o))
+	if v, ok := o.Get(); ok {
+		e.varint(v)
+	}
+}
+
+func (e *canonEncoder) optMeta(o state.Opt[state.Meta]) {
+	e.buf = append(e.buf, optKindByte(o))
+	if v, ok := o.Get(); ok {
+		e.object(v)
+	}
+}
+
+func (e *canonEncoder) object(m map[string]any) {
+	e.uvarint(uint64(len(m)))
+	// Keys are sorted in a scratch slice reused across objects (restored after
+	// nested objects use it) to avoid an allocation per meta map.
+	base := len(e.keys)
+	for k := range m {
+		e.keys = append(e.keys, k)
+	}
+	keys := e.keys[base:]
+	slices.Sort(keys)
+	for i := range keys {
+		k := e.keys[base+i]
+		e.str(k)
+		e.value(m[k])
+	}
+	e.keys = e.keys[:base]
+}
+
+func (e *canonEncoder) value(v any) {
+	switch x := v.(type) {
+	case nil:
+		e.buf = append(e.buf, 'z')
+	case bool:
+		if x {
+			e.buf = append(e.buf, 't')
+		} else {
+			e.buf = append(e.buf, 'f')
+		}
+	case float64:
+		e.buf = append(e.buf, 'd')
+		e.buf = binary.BigEndian.AppendUint64(e.buf, math.Float64bits(x))
+	case string:
+		e.buf = append(e.buf, 's')
+		e.str(x)
+	case []any:
+		e.buf = append(e.buf, 'l')
+		e.uvarint(uint64(len(x)))
+		for _, y := range x {
+			e.value(y)
+		}
+	case map[string]any:
+		e.buf = append(e.buf, 'm')
+		e.object(x)
+	case state.Meta:
+		e.buf = append(e.buf, 'm')
+		e.object(x)
+	default:
+		// Not in encoding/json's decoded form (the reader normalises, so this is rare):
+		// canonical JSON still identifies it.
+		b, err := json.Marshal(x)
+		if err != nil {
+			b = []byte(err.Error())
+		}
+		e.buf = append(e.buf, 'j')
+		e.str(string(b))
+	}
+}
+
+func (e *canonEncoder) user(u *state.User) {
+	e.buf = append(e.buf, 'U')
+	e.str(u.ID)
+	e.varint(u.CreatedAt)
+	e.varint(u.UpdatedAt)
+	e.optStr(u.Email)
+	e.optStr(u.Name)
+	e.optStr(u.Description)
+	e.optStr(u.Image)
+	e.optMeta(u.Meta)
+	e.buf = append(e.buf, optKindByte(u.Limits))
+	if l, ok := u.Limits.Get(); ok {
+		e.optInt(l.Tokens)
+		e.optInt(l.Conversations)
+		e.optInt(l.Messages)
+		e.buf = append(e.buf, optKindByte(l.Database))
+		if db, ok := l.Database.Get(); ok {
+			e.optInt(db.Datasets)
+			e.optInt(db.Records)
+			e.optInt(db.Skillsets)
+			e.optInt(db.Abilities)
+			e.optInt(db.Files)
+		}
+	}
+}
+
+func (e *canonEncoder) token(t *state.Token) {
+	e.buf = append(e.buf, 'T')
+	e.str(t.ID)
+	e.varint(t.CreatedAt)
+	e.varint(t.UpdatedAt)
+	e.optStr(t.Name)
+	e.optStr(t.Description)
+	e.optMeta(t.Meta)
+}

@@ -1,0 +1,174 @@
+package plan
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// smallTokenList is the size up to which token names are matched by a linear scan,
+// which beats building a map for the two or three tokens a user usually has.
+const smallTokenList = 8
+
+// tokens appends the token changes of an existing user that declares tokens: declared
+// tokens first (create, rotate, update, by name), so that a successor exists before
+// anything is revoked, then the revocations (by name, then ID).
+func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string, remote []state.Token) []Change {
+	decl := du.Tokens
+	var byName map[string]int
+	if len(decl) > smallTokenList {
+		byName = make(map[string]int, len(decl))
+		for i := range decl {
+			byName[decl[i].Name] = i
+		}
+	}
+	declIndex := func(t *state.Token) int {
+		name, ok := t.Name.Get()
+		if !ok {
+			return -1
+		}
+		if byName != nil {
+			if i, ok := byName[name]; ok {
+				return i
+			}
+			return -1
+		}
+		for i := range decl {
+			if decl[i].Name == name {
+				return i
+			}
+		}
+		return -1
+	}
+
+	// One pass picks, for each declared name, the remote token to keep.
+	var buf [smallTokenList]int
+	best := buf[:0]
+	if len(decl) > smallTokenList {
+		best = make([]int, len(decl))
+	} else {
+		best = buf[:len(decl)]
+	}
+	for i := range best {
+		best[i] = -1
+	}
+	idx := make([]int, len(remote)) // declared index of each remote token
+	for i := range remote {
+		di := declIndex(&remote[i])
+		idx[i] = di
+		if di < 0 {
+			continue
+		}
+		if b := best[di]; b < 0 || c.preferToken(&remote[i], &remote[b]) {
+			best[di] = i
+		}
+	}
+
+	start := len(changes)
+	for di := range decl {
+		dt := &decl[di]
+		if best[di] < 0 {
+			changes = append(changes, c.tokenCreate(du, dt, userID, TokenCreate, "declared and not found remotely"))
+			continue
+		}
+		t := &remote[best[di]]
+		if dt.RotateAfter > 0 && t.CreatedAt > 0 && !c.o.Now.IsZero() {
+			age := c.o.Now.Sub(time.UnixMilli(t.CreatedAt))
+			if age > dt.RotateAfter {
+				ch := c.tokenCreate(du, dt, userID, TokenRotate,
+					fmt.Sprintf("created %s ago, older than rotateAfter %s", roundAge(age), dt.RotateAfter))
+				ch.TokenID = t.ID
+				changes = append(changes, ch)
+				continue
+			}
+		}
+		own, prev := c.ownershipOf(t.Meta)
+		var fields []FieldChange
+		var body state.TokenFields
+		if stringDrift(dt.Description, t.Description) {
+			fields = append(fields, FieldChange{Field: "description", Before: optAny(t.Description), After: optAny(dt.Description)})
+			body.Description = dt.Description
+		}
+		fields, body.Meta, body.MetaMerge = c.metaChange(fields, dt.Meta, du.MetaExact, t.Meta, own != owned, true)
+		if len(fields) == 0 {
+			continue
+		}
+		reason := "drifted from the configuration"
+		if own != owned {
+			reason = ReasonAdopt
+			if own == foreign {
+				c.warn(fmt.Sprintf("user %s: token %s owned by %q is adopted", du.Email, dt.Name, prev))
+			}
+		}
+		changes = append(changes, Change{Action: TokenUpdate, Email: du.Email, UserID: userID, TokenName: dt.Name,
+			TokenID: t.ID, Reason: reason, Fields: fields, TokenBody: &body})
+	}
+	sortTokenChanges(changes[start:])
+
+	revStart := len(changes)
+	for i := range remote {
+		t := &remote[i]
+		di := idx[i]
+		if di >= 0 && best[di] == i {
+			continue
+		}
+		own, _ := c.ownershipOf(t.Meta)
+		var reason string
+		switch {
+		case di >= 0 && own == owned:
+			reason = "duplicate of the kept token with the same name"
+			c.warn(fmt.Sprintf("user %s: several tokens named %s; keeping %s, revoking %s", du.Email, decl[di].Name, remote[best[di]].ID, t.ID))
+		case di >= 0 && du.ExclusiveTokens:
+			reason = "duplicate of the kept token with the same name (exclusiveTokens is true)"
+		case di >= 0:
+			c.warn(fmt.Sprintf("user %s: several tokens named %s; keeping unowned token %s as it is", du.Email, decl[di].Name, t.ID))
+			continue
+		case own == owned:
+			reason = "owned and not declared"
+		case du.ExclusiveTokens:
+			reason = "not declared (exclusiveTokens is true)"
+		default:
+			continue
+		}
+		changes = append(changes, Change{Action: TokenRevoke, Email: du.Email, UserID: userID,
+			TokenName: t.Name.Value(), TokenID: t.ID, Reason: reason})
+	}
+	sortTokenChanges(changes[revStart:])
+	return changes
+}
+
+// preferToken reports whether remote token x should be kept rather than y for the same
+// declared name: an owned token first, then the newest (a successor whose predecessor
+// was not revoked), then the greatest ID, so that the choice is stable.
+func (c *computer) preferToken(x, y *state.Token) bool {
+	ox, _ := c.ownershipOf(x.Meta)
+	oy, _ := c.ownershipOf(y.Meta)
+	if (ox == owned) != (oy == owned) {
+		return ox == owned
+	}
+	if x.CreatedAt != y.CreatedAt {
+		return x.CreatedAt > y.CreatedAt
+	}
+	return x.ID > y.ID
+}
+
+func sortTokenChanges(cs []Change) {
+	if len(cs) < 2 {
+		return
+	}
+	slices.SortStableFunc(cs, func(x, y Change) int {
+		return cmp.Or(strings.Compare(x.TokenName, y.TokenName), strings.Compare(x.TokenID, y.TokenID))
+	})
+}
+
+// roundAge keeps token ages readable in reasons ("2161h0m0s", not nanoseconds).
+func roundAge(d time.Duration) time.Duration {
+	if d > time.Hour {
+		return d.Round(time.Hour)
+	}
+	return d.Round(time.Second)
+}
