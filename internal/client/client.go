@@ -68,6 +68,7 @@ type Client struct {
 	jsonl     bool
 	log       *slog.Logger
 	clock     clock
+	jitter    func(time.Duration) time.Duration // tests make it deterministic
 
 	// notBefore (unix nanoseconds) is when requests may be sent again after a 429:
 	// every request of the client waits for it, so one worker's 429 slows them all.
@@ -139,6 +140,7 @@ func New(opts Options) (*Client, error) {
 		jsonl:     opts.JSONL,
 		log:       opts.Logger,
 		clock:     realClock{},
+		jitter:    fullJitter,
 		calls:     make(map[string]*atomic.Int64, len(allOps)),
 	}
 	if c.maxConns < 1 {

@@ -50,7 +50,7 @@ type result struct {
 	class      class
 	retryAfter time.Duration // from the Retry-After header; 0 when absent
 	throttled  bool          // a 429 TOO_MANY_REQUESTS: slows every request of the client
-	sent       bool          // the request may have reached the server
+	inFlight   bool          // the caller's ctx ended while the request may have been processed
 }
 
 // errStop is returned by a handler when the consumer of a list stopped early.
@@ -86,7 +86,7 @@ func (c *Client) doRaw(ctx context.Context, r *request) error {
 		res := c.attempt(ctx, r)
 		switch res.class {
 		case classFinal:
-			if res.err != nil && res.sent && r.kind != kindRead {
+			if res.inFlight && r.kind != kindRead {
 				// The caller gave up while a write was in flight.
 				return &LostAnswerError{Op: r.op, Err: res.err}
 			}
@@ -150,10 +150,13 @@ func (c *Client) backoff(attempt int, res result) time.Duration {
 		d = maxBackoff
 	}
 	if res.throttled {
-		return d/2 + rand.N(d/2+1)
+		return d/2 + c.jitter(d/2)
 	}
-	return rand.N(d + 1)
+	return c.jitter(d)
 }
+
+// fullJitter picks a wait in [0, d].
+func fullJitter(d time.Duration) time.Duration { return rand.N(d + 1) }
 
 // waitTurn waits for the shared pause after a 429 and for the rate limiter.
 func (c *Client) waitTurn(ctx context.Context) error {
@@ -225,7 +228,7 @@ func (c *Client) attempt(ctx context.Context, r *request) result {
 	t0 := time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		c.log.Debug("api request", "op", r.op, "method", method, "path", r.url.Path, "error", c.scrubText(err.Error()), "duration", time.Since(t0))
+		c.log.Debug("api request", "op", r.op, "method", method, "path", c.scrubText(r.url.Path), "error", c.scrubText(err.Error()), "duration", time.Since(t0))
 		return c.transportFailure(ctx, rctx, r, err)
 	}
 	defer func() {
@@ -233,7 +236,7 @@ func (c *Client) attempt(ctx context.Context, r *request) result {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		resp.Body.Close()
 	}()
-	c.log.Debug("api request", "op", r.op, "method", method, "path", r.url.Path, "status", resp.StatusCode, "duration", time.Since(t0))
+	c.log.Debug("api request", "op", r.op, "method", method, "path", c.scrubText(r.url.Path), "status", resp.StatusCode, "duration", time.Since(t0))
 
 	switch s := resp.StatusCode; {
 	case s >= 200 && s < 300:
@@ -246,18 +249,18 @@ func (c *Client) attempt(ctx context.Context, r *request) result {
 		case rctx.Err() != nil:
 			return c.transportFailure(ctx, rctx, r, herr)
 		}
-		return result{err: herr, class: classMaybeProcessed, sent: true}
+		return result{err: herr, class: classMaybeProcessed}
 	case s == http.StatusTooManyRequests:
 		c.throttled.Add(1)
 		ae := c.readAPIError(r.op, resp)
 		if ae.Code == "LIMITS_REACHED" {
-			return result{err: ae, sent: true}
+			return result{err: ae}
 		}
 		return result{err: ae, class: classNotProcessed, throttled: true, retryAfter: c.retryAfter(resp)}
 	case s >= 500:
-		return result{err: c.readAPIError(r.op, resp), class: classMaybeProcessed, retryAfter: c.retryAfter(resp), sent: true}
+		return result{err: c.readAPIError(r.op, resp), class: classMaybeProcessed, retryAfter: c.retryAfter(resp)}
 	default:
-		return result{err: c.readAPIError(r.op, resp), sent: true}
+		return result{err: c.readAPIError(r.op, resp)}
 	}
 }
 
@@ -265,15 +268,15 @@ func (c *Client) attempt(ctx context.Context, r *request) result {
 func (c *Client) transportFailure(ctx, rctx context.Context, r *request, err error) result {
 	if ctx.Err() != nil {
 		// The caller's context ended: not retried.
-		return result{err: fmt.Errorf("%s: %w", r.op, context.Cause(ctx)), sent: !isDialError(err)}
+		return result{err: fmt.Errorf("%s: %w", r.op, context.Cause(ctx)), inFlight: !isDialError(err)}
 	}
 	if errors.Is(context.Cause(rctx), errTimeout) {
-		return result{err: fmt.Errorf("%s: no answer within %s: %w", r.op, c.timeout, errTimeout), class: classMaybeProcessed, sent: true}
+		return result{err: fmt.Errorf("%s: no answer within %s: %w", r.op, c.timeout, errTimeout), class: classMaybeProcessed}
 	}
 	if isDialError(err) {
 		return result{err: fmt.Errorf("%s: %w", r.op, err), class: classNotProcessed}
 	}
-	return result{err: fmt.Errorf("%s: %w", r.op, err), class: classMaybeProcessed, sent: true}
+	return result{err: fmt.Errorf("%s: %w", r.op, err), class: classMaybeProcessed}
 }
 
 // isDialError reports an error met before any byte of the request could be sent:
