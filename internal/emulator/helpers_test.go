@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cbk-sync/cbk-sync/internal/state"
 	"github.com/stretchr/testify/require"
 )
 
@@ -149,4 +150,12 @@ func compact(t *testing.T, s string) string {
 	var b bytes.Buffer
 	require.NoError(t, json.Compact(&b, []byte(s)))
 	return b.String()
+}
+
+func stateUser(email string, createdAt int64) state.User {
+	return state.User{Email: state.Some(email), CreatedAt: createdAt}
+}
+
+func stateToken(name string, createdAt int64) state.Token {
+	return state.Token{Name: state.Some(name), CreatedAt: createdAt}
 }

@@ -1,0 +1,531 @@
+package emulator
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var prefixes = []string{"/v1/partner", "/api/v1/partner"}
+
+// TestEndpointsTable walks every row of PARTNER-API.md's endpoint table on both path
+// prefixes: right method and answer shape, wrong method refused, counted once.
+func TestEndpointsTable(t *testing.T) {
+	rows := []struct {
+		op, method, path, body string
+		wantKeys               []string
+	}{
+		{"user.list", "GET", "/user/list", "", []string{"items", "cursor"}},
+		{"user.fetch", "GET", "/user/{u}/fetch", "", []string{"id", "createdAt", "updatedAt", "name", "meta", "image", "email", "limits"}},
+		{"user.create", "POST", "/user/create", `{"email":"new@acme.test"}`, []string{"id"}},
+		{"user.update", "POST", "/user/{u}/update", `{"name":"x"}`, []string{"id"}},
+		{"user.delete", "POST", "/user/{u}/delete", `{}`, []string{"id"}},
+		{"token.list", "GET", "/user/{u}/token/list", "", []string{"items", "cursor"}},
+		{"token.create", "POST", "/user/{u}/token/create", `{"name":"ci"}`, []string{"id", "token", "createdAt"}},
+		{"token.update", "POST", "/user/{u}/token/{t}/update", `{"name":"cd"}`, []string{"id"}},
+		{"token.delete", "POST", "/user/{u}/token/{t}/delete", `{}`, []string{"id"}},
+	}
+	for _, prefix := range prefixes {
+		for _, row := range rows {
+			t.Run(prefix+" "+row.op, func(t *testing.T) {
+				h := newHarness(t, Options{})
+				uid := h.createUser(`{"email":"a@acme.test"}`)
+				tid := h.createToken(uid, `{"name":"t"}`)["id"].(string)
+				h.e.ResetCounts()
+				path := prefix + strings.NewReplacer("{u}", uid, "{t}", tid).Replace(row.path)
+
+				m := h.ok(row.method, path, row.body)
+				assert.ElementsMatch(t, row.wantKeys, slices.Collect(mapKeys(m)))
+				wrong := "POST"
+				if row.method == "POST" {
+					wrong = "GET"
+				}
+				r := h.fail(http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", wrong, path, row.body)
+				assert.Equal(t, row.method, r.header.Get("Allow"))
+
+				counts := h.e.Counts()
+				assert.Equal(t, int64(1), counts[row.op], "the refused method is not counted")
+				var total int64
+				for _, n := range counts {
+					total += n
+				}
+				assert.Equal(t, int64(1), total)
+			})
+		}
+	}
+}
+
+func mapKeys(m map[string]any) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// TestConformance walks the rules of PARTNER-API.md, one case each.
+func TestConformance(t *testing.T) {
+	cases := []struct {
+		name string
+		run  func(t *testing.T, h *harness)
+	}{
+		{"401 without or with a wrong bearer, never echoing it", func(t *testing.T, h *harness) {
+			for _, auth := range []string{"", "Bearer wrong", "Basic " + testToken, "Bearer", "Bearer " + testToken + "x"} {
+				req, err := http.NewRequest("GET", h.srv.URL+"/v1/partner/user/list", nil)
+				require.NoError(t, err)
+				if auth != "" {
+					req.Header.Set("Authorization", auth)
+				}
+				resp, err := h.srv.Client().Do(req)
+				require.NoError(t, err)
+				var body errorBody
+				require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+				resp.Body.Close()
+				assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, auth)
+				assert.Equal(t, "NOT_AUTHENTICATED", body.Code)
+				assert.NotContains(t, body.Message, testToken)
+				assert.NotContains(t, body.Message, "wrong")
+			}
+			assert.Zero(t, h.e.Counts()["user.list"], "unauthenticated requests do not reach the operation")
+			h.ok("GET", "/v1/partner/user/list", "") // the scheme is case-insensitive, the secret not
+		}},
+		{"unknown paths are 404 NOT_FOUND", func(t *testing.T, h *harness) {
+			for _, p := range []string{"/v1/partner/user", "/v1/partner/users/list", "/v2/partner/user/list", "/v1/partner/user//fetch", "/v1/partner/user/x/token/y/fetch", "/v1/partner/user/x/frob"} {
+				h.fail(http.StatusNotFound, "NOT_FOUND", "GET", p, "")
+			}
+		}},
+		{"a user answer has every field, unset ones null, ms timestamps", func(t *testing.T, h *harness) {
+			id := h.createUser(`{"email":"a@acme.test"}`)
+			page := h.ok("GET", "/v1/partner/user/list", "")
+			got, err := json.Marshal(page["items"].([]any)[0])
+			require.NoError(t, err)
+			assert.JSONEq(t, fmt.Sprintf(`{"id":%q,"createdAt":1700000000001,"updatedAt":1700000000001,"name":null,"description":null,"meta":null,"image":null,"email":"a@acme.test","limits":null}`, id), string(got))
+		}},
+		{"TRAP: fetch leaves description out, list has it", func(t *testing.T, h *harness) {
+			id := h.createUser(`{"email":"a@acme.test","description":"sandbox"}`)
+			u := h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")
+			_, has := u["description"]
+			assert.False(t, has, "fetch must not carry description: %v", u)
+			assert.Equal(t, "a@acme.test", u["email"])
+			l := h.ok("GET", "/v1/partner/user/list", "")["items"].([]any)[0].(map[string]any)
+			assert.Equal(t, "sandbox", l["description"])
+			assert.Equal(t, "sandbox", h.e.Users()[0].Description.Value(), "Users() has description")
+		}},
+		{"ids are opaque, unique, CUID-like", func(t *testing.T, h *harness) {
+			seen := map[string]bool{}
+			uid := h.createUser(`{}`)
+			seen[uid] = true
+			for range 50 {
+				id := h.createToken(uid, `{}`)["id"].(string)
+				assert.Regexp(t, `^c[0-9a-z]{24}$`, id)
+				assert.False(t, seen[id], "duplicate id %s", id)
+				seen[id] = true
+			}
+		}},
+		{"partial update: absent unchanged, null clears, updatedAt moves", func(t *testing.T, h *harness) {
+			id := h.createUser(`{"email":"a@acme.test","name":"A","description":"d","image":"https://i.test/a.png","meta":{"k":"v"},"limits":{"tokens":1}}`)
+			before := h.e.Users()[0]
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"name":null,"image":"https://i.test/b.png"}`)
+			after := h.e.Users()[0]
+			assert.True(t, after.Name.IsNull())
+			assert.Equal(t, "https://i.test/b.png", after.Image.Value())
+			assert.Equal(t, "d", after.Description.Value())
+			assert.Equal(t, "a@acme.test", after.Email.Value())
+			assert.Equal(t, before.Meta, after.Meta)
+			assert.Equal(t, before.Limits, after.Limits)
+			assert.Equal(t, before.CreatedAt, after.CreatedAt)
+			assert.Greater(t, after.UpdatedAt, before.UpdatedAt)
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"description":null,"meta":null,"limits":null,"email":null}`)
+			u := h.e.Users()[0]
+			assert.True(t, u.Description.IsNull() && u.Meta.IsNull() && u.Limits.IsNull() && u.Email.IsNull())
+		}},
+		{"limits are replaced as a whole", func(t *testing.T, h *harness) {
+			id := h.createUser(`{"limits":{"tokens":1,"messages":2,"database":{"files":3}}}`)
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"limits":{"conversations":5}}`)
+			u := h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")
+			assert.Equal(t, map[string]any{"conversations": float64(5)}, u["limits"])
+		}},
+		{"meta is replaced whole, or merged shallowly by $update", func(t *testing.T, h *harness) {
+			id := h.createUser(`{"meta":{"a":"1","b":{"x":1}}}`)
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"meta":{"b":{"y":2}}}`)
+			assert.Equal(t, map[string]any{"b": map[string]any{"y": float64(2)}}, fetchMeta(t, h, id))
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"meta":{"$update":{"c":"3","b":{"z":3}}}}`)
+			assert.Equal(t, map[string]any{"b": map[string]any{"z": float64(3)}, "c": "3"}, fetchMeta(t, h, id), "shallow: b is replaced, not merged")
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"meta":{"$update":{"c":null}}}`)
+			assert.Equal(t, map[string]any{"b": map[string]any{"z": float64(3)}, "c": nil}, fetchMeta(t, h, id), "a null in $update is stored as null")
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"meta":null}`)
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"meta":{"$update":{"d":"4"}}}`)
+			assert.Equal(t, map[string]any{"d": "4"}, fetchMeta(t, h, id), "$update onto null meta")
+			h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/"+id+"/update", `{"meta":{"$update":{"d":"4"},"e":"5"}}`)
+			h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/"+id+"/update", `{"meta":{"$update":"x"}}`)
+			h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/"+id+"/update", `{"meta":["x"]}`)
+		}},
+		{"meta keys starting with _ are refused, $update and tokens too", func(t *testing.T, h *harness) {
+			h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/create", `{"meta":{"_x":"1"}}`)
+			id := h.createUser(`{"meta":{"x_":"1"}}`)
+			h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/"+id+"/update", `{"meta":{"$update":{"_x":"1"}}}`)
+			h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/"+id+"/token/create", `{"meta":{"_x":"1"}}`)
+			assert.Equal(t, map[string]any{"x_": "1"}, fetchMeta(t, h, id))
+			assert.Empty(t, h.e.Tokens(id))
+		}},
+		{"email: valid address, empty stored as null", func(t *testing.T, h *harness) {
+			for _, bad := range []string{"nope", "a@", "@b.test", "Alice <a@b.test>", " a@b.test", "a b@c.test"} {
+				h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/create", fmt.Sprintf(`{"email":%q}`, bad))
+			}
+			h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/create", `{"email":5}`)
+			id := h.createUser(`{"email":""}`)
+			assert.Nil(t, h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")["email"])
+			h.createUser(`{"email":""}`) // two users without email do not conflict
+			assert.Len(t, h.e.Users(), 2)
+		}},
+		{"409 CONFLICT on a duplicate email, any case, create and update", func(t *testing.T, h *harness) {
+			a := h.createUser(`{"email":"Alice@Acme.test"}`)
+			b := h.createUser(`{"email":"bob@acme.test"}`)
+			h.fail(http.StatusConflict, "CONFLICT", "POST", "/v1/partner/user/create", `{"email":"alice@acme.TEST"}`)
+			h.fail(http.StatusConflict, "CONFLICT", "POST", "/v1/partner/user/"+b+"/update", `{"email":"ALICE@acme.test"}`)
+			h.ok("POST", "/v1/partner/user/"+a+"/update", `{"email":"alice@acme.test"}`) // its own email, new case
+			h.ok("POST", "/v1/partner/user/"+a+"/update", `{"email":"carol@acme.test"}`)
+			h.ok("POST", "/v1/partner/user/"+b+"/update", `{"email":"Alice@Acme.test"}`) // freed by the change
+			h.ok("POST", "/v1/partner/user/"+b+"/delete", `{}`)
+			h.createUser(`{"email":"alice@acme.test"}`) // freed by the delete
+			assert.Len(t, h.e.Users(), 2)
+		}},
+		{"limits: non-negative whole numbers, known keys", func(t *testing.T, h *harness) {
+			for _, bad := range []string{`{"tokens":-1}`, `{"database":{"files":-2}}`, `{"tokens":"5"}`, `{"tokens":1.5}`, `{"bogus":1}`, `{"database":{"bogus":1}}`, `{"database":3}`, `[1]`, `5`} {
+				h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/create", `{"limits":`+bad+`}`)
+			}
+			id := h.createUser(`{"limits":{"tokens":0,"conversations":5.0,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5}}}`)
+			assert.JSONEq(t, `{"tokens":0,"conversations":5,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5}}`,
+				mustJSON(t, h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")["limits"]))
+		}},
+		{"bodies must be JSON objects of known fields; alias is accepted", func(t *testing.T, h *harness) {
+			for _, bad := range []string{"", "{", "[]", "null", `"x"`, `{"metaMerge":true}`, `{"name":5}`} {
+				h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/create", bad)
+			}
+			id := h.createUser(`{"alias":"al","name":"n"}`)
+			h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/"+id+"/delete", ``)
+			h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/"+id+"/token/create", `{"email":"x@y.test"}`)
+			h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/"+id+"/token/create", `{"config":"x"}`)
+			h.createToken(id, `{"name":"t","description":"d","meta":{"k":"v"},"config":{"any":"thing"}}`)
+			assert.Len(t, h.e.Users(), 1)
+			assert.Len(t, h.e.Tokens(id), 1)
+		}},
+		{"404 NOT_FOUND for missing users and tokens", func(t *testing.T, h *harness) {
+			a := h.createUser(`{}`)
+			b := h.createUser(`{}`)
+			ta := h.createToken(a, `{}`)["id"].(string)
+			for _, c := range []struct{ method, path, body string }{
+				{"GET", "/v1/partner/user/nope/fetch", ""},
+				{"POST", "/v1/partner/user/nope/update", `{}`},
+				{"POST", "/v1/partner/user/nope/delete", `{}`},
+				{"GET", "/v1/partner/user/nope/token/list", ""},
+				{"POST", "/v1/partner/user/nope/token/create", `{}`},
+				{"POST", "/v1/partner/user/nope/token/" + ta + "/update", `{}`},
+				{"POST", "/v1/partner/user/" + a + "/token/nope/update", `{}`},
+				{"POST", "/v1/partner/user/" + a + "/token/nope/delete", `{}`},
+				{"POST", "/v1/partner/user/" + b + "/token/" + ta + "/update", `{}`}, // another user's token
+				{"POST", "/v1/partner/user/" + b + "/token/" + ta + "/delete", `{}`},
+			} {
+				h.fail(http.StatusNotFound, "NOT_FOUND", c.method, c.path, c.body)
+			}
+			assert.Len(t, h.e.Tokens(a), 1)
+		}},
+		{"deleting a user deletes its tokens", func(t *testing.T, h *harness) {
+			a := h.createUser(`{}`)
+			b := h.createUser(`{}`)
+			ta := h.createToken(a, `{}`)["id"].(string)
+			h.createToken(b, `{}`)
+			h.ok("POST", "/v1/partner/user/"+a+"/delete", `{}`)
+			assert.Empty(t, h.e.Tokens(a))
+			assert.Len(t, h.e.Tokens(b), 1)
+			h.fail(http.StatusNotFound, "NOT_FOUND", "GET", "/v1/partner/user/"+a+"/token/list", "")
+			h.fail(http.StatusNotFound, "NOT_FOUND", "POST", "/v1/partner/user/"+a+"/token/"+ta+"/delete", `{}`)
+			h.fail(http.StatusNotFound, "NOT_FOUND", "POST", "/v1/partner/user/"+a+"/delete", `{}`)
+		}},
+		{"a token secret is sk- and 64 hex, shown once, never listed", func(t *testing.T, h *harness) {
+			uid := h.createUser(`{}`)
+			secrets := map[string]bool{}
+			for range 3 {
+				c := h.createToken(uid, `{"name":"ci","description":"d","meta":{"k":"v"}}`)
+				s := c["token"].(string)
+				assert.Regexp(t, regexp.MustCompile(`^sk-[0-9a-f]{64}$`), s)
+				assert.Equal(t, float64(1700000000002+len(secrets)), c["createdAt"])
+				secrets[s] = true
+			}
+			assert.Len(t, secrets, 3, "secrets are random")
+			list := h.do("GET", "/v1/partner/user/"+uid+"/token/list", "")
+			jsonl := h.do("GET", "/v1/partner/user/"+uid+"/token/list", "", "Accept", "application/jsonl")
+			for s := range secrets {
+				assert.NotContains(t, string(list.body), s)
+				assert.NotContains(t, string(jsonl.body), s)
+				assert.NotContains(t, fmt.Sprintf("%+v", h.e.Tokens(uid)), s[3:])
+			}
+			item := h.ok("GET", "/v1/partner/user/"+uid+"/token/list", "")["items"].([]any)[0].(map[string]any)
+			assert.ElementsMatch(t, []string{"id", "createdAt", "updatedAt", "name", "description", "meta"}, slices.Collect(mapKeys(item)))
+			assert.Equal(t, "ci", item["name"])
+		}},
+		{"token update is partial and bumps updatedAt", func(t *testing.T, h *harness) {
+			uid := h.createUser(`{}`)
+			tid := h.createToken(uid, `{"name":"ci","description":"d","meta":{"a":"1"}}`)["id"].(string)
+			h.ok("POST", "/v1/partner/user/"+uid+"/token/"+tid+"/update", `{"description":null,"meta":{"$update":{"b":"2"}}}`)
+			tk := h.e.Tokens(uid)[0]
+			assert.Equal(t, "ci", tk.Name.Value())
+			assert.True(t, tk.Description.IsNull())
+			assert.Equal(t, map[string]any{"a": "1", "b": "2"}, map[string]any(tk.Meta.Value()))
+			assert.Greater(t, tk.UpdatedAt, tk.CreatedAt)
+		}},
+		{"pagination: desc by default, asc on request, take defaults to 100", func(t *testing.T, h *harness) {
+			var all []string
+			for i := range 150 {
+				all = append(all, seedUser(t, h, fmt.Sprintf("u%03d@acme.test", i)))
+			}
+			first := h.ok("GET", "/v1/partner/user/list", "")
+			got := ids(t, first)
+			require.Len(t, got, 100)
+			assert.Equal(t, reversed(all)[:100], got, "newest first")
+			assert.Equal(t, got[99], first["cursor"])
+			second := h.ok("GET", "/v1/partner/user/list?cursor="+got[99], "")
+			assert.Equal(t, reversed(all)[100:], ids(t, second))
+			assert.Equal(t, all[0], second["cursor"], "a short page carries a cursor too")
+			empty := h.ok("GET", "/v1/partner/user/list?cursor="+all[0], "")
+			assert.Empty(t, ids(t, empty))
+			_, has := empty["cursor"]
+			assert.False(t, has, "an empty page has no cursor")
+			asc := h.ok("GET", "/v1/partner/user/list?order=asc&take=3", "")
+			assert.Equal(t, all[:3], ids(t, asc))
+			assert.Equal(t, all[3:6], ids(t, h.ok("GET", "/v1/partner/user/list?order=asc&take=3&cursor="+all[2], "")))
+			assert.Equal(t, all[100:], ids(t, h.ok("GET", "/v1/partner/user/list?order=asc&cursor="+all[99], "")))
+			assert.Equal(t, 100, len(ids(t, h.ok("GET", "/v1/partner/user/list?order=&take=&cursor=", ""))), "empty parameters take defaults")
+		}},
+		{"pagination: take is clamped to 1..100, must be numeric; order must be asc or desc", func(t *testing.T, h *harness) {
+			for i := range 102 {
+				seedUser(t, h, fmt.Sprintf("u%03d@acme.test", i))
+			}
+			for take, want := range map[string]int{"0": 1, "-3": 1, "1": 1, "7": 7, "100": 100, "101": 100, "1000": 100, "99999999999999999999999": 100, "-99999999999999999999999": 1} {
+				assert.Len(t, ids(t, h.ok("GET", "/v1/partner/user/list?take="+take, "")), want, "take=%s", take)
+			}
+			for _, q := range []string{"take=abc", "take=1.5", "order=up", "order=DESC"} {
+				h.fail(http.StatusBadRequest, "BAD_REQUEST", "GET", "/v1/partner/user/list?"+q, "")
+			}
+		}},
+		{"pagination: walking pages of any size, both orders, yields every item once", func(t *testing.T, h *harness) {
+			var all []string
+			for i := range 23 {
+				all = append(all, seedUser(t, h, fmt.Sprintf("u%02d@acme.test", i)))
+			}
+			for _, order := range []string{"asc", "desc"} {
+				for _, take := range []int{1, 2, 5, 23, 100} {
+					var got []string
+					cursor := ""
+					for calls := 0; ; calls++ {
+						require.Less(t, calls, 30)
+						p := h.ok("GET", fmt.Sprintf("/v1/partner/user/list?order=%s&take=%d&cursor=%s", order, take, cursor), "")
+						page := ids(t, p)
+						if len(page) == 0 {
+							assert.NotContains(t, p, "cursor")
+							break
+						}
+						assert.Equal(t, page[len(page)-1], p["cursor"])
+						got = append(got, page...)
+						cursor = p["cursor"].(string)
+					}
+					want := all
+					if order == "desc" {
+						want = reversed(all)
+					}
+					assert.Equal(t, want, got, "order=%s take=%d", order, take)
+				}
+			}
+		}},
+		{"pagination: same createdAt sorts by id; a deleted cursor keeps working; an unknown one is 400", func(t *testing.T, h *harness) {
+			var all []string
+			for i := range 6 {
+				u, err := h.e.PutUser(stateUser(fmt.Sprintf("u%d@acme.test", i), 42))
+				require.NoError(t, err)
+				all = append(all, u.ID)
+			}
+			sorted := slices.Clone(all)
+			slices.Sort(sorted)
+			assert.Equal(t, sorted, ids(t, h.ok("GET", "/v1/partner/user/list?order=asc", "")))
+			p := h.ok("GET", "/v1/partner/user/list?order=asc&take=2", "")
+			h.ok("POST", "/v1/partner/user/"+p["cursor"].(string)+"/delete", `{}`)
+			assert.Equal(t, sorted[2:4], ids(t, h.ok("GET", "/v1/partner/user/list?order=asc&take=2&cursor="+p["cursor"].(string), "")))
+			assert.Equal(t, sorted[:1], ids(t, h.ok("GET", "/v1/partner/user/list?order=desc&take=2&cursor="+p["cursor"].(string), "")))
+			h.fail(http.StatusBadRequest, "BAD_REQUEST", "GET", "/v1/partner/user/list?cursor=never-existed", "")
+		}},
+		{"token lists paginate the same way", func(t *testing.T, h *harness) {
+			uid := h.createUser(`{}`)
+			other := h.createUser(`{}`)
+			otherTok := h.createToken(other, `{}`)["id"].(string)
+			var all []string
+			for range 5 {
+				all = append(all, h.createToken(uid, `{}`)["id"].(string))
+			}
+			p := h.ok("GET", "/v1/partner/user/"+uid+"/token/list?take=2", "")
+			assert.Equal(t, reversed(all)[:2], ids(t, p))
+			assert.Equal(t, reversed(all)[2:4], ids(t, h.ok("GET", "/v1/partner/user/"+uid+"/token/list?take=2&cursor="+p["cursor"].(string), "")))
+			last := h.ok("GET", "/v1/partner/user/"+uid+"/token/list?order=asc&take=100&cursor="+all[2], "")
+			assert.Equal(t, all[3:], ids(t, last))
+			assert.Equal(t, all[4], last["cursor"])
+			h.fail(http.StatusBadRequest, "BAD_REQUEST", "GET", "/v1/partner/user/"+uid+"/token/list?cursor="+otherTok, "")
+			empty := h.ok("GET", "/v1/partner/user/"+other+"/token/list?cursor="+otherTok, "")
+			assert.Empty(t, ids(t, empty))
+			assert.NotContains(t, empty, "cursor")
+		}},
+		{"filters: email case-insensitive, meta.K=V with nesting", func(t *testing.T, h *harness) {
+			a := h.createUser(`{"email":"Alice@Acme.test","meta":{"team":"sales","n":3,"deep":{"k":"v"},"on":true}}`)
+			b := h.createUser(`{"email":"bob@acme.test","meta":{"team":"ops","deep":{"k":"w"}}}`)
+			c := h.createUser(`{"email":"carol@acme.test","meta":{"team":"sales"}}`)
+			h.createUser(`{}`)
+			for q, want := range map[string][]string{
+				"email=alice@acme.TEST":                 {a},
+				"email=nobody@acme.test":                {},
+				"meta.team=sales":                       {c, a},
+				"meta.team=sales&order=asc&take=1":      {a},
+				"meta.team=sales&email=carol@acme.test": {c},
+				"meta.n=3":                              {a},
+				"meta.on=true":                          {a},
+				"meta.deep.k=w":                         {b},
+				"meta.deep=v":                           {},
+				"meta.missing=x":                        {},
+			} {
+				p := h.ok("GET", "/v1/partner/user/list?"+q, "")
+				assert.Equal(t, want, ids(t, p), q)
+				if len(want) == 0 {
+					assert.NotContains(t, p, "cursor", q)
+				}
+			}
+			// A filtered page continues after its cursor.
+			p := h.ok("GET", "/v1/partner/user/list?meta.team=sales&take=1", "")
+			assert.Equal(t, []string{a}, ids(t, h.ok("GET", "/v1/partner/user/list?meta.team=sales&take=1&cursor="+p["cursor"].(string), "")))
+		}},
+		{"Accept: application/jsonl streams every item, with filters and order", func(t *testing.T, h *harness) {
+			var all []string
+			for i := range 230 {
+				all = append(all, seedUser(t, h, fmt.Sprintf("u%03d@acme.test", i)))
+			}
+			r := h.do("GET", "/api/v1/partner/user/list?take=5", "", "Accept", "application/jsonl")
+			require.Equal(t, http.StatusOK, r.status)
+			assert.Equal(t, "application/jsonl", r.header.Get("Content-Type"))
+			types, got := readJSONL(t, r.body)
+			assert.Equal(t, "nop", types[0])
+			assert.Equal(t, reversed(all), got, "all items, beyond one page, newest first")
+
+			r = h.do("GET", "/v1/partner/user/list?order=asc&meta.i=7", "", "Accept", "application/json, application/jsonl;q=0.9")
+			_, got = readJSONL(t, r.body)
+			assert.Equal(t, []string{all[7]}, got)
+
+			uid := all[0]
+			tid := h.createToken(uid, `{}`)["id"].(string)
+			r = h.do("GET", "/v1/partner/user/"+uid+"/token/list", "", "Accept", "application/jsonl")
+			_, got = readJSONL(t, r.body)
+			assert.Equal(t, []string{tid}, got)
+			h.fail(http.StatusNotFound, "NOT_FOUND", "GET", "/v1/partner/user/nope/token/list", "")
+		}},
+		{"counts over HTTP and their reset", func(t *testing.T, h *harness) {
+			h.createUser(`{}`)
+			h.ok("GET", "/v1/partner/user/list", "")
+			h.fail(http.StatusNotFound, "NOT_FOUND", "GET", "/v1/partner/user/x/fetch", "")
+			m := h.ok("GET", "/_emulator/counts", "")
+			calls := m["calls"].(map[string]any)
+			assert.Len(t, calls, 9)
+			assert.Equal(t, float64(1), calls["user.create"])
+			assert.Equal(t, float64(1), calls["user.list"])
+			assert.Equal(t, float64(1), calls["user.fetch"], "a 404 still reached the operation")
+			assert.Equal(t, map[string]any{"5xx": 0.0, "429": 0.0, "lost": 0.0, "bad_body": 0.0, "quota": 0.0}, m["faults"])
+			h.ok("POST", "/_emulator/reset-counts", "")
+			assert.Zero(t, h.e.Counts()["user.create"])
+			h.fail(http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "POST", "/_emulator/counts", "")
+			h.fail(http.StatusNotFound, "NOT_FOUND", "GET", "/_emulator/nope", "")
+			req, err := http.NewRequest("GET", h.srv.URL+"/_emulator/counts", nil)
+			require.NoError(t, err)
+			resp, err := h.srv.Client().Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		}},
+		{"PutUser and PutToken seed like a create", func(t *testing.T, h *harness) {
+			u, err := h.e.PutUser(stateUser("a@acme.test", 0))
+			require.NoError(t, err)
+			assert.NotEmpty(t, u.ID)
+			assert.NotZero(t, u.CreatedAt)
+			assert.True(t, u.Name.IsNull(), "unset fields become null")
+			_, err = h.e.PutUser(stateUser("A@ACME.test", 0))
+			assert.ErrorContains(t, err, "CONFLICT")
+			_, err = h.e.PutUser(stateUser("not an email", 0))
+			assert.ErrorContains(t, err, "BAD_REQUEST")
+			tk, err := h.e.PutToken(u.ID, stateToken("old", 1000))
+			require.NoError(t, err)
+			assert.Equal(t, int64(1000), tk.CreatedAt)
+			assert.Equal(t, int64(1000), tk.UpdatedAt)
+			_, err = h.e.PutToken("nope", stateToken("x", 0))
+			assert.ErrorContains(t, err, "NOT_FOUND")
+			item := h.ok("GET", "/v1/partner/user/"+u.ID+"/token/list", "")["items"].([]any)[0].(map[string]any)
+			assert.Equal(t, float64(1000), item["createdAt"])
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.run(t, newHarness(t, Options{}))
+		})
+	}
+}
+
+func fetchMeta(t *testing.T, h *harness, id string) any {
+	t.Helper()
+	return h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")["meta"]
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func reversed(s []string) []string {
+	r := slices.Clone(s)
+	slices.Reverse(r)
+	return r
+}
+
+// seedUser creates a user over HTTP, with its index in meta.i for filter tests.
+func seedUser(t *testing.T, h *harness, email string) string {
+	t.Helper()
+	var i int
+	_, _ = fmt.Sscanf(strings.TrimLeft(email, "u"), "%d", &i)
+	return h.createUser(fmt.Sprintf(`{"email":%q,"meta":{"i":"%d"}}`, email, i))
+}
+
+// readJSONL splits a JSON-lines body into the line types and the item ids.
+func readJSONL(t *testing.T, body []byte) (types, ids []string) {
+	t.Helper()
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Type string `json:"type"`
+			Data struct {
+				ID string `json:"id"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &line), sc.Text())
+		types = append(types, line.Type)
+		if line.Type == "item" {
+			ids = append(ids, line.Data.ID)
+		}
+	}
+	require.NoError(t, sc.Err())
+	return types, ids
+}
