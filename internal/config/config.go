@@ -1,0 +1,255 @@
+// Package config reads the YAML configuration files into the desired state, strictly:
+// every unknown key, wrong type and broken rule is reported with its file:line:column,
+// all at once. It also renders remote state back as a config (Export) and describes
+// the format as a JSON Schema (Schema).
+//
+// Format decisions beyond PRODUCT.md:
+//
+//   - Several files: every file must say `version: 1` and the same `owner`. `users` of
+//     all files are concatenated in the order the files are given (a directory's files in
+//     lexical order) and emails must be unique across all of them. `prune.users` applies
+//     to the whole run: files that set it must agree, and one file setting it is enough.
+//     `defaults` and the top-level `metaMode` apply to the users of their own file only,
+//     so that a file can be read on its own.
+//   - metaMode may be set at the top level of a file, in defaults, and per user; the
+//     most specific wins (user, then defaults, then the file; merge when none does). It
+//     also governs the meta of the user's tokens.
+//   - A file holds one YAML document; a second one ("---") is an error. A directory
+//     contributes its *.yaml and *.yml files, not its subdirectories nor hidden files. A
+//     file named twice is read once.
+//   - ${VAR} and ${VAR:-default} are expanded in scalar values (never in keys); as in
+//     the shell the default also replaces an empty value, and $${ is a literal ${. An
+//     expanded value takes its field's type ("tokens: ${N}" is a number); in meta, a
+//     plain (unquoted) expanded value is typed as YAML would type its text, a quoted one
+//     stays a string.
+//   - rotateAfter is a Go duration with an optional leading whole number of days:
+//     30d, 1d12h, 720h, 90m. It must be greater than zero; null means never.
+//   - An empty `defaults:`, `prune:` or `users:` means nothing; `tokens: null` is an
+//     error because it could mean either "unmanaged" or "revoke all".
+//   - YAML anchors and aliases work, but the nodes aliases add to one file are capped
+//     (an alias bomb is refused); merge keys (<<) are not supported.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// Error is one problem in the configuration, at the position it was found.
+type Error struct {
+	Pos state.Pos
+	Msg string
+}
+
+// Error formats the problem as "file:line:column: message", or "file: message" for a
+// problem with a whole file (unreadable, too large, empty).
+func (e Error) Error() string {
+	if e.Pos.Line == 0 {
+		return e.Pos.File + ": " + e.Msg
+	}
+	return e.Pos.String() + ": " + e.Msg
+}
+
+// Errors is every problem found, sorted by file, line, column.
+type Errors []Error
+
+// Error prints one problem per line.
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (es Errors) sort() {
+	sort.SliceStable(es, func(i, j int) bool {
+		a, b := es[i].Pos, es[j].Pos
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Column < b.Column
+	})
+}
+
+// Load reads files and directories (a directory contributes its *.yaml/*.yml, lexical
+// order, non-recursive) into the desired state. lookupEnv is os.LookupEnv in
+// production; nil means no variable is set. Any error is an Errors.
+func Load(paths []string, lookupEnv func(string) (string, bool)) (state.Desired, error) {
+	l := newLoader(lookupEnv)
+	if len(paths) == 0 {
+		l.errs = append(l.errs, Error{Msg: "no configuration files given: name a file or a directory with -f"})
+	}
+	for _, p := range paths {
+		l.path(p)
+	}
+	return l.finish()
+}
+
+// LoadBytes is Load for in-memory documents (tests, fuzzing); name is used in positions.
+func LoadBytes(name string, data []byte, lookupEnv func(string) (string, bool)) (state.Desired, error) {
+	l := newLoader(lookupEnv)
+	l.bytes(name, data)
+	return l.finish()
+}
+
+// loader reads the files one by one, then checks what spans files.
+type loader struct {
+	lookup func(string) (string, bool)
+	errs   Errors
+	files  []fileConfig
+	seen   map[string]bool
+	users  int
+}
+
+func newLoader(lookup func(string) (string, bool)) *loader {
+	if lookup == nil {
+		lookup = func(string) (string, bool) { return "", false }
+	}
+	return &loader{lookup: lookup, seen: map[string]bool{}}
+}
+
+func (l *loader) fileError(name, format string, args ...any) {
+	l.errs = append(l.errs, Error{Pos: state.Pos{File: name}, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (l *loader) path(p string) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		l.fileError(p, "cannot read: %v; check the path", unwrapPathError(err))
+		return
+	}
+	if !fi.IsDir() {
+		l.file(p)
+		return
+	}
+	entries, err := os.ReadDir(p)
+	if err != nil {
+		l.fileError(p, "cannot read the directory: %v", unwrapPathError(err))
+		return
+	}
+	found := false
+	for _, e := range entries {
+		name := e.Name()
+		ext := filepath.Ext(name)
+		if e.IsDir() || strings.HasPrefix(name, ".") || (ext != ".yaml" && ext != ".yml") {
+			continue
+		}
+		found = true
+		l.file(filepath.Join(p, name))
+	}
+	if !found {
+		l.fileError(p, "the directory has no *.yaml or *.yml files: add one, or name the file itself")
+	}
+}
+
+func (l *loader) file(p string) {
+	if abs, err := filepath.Abs(p); err == nil {
+		if l.seen[abs] {
+			return
+		}
+		l.seen[abs] = true
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		l.fileError(p, "cannot read: %v; check the path and its permissions", unwrapPathError(err))
+		return
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > MaxFileSize {
+		l.tooLarge(p, fi.Size())
+		return
+	}
+	// The size can change between Stat and the read (or a pipe has none): read at most
+	// one byte past the limit and look again.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		l.fileError(p, "cannot read: %v", unwrapPathError(err))
+		return
+	}
+	l.bytes(p, data)
+}
+
+func (l *loader) tooLarge(name string, size int64) {
+	l.fileError(name, "the file is larger than 10 MiB (%d bytes), the most cbk-sync reads: split the users across several files", size)
+}
+
+func (l *loader) bytes(name string, data []byte) {
+	if len(data) > MaxFileSize {
+		l.tooLarge(name, int64(len(data)))
+		return
+	}
+	d := &decoder{file: name, lookup: l.lookup, usersLeft: MaxUsers - l.users}
+	fc := d.decodeFile(data)
+	l.errs = append(l.errs, d.errs...)
+	l.users += len(fc.users)
+	l.files = append(l.files, fc)
+}
+
+// finish checks what spans files (owner, prune, unique emails) and assembles the
+// desired state.
+func (l *loader) finish() (state.Desired, error) {
+	var out state.Desired
+	var ownerFrom, pruneFrom *fileConfig
+	n := 0
+	for i := range l.files {
+		fc := &l.files[i]
+		n += len(fc.users)
+		if fc.hasOwner {
+			if ownerFrom == nil {
+				ownerFrom, out.Owner = fc, fc.owner
+			} else if fc.owner != ownerFrom.owner {
+				l.errs = append(l.errs, Error{Pos: fc.ownerPos, Msg: fmt.Sprintf(
+					"owner %q differs from %q set at %s: all files must have the same owner", fc.owner, ownerFrom.owner, ownerFrom.ownerPos)})
+			}
+		}
+		if v, ok := fc.prune.Get(); ok {
+			if pruneFrom == nil {
+				pruneFrom, out.PruneUsers = fc, v
+			} else if v != pruneFrom.prune.Value() {
+				l.errs = append(l.errs, Error{Pos: fc.prunePos, Msg: fmt.Sprintf(
+					"prune.users is %v here but %v at %s: the files that set prune.users must agree", v, pruneFrom.prune.Value(), pruneFrom.prunePos)})
+			}
+		}
+	}
+
+	out.Users = make([]state.DesiredUser, 0, n)
+	first := make(map[string]state.Pos, n)
+	for _, fc := range l.files {
+		for _, du := range fc.users {
+			key := state.EmailKey(du.user.Email)
+			if prev, dup := first[key]; dup {
+				l.errs = append(l.errs, Error{Pos: du.emailPos, Msg: fmt.Sprintf(
+					"duplicate email %q: %s already declares it (emails compare case-insensitively); remove or merge one of the two users", du.user.Email, prev)})
+				continue
+			}
+			first[key] = du.emailPos
+			out.Users = append(out.Users, du.user)
+		}
+	}
+	if len(l.errs) > 0 {
+		l.errs.sort()
+		return state.Desired{}, l.errs
+	}
+	return out, nil
+}
+
+// unwrapPathError drops the path that *os.PathError repeats, since the message is
+// already prefixed with it.
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,231 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+func env(kv ...string) func(string) (string, bool) {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func load(t *testing.T, doc string, lookup func(string) (string, bool)) state.Desired {
+	t.Helper()
+	d, err := LoadBytes("c.yaml", []byte(doc), lookup)
+	require.NoError(t, err)
+	return d
+}
+
+func TestLoadFullConfig(t *testing.T) {
+	d, err := Load([]string{"testdata/full.yaml"}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, "acme-platform", d.Owner)
+	assert.False(t, d.PruneUsers)
+	require.Len(t, d.Users, 3)
+
+	alice := d.Users[0]
+	assert.Equal(t, "alice@acme.test", alice.Email)
+	assert.Equal(t, state.Pos{File: "testdata/full.yaml", Line: 18, Column: 5}, alice.Pos)
+	assert.Equal(t, state.Some("Alice Doe"), alice.Name)
+	assert.True(t, alice.MetaExact)
+	assert.True(t, alice.ExclusiveTokens)
+	assert.Equal(t, state.Meta{"plan": "standard", "team": "sales", "region": "eu",
+		"tier": map[string]any{"level": float64(2), "flags": []any{"a", "b"}}}, alice.Meta.Value())
+	lim := alice.Limits.Value()
+	assert.Equal(t, state.Some[int64](100000), lim.Tokens)
+	assert.Equal(t, state.Some[int64](100), lim.Database.Value().Files)
+	assert.True(t, alice.ManageTokens)
+	require.Len(t, alice.Tokens, 2)
+	assert.Equal(t, "ci", alice.Tokens[0].Name)
+	assert.Equal(t, 720*time.Hour, alice.Tokens[0].RotateAfter)
+	assert.Equal(t, 30*24*time.Hour, alice.Tokens[1].RotateAfter)
+	assert.Equal(t, state.Some(state.Meta{"purpose": "ci"}), alice.Tokens[0].Meta)
+	assert.True(t, alice.Tokens[1].Description.Absent())
+
+	bob := d.Users[1]
+	assert.True(t, bob.Image.IsNull(), "the user's null wins over the default")
+	assert.Equal(t, state.Some("Unnamed"), bob.Name)
+	assert.True(t, bob.ManageTokens)
+	assert.Empty(t, bob.Tokens)
+	assert.Equal(t, state.Some[int64](1000), bob.Limits.Value().Conversations)
+	assert.Equal(t, state.Some[int64](10), bob.Limits.Value().Database.Value().Files)
+
+	carol := d.Users[2]
+	assert.False(t, carol.ManageTokens, "absent tokens are not managed")
+	assert.False(t, carol.MetaExact)
+}
+
+func TestDefaultsDeepMerge(t *testing.T) {
+	d := load(t, `
+version: 1
+owner: acme
+defaults:
+  name: Default
+  meta: { plan: standard, nested: { a: 1, b: 2 }, list: [1, 2] }
+  limits: { conversations: 1000, database: { files: 5, records: 7 } }
+  metaMode: exact
+users:
+  - email: a@acme.test
+    meta: { team: x, nested: { b: 3 }, list: [9] }
+    limits: { tokens: 5, database: { files: 6 } }
+    metaMode: merge
+  - email: b@acme.test
+    name: null
+    meta: null
+    limits: null
+`, nil)
+	a, b := d.Users[0], d.Users[1]
+	assert.Equal(t, state.Some("Default"), a.Name)
+	assert.Equal(t, state.Meta{"plan": "standard", "team": "x", "nested": map[string]any{"a": 1.0, "b": 3.0}, "list": []any{9.0}}, a.Meta.Value())
+	assert.Equal(t, state.Limits{
+		Tokens:        state.Some[int64](5),
+		Conversations: state.Some[int64](1000),
+		Database:      state.Some(state.DatabaseLimits{Files: state.Some[int64](6), Records: state.Some[int64](7)}),
+	}, a.Limits.Value())
+	assert.False(t, a.MetaExact, "the user's metaMode wins over defaults")
+	assert.True(t, b.MetaExact)
+	assert.True(t, b.Name.IsNull())
+	assert.True(t, b.Meta.IsNull())
+	assert.True(t, b.Limits.IsNull())
+
+	// Users must not share the defaults' maps.
+	d2 := load(t, "version: 1\nowner: acme\ndefaults: {meta: {n: {x: 1}}}\nusers: [{email: a@acme.test}, {email: b@acme.test}]\n", nil)
+	d2.Users[0].Meta.Value()["n"].(map[string]any)["x"] = "changed"
+	assert.Equal(t, 1.0, d2.Users[1].Meta.Value()["n"].(map[string]any)["x"])
+}
+
+func TestAbsentNullAndSet(t *testing.T) {
+	d := load(t, `
+version: 1
+owner: acme
+users:
+  - email: a@acme.test
+    name: A
+    description: null
+    limits: { tokens: null, database: null }
+`, nil)
+	u := d.Users[0]
+	assert.True(t, u.Name.IsSet())
+	assert.True(t, u.Description.IsNull())
+	assert.True(t, u.Image.Absent())
+	assert.True(t, u.Meta.Absent())
+	l := u.Limits.Value()
+	assert.True(t, l.Tokens.IsNull())
+	assert.True(t, l.Messages.Absent())
+	assert.True(t, l.Database.IsNull())
+	assert.False(t, u.ManageTokens)
+	assert.False(t, d.PruneUsers)
+}
+
+func TestEnvExpansion(t *testing.T) {
+	d := load(t, `
+version: ${VERSION}
+owner: ${OWNER}
+prune: { users: "${PRUNE}" }
+users:
+  - email: ${USER}@acme.test
+    name: "${NAME:-Nobody}"
+    description: price is $${AMOUNT} and ${EMPTY:-fallback}
+    meta:
+      n: ${N}
+      q: "${N}"
+      lit: $${X}
+      s: ${S}
+    limits: { tokens: "${N}", conversations: "${N}" }
+    tokens:
+      - name: ci
+        rotateAfter: ${ROT:-30d}
+`, env("VERSION", "1", "OWNER", "acme", "PRUNE", "true", "USER", "alice", "EMPTY", "", "N", "42", "S", "hello"))
+	assert.Equal(t, "acme", d.Owner)
+	assert.True(t, d.PruneUsers)
+	u := d.Users[0]
+	assert.Equal(t, "alice@acme.test", u.Email)
+	assert.Equal(t, state.Some("Nobody"), u.Name)
+	assert.Equal(t, state.Some("price is ${AMOUNT} and fallback"), u.Description)
+	assert.Equal(t, state.Meta{"n": 42.0, "q": "42", "lit": "${X}", "s": "hello"}, u.Meta.Value())
+	assert.Equal(t, state.Some[int64](42), u.Limits.Value().Tokens)
+	assert.Equal(t, state.Some[int64](42), u.Limits.Value().Conversations)
+	assert.Equal(t, 30*24*time.Hour, u.Tokens[0].RotateAfter)
+}
+
+func TestDurations(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"30d": 30 * 24 * time.Hour, "720h": 720 * time.Hour, "1d12h": 36 * time.Hour,
+		"90m": 90 * time.Minute, "1.5h": 90 * time.Minute, "1h30m": 90 * time.Minute,
+	} {
+		got, err := parseDuration(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "d", "-1d", "1d-1h", "30", "0", "0d", "-5m", "1w", "30x", "1e9d", "99999999999999999999d", "d1h"} {
+		_, err := parseDuration(in)
+		assert.Error(t, err, in)
+	}
+}
+
+func TestSeveralFilesAndDirectories(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+		return p
+	}
+	write("conf/b.yml", "version: 1\nowner: acme\nmetaMode: exact\nusers: [{email: b@acme.test}]\n")
+	write("conf/a.yaml", "version: 1\nowner: acme\nprune: {users: true}\ndefaults: {name: A-team}\nusers: [{email: a@acme.test}]\n")
+	write("conf/notes.txt", "not yaml")
+	write("conf/.hidden.yaml", "garbage: [")
+	write("conf/sub/c.yaml", "garbage: [")
+	extra := write("extra.yaml", "version: 1\nowner: acme\nusers: [{email: c@acme.test}]\n")
+
+	d, err := Load([]string{filepath.Join(dir, "conf"), extra, filepath.Join(dir, "conf", "a.yaml")}, nil)
+	require.NoError(t, err)
+	assert.True(t, d.PruneUsers, "one file setting prune is enough")
+	var emails []string
+	for _, u := range d.Users {
+		emails = append(emails, u.Email)
+	}
+	assert.Equal(t, []string{"a@acme.test", "b@acme.test", "c@acme.test"}, emails, "lexical order in a directory, then the next path; a file named twice is read once")
+	assert.Equal(t, state.Some("A-team"), d.Users[0].Name)
+	assert.True(t, d.Users[1].Name.Absent(), "defaults apply to their own file only")
+	assert.True(t, d.Users[1].MetaExact)
+	assert.False(t, d.Users[2].MetaExact, "the top-level metaMode applies to its own file only")
+}
+
+func TestAnchorsAndAliasesWork(t *testing.T) {
+	d := load(t, `
+version: 1
+owner: acme
+users:
+  - email: a@acme.test
+    meta: &common { plan: gold }
+    limits: &lim { tokens: 3 }
+  - email: b@acme.test
+    meta: *common
+    limits: *lim
+`, nil)
+	assert.Equal(t, d.Users[0].Meta, d.Users[1].Meta)
+	assert.Equal(t, d.Users[0].Limits, d.Users[1].Limits)
+}
+
+func TestErrorsType(t *testing.T) {
+	_, err := LoadBytes("x.yaml", []byte("version: 2\nowner: acme\n"), nil)
+	var errs Errors
+	require.True(t, errors.As(err, &errs))
+	require.Len(t, errs, 1)
+	assert.Equal(t, state.Pos{File: "x.yaml", Line: 1, Column: 10}, errs[0].Pos)
+	assert.True(t, strings.HasPrefix(err.Error(), "x.yaml:1:10: "))
+}

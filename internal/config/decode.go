@@ -1,0 +1,1147 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/mail"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// Bounds on the input, so that a hostile or broken file is refused fast and in bounded
+// memory instead of exhausting the machine.
+const (
+	// MaxFileSize is the largest file Load reads.
+	MaxFileSize = 10 << 20
+	// MaxUsers is the most users all files together may declare.
+	MaxUsers = 100_000
+	// maxAliasNodes caps the nodes that YAML aliases may add to one file when expanded:
+	// a "billion laughs" document is a few lines that expand to 10^9 nodes.
+	maxAliasNodes = 1_000_000
+)
+
+const (
+	tagNull  = "!!null"
+	tagBool  = "!!bool"
+	tagInt   = "!!int"
+	tagFloat = "!!float"
+	tagStr   = "!!str"
+)
+
+var ownerRE = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
+
+// decoder turns one file's YAML node tree into its part of the desired state. It
+// collects every problem instead of stopping at the first.
+type decoder struct {
+	file      string
+	lookup    func(string) (string, bool)
+	usersLeft int // how many users the files may still declare (MaxUsers overall)
+
+	errs       []Error
+	sizes      map[*yaml.Node]int // expanded size of anchored nodes, -1 while being measured
+	aliasNodes int
+	aliasStop  bool // the alias budget is spent: follow no more aliases
+}
+
+// fileConfig is what one file declares.
+type fileConfig struct {
+	file     string
+	owner    string
+	ownerPos state.Pos
+	hasOwner bool
+	prune    state.Opt[bool]
+	prunePos state.Pos
+	users    []declaredUser
+}
+
+type declaredUser struct {
+	user     state.DesiredUser
+	emailPos state.Pos
+}
+
+// fields are the user fields that defaults may also give; absent ones are not managed.
+type fields struct {
+	name, description, image state.Opt[string]
+	meta                     state.Opt[state.Meta]
+	exact                    state.Opt[bool] // metaMode
+	limits                   state.Opt[state.Limits]
+	exclusive                state.Opt[bool]
+}
+
+type entry struct{ key, val *yaml.Node }
+
+func (d *decoder) pos(n *yaml.Node) state.Pos {
+	return state.Pos{File: d.file, Line: n.Line, Column: n.Column}
+}
+
+func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
+	d.errs = append(d.errs, Error{Pos: d.pos(n), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) errorAt(p state.Pos, format string, args ...any) {
+	d.errs = append(d.errs, Error{Pos: p, Msg: fmt.Sprintf(format, args...)})
+}
+
+// decodeFile parses data and decodes its single document.
+func (d *decoder) decodeFile(data []byte) fileConfig {
+	fc := fileConfig{file: d.file}
+	root := d.parse(data)
+	if root == nil {
+		return fc
+	}
+	m, ok := d.mapping(root, objConfig, "the file")
+	if !ok {
+		return fc
+	}
+	rootPos := d.pos(root)
+
+	if e, ok := m["version"]; !ok {
+		d.errorAt(rootPos, `missing "version": add "version: 1" at the top of the file`)
+	} else if v, ok := d.integer(e.val, "version"); ok {
+		if n, set := v.Get(); !set || n != 1 {
+			d.errorf(e.val, "unsupported version %s: this cbk-sync reads version 1; set \"version: 1\"", e.val.Value)
+		}
+	}
+
+	if e, ok := m["owner"]; !ok {
+		d.errorAt(rootPos, `missing "owner": add "owner: <scope>", the name (a-z, 0-9, -) that marks the users these files manage`)
+	} else if s, ok := d.requiredString(e, "owner"); ok {
+		if !ownerRE.MatchString(s) {
+			d.errorf(e.val, "invalid owner %q: use 1 to 63 characters of a-z, 0-9 and -", s)
+		} else {
+			fc.owner, fc.ownerPos, fc.hasOwner = s, d.pos(e.val), true
+		}
+	}
+
+	if e, ok := m["prune"]; ok {
+		if pm, ok := d.optionalMapping(e.val, objPrune, "prune"); ok {
+			if pe, ok := pm["users"]; ok {
+				if b, ok := d.boolean(pe.val, "prune.users"); ok {
+					fc.prune, fc.prunePos = state.Some(b), d.pos(pe.val)
+				}
+			}
+		}
+	}
+
+	var fileExact state.Opt[bool]
+	if e, ok := m["metaMode"]; ok {
+		fileExact = d.metaMode(e.val, "metaMode")
+	}
+
+	var defaults fields
+	if e, ok := m["defaults"]; ok {
+		if dm, ok := d.optionalMapping(e.val, objDefaults, "defaults"); ok {
+			defaults = d.fields(dm)
+		}
+	}
+
+	if e, ok := m["users"]; ok {
+		fc.users = d.users(e.val, defaults, fileExact)
+	}
+	return fc
+}
+
+// parse reads the file's one YAML document and returns its root node, or nil after
+// reporting why there is none.
+func (d *decoder) parse(data []byte) (root *yaml.Node) {
+	defer func() {
+		// yaml.v3 has panicked on malformed input before; a config error must not
+		// crash the tool.
+		if r := recover(); r != nil {
+			d.errorAt(state.Pos{File: d.file, Line: 1, Column: 1}, "the YAML parser failed (%v): check the file's syntax", r)
+			root = nil
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			d.errorAt(state.Pos{File: d.file}, `the file is empty: a config needs at least "version: 1" and "owner"`)
+		} else {
+			d.yamlError(err, data)
+		}
+		return nil
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		line := next.Line
+		if err != nil || line == 0 {
+			line = secondDocLine(data)
+		}
+		d.errorAt(state.Pos{File: d.file, Line: line, Column: 1},
+			`a second YAML document starts here: put one document in each file (several files can be given, or a directory)`)
+		return nil
+	}
+	if len(doc.Content) == 0 || (doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].ShortTag() == tagNull) {
+		d.errorAt(state.Pos{File: d.file}, `the file is empty: a config needs at least "version: 1" and "owner"`)
+		return nil
+	}
+	return doc.Content[0]
+}
+
+// secondDocLine finds the "---" that starts a second document, for when yaml.v3 does
+// not say (the second document failed to parse).
+func secondDocLine(data []byte) int {
+	line, seen := 0, false
+	for l := range bytes.Lines(data) {
+		line++
+		t := bytes.TrimRight(l, "\r\n")
+		if bytes.Equal(t, []byte("---")) || bytes.HasPrefix(t, []byte("--- ")) {
+			if seen {
+				return line
+			}
+			seen = true
+		} else if !seen && len(bytes.TrimSpace(t)) > 0 && t[0] != '#' && t[0] != '%' {
+			seen = true // the first document started without "---"
+		}
+	}
+	return 1
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// yamlError turns a yaml.v3 syntax error into a positioned Error. yaml.v3 gives a
+// line only, and not always the right one for tabs and control characters, so those
+// are located by scanning the text.
+func (d *decoder) yamlError(err error, data []byte) {
+	msg := err.Error()
+	line := 1
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	switch {
+	case strings.Contains(msg, "tab") || strings.Contains(msg, "cannot start any token"):
+		if p, ok := findTab(data); ok {
+			d.errorAt(state.Pos{File: d.file, Line: p.Line, Column: p.Column},
+				"a tab character in the indentation: YAML indents with spaces only; replace the tab with spaces")
+			return
+		}
+	case strings.Contains(msg, "control characters") || strings.Contains(msg, "UTF-8") || strings.Contains(msg, "utf-8"):
+		if p, r, ok := findBadChar(data); ok {
+			what := fmt.Sprintf("control character %U", r)
+			if r == utf8.RuneError {
+				what = "a byte that is not valid UTF-8"
+			}
+			d.errorAt(state.Pos{File: d.file, Line: p.Line, Column: p.Column},
+				"%s: YAML files must be UTF-8 text; remove it, or write it as an escape in a double-quoted string", what)
+			return
+		}
+	}
+	hint := "check the indentation, colons and quotes on this line and the one before"
+	if lineHasEnvRef(data, line) {
+		hint = `inside { } or [ ], quote a variable reference: "${VAR}"`
+	}
+	d.errorAt(state.Pos{File: d.file, Line: line, Column: 1}, "invalid YAML: %s; %s", msg, hint)
+}
+
+// lineHasEnvRef reports whether line (1-based) or the one before holds "${", whose
+// braces YAML reads as a flow mapping unless quoted.
+func lineHasEnvRef(data []byte, line int) bool {
+	n := 0
+	for l := range bytes.Lines(data) {
+		n++
+		if (n == line || n == line-1) && bytes.Contains(l, []byte("${")) {
+			return true
+		}
+		if n >= line {
+			break
+		}
+	}
+	return false
+}
+
+// findTab returns the first tab that is part of a line's indentation.
+func findTab(data []byte) (state.Pos, bool) {
+	line := 0
+	for l := range bytes.Lines(data) {
+		line++
+		col := 1
+		for _, c := range l {
+			if c == '\t' {
+				return state.Pos{Line: line, Column: col}, true
+			}
+			if c != ' ' && c != '-' {
+				break
+			}
+			col++
+		}
+	}
+	return state.Pos{}, false
+}
+
+// findBadChar returns the first character YAML does not allow in a file.
+func findBadChar(data []byte) (state.Pos, rune, bool) {
+	line, col := 1, 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if (r == utf8.RuneError && size <= 1) || (unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t' && r != 0x85) || r == 0xFEFF && i > 0 {
+			return state.Pos{Line: line, Column: col}, r, true
+		}
+		if r == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+		i += size
+	}
+	return state.Pos{}, 0, false
+}
+
+// resolve follows an alias to its anchored node, charging the size of what it expands
+// to against the file's budget. It returns nil when the alias is refused (reported).
+func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
+	if n == nil || n.Kind != yaml.AliasNode {
+		return n
+	}
+	if d.aliasStop || n.Alias == nil {
+		return nil
+	}
+	size := d.size(n.Alias)
+	if size < 0 {
+		d.errorf(n, "alias *%s refers to a node that contains the alias itself: YAML cannot expand that; write the value out", n.Value)
+		d.aliasStop = true
+		return nil
+	}
+	d.aliasNodes += size
+	if d.aliasNodes > maxAliasNodes {
+		d.errorf(n, "YAML aliases in this file expand to more than %d nodes, which looks like an alias bomb: use fewer aliases (defaults can share values between users)", maxAliasNodes)
+		d.aliasStop = true
+		return nil
+	}
+	return n.Alias
+}
+
+// size counts the nodes n expands to, following aliases, memoised so that nested
+// aliases cost one visit each. It returns -1 for a node that contains itself.
+func (d *decoder) size(n *yaml.Node) int {
+	if d.sizes == nil {
+		d.sizes = make(map[*yaml.Node]int)
+	}
+	if s, ok := d.sizes[n]; ok {
+		return s
+	}
+	d.sizes[n] = -1
+	s := 1
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		if s = d.size(n.Alias); s < 0 {
+			return -1
+		}
+	}
+	for _, c := range n.Content {
+		cs := d.size(c)
+		if cs < 0 {
+			return -1
+		}
+		if s += cs; s > maxAliasNodes {
+			s = maxAliasNodes + 1
+			break
+		}
+	}
+	d.sizes[n] = s
+	return s
+}
+
+// describe names a node's kind and value for a message ("a list", "the integer 5").
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		v := n.Value
+		if len(v) > 40 {
+			v = v[:37] + "..."
+		}
+		switch n.ShortTag() {
+		case tagNull:
+			return "null"
+		case tagBool:
+			return "the boolean " + v
+		case tagInt:
+			return "the integer " + v
+		case tagFloat:
+			return "the number " + v
+		case tagStr:
+			return fmt.Sprintf("the string %q", v)
+		default:
+			return fmt.Sprintf("%q (%s)", v, n.ShortTag())
+		}
+	}
+	return "an alias"
+}
+
+var objectWhere = map[string]string{
+	objConfig:   "at the top level",
+	objPrune:    "in prune",
+	objDefaults: "in defaults",
+	objUser:     "in a user",
+	objLimits:   "in limits",
+	objDatabase: "in limits.database",
+	objToken:    "in a token",
+}
+
+var objectA = map[string]string{
+	objConfig:   "the top level",
+	objPrune:    "prune",
+	objUser:     "a user",
+	objLimits:   "limits",
+	objDatabase: "limits.database",
+	objToken:    "a token (under tokens)",
+}
+
+// objectKeySets are the tables of keys.go as sets, for the hot path.
+var objectKeySets = func() map[string]map[string]bool {
+	out := make(map[string]map[string]bool, len(objects))
+	for name, keys := range objects {
+		set := make(map[string]bool, len(keys))
+		for _, k := range keys {
+			set[k.name] = true
+		}
+		out[name] = set
+	}
+	return out
+}()
+
+// optionalMapping is mapping for a key whose value may also be null or empty, meaning
+// nothing (an empty "defaults:" or "prune:").
+func (d *decoder) optionalMapping(n *yaml.Node, obj, what string) (map[string]entry, bool) {
+	if r := d.resolve(n); r != nil && r.Kind == yaml.ScalarNode && r.ShortTag() == tagNull {
+		return nil, false
+	}
+	return d.mapping(n, obj, what)
+}
+
+// mapping checks that n is a mapping whose keys are those of obj, reporting unknown
+// and duplicate keys, and returns the known keys' entries.
+func (d *decoder) mapping(n *yaml.Node, obj, what string) (map[string]entry, bool) {
+	n = d.resolve(n)
+	if n == nil {
+		return nil, false
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, "%s must be a mapping of keys to values, not %s", what, describe(n))
+		return nil, false
+	}
+	allowed := objectKeySets[obj]
+	out := make(map[string]entry, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := d.resolve(n.Content[i])
+		if k == nil {
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			d.errorf(k, "a key must be a plain word, not %s", describe(k))
+			continue
+		}
+		name := k.Value
+		if !allowed[name] {
+			d.unknownKey(k, obj)
+			continue
+		}
+		if prev, dup := out[name]; dup {
+			d.errorf(k, "duplicate key %q: it is already set at line %d, column %d; remove one of the two", name, prev.key.Line, prev.key.Column)
+			continue
+		}
+		out[name] = entry{k, n.Content[i+1]}
+	}
+	return out, true
+}
+
+func (d *decoder) unknownKey(k *yaml.Node, obj string) {
+	name, where := k.Value, objectWhere[obj]
+	switch {
+	case name == "<<":
+		d.errorf(k, `YAML merge keys ("<<") are not supported: use defaults for values that users share, or write the keys out`)
+		return
+	case obj == objDefaults && name == "email":
+		d.errorf(k, `"email" cannot be in defaults: each user needs its own email; move it into the users`)
+		return
+	case obj == objDefaults && name == "tokens":
+		d.errorf(k, `"tokens" cannot be in defaults: token names are unique per user; declare tokens under each user`)
+		return
+	}
+	if s := suggest(name, keyNames(objects[obj])); s != "" {
+		d.errorf(k, "unknown key %q %s; did you mean %q?", name, where, s)
+		return
+	}
+	for _, other := range []string{objUser, objToken, objLimits, objDatabase, objConfig, objPrune} {
+		if other != obj && objectKeySets[other][name] && !(obj == objDefaults && other == objUser) {
+			d.errorf(k, "unknown key %q %s; %q is a key of %s: move it there", name, where, name, objectA[other])
+			return
+		}
+	}
+	d.errorf(k, "unknown key %q %s; the keys allowed here are: %s", name, where, strings.Join(keyNames(objects[obj]), ", "))
+}
+
+// scalar is a scalar value after ${VAR} expansion.
+type scalar struct {
+	node     *yaml.Node
+	text     string
+	expanded bool // the text came from a template, so the field's type decides its type
+}
+
+// tag returns the YAML type the value has as written. An expanded template takes the
+// type its text would have as a plain scalar (so "${N}" can be a number), unless it
+// was quoted.
+func (s scalar) tag() string {
+	if !s.expanded {
+		return s.node.ShortTag()
+	}
+	if s.node.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+		return tagStr
+	}
+	return plainTag(s.text)
+}
+
+// typedTag is the type of the value for a field with a fixed non-string type: an
+// expanded template is parsed as that type whether or not it was quoted.
+func (s scalar) typedTag() string {
+	if !s.expanded {
+		return s.node.ShortTag()
+	}
+	return plainTag(s.text)
+}
+
+func plainTag(text string) string {
+	return (&yaml.Node{Kind: yaml.ScalarNode, Value: text}).ShortTag()
+}
+
+// scalarOf resolves n, checks it is a scalar (want says what the field needs) and
+// expands it.
+func (d *decoder) scalarOf(n *yaml.Node, path, want string) (scalar, bool) {
+	n = d.resolve(n)
+	if n == nil {
+		return scalar{}, false
+	}
+	if n.Kind != yaml.ScalarNode {
+		d.errorf(n, "%s must be %s, not %s", path, want, describe(n))
+		return scalar{}, false
+	}
+	text, changed, err := expand(n.Value, d.lookup)
+	if err != nil {
+		d.errorf(n, "%s: %v", path, err)
+		return scalar{}, false
+	}
+	return scalar{node: n, text: text, expanded: changed}, true
+}
+
+// str reads a string field; null is state.Null.
+func (d *decoder) str(n *yaml.Node, path string) (state.Opt[string], bool) {
+	s, ok := d.scalarOf(n, path, "a string")
+	if !ok {
+		return state.Opt[string]{}, false
+	}
+	if s.expanded {
+		return state.Some(s.text), true
+	}
+	switch s.node.ShortTag() {
+	case tagStr:
+		return state.Some(s.text), true
+	case tagNull:
+		return state.Null[string](), true
+	}
+	d.errorf(s.node, "%s must be a string, not %s; quote it if you mean the text: %s: %q", path, describe(s.node), lastSegment(path), s.text)
+	return state.Opt[string]{}, false
+}
+
+// requiredString reads a string field that must not be null or empty.
+func (d *decoder) requiredString(e entry, path string) (string, bool) {
+	v, ok := d.str(e.val, path)
+	if !ok {
+		return "", false
+	}
+	if s, set := v.Get(); set && s != "" {
+		return s, true
+	}
+	d.errorf(e.val, "%s must not be empty: give a value", path)
+	return "", false
+}
+
+// integer reads a whole number; null is state.Null.
+func (d *decoder) integer(n *yaml.Node, path string) (state.Opt[int64], bool) {
+	s, ok := d.scalarOf(n, path, "a whole number")
+	if !ok {
+		return state.Opt[int64]{}, false
+	}
+	switch s.typedTag() {
+	case tagNull:
+		return state.Null[int64](), true
+	case tagInt:
+		if v, err := strconv.ParseInt(s.text, 10, 64); err == nil {
+			return state.Some(v), true
+		}
+		var v int64
+		if err := (&yaml.Node{Kind: yaml.ScalarNode, Tag: tagInt, Value: s.text}).Decode(&v); err == nil {
+			return state.Some(v), true
+		}
+		d.errorf(s.node, "%s: %s is too large; use a whole number below 2^63", path, s.text)
+		return state.Opt[int64]{}, false
+	}
+	d.errorf(s.node, "%s must be a whole number, not %s", path, describeScalar(s))
+	return state.Opt[int64]{}, false
+}
+
+// boolean reads true or false; null is refused (it would be ambiguous).
+func (d *decoder) boolean(n *yaml.Node, path string) (bool, bool) {
+	s, ok := d.scalarOf(n, path, "true or false")
+	if !ok {
+		return false, false
+	}
+	if s.typedTag() == tagBool {
+		switch s.text {
+		case "true", "True", "TRUE":
+			return true, true
+		case "false", "False", "FALSE":
+			return false, true
+		}
+	}
+	d.errorf(s.node, "%s must be true or false, not %s", path, describeScalar(s))
+	return false, false
+}
+
+func describeScalar(s scalar) string {
+	if s.expanded {
+		return fmt.Sprintf("%q (from %s)", s.text, s.node.Value)
+	}
+	return describe(s.node)
+}
+
+// metaMode reads "merge" or "exact" as Some(exact).
+func (d *decoder) metaMode(n *yaml.Node, path string) state.Opt[bool] {
+	s, ok := d.scalarOf(n, path, `"merge" or "exact"`)
+	if !ok {
+		return state.Opt[bool]{}
+	}
+	if s.expanded || s.node.ShortTag() == tagStr {
+		switch s.text {
+		case "merge":
+			return state.Some(false)
+		case "exact":
+			return state.Some(true)
+		}
+	}
+	d.errorf(s.node, `%s must be "merge" (enforce the declared meta keys, keep others) or "exact" (the declared meta is the whole meta), not %s`, path, describeScalar(s))
+	return state.Opt[bool]{}
+}
+
+// fields reads the user fields that defaults may also give.
+func (d *decoder) fields(m map[string]entry) fields {
+	var f fields
+	if e, ok := m["name"]; ok {
+		f.name, _ = d.str(e.val, "name")
+	}
+	if e, ok := m["description"]; ok {
+		f.description, _ = d.str(e.val, "description")
+	}
+	if e, ok := m["image"]; ok {
+		f.image, _ = d.str(e.val, "image")
+	}
+	if e, ok := m["meta"]; ok {
+		f.meta = d.meta(e.val, "meta")
+	}
+	if e, ok := m["metaMode"]; ok {
+		f.exact = d.metaMode(e.val, "metaMode")
+	}
+	if e, ok := m["limits"]; ok {
+		f.limits = d.limits(e.val)
+	}
+	if e, ok := m["exclusiveTokens"]; ok {
+		if b, ok := d.boolean(e.val, "exclusiveTokens"); ok {
+			f.exclusive = state.Some(b)
+		}
+	}
+	return f
+}
+
+func (d *decoder) limits(n *yaml.Node) state.Opt[state.Limits] {
+	if r := d.resolve(n); r != nil && r.Kind == yaml.ScalarNode && r.ShortTag() == tagNull {
+		return state.Null[state.Limits]()
+	}
+	m, ok := d.mapping(n, objLimits, "limits")
+	if !ok {
+		return state.Opt[state.Limits]{}
+	}
+	var l state.Limits
+	l.Tokens = d.limit(m, "tokens", "limits.")
+	l.Conversations = d.limit(m, "conversations", "limits.")
+	l.Messages = d.limit(m, "messages", "limits.")
+	if e, ok := m["database"]; ok {
+		if r := d.resolve(e.val); r != nil && r.Kind == yaml.ScalarNode && r.ShortTag() == tagNull {
+			l.Database = state.Null[state.DatabaseLimits]()
+		} else if dm, ok := d.mapping(e.val, objDatabase, "limits.database"); ok {
+			l.Database = state.Some(state.DatabaseLimits{
+				Datasets:  d.limit(dm, "datasets", "limits.database."),
+				Records:   d.limit(dm, "records", "limits.database."),
+				Skillsets: d.limit(dm, "skillsets", "limits.database."),
+				Abilities: d.limit(dm, "abilities", "limits.database."),
+				Files:     d.limit(dm, "files", "limits.database."),
+			})
+		}
+	}
+	return state.Some(l)
+}
+
+func (d *decoder) limit(m map[string]entry, key, prefix string) state.Opt[int64] {
+	e, ok := m[key]
+	if !ok {
+		return state.Opt[int64]{}
+	}
+	v, ok := d.integer(e.val, prefix+key)
+	if !ok {
+		return state.Opt[int64]{}
+	}
+	if n, set := v.Get(); set && n < 0 {
+		d.errorf(e.val, "%s%s is %d: a limit must be 0 or more", prefix, key, n)
+		return state.Opt[int64]{}
+	}
+	return v
+}
+
+// meta reads a meta mapping into encoding/json's form (state.NormalizeMeta).
+func (d *decoder) meta(n *yaml.Node, path string) state.Opt[state.Meta] {
+	n = d.resolve(n)
+	if n == nil {
+		return state.Opt[state.Meta]{}
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == tagNull {
+		return state.Null[state.Meta]()
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, "%s must be a mapping of keys to values, not %s", path, describe(n))
+		return state.Opt[state.Meta]{}
+	}
+	nerrs := len(d.errs)
+	raw := make(map[string]any, len(n.Content)/2)
+	seen := make(map[string]*yaml.Node, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := d.resolve(n.Content[i])
+		if k == nil {
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			d.errorf(k, "a %s key must be a plain word, not %s", path, describe(k))
+			continue
+		}
+		key := k.Value
+		switch {
+		case key == "":
+			d.errorf(k, "a %s key is empty: give it a name", path)
+			continue
+		case key == state.OwnerKey || key == state.NonceKey:
+			d.errorf(k, "%s key %q is reserved: cbk-sync sets it itself; remove it", path, key)
+			continue
+		case strings.HasPrefix(key, "_"):
+			d.errorf(k, "%s key %q starts with \"_\", which the API rejects; rename it", path, key)
+			continue
+		case strings.Contains(key, "."):
+			d.errorf(k, "%s key %q contains \".\", which the API's meta filter reads as nesting; rename it (for example with - instead)", path, key)
+			continue
+		}
+		if prev, dup := seen[key]; dup {
+			d.errorf(k, "duplicate %s key %q: it is already set at line %d, column %d; remove one of the two", path, key, prev.Line, prev.Column)
+			continue
+		}
+		seen[key] = k
+		if v, ok := d.metaValue(n.Content[i+1], path+"."+key); ok {
+			raw[key] = v
+		}
+	}
+	if len(d.errs) > nerrs {
+		return state.Opt[state.Meta]{}
+	}
+	norm, err := state.NormalizeMeta(raw)
+	if err != nil {
+		d.errorf(n, "%s cannot be sent as JSON (%v): change the values", path, err)
+		return state.Opt[state.Meta]{}
+	}
+	m, _ := norm.(map[string]any)
+	if m == nil {
+		m = map[string]any{}
+	}
+	return state.Some(state.Meta(m))
+}
+
+// metaValue converts a YAML value of meta into a JSON-compatible Go value.
+func (d *decoder) metaValue(n *yaml.Node, path string) (any, bool) {
+	n = d.resolve(n)
+	if n == nil {
+		return nil, false
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		out := make(map[string]any, len(n.Content)/2)
+		ok := true
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := d.resolve(n.Content[i])
+			if k == nil {
+				ok = false
+				continue
+			}
+			if k.Kind != yaml.ScalarNode {
+				d.errorf(k, "a key in %s must be a plain word, not %s", path, describe(k))
+				ok = false
+				continue
+			}
+			if _, dup := out[k.Value]; dup {
+				d.errorf(k, "duplicate key %q in %s: remove one of the two", k.Value, path)
+				ok = false
+				continue
+			}
+			v, vok := d.metaValue(n.Content[i+1], path+"."+k.Value)
+			ok = ok && vok
+			out[k.Value] = v
+		}
+		return out, ok
+	case yaml.SequenceNode:
+		out := make([]any, 0, len(n.Content))
+		ok := true
+		for i, c := range n.Content {
+			v, vok := d.metaValue(c, fmt.Sprintf("%s[%d]", path, i))
+			ok = ok && vok
+			out = append(out, v)
+		}
+		return out, ok
+	case yaml.ScalarNode:
+		s, ok := d.scalarOf(n, path, "a value")
+		if !ok {
+			return nil, false
+		}
+		switch tag := s.tag(); tag {
+		case tagNull:
+			return nil, true
+		case tagBool:
+			var b bool
+			if err := (&yaml.Node{Kind: yaml.ScalarNode, Tag: tagBool, Value: s.text}).Decode(&b); err == nil {
+				return b, true
+			}
+		case tagInt:
+			if v, err := strconv.ParseInt(s.text, 10, 64); err == nil {
+				return v, true
+			}
+			var v any
+			if err := (&yaml.Node{Kind: yaml.ScalarNode, Tag: tagInt, Value: s.text}).Decode(&v); err == nil {
+				return v, true
+			}
+		case tagFloat:
+			var f float64
+			if err := (&yaml.Node{Kind: yaml.ScalarNode, Tag: tagFloat, Value: s.text}).Decode(&f); err == nil {
+				if math.IsInf(f, 0) || math.IsNaN(f) {
+					d.errorf(n, "%s is %s, which JSON cannot hold: use a finite number or a string", path, s.text)
+					return nil, false
+				}
+				return f, true
+			}
+		case tagStr, "!!timestamp", "!!binary":
+			return s.text, true
+		default:
+			d.errorf(n, "%s has the YAML tag %s, which meta cannot hold: remove the tag", path, tag)
+			return nil, false
+		}
+		d.errorf(n, "%s: %q is not a valid %s: fix the value or quote it", path, s.text, strings.TrimPrefix(s.tag(), "!!"))
+		return nil, false
+	}
+	d.errorf(n, "%s has an unsupported YAML node: write a value", path)
+	return nil, false
+}
+
+// users reads the users list, merging the file's defaults under each user.
+func (d *decoder) users(n *yaml.Node, defaults fields, fileExact state.Opt[bool]) []declaredUser {
+	n = d.resolve(n)
+	if n == nil {
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == tagNull {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, "users must be a list of users (lines starting with \"- email: ...\"), not %s", describe(n))
+		return nil
+	}
+	if len(n.Content) > d.usersLeft {
+		d.errorf(n.Content[d.usersLeft], "too many users: the files declare more than %d in total, the most cbk-sync manages in one run; split them across owners and run once per owner", MaxUsers)
+		return nil
+	}
+	out := make([]declaredUser, 0, len(n.Content))
+	for _, item := range n.Content {
+		if u, ok := d.user(item, defaults, fileExact); ok {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool]) (declaredUser, bool) {
+	n = d.resolve(n)
+	if n == nil {
+		return declaredUser{}, false
+	}
+	m, ok := d.mapping(n, objUser, "a user")
+	if !ok {
+		return declaredUser{}, false
+	}
+	var du declaredUser
+	u := &du.user
+	u.Pos = d.pos(n)
+	ok = true
+	if e, has := m["email"]; !has {
+		d.errorf(n, `this user has no "email": add "email: <address>", the user's identity`)
+		ok = false
+	} else if s, sok := d.requiredString(e, "email"); !sok {
+		ok = false
+	} else if !validEmail(s) {
+		d.errorf(e.val, "invalid email %q: write a plain address such as name@example.com", s)
+		ok = false
+	} else {
+		u.Email, du.emailPos = s, d.pos(e.val)
+	}
+
+	f := mergeFields(defaults, d.fields(m))
+	u.Name, u.Description, u.Image = f.name, f.description, f.image
+	u.Meta, u.Limits = f.meta, f.limits
+	u.MetaExact = f.exact.Value()
+	if !f.exact.Present() {
+		u.MetaExact = fileExact.Value()
+	}
+	u.ExclusiveTokens = f.exclusive.Value()
+
+	if e, has := m["tokens"]; has {
+		u.ManageTokens = true
+		u.Tokens = d.tokens(e.val)
+	}
+	return du, ok
+}
+
+func (d *decoder) tokens(n *yaml.Node) []state.DesiredToken {
+	n = d.resolve(n)
+	if n == nil {
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == tagNull {
+		d.errorf(n, "tokens is null, which is ambiguous: write \"tokens: []\" to revoke all owned tokens, or remove the key to leave tokens unmanaged")
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, "tokens must be a list of tokens (lines starting with \"- name: ...\"), not %s", describe(n))
+		return nil
+	}
+	out := make([]state.DesiredToken, 0, len(n.Content))
+	seen := make(map[string]*yaml.Node, len(n.Content))
+	for _, item := range n.Content {
+		item = d.resolve(item)
+		if item == nil {
+			continue
+		}
+		m, ok := d.mapping(item, objToken, "a token")
+		if !ok {
+			continue
+		}
+		t := state.DesiredToken{Pos: d.pos(item)}
+		e, has := m["name"]
+		if !has {
+			d.errorf(item, `this token has no "name": add "name: <name>", unique within the user`)
+			continue
+		}
+		name, ok := d.requiredString(e, "name")
+		if !ok {
+			continue
+		}
+		if prev, dup := seen[name]; dup {
+			d.errorf(e.val, "duplicate token name %q: this user already declares it at line %d, column %d; rename or remove one", name, prev.Line, prev.Column)
+			continue
+		}
+		seen[name] = e.val
+		t.Name = name
+		if e, ok := m["description"]; ok {
+			t.Description, _ = d.str(e.val, "description")
+		}
+		if e, ok := m["meta"]; ok {
+			t.Meta = d.meta(e.val, "meta")
+		}
+		if e, ok := m["rotateAfter"]; ok {
+			t.RotateAfter = d.duration(e.val, "rotateAfter")
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// duration reads a rotateAfter value; null means never (0).
+func (d *decoder) duration(n *yaml.Node, path string) time.Duration {
+	s, ok := d.scalarOf(n, path, "a duration")
+	if !ok {
+		return 0
+	}
+	if !s.expanded && s.node.ShortTag() == tagNull {
+		return 0
+	}
+	v, err := parseDuration(s.text)
+	if err != nil {
+		d.errorf(s.node, "%s: %v", path, err)
+		return 0
+	}
+	return v
+}
+
+// parseDuration reads a Go duration with an optional leading whole number of days:
+// "30d", "1d12h", "720h", "90m".
+func parseDuration(s string) (time.Duration, error) {
+	const day = 24 * time.Hour
+	bad := fmt.Errorf("%q is not a duration: write a number with a unit, such as 30d, 720h or 90m (units: d, h, m, s, ms)", s)
+	rest, days := s, int64(0)
+	if i := strings.IndexByte(s, 'd'); i >= 0 {
+		if i == 0 || strings.TrimLeft(s[:i], "0123456789") != "" {
+			return 0, bad
+		}
+		n, err := strconv.ParseInt(s[:i], 10, 64)
+		if err != nil || n > int64(math.MaxInt64/day) {
+			return 0, fmt.Errorf("%q is too long: use at most 100000d", s)
+		}
+		days, rest = n, s[i+1:]
+		if rest != "" && (rest[0] == '+' || rest[0] == '-') {
+			return 0, bad
+		}
+	}
+	var dur time.Duration
+	if rest != "" {
+		v, err := time.ParseDuration(rest)
+		if err != nil {
+			if strings.Contains(err.Error(), "invalid duration") || strings.Contains(err.Error(), "missing unit") || strings.Contains(err.Error(), "unknown unit") {
+				return 0, bad
+			}
+			return 0, fmt.Errorf("%q is too long: use at most 100000d", s)
+		}
+		dur = v
+	}
+	total := time.Duration(days) * day
+	if dur > 0 && total > math.MaxInt64-dur {
+		return 0, fmt.Errorf("%q is too long: use at most 100000d", s)
+	}
+	total += dur
+	if total <= 0 {
+		return 0, fmt.Errorf("%q must be greater than zero: give how old a token may get, such as 30d, or remove rotateAfter to never rotate", s)
+	}
+	return total, nil
+}
+
+// validEmail accepts a bare address (no display name, no angle brackets).
+func validEmail(s string) bool {
+	if s == "" || len(s) > 254 || strings.TrimSpace(s) != s {
+		return false
+	}
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Name == "" && a.Address == s
+}
+
+// mergeFields lays own over defaults: own values win, maps (meta, limits) merge
+// recursively, scalars and lists replace.
+func mergeFields(def, own fields) fields {
+	out := own
+	out.name = orDefault(own.name, def.name)
+	out.description = orDefault(own.description, def.description)
+	out.image = orDefault(own.image, def.image)
+	out.exact = orDefault(own.exact, def.exact)
+	out.exclusive = orDefault(own.exclusive, def.exclusive)
+
+	dm, dset := def.meta.Get()
+	om, oset := own.meta.Get()
+	switch {
+	case dset && oset:
+		out.meta = state.Some(state.Meta(mergeMaps(dm, om)))
+	case !own.meta.Present() && dset:
+		// Each user gets its own copy, so no consumer can change another user's meta
+		// through a shared map.
+		out.meta = state.Some(state.Meta(cloneValue(map[string]any(dm)).(map[string]any)))
+	case !own.meta.Present():
+		out.meta = def.meta
+	}
+
+	dl, dset := def.limits.Get()
+	ol, oset := own.limits.Get()
+	switch {
+	case dset && oset:
+		ol.Tokens = orDefault(ol.Tokens, dl.Tokens)
+		ol.Conversations = orDefault(ol.Conversations, dl.Conversations)
+		ol.Messages = orDefault(ol.Messages, dl.Messages)
+		ddb, dbset := dl.Database.Get()
+		odb, obset := ol.Database.Get()
+		if dbset && obset {
+			odb.Datasets = orDefault(odb.Datasets, ddb.Datasets)
+			odb.Records = orDefault(odb.Records, ddb.Records)
+			odb.Skillsets = orDefault(odb.Skillsets, ddb.Skillsets)
+			odb.Abilities = orDefault(odb.Abilities, ddb.Abilities)
+			odb.Files = orDefault(odb.Files, ddb.Files)
+			ol.Database = state.Some(odb)
+		} else {
+			ol.Database = orDefault(ol.Database, dl.Database)
+		}
+		out.limits = state.Some(ol)
+	case !own.limits.Present():
+		out.limits = def.limits
+	}
+	return out
+}
+
+func orDefault[T any](own, def state.Opt[T]) state.Opt[T] {
+	if own.Present() {
+		return own
+	}
+	return def
+}
+
+// mergeMaps returns a new map: def deep-copied, with own laid over it.
+func mergeMaps(def, own map[string]any) map[string]any {
+	out := make(map[string]any, len(def)+len(own))
+	for k, v := range def {
+		out[k] = cloneValue(v)
+	}
+	for k, v := range own {
+		dv, dok := out[k].(map[string]any)
+		ov, ook := v.(map[string]any)
+		if dok && ook {
+			out[k] = mergeMaps(dv, ov)
+		} else {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func cloneValue(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = cloneValue(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = cloneValue(e)
+		}
+		return out
+	}
+	return v
+}
+
+func lastSegment(path string) string {
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		return path[i+1:]
+	}
+	return path
+}

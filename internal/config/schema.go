@@ -1,0 +1,84 @@
+package config
+
+import (
+	"encoding/json"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// durationPattern is what parseDuration accepts: optional whole days, then a Go
+// duration, or a ${VAR} reference.
+const durationPattern = `^([0-9]+d)?([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))*$|\$\{`
+
+// envPattern matches a value that contains a ${VAR} reference, which the schema cannot
+// type-check because it is expanded at load time.
+const envPattern = `\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}`
+
+// Schema returns the JSON Schema (draft 2020-12) of the configuration format, for
+// editors (`cbk-sync schema`). It is generated from the tables the loader checks keys
+// against.
+func Schema() []byte {
+	defs := map[string]any{
+		"metaMode": map[string]any{"enum": []any{"merge", "exact"}, "description": "merge (default) or exact."},
+		"meta": map[string]any{
+			"type":        "object",
+			"description": "Free-form meta. Keys must not start with _ nor contain a dot; cbkSyncOwner and cbkSyncNonce are reserved.",
+			"propertyNames": map[string]any{
+				"pattern": `^[^_.][^.]*$`,
+				"not":     map[string]any{"enum": []any{state.OwnerKey, state.NonceKey}},
+			},
+		},
+		"envRef": map[string]any{"type": "string", "pattern": envPattern,
+			"description": "A ${VAR} or ${VAR:-default} reference, expanded from the environment at load time."},
+	}
+	for name, keys := range objects {
+		if name == objConfig {
+			continue
+		}
+		defs[name] = objectSchema(keys)
+	}
+	root := objectSchema(configKeys)
+	root["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+	root["$id"] = "https://github.com/cbk-sync/cbk-sync/config.schema.json"
+	root["title"] = "cbk-sync configuration (version 1)"
+	root["required"] = []string{"version", "owner"}
+	root["$defs"] = defs
+	ref := defs[objUser].(map[string]any)
+	ref["required"] = []string{"email"}
+	defs[objToken].(map[string]any)["required"] = []string{"name"}
+
+	b, err := json.MarshalIndent(root, "", "  ")
+	if err != nil {
+		panic("config: schema does not marshal: " + err.Error()) // a bug in the tables above
+	}
+	return append(b, '\n')
+}
+
+func objectSchema(keys []keySpec) map[string]any {
+	props := make(map[string]any, len(keys))
+	for _, k := range keys {
+		p := make(map[string]any, len(k.schema)+1)
+		for n, v := range k.schema {
+			p[n] = v
+		}
+		p["description"] = k.doc
+		props[k.name] = p
+	}
+	return map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+}
+
+func ref(def string) map[string]any { return map[string]any{"$ref": "#/$defs/" + def} }
+
+func anyOf(alts ...map[string]any) map[string]any { return map[string]any{"anyOf": alts} }
+
+func nullType() map[string]any { return map[string]any{"type": "null"} }
+
+func envRef() map[string]any { return ref("envRef") }
+
+func boolType() map[string]any { return anyOf(map[string]any{"type": "boolean"}, envRef()) }
+
+func nullableString() map[string]any { return map[string]any{"type": []string{"string", "null"}} }
+
+func limitType() map[string]any {
+	return anyOf(map[string]any{"type": "integer", "minimum": 0}, nullType(), envRef())
+}
