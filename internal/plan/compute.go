@@ -160,11 +160,13 @@ func (c *computer) run() (Plan, error) {
 		k := state.EmailKey(u.Email.Value())
 		if k != "" && dupKeys[k] && byKey[k] != i {
 			// A duplicate of a declared or undeclared key: deleting it would be a guess.
-			c.plan.Orphans = append(c.plan.Orphans, Orphan{Email: u.Email.Value(), UserID: u.ID})
+			c.plan.Orphans = append(c.plan.Orphans, Orphan{Email: u.Email.Value(), UserID: u.ID,
+				Reason: fmt.Sprintf("same email as user %s, which is the one matched", users[byKey[k]].ID)})
 			continue
 		}
 		if !c.d.PruneUsers {
-			c.plan.Orphans = append(c.plan.Orphans, Orphan{Email: u.Email.Value(), UserID: u.ID})
+			c.plan.Orphans = append(c.plan.Orphans, Orphan{Email: u.Email.Value(), UserID: u.ID,
+				Reason: "owned and not declared; prune.users is false"})
 			continue
 		}
 		deletes++

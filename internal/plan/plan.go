@@ -105,10 +105,14 @@ type UserPlan struct {
 	Changes []Change `json:"changes"`
 }
 
-// Orphan is an owned user that no file declares, kept because prune.users is off.
+// Orphan is an owned user that no file declares (or a second owned user with a
+// declared email), listed with no action.
 type Orphan struct {
 	Email  string `json:"email"`
 	UserID string `json:"user_id"`
+	// Reason says why it is kept: prune.users is off, or it shares its email with the
+	// user that was matched (deleting it would be a guess).
+	Reason string `json:"reason,omitempty"`
 }
 
 // Safety is the verdict on whether the plan may run.

@@ -80,7 +80,7 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 			age := c.o.Now.Sub(time.UnixMilli(t.CreatedAt))
 			if age > dt.RotateAfter {
 				ch := c.tokenCreate(du, dt, userID, TokenRotate,
-					fmt.Sprintf("created %s ago, older than rotateAfter %s", roundAge(age), dt.RotateAfter))
+					fmt.Sprintf("created %s ago, older than rotateAfter %s", humanDuration(age), humanDuration(dt.RotateAfter)))
 				ch.TokenID = t.ID
 				changes = append(changes, ch)
 				continue
@@ -165,10 +165,17 @@ func sortTokenChanges(cs []Change) {
 	})
 }
 
-// roundAge keeps token ages readable in reasons ("2161h0m0s", not nanoseconds).
-func roundAge(d time.Duration) time.Duration {
-	if d > time.Hour {
-		return d.Round(time.Hour)
+// humanDuration shows token ages in days when they are whole days or long ("45d",
+// "45d3h"), since time.Duration's "1080h0m0s" is hard to read in a plan.
+func humanDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d < day {
+		return d.Round(time.Second).String()
 	}
-	return d.Round(time.Second)
+	d = d.Round(time.Hour)
+	days, hours := d/day, (d%day)/time.Hour
+	if hours == 0 {
+		return fmt.Sprintf("%dd", days)
+	}
+	return fmt.Sprintf("%dd%dh", days, hours)
 }

@@ -1,0 +1,339 @@
+package plan
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		require.NoError(t, os.MkdirAll("testdata", 0o755))
+		require.NoError(t, os.WriteFile(path, got, 0o644))
+		return
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run `go test ./internal/plan -run Golden -update` to create it")
+	assert.Equal(t, string(want), string(got), "golden %s differs; rerun with -update and review the diff", name)
+}
+
+const gOwner = "acme-platform"
+
+func gMeta(kv ...any) state.Opt[state.Meta] {
+	return state.Some(meta(append([]any{state.OwnerKey, gOwner}, kv...)...))
+}
+
+// goldenScenario has every action kind, an orphan (a second owned user with the same
+// email key), a foreign user (unsafe without --takeover) and one unchanged user.
+func goldenScenario() (state.Desired, state.Actual, Options) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	created := func(age time.Duration) int64 { return now.Add(-age).UnixMilli() }
+	user := func(id, email string, m state.Opt[state.Meta], f func(*state.User)) state.User {
+		u := state.User{ID: id, CreatedAt: created(100 * day), UpdatedAt: created(10 * day), Email: state.Some(email),
+			Name: state.Null[string](), Description: state.Null[string](), Image: state.Null[string](), Meta: m,
+			Limits: state.Null[state.Limits]()}
+		if f != nil {
+			f(&u)
+		}
+		return u
+	}
+	token := func(id, name string, m state.Opt[state.Meta], age time.Duration) state.Token {
+		return state.Token{ID: id, CreatedAt: created(age), UpdatedAt: created(age), Name: state.Some(name),
+			Description: state.Null[string](), Meta: m}
+	}
+	d := state.Desired{Owner: gOwner, PruneUsers: true, Users: []state.DesiredUser{
+		{
+			Email: "alice@acme.test", Name: state.Some("Alice Doe"),
+			Description:  state.Some("Sales team sandbox\nOwned by the EU office"),
+			Meta:         state.Some(meta("team", "sales", "region", "eu")),
+			Limits:       state.Some(state.Limits{Conversations: state.Some[int64](5000), Database: state.Some(state.DatabaseLimits{Files: state.Some[int64](100)})}),
+			ManageTokens: true, Tokens: []state.DesiredToken{
+				{Name: "deploy"},
+				{Name: "ci", Description: state.Some("CI pipeline"), Meta: state.Some(meta("purpose", "ci"))},
+			},
+		},
+		{
+			Email: "bob@acme.test", Name: state.Some("Robert Roe"),
+			Description:  state.Some("Support sandbox\nTier 2\nOn call"),
+			Meta:         state.Some(meta("team", "support")),
+			Limits:       state.Some(state.Limits{Tokens: state.Some[int64](200000)}),
+			ManageTokens: true, Tokens: []state.DesiredToken{
+				{Name: "ci", RotateAfter: 30 * day},
+				{Name: "ops", Description: state.Some("Ops runbooks")},
+			},
+		},
+		{Email: "carol@acme.test", Name: state.Some("Carol"), ManageTokens: true, Tokens: []state.DesiredToken{{Name: "manual"}}},
+		{Email: "erin@acme.test", Name: state.Some("Erin")},
+		{Email: "frank@acme.test"},
+		{Email: "gina@acme.test", Name: state.Some("Gina")},
+	}}
+	a := state.Actual{
+		Users: []state.User{
+			user("u_bob", "bob@acme.test", gMeta("team", "sales", "costCenter", "cc-7"), func(u *state.User) {
+				u.Name = state.Some("Bob Roe")
+				u.Description = state.Some("Support sandbox\nTier 1\nOn call")
+				u.Limits = state.Some(state.Limits{Tokens: state.Some[int64](100000), Conversations: state.Some[int64](10)})
+			}),
+			user("u_carol", "carol@acme.test", state.Some(meta("createdBy", "console")), func(u *state.User) { u.Name = state.Some("Carol") }),
+			user("u_dave", "dave@acme.test", gMeta(), nil),
+			user("u_erin", "erin@acme.test", state.Some(meta(state.OwnerKey, "other-team")), nil),
+			user("u_frank1", "frank@acme.test", gMeta(), nil),
+			user("u_frank2", "Frank@acme.test", gMeta(), func(u *state.User) { u.CreatedAt = created(day) }),
+			user("u_gina", "gina@acme.test", gMeta(), func(u *state.User) { u.Name = state.Some("Gina") }),
+		},
+		Tokens: map[string][]state.Token{
+			"u_bob": {
+				token("t_bob_ci", "ci", gMeta(), 45*day),
+				token("t_bob_ops", "ops", gMeta(), 5*day),
+				token("t_bob_legacy", "legacy", gMeta(), 200*day),
+			},
+			"u_carol": {token("t_carol_manual", "manual", state.Null[state.Meta](), 3*day)},
+		},
+	}
+	return d, a, DefaultOptions(now)
+}
+
+// unsafeScenario deletes 4 of 12 owned users: over the 25% cap.
+func unsafeScenario() (state.Desired, state.Actual, Options) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	d := state.Desired{Owner: gOwner, PruneUsers: true}
+	a := state.Actual{Tokens: map[string][]state.Token{}}
+	for i := range 12 {
+		email := fmt.Sprintf("user%02d@acme.test", i)
+		a.Users = append(a.Users, state.User{ID: fmt.Sprintf("u_%02d", i), CreatedAt: 1, UpdatedAt: 1, Email: state.Some(email), Meta: gMeta()})
+		if i >= 4 {
+			d.Users = append(d.Users, state.DesiredUser{Email: email})
+		}
+	}
+	return d, a, DefaultOptions(now)
+}
+
+func TestGoldenScenarioHasEverything(t *testing.T) {
+	d, a, o := goldenScenario()
+	p, err := Compute(d, a, o)
+	require.NoError(t, err)
+	s := p.Summary()
+	for _, act := range Actions {
+		assert.Positive(t, s.Count(act), act.String())
+	}
+	assert.NotEmpty(t, p.Orphans)
+	assert.False(t, p.Safety.Safe)
+	assertConverges(t, d, a, &p, o)
+}
+
+func renderAll(t *testing.T, p *Plan) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	var b bytes.Buffer
+	require.NoError(t, RenderText(&b, p, TextOptions{}))
+	out["txt"] = bytes.Clone(b.Bytes())
+	b.Reset()
+	require.NoError(t, RenderText(&b, p, TextOptions{Color: true}))
+	out["color.txt"] = bytes.Clone(b.Bytes())
+	b.Reset()
+	require.NoError(t, RenderJSON(&b, p))
+	out["json"] = bytes.Clone(b.Bytes())
+	b.Reset()
+	require.NoError(t, RenderMarkdown(&b, p))
+	out["md"] = bytes.Clone(b.Bytes())
+	return out
+}
+
+func TestGolden(t *testing.T) {
+	for name, scenario := range map[string]func() (state.Desired, state.Actual, Options){
+		"plan":   goldenScenario,
+		"unsafe": unsafeScenario,
+	} {
+		t.Run(name, func(t *testing.T) {
+			d, a, o := scenario()
+			p, err := Compute(d, a, o)
+			require.NoError(t, err)
+			for ext, got := range renderAll(t, &p) {
+				golden(t, name+"."+ext, got)
+			}
+		})
+	}
+}
+
+func TestRenderEmptyPlan(t *testing.T) {
+	p, err := Compute(state.Desired{Owner: gOwner}, state.Actual{}, DefaultOptions(time.Now()))
+	require.NoError(t, err)
+	var b bytes.Buffer
+	require.NoError(t, RenderText(&b, &p, TextOptions{}))
+	assert.Equal(t, "No changes. Remote state matches the configuration.\n", b.String())
+
+	b.Reset()
+	require.NoError(t, RenderJSON(&b, &p))
+	assert.NotContains(t, b.String(), "null", "arrays are never null")
+	var v map[string]any
+	require.NoError(t, json.Unmarshal(b.Bytes(), &v))
+	assert.Equal(t, true, v["safe"])
+
+	b.Reset()
+	require.NoError(t, RenderMarkdown(&b, &p))
+	assert.Contains(t, b.String(), "No changes.")
+	assert.NotContains(t, b.String(), "<details>")
+}
+
+func TestRenderJSONShape(t *testing.T) {
+	d, a, o := goldenScenario()
+	p, err := Compute(d, a, o)
+	require.NoError(t, err)
+	var b bytes.Buffer
+	require.NoError(t, RenderJSON(&b, &p))
+	var v struct {
+		FormatVersion string           `json:"format_version"`
+		Summary       map[string]int   `json:"summary"`
+		Actions       []map[string]any `json:"actions"`
+		Safe          bool             `json:"safe"`
+	}
+	require.NoError(t, json.Unmarshal(b.Bytes(), &v))
+	assert.Equal(t, "1", v.FormatVersion)
+	assert.Len(t, v.Summary, 8)
+	names := map[string]bool{}
+	for _, a := range Actions {
+		names[a.String()] = true
+	}
+	for _, act := range v.Actions {
+		assert.True(t, names[act["action"].(string)], act["action"])
+		for _, k := range []string{"action", "email", "user_id", "token_name", "token_id", "reason", "fields"} {
+			assert.Contains(t, act, k)
+		}
+	}
+	assert.False(t, v.Safe)
+}
+
+func TestRenderersShowNoSecrets(t *testing.T) {
+	// Plans never hold secrets; a secret-looking meta value is shown like any other
+	// value, so this pins that renderers do not invent any secret of their own.
+	d, a, o := goldenScenario()
+	p, err := Compute(d, a, o)
+	require.NoError(t, err)
+	for ext, got := range renderAll(t, &p) {
+		assert.NotContains(t, string(got), "sk-", ext)
+	}
+}
+
+func TestMarkdownFenceSurvivesBackticks(t *testing.T) {
+	d := state.Desired{Owner: gOwner, Users: []state.DesiredUser{{Email: "a@x.test", Name: state.Some("```evil")}}}
+	p, err := Compute(d, state.Actual{}, DefaultOptions(time.Now()))
+	require.NoError(t, err)
+	var b bytes.Buffer
+	require.NoError(t, RenderMarkdown(&b, &p))
+	assert.Contains(t, b.String(), "````diff\n")
+	assert.True(t, strings.HasSuffix(strings.TrimSpace(b.String()), "</details>"))
+}
+
+func TestSavedRoundTrip(t *testing.T) {
+	d, a, o := goldenScenario()
+	p, err := Compute(d, a, o)
+	require.NoError(t, err)
+	var b bytes.Buffer
+	require.NoError(t, WriteSaved(&b, &p))
+	first := bytes.Clone(b.Bytes())
+
+	got, err := ReadSaved(bytes.NewReader(first))
+	require.NoError(t, err)
+	b.Reset()
+	require.NoError(t, WriteSaved(&b, got))
+	assert.Equal(t, string(first), b.String(), "write(read(write(p))) == write(p)")
+	assert.Equal(t, describePlan(&p), describePlan(got))
+	assert.Equal(t, p.Fingerprint, got.Fingerprint)
+	assert.Equal(t, p.TokenUsers, got.TokenUsers)
+	assert.Equal(t, p.Safety, got.Safety)
+	for i, u := range p.Users {
+		for j, c := range u.Changes {
+			assert.Equal(t, wire(t, c), wire(t, got.Users[i].Changes[j]), describe(c))
+			if c.UserBody != nil {
+				assert.Equal(t, c.UserBody.MetaMerge, got.Users[i].Changes[j].UserBody.MetaMerge)
+			}
+		}
+	}
+	var top map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(first, &top))
+	assert.JSONEq(t, `"cbk-sync-plan"`, string(top["kind"]))
+	assert.JSONEq(t, `"1"`, string(top["format_version"]))
+}
+
+func TestReadSavedIsStrict(t *testing.T) {
+	d, a, o := goldenScenario()
+	p, err := Compute(d, a, o)
+	require.NoError(t, err)
+	var b bytes.Buffer
+	require.NoError(t, WriteSaved(&b, &p))
+	good := b.String()
+
+	for name, tc := range map[string]struct{ in, msg string }{
+		"wrong kind":      {strings.Replace(good, `"kind": "cbk-sync-plan"`, `"kind": "terraform"`, 1), `kind is "terraform"`},
+		"wrong version":   {strings.Replace(good, `"format_version": "1"`, `"format_version": "2"`, 1), `format_version "2" is not supported`},
+		"unknown key":     {strings.Replace(good, `"owner":`, `"bogus": 1, "owner":`, 1), `unknown field "bogus"`},
+		"trailing data":   {good + "{}", "unexpected data"},
+		"not json":        {"hello", "not a cbk-sync plan"},
+		"no plan":         {`{"format_version":"1","kind":"cbk-sync-plan"}`, "no plan"},
+		"unknown action":  {strings.Replace(good, `"action": "user_create"`, `"action": "user_explode"`, 1), `unknown action "user_explode"`},
+		"no fingerprint":  {strings.Replace(good, `"fingerprint": "`+p.Fingerprint+`"`, `"fingerprint": ""`, 1), "no fingerprint"},
+		"missing body":    {strings.Replace(good, `"user_body"`, `"user_body_x"`, 1), "unknown field"},
+		"truncated input": {good[:len(good)/2], "saved plan"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ReadSaved(strings.NewReader(tc.in))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.msg)
+		})
+	}
+}
+
+func TestFingerprintOrderIndependentAndSensitive(t *testing.T) {
+	_, a, _ := goldenScenario()
+	base := Fingerprint(a)
+	assert.Len(t, base, 64)
+
+	// Reordering users, token lists and meta map construction changes nothing.
+	r := state.Actual{Users: reversed(a.Users), Tokens: map[string][]state.Token{}}
+	for id, ts := range a.Tokens {
+		r.Tokens[id] = reversed(ts)
+	}
+	assert.Equal(t, base, Fingerprint(r))
+
+	mutations := map[string]func(a *state.Actual){
+		"user updatedAt":    func(a *state.Actual) { a.Users[0].UpdatedAt++ },
+		"user name":         func(a *state.Actual) { a.Users[1].Name = state.Some("x") },
+		"null to absent":    func(a *state.Actual) { a.Users[2].Description = state.Opt[string]{} },
+		"null to empty":     func(a *state.Actual) { a.Users[2].Description = state.Some("") },
+		"user meta value":   func(a *state.Actual) { a.Users[0].Meta.Value()["team"] = "x" },
+		"user limits":       func(a *state.Actual) { a.Users[0].Limits = state.Some(state.Limits{}) },
+		"user removed":      func(a *state.Actual) { a.Users = a.Users[1:] },
+		"token updatedAt":   func(a *state.Actual) { a.Tokens["u_bob"][0].UpdatedAt++ },
+		"token meta":        func(a *state.Actual) { a.Tokens["u_carol"][0].Meta = state.Some(state.Meta{}) },
+		"token removed":     func(a *state.Actual) { a.Tokens["u_bob"] = a.Tokens["u_bob"][1:] },
+		"token list read":   func(a *state.Actual) { a.Tokens["u_gina"] = []state.Token{} },
+		"token list unread": func(a *state.Actual) { delete(a.Tokens, "u_carol") },
+	}
+	seen := map[string]string{base: "base"}
+	for name, mutate := range mutations {
+		_, c, _ := goldenScenario()
+		mutate(&c)
+		fp := Fingerprint(c)
+		if prev, dup := seen[fp]; dup {
+			t.Errorf("mutation %q gives the same fingerprint as %q", name, prev)
+		}
+		seen[fp] = name
+	}
+}

@@ -1,0 +1,249 @@
+package plan
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/sergi/go-diff/diffmatchpatch"
+)
+
+// TextOptions are the choices of the text view that the command makes for it.
+type TextOptions struct {
+	// Color enables ANSI colours; the command sets it only on a terminal without
+	// NO_COLOR or --no-color.
+	Color bool
+}
+
+const (
+	ansiReset  = "\x1b[0m"
+	ansiBold   = "\x1b[1m"
+	ansiDim    = "\x1b[2m"
+	ansiRed    = "\x1b[31m"
+	ansiGreen  = "\x1b[32m"
+	ansiYellow = "\x1b[33m"
+	ansiCyan   = "\x1b[36m"
+	ansiPurple = "\x1b[35m"
+)
+
+func actionColor(a Action) string {
+	switch a {
+	case UserCreate, TokenCreate:
+		return ansiGreen
+	case UserUpdate, TokenUpdate:
+		return ansiYellow
+	case UserDelete, TokenRevoke:
+		return ansiRed
+	case UserAdopt:
+		return ansiCyan
+	case TokenRotate:
+		return ansiPurple
+	}
+	return ""
+}
+
+type textWriter struct {
+	w     *bufio.Writer
+	color bool
+}
+
+func (t *textWriter) paint(code, s string) string {
+	if !t.color || code == "" {
+		return s
+	}
+	return code + s + ansiReset
+}
+
+func (t *textWriter) line(indent int, s string) {
+	t.w.WriteString(strings.Repeat(" ", indent))
+	t.w.WriteString(s)
+	t.w.WriteByte('\n')
+}
+
+// RenderText writes the human view of p: one block per user, then orphans, warnings,
+// unsafe reasons and the summary line.
+func RenderText(w io.Writer, p *Plan, o TextOptions) error {
+	t := &textWriter{w: bufio.NewWriter(w), color: o.Color}
+	for i := range p.Users {
+		t.user(&p.Users[i])
+		t.w.WriteByte('\n')
+	}
+	if len(p.Orphans) > 0 {
+		t.line(0, t.paint(ansiBold, "Orphaned users (owned, no action):"))
+		for _, o := range p.Orphans {
+			t.line(2, orphanLine(o))
+		}
+		t.w.WriteByte('\n')
+	}
+	if len(p.Warnings) > 0 {
+		t.line(0, t.paint(ansiYellow+ansiBold, "Warnings:"))
+		for _, s := range p.Warnings {
+			t.line(2, t.paint(ansiYellow, "! "+s))
+		}
+		t.w.WriteByte('\n')
+	}
+	if !p.Safety.Safe {
+		t.line(0, t.paint(ansiRed+ansiBold, "Unsafe: this plan will not be applied:"))
+		for _, s := range p.Safety.Reasons {
+			t.line(2, t.paint(ansiRed, "x "+s))
+		}
+		t.w.WriteByte('\n')
+	}
+	t.line(0, t.paint(ansiBold, SummaryLine(p.Summary())))
+	return t.w.Flush()
+}
+
+// SummaryLine is the one-line count of a plan's changes that ends every text plan.
+func SummaryLine(s Summary) string {
+	if s.Total() == 0 {
+		return "No changes. Remote state matches the configuration."
+	}
+	return fmt.Sprintf("Plan: %d users to create, %d to update, %d to delete, %d to adopt; %d tokens to create, %d to update, %d to revoke, %d to rotate.",
+		s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt, s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenRotate)
+}
+
+func orphanLine(o Orphan) string {
+	s := fmt.Sprintf("%s (%s)", displayEmail(o.Email), o.UserID)
+	if o.Reason != "" {
+		s += ": " + o.Reason
+	}
+	return s
+}
+
+func displayEmail(e string) string {
+	if e == "" {
+		return "(no email)"
+	}
+	return e
+}
+
+func userHeader(up *UserPlan) (Action, string) {
+	act := NoOp
+	if len(up.Changes) > 0 && !up.Changes[0].Action.IsToken() {
+		act = up.Changes[0].Action
+	}
+	s := "user " + displayEmail(up.Email)
+	if up.UserID != "" {
+		s += " (" + up.UserID + ")"
+	}
+	return act, s
+}
+
+func tokenHeader(c *Change) string {
+	name := c.TokenName
+	if name == "" {
+		name = "(no name)"
+	}
+	s := "token " + name
+	if c.TokenID != "" {
+		s += " (" + c.TokenID + ")"
+	}
+	return s
+}
+
+func (t *textWriter) user(up *UserPlan) {
+	act, head := userHeader(up)
+	t.line(2, t.paint(actionColor(act), act.Symbol()+" "+t.paint(ansiBold, head)))
+	for i := range up.Changes {
+		c := &up.Changes[i]
+		if !c.Action.IsToken() {
+			t.line(6, t.paint(ansiDim, "# "+c.Reason))
+			t.fields(6, c)
+			continue
+		}
+		t.line(4, t.paint(actionColor(c.Action), c.Action.Symbol()+" "+tokenHeader(c)))
+		t.line(8, t.paint(ansiDim, "# "+c.Reason))
+		t.fields(8, c)
+	}
+}
+
+// isCreation reports whether a change's fields have no meaningful before value.
+func isCreation(a Action) bool { return a == UserCreate || a == TokenCreate || a == TokenRotate }
+
+func (t *textWriter) fields(indent int, c *Change) {
+	for _, f := range c.Fields {
+		before, after := fieldStrings(c.Action, f)
+		if multiLine(f) {
+			t.line(indent, f.Field+":")
+			for _, dl := range lineDiff(before, after) {
+				code := ""
+				switch dl.op {
+				case '-':
+					code = ansiRed
+				case '+':
+					code = ansiGreen
+				}
+				t.line(indent+2, t.paint(code, string(dl.op)+" "+dl.text))
+			}
+			continue
+		}
+		switch {
+		case isCreation(c.Action) || f.BeforeUnknown:
+			t.line(indent, f.Field+": "+t.paint(ansiGreen, formatValue(f.After)))
+		default:
+			t.line(indent, f.Field+": "+t.paint(ansiRed, formatValue(f.Before))+" -> "+t.paint(ansiGreen, formatValue(f.After)))
+		}
+	}
+}
+
+// fieldStrings returns the before and after values of a multi-line string field as
+// text ("" for null or none).
+func fieldStrings(a Action, f FieldChange) (string, string) {
+	b, _ := f.Before.(string)
+	if isCreation(a) || f.BeforeUnknown {
+		b = ""
+	}
+	af, _ := f.After.(string)
+	return b, af
+}
+
+func multiLine(f FieldChange) bool {
+	b, _ := f.Before.(string)
+	a, _ := f.After.(string)
+	return strings.Contains(b, "\n") || strings.Contains(a, "\n")
+}
+
+// formatValue shows a value as compact JSON: strings quoted, null as null.
+func formatValue(v any) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Sprintf("%v", v)
+	}
+	return strings.TrimSuffix(buf.String(), "\n")
+}
+
+type diffLine struct {
+	op   byte // ' ', '-' or '+'
+	text string
+}
+
+// lineDiff is a line-by-line diff of before and after, every line kept (descriptions
+// are short, so hunks with elided context would only hide what a reviewer needs).
+func lineDiff(before, after string) []diffLine {
+	dmp := diffmatchpatch.New()
+	a, b, lines := dmp.DiffLinesToChars(before, after)
+	diffs := dmp.DiffCharsToLines(dmp.DiffMain(a, b, false), lines)
+	var out []diffLine
+	for _, d := range diffs {
+		op := byte(' ')
+		switch d.Type {
+		case diffmatchpatch.DiffDelete:
+			op = '-'
+		case diffmatchpatch.DiffInsert:
+			op = '+'
+		}
+		text := strings.TrimSuffix(d.Text, "\n")
+		if d.Text == "" {
+			continue
+		}
+		for _, l := range strings.Split(text, "\n") {
+			out = append(out, diffLine{op: op, text: l})
+		}
+	}
+	return out
+}

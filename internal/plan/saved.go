@@ -1,0 +1,125 @@
+package plan
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// SavedKind is the kind of a saved plan file, so that another JSON file given to
+// `apply` is recognised as not a plan.
+const SavedKind = "cbk-sync-plan"
+
+type savedPlan struct {
+	FormatVersion string `json:"format_version"`
+	Kind          string `json:"kind"`
+	Plan          *Plan  `json:"plan"`
+}
+
+type savedHeader struct {
+	FormatVersion string          `json:"format_version"`
+	Kind          string          `json:"kind"`
+	Plan          json.RawMessage `json:"plan"`
+}
+
+// maxSavedPlan bounds what ReadSaved reads, far above a 100,000-user plan's size, so
+// that a wrong file cannot exhaust memory.
+const maxSavedPlan = 1 << 30
+
+// WriteSaved writes p as a saved plan (`plan --out FILE`): the full plan, request
+// bodies and fingerprint included, for `apply FILE` to run exactly.
+func WriteSaved(w io.Writer, p *Plan) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(savedPlan{FormatVersion: JSONFormatVersion, Kind: SavedKind, Plan: p})
+}
+
+// ReadSaved reads a plan written by WriteSaved. It is strict: an unknown key, another
+// kind or format version, trailing data or an inconsistent change is an error.
+func ReadSaved(r io.Reader) (*Plan, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxSavedPlan+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading saved plan: %w", err)
+	}
+	if len(data) > maxSavedPlan {
+		return nil, errors.New("saved plan: file is larger than 1 GiB")
+	}
+	var h savedHeader
+	if err := strictDecode(data, &h); err != nil {
+		return nil, fmt.Errorf("saved plan: not a cbk-sync plan file: %w", err)
+	}
+	if h.Kind != SavedKind {
+		return nil, fmt.Errorf("saved plan: kind is %q, want %q: is this a file written by `cbk-sync plan --out`?", h.Kind, SavedKind)
+	}
+	if h.FormatVersion != JSONFormatVersion {
+		return nil, fmt.Errorf("saved plan: format_version %q is not supported (this cbk-sync reads %q); run `cbk-sync plan --out` again with this version", h.FormatVersion, JSONFormatVersion)
+	}
+	if len(h.Plan) == 0 || bytes.Equal(bytes.TrimSpace(h.Plan), []byte("null")) {
+		return nil, errors.New("saved plan: no plan in the file")
+	}
+	var p Plan
+	if err := strictDecode(h.Plan, &p); err != nil {
+		return nil, fmt.Errorf("saved plan: %w", err)
+	}
+	if err := p.validate(); err != nil {
+		return nil, fmt.Errorf("saved plan: %w", err)
+	}
+	return &p, nil
+}
+
+func strictDecode(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the JSON document")
+	}
+	return nil
+}
+
+// validate checks what apply relies on, so that a hand-edited or truncated file fails
+// here rather than halfway through a run.
+func (p *Plan) validate() error {
+	if p.Owner == "" {
+		return errors.New("no owner")
+	}
+	if p.Fingerprint == "" {
+		return errors.New("no fingerprint")
+	}
+	for _, u := range p.Users {
+		if len(u.Changes) == 0 {
+			return fmt.Errorf("user %s has no changes", u.Email)
+		}
+		for i, c := range u.Changes {
+			if c.Action <= NoOp || c.Action > TokenRotate {
+				return fmt.Errorf("user %s: change %d has no action", u.Email, i+1)
+			}
+			where := fmt.Sprintf("user %s: %s", u.Email, c.Action)
+			switch c.Action {
+			case UserCreate, UserUpdate, UserAdopt:
+				if c.UserBody == nil {
+					return fmt.Errorf("%s has no user_body", where)
+				}
+			case TokenCreate, TokenUpdate, TokenRotate:
+				if c.TokenBody == nil {
+					return fmt.Errorf("%s has no token_body", where)
+				}
+			}
+			if c.Action != UserCreate && !c.Action.IsToken() && c.UserID == "" {
+				return fmt.Errorf("%s has no user_id", where)
+			}
+			if (c.Action == TokenUpdate || c.Action == TokenRevoke || c.Action == TokenRotate) && c.TokenID == "" {
+				return fmt.Errorf("%s has no token_id", where)
+			}
+			if i > 0 && !c.Action.IsToken() {
+				return fmt.Errorf("%s is not the user's first change", where)
+			}
+		}
+	}
+	return nil
+}
