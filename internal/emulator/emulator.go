@@ -16,7 +16,11 @@
 //   - An empty page has no "cursor" key at all.
 //   - A wrong method on a known path is 405 METHOD_NOT_ALLOWED; an unknown path is 404.
 //   - Requests without a valid bearer token are answered 401 before routing and are
-//     not counted.
+//     not counted; neither are unknown paths and wrong methods.
+//   - With SaveOnWrite, a change that was made but could not be saved is answered
+//     500 INTERNAL_SERVER_ERROR (the "server failed after acting" case).
+//   - A lost answer is only injected into a POST that succeeded: one that fails
+//     changed nothing, so it is answered normally.
 package emulator
 
 import (
@@ -26,6 +30,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -60,7 +65,7 @@ type Faults struct {
 	Rate5xx     float64       // answered 500/502/503/504 without acting
 	Rate429     float64       // answered 429 TOO_MANY_REQUESTS without acting
 	RetryAfter  time.Duration // > 0: 429s carry Retry-After (whole seconds, rounded up)
-	RateLost    float64       // of POSTs: the change is made, then the connection is dropped
+	RateLost    float64       // of POSTs that succeed: the change is made, then the connection is dropped
 	RateBadBody float64       // of GETs: a 200 whose body is a JSON-lines error, without acting
 	UserQuota   int           // > 0: a user create beyond this many users gets 429 LIMITS_REACHED
 }
@@ -368,6 +373,9 @@ func (e *Emulator) checkEmailFree(email state.Opt[string], self string) *apiErro
 
 // ServeHTTP serves the Partner API under /v1/partner/ and /api/v1/partner/, and the
 // emulator's own endpoints GET /_emulator/counts and POST /_emulator/reset-counts.
+// Lost answers need a net/http server: the connection is hijacked and closed, or,
+// without a Hijacker (HTTP/2), the handler panics with http.ErrAbortHandler, which
+// net/http turns into a reset stream. With RateLost 0 no panic can happen.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !e.authorized(r) {
 		writeError(w, &apiError{status: http.StatusUnauthorized, code: "NOT_AUTHENTICATED", msg: "missing or invalid bearer token"})
@@ -771,8 +779,8 @@ func (e *Emulator) streamList(w http.ResponseWriter, r *http.Request, rt routed)
 	items, _, aerr := e.listItems(rt, lq, true)
 	var lines [][]byte
 	if aerr == nil {
-		// Marshal under the lock: the answers share the stored (immutable) meta maps,
-		// but marshalling here keeps the rule simple.
+		// Encoded under the lock so that the stream is one consistent snapshot; only
+		// the writing, which a slow reader can stall, happens without it.
 		lines = make([][]byte, 0, len(items))
 		for _, it := range items {
 			b, err := json.Marshal(map[string]any{"type": "item", "data": it})
@@ -1000,7 +1008,7 @@ func applyTokenPatch(t *token, p tokenPatch) {
 // Listen serves e on addr with a real HTTP server. It returns the base URL (like
 // "http://127.0.0.1:8787") and a function that shuts the server down gracefully.
 func Listen(addr string, e *Emulator) (string, func(context.Context) error, error) {
-	ln, err := listen(addr)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, err
 	}

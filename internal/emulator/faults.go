@@ -2,7 +2,6 @@ package emulator
 
 import (
 	"math"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -92,8 +91,6 @@ func dropConnection(w http.ResponseWriter) {
 	}
 	panic(http.ErrAbortHandler)
 }
-
-func listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 // retryAfterSeconds is d in whole seconds, rounded up (Retry-After has no fractions).
 func retryAfterSeconds(d time.Duration) int64 { return int64(math.Ceil(d.Seconds())) }

@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -143,13 +142,6 @@ func ids(t *testing.T, m map[string]any) []string {
 		out[i] = it.(map[string]any)["id"].(string)
 	}
 	return out
-}
-
-func compact(t *testing.T, s string) string {
-	t.Helper()
-	var b bytes.Buffer
-	require.NoError(t, json.Compact(&b, []byte(s)))
-	return b.String()
 }
 
 func stateUser(email string, createdAt int64) state.User {
