@@ -548,3 +548,75 @@ func TestTokenNeverInErrorsOrLogs(t *testing.T) {
 	assert.NotContains(t, c.logs.String(), testToken)
 	assert.NotContains(t, cj.logs.String(), testToken)
 }
+
+// cancellingClock ends the call's context when the retry loop starts to wait.
+type cancellingClock struct {
+	fakeClock
+	cancel context.CancelFunc
+}
+
+func (c *cancellingClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.cancel()
+	return c.fakeClock.Sleep(ctx, d)
+}
+
+func TestCancelledWhileWaitingToRetry(t *testing.T) {
+	r := newRegistry(t)
+	r.on("POST", "/v1/partner/user/u1/update", reply(503, `{"message":"down","code":"SERVICE_UNAVAILABLE"}`))
+	r.on("GET", "/v1/partner/user/u1/fetch", reply(503, `{"message":"down","code":"SERVICE_UNAVAILABLE"}`))
+	c := newTestClient(t, r)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	c.Client.clock = &cancellingClock{cancel: cancel}
+	err := c.UpdateUser(ctx, "u1", state.UserFields{})
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.True(t, IsLost(err), "the 503 may have been acted on: %v", err)
+
+	ctx, cancel = context.WithCancel(context.Background())
+	c.Client.clock = &cancellingClock{cancel: cancel}
+	_, err = c.FetchUser(ctx, "u1")
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.False(t, IsLost(err))
+	assert.ErrorContains(t, err, "503")
+}
+
+func TestTimeoutPerRequest(t *testing.T) {
+	// The handlers never answer; they return when the client gives up on them.
+	stall := func(w http.ResponseWriter, req *http.Request) { <-req.Context().Done() }
+	r := newRegistry(t)
+	r.on("GET", "/v1/partner/user/u1/fetch", stall).n(4)
+	r.on("POST", "/v1/partner/user/create", stall)
+	c := newTestClient(t, r, func(o *Options) { o.Timeout = 20 * time.Millisecond })
+
+	_, err := c.FetchUser(context.Background(), "u1")
+	assert.ErrorContains(t, err, "no answer within 20ms")
+	_, err = c.CreateUser(context.Background(), state.UserFields{})
+	assert.True(t, IsLost(err), "%v", err)
+}
+
+func TestRateLimitedClientStillWorks(t *testing.T) {
+	r := newRegistry(t)
+	r.on("GET", "/v1/partner/user/u1/fetch", reply(200, `{"id":"u1"}`)).n(3)
+	c := newTestClient(t, r, func(o *Options) { o.RPS = 1000 })
+	for range 3 {
+		_, err := c.FetchUser(context.Background(), "u1")
+		require.NoError(t, err)
+	}
+}
+
+func TestEmptyIDsAreRefusedLocally(t *testing.T) {
+	r := newRegistry(t)
+	c := newTestClient(t, r)
+	ctx := context.Background()
+	_, err := c.FetchUser(ctx, "")
+	assert.Error(t, err)
+	assert.Error(t, c.UpdateUser(ctx, "", state.UserFields{}))
+	assert.Error(t, c.DeleteUser(ctx, ""))
+	_, err = c.CreateToken(ctx, "", state.TokenFields{})
+	assert.Error(t, err)
+	assert.Error(t, c.UpdateToken(ctx, "u1", "", state.TokenFields{}))
+	assert.Error(t, c.DeleteToken(ctx, "", "t1"))
+	_, err = collect(t, c.ListTokens(ctx, "", ListOptions{}))
+	assert.Error(t, err)
+	assert.Zero(t, r.requests())
+}

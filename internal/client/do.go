@@ -161,7 +161,11 @@ func fullJitter(d time.Duration) time.Duration { return rand.N(d + 1) }
 // waitTurn waits for the shared pause after a 429 and for the rate limiter.
 func (c *Client) waitTurn(ctx context.Context) error {
 	for {
-		wait := time.Duration(c.notBefore.Load() - c.clock.Now().UnixNano())
+		nb := c.notBefore.Load()
+		if nb == 0 {
+			break // no 429 met yet
+		}
+		wait := time.Duration(nb - c.clock.Now().UnixNano())
 		if wait <= 0 {
 			break
 		}
