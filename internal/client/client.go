@@ -59,7 +59,6 @@ type Client struct {
 	token     state.Secret
 	userAgent string
 	hc        *http.Client
-	limiter   *rate.Limiter // nil without an RPS cap
 	maxConns  int
 	timeout   time.Duration
 	maxRetry  time.Duration
@@ -70,8 +69,15 @@ type Client struct {
 	clock     clock
 	jitter    func(time.Duration) time.Duration // tests make it deterministic
 
+	*shared
+}
+
+// shared is what a Client and the clients made from it by ReadOnly have in common:
+// one account, so one rate cap, one pause after a 429, and one set of counters.
+type shared struct {
+	limiter *rate.Limiter // nil without an RPS cap
 	// notBefore (unix nanoseconds) is when requests may be sent again after a 429:
-	// every request of the client waits for it, so one worker's 429 slows them all.
+	// every request waits for it, so one worker's 429 slows them all.
 	notBefore atomic.Int64
 
 	calls     map[string]*atomic.Int64 // fixed set of ops, built in New: read-only map
@@ -141,7 +147,7 @@ func New(opts Options) (*Client, error) {
 		log:       opts.Logger,
 		clock:     realClock{},
 		jitter:    fullJitter,
-		calls:     make(map[string]*atomic.Int64, len(allOps)),
+		shared:    &shared{calls: make(map[string]*atomic.Int64, len(allOps))},
 	}
 	if c.maxConns < 1 {
 		c.maxConns = 1
@@ -164,7 +170,16 @@ func New(opts Options) (*Client, error) {
 	return c, nil
 }
 
-// Stats returns a snapshot of the counters.
+// ReadOnly returns a client in dry-run mode that shares this one's connections, rate
+// cap, 429 pause and counters: a command can read through it and hand the writing
+// client only to the code that must write, while the account is still paced as one.
+func (c *Client) ReadOnly() *Client {
+	ro := *c
+	ro.dryRun = true
+	return &ro
+}
+
+// Stats returns a snapshot of the counters (shared with ReadOnly clients).
 func (c *Client) Stats() Stats {
 	s := Stats{Calls: make(map[string]int64, len(c.calls)), Retries: c.retries.Load(), Throttled: c.throttled.Load()}
 	for op, n := range c.calls {

@@ -620,3 +620,22 @@ func TestEmptyIDsAreRefusedLocally(t *testing.T) {
 	assert.Error(t, err)
 	assert.Zero(t, r.requests())
 }
+
+func TestReadOnlySharesPaceAndCounters(t *testing.T) {
+	r := newRegistry(t)
+	r.on("GET", "/v1/partner/user/u1/fetch", reply(429, `{"message":"slow down","code":"TOO_MANY_REQUESTS"}`, "Retry-After", "5"))
+	r.on("GET", "/v1/partner/user/u2/fetch", reply(200, `{"id":"u2"}`))
+	c := newTestClient(t, r, func(o *Options) { o.RetryMaxElapsed = time.Second })
+	ro := c.ReadOnly()
+	_, err := ro.FetchUser(context.Background(), "u1")
+	require.Error(t, err)
+	_, err = ro.CreateUser(context.Background(), state.UserFields{})
+	assert.ErrorIs(t, err, ErrDryRun)
+	assert.False(t, c.dryRun, "the original still writes")
+
+	_, err = c.FetchUser(context.Background(), "u2")
+	require.NoError(t, err)
+	assert.Equal(t, []time.Duration{5 * time.Second}, c.clock.waits(), "the writer waited for the reader's 429")
+	assert.Equal(t, int64(2), c.Stats().Calls[OpUserFetch])
+	assert.Equal(t, c.Stats(), ro.Stats())
+}
