@@ -51,7 +51,6 @@ type decoder struct {
 	errs       []Error
 	sizes      map[*yaml.Node]int // expanded size of anchored nodes, -1 while being measured
 	aliasNodes int
-	aliasStop  bool // the alias budget is spent: follow no more aliases
 }
 
 // fileConfig is what one file declares.
@@ -98,6 +97,9 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 	fc := fileConfig{file: d.file}
 	root := d.parse(data)
 	if root == nil {
+		return fc
+	}
+	if !d.checkAliases(root) {
 		return fc
 	}
 	m, ok := d.mapping(root, objConfig, "the file")
@@ -237,31 +239,38 @@ func (d *decoder) yamlError(err error, data []byte) {
 				what = "a byte that is not valid UTF-8"
 			}
 			d.errorAt(state.Pos{File: d.file, Line: p.Line, Column: p.Column},
-				"%s: YAML files must be UTF-8 text; remove it, or write it as an escape in a double-quoted string", what)
+				`%s, which YAML does not allow: remove it, or write it as an escape such as "\x01" in a double-quoted string`, what)
 			return
 		}
 	}
-	hint := "check the indentation, colons and quotes on this line and the one before"
-	if lineHasEnvRef(data, line) {
-		hint = `inside { } or [ ], quote a variable reference: "${VAR}"`
+	if p, ok := findEnvRef(data, line); ok {
+		// yaml.v3 reads the braces of an unquoted ${VAR} in a flow collection as a
+		// mapping, and then reports a line near it: point at the reference instead.
+		d.errorAt(state.Pos{File: d.file, Line: p.Line, Column: p.Column},
+			`invalid YAML: %s; inside { } or [ ], quote a variable reference: "${VAR}"`, msg)
+		return
 	}
-	d.errorAt(state.Pos{File: d.file, Line: line, Column: 1}, "invalid YAML: %s; %s", msg, hint)
+	d.errorAt(state.Pos{File: d.file, Line: line, Column: 1},
+		"invalid YAML: %s; check the indentation, colons and quotes on this line and the one before", msg)
 }
 
-// lineHasEnvRef reports whether line (1-based) or the one before holds "${", whose
-// braces YAML reads as a flow mapping unless quoted.
-func lineHasEnvRef(data []byte, line int) bool {
+// findEnvRef returns the first "${" on the lines around line (1-based) that is
+// preceded on its line by a "{" or "[", that is, probably inside a flow collection.
+func findEnvRef(data []byte, line int) (state.Pos, bool) {
 	n := 0
 	for l := range bytes.Lines(data) {
 		n++
-		if (n == line || n == line-1) && bytes.Contains(l, []byte("${")) {
-			return true
+		if n < line-1 {
+			continue
 		}
-		if n >= line {
+		if n > line+1 {
 			break
 		}
+		if i := bytes.Index(l, []byte("${")); i >= 0 && bytes.ContainsAny(l[:i], "{[") {
+			return state.Pos{Line: n, Column: utf8.RuneCount(l[:i]) + 1}, true
+		}
 	}
-	return false
+	return state.Pos{}, false
 }
 
 // findTab returns the first tab that is part of a line's indentation.
@@ -301,28 +310,40 @@ func findBadChar(data []byte) (state.Pos, rune, bool) {
 	return state.Pos{}, 0, false
 }
 
-// resolve follows an alias to its anchored node, charging the size of what it expands
-// to against the file's budget. It returns nil when the alias is refused (reported).
+// checkAliases walks the document as written, without following aliases, and adds up
+// what every alias expands to. It refuses a document whose aliases expand to more than
+// maxAliasNodes, or that has an alias inside its own anchor, before anything is
+// decoded: so an alias bomb costs one pass over the text, not its expansion.
+func (d *decoder) checkAliases(n *yaml.Node) bool {
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			return true
+		}
+		size := d.size(n.Alias)
+		if size < 0 {
+			d.errorf(n, "alias *%s refers to a node that contains the alias itself: YAML cannot expand that; write the value out", n.Value)
+			return false
+		}
+		if d.aliasNodes += size; d.aliasNodes > maxAliasNodes {
+			d.errorf(n, "YAML aliases in this file expand to more than %d nodes, which looks like an alias bomb: use fewer aliases (defaults can share values between users)", maxAliasNodes)
+			return false
+		}
+		return true
+	}
+	for _, c := range n.Content {
+		if !d.checkAliases(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// resolve follows an alias to its anchored node (checkAliases has bounded them).
 func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
-	if n == nil || n.Kind != yaml.AliasNode {
-		return n
+	if n != nil && n.Kind == yaml.AliasNode {
+		return n.Alias
 	}
-	if d.aliasStop || n.Alias == nil {
-		return nil
-	}
-	size := d.size(n.Alias)
-	if size < 0 {
-		d.errorf(n, "alias *%s refers to a node that contains the alias itself: YAML cannot expand that; write the value out", n.Value)
-		d.aliasStop = true
-		return nil
-	}
-	d.aliasNodes += size
-	if d.aliasNodes > maxAliasNodes {
-		d.errorf(n, "YAML aliases in this file expand to more than %d nodes, which looks like an alias bomb: use fewer aliases (defaults can share values between users)", maxAliasNodes)
-		d.aliasStop = true
-		return nil
-	}
-	return n.Alias
+	return n
 }
 
 // size counts the nodes n expands to, following aliases, memoised so that nested
