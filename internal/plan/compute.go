@@ -94,10 +94,21 @@ func (c *computer) run() (Plan, error) {
 	if c.owner == "" {
 		return Plan{}, errors.New("plan: desired state has no owner")
 	}
+	// The fingerprint reads only a and is as costly as the diff at scale, so it is
+	// computed alongside.
+	type fpResult struct {
+		sum string
+		ids []string
+	}
+	fpDone := make(chan fpResult, 1)
+	go func() {
+		sum, ids := fingerprint(c.a)
+		fpDone <- fpResult{sum, ids}
+	}()
 	users := c.a.Users
 	// byKey picks one remote user per email key. The API keeps emails unique, but
-	// perhaps only case-sensitively; when several share a key the preferred one is
-	// matched and the others are left alone (never deleted), with a warning.
+	// perhaps only case-sensitively; when several share a declared key the preferred
+	// one is matched and the others are left alone (never deleted), with a warning.
 	byKey := make(map[string]int, len(users))
 	var dupKeys map[string]bool
 	owners := make([]ownership, len(users))
@@ -124,26 +135,32 @@ func (c *computer) run() (Plan, error) {
 		}
 		byKey[k] = i
 	}
-	for k := range dupKeys {
-		c.warn(fmt.Sprintf("several remote users have the email %s; only user %s is matched, the others are left alone", k, users[byKey[k]].ID))
-	}
 
 	matched := make([]bool, len(users))
-	seen := make(map[string]struct{}, len(c.d.Users))
+	// A declared email is a duplicate if it matched the same remote user before or is
+	// created twice; only creates need a set, which keeps a large steady-state run
+	// from building one more 100,000-entry map.
+	var created map[string]struct{}
 	for i := range c.d.Users {
 		du := &c.d.Users[i]
 		k := state.EmailKey(du.Email)
 		if k == "" {
 			return Plan{}, fmt.Errorf("plan: declared user %d has no email", i+1)
 		}
-		if _, dup := seen[k]; dup {
-			return Plan{}, fmt.Errorf("plan: email %s is declared twice", k)
-		}
-		seen[k] = struct{}{}
 		j, ok := byKey[k]
 		if !ok {
+			if _, dup := created[k]; dup {
+				return Plan{}, fmt.Errorf("plan: email %s is declared twice", k)
+			}
+			if created == nil {
+				created = map[string]struct{}{}
+			}
+			created[k] = struct{}{}
 			c.create(du)
 			continue
+		}
+		if matched[j] {
+			return Plan{}, fmt.Errorf("plan: email %s is declared twice", k)
 		}
 		matched[j] = true
 		if err := c.existing(du, &users[j], owners[j]); err != nil {
@@ -151,6 +168,11 @@ func (c *computer) run() (Plan, error) {
 		}
 	}
 
+	for k := range dupKeys {
+		if matched[byKey[k]] {
+			c.warn(fmt.Sprintf("several remote users have the email %s; only user %s is matched, the others are left alone", k, users[byKey[k]].ID))
+		}
+	}
 	deletes := 0
 	for i := range users {
 		if matched[i] || owners[i] != owned {
@@ -158,8 +180,9 @@ func (c *computer) run() (Plan, error) {
 		}
 		u := &users[i]
 		k := state.EmailKey(u.Email.Value())
-		if k != "" && dupKeys[k] && byKey[k] != i {
-			// A duplicate of a declared or undeclared key: deleting it would be a guess.
+		if k != "" && dupKeys[k] && matched[byKey[k]] {
+			// Another user with a declared email was matched: deleting this one would
+			// be a guess at which of them the file means.
 			c.plan.Orphans = append(c.plan.Orphans, Orphan{Email: u.Email.Value(), UserID: u.ID,
 				Reason: fmt.Sprintf("same email as user %s, which is the one matched", users[byKey[k]].ID)})
 			continue
@@ -189,8 +212,8 @@ func (c *computer) run() (Plan, error) {
 	slices.Sort(c.plan.Safety.Reasons)
 
 	c.plan.Owner = c.owner
-	c.plan.TokenUsers = TokenUserIDs(c.a)
-	c.plan.Fingerprint = fingerprint(c.a, c.plan.TokenUsers)
+	fp := <-fpDone
+	c.plan.Fingerprint, c.plan.TokenUsers = fp.sum, fp.ids
 	if c.plan.Users == nil {
 		c.plan.Users = []UserPlan{}
 	}
@@ -318,16 +341,18 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 	}
 
 	up := UserPlan{Email: du.Email, UserID: u.ID}
+	// The body is copied to the heap only when a change needs it.
+	bodyPtr := func() *state.UserFields { b := body; return &b }
 	switch {
 	case own == unmanaged:
 		up.Changes = append(up.Changes, Change{Action: UserAdopt, Email: du.Email, UserID: u.ID,
-			Reason: "unmanaged user with a declared email: adopt it", Fields: fields, UserBody: &body})
+			Reason: "unmanaged user with a declared email: adopt it", Fields: fields, UserBody: bodyPtr()})
 	case own == foreign:
 		up.Changes = append(up.Changes, Change{Action: UserAdopt, Email: du.Email, UserID: u.ID,
-			Reason: fmt.Sprintf("owned by %q: taken over (--takeover)", u.Owner()), Fields: fields, UserBody: &body})
+			Reason: fmt.Sprintf("owned by %q: taken over (--takeover)", u.Owner()), Fields: fields, UserBody: bodyPtr()})
 	case len(fields) > 0:
 		up.Changes = append(up.Changes, Change{Action: UserUpdate, Email: du.Email, UserID: u.ID,
-			Reason: "drifted from the configuration", Fields: fields, UserBody: &body})
+			Reason: "drifted from the configuration", Fields: fields, UserBody: bodyPtr()})
 	}
 
 	if du.ManageTokens {
@@ -413,34 +438,40 @@ func (c *computer) metaChange(fields []FieldChange, d state.Opt[state.Meta], exa
 		return fields, state.Opt[state.Meta]{}, false
 	case d.IsNull() || exact:
 		// The whole meta is enforced: declared keys plus the marker, nothing else.
-		want := withMarker(d.Value(), c.owner)
-		for _, k := range want.SortedKeys() {
-			rv, ok := rm[k]
-			if (!ok && want[k] != nil) || (ok && !equalValue(want[k], rv)) {
-				fields = append(fields, FieldChange{Field: "meta." + k, Before: rv, After: want[k]})
-			}
-		}
-		for _, k := range rm.SortedKeys() {
-			if _, ok := want[k]; ok || (isToken && k == state.NonceKey) {
+		// Maps are walked directly and only drifted keys sorted, since this runs for
+		// every user and token.
+		dm := d.Value()
+		for k, dv := range dm {
+			if k == state.OwnerKey {
 				continue
 			}
-			fields = append(fields, FieldChange{Field: "meta." + k, Before: rm[k], After: nil})
+			if rv, ok := rm[k]; metaDrift(dv, rv, ok) {
+				fields = append(fields, FieldChange{Field: "meta." + k, Before: rv, After: dv})
+			}
+		}
+		if prev, _ := rm[state.OwnerKey].(string); prev != c.owner {
+			fields = append(fields, FieldChange{Field: "meta." + state.OwnerKey, Before: rm[state.OwnerKey], After: c.owner})
+		}
+		for k, rv := range rm {
+			if _, ok := dm[k]; ok || k == state.OwnerKey || (isToken && k == state.NonceKey) || rv == nil {
+				continue
+			}
+			fields = append(fields, FieldChange{Field: "meta." + k, Before: rv, After: nil})
 		}
 		if len(fields) == n {
 			return fields, state.Opt[state.Meta]{}, false
 		}
-		return fields, state.Some(want), false
+		sortFields(fields[n:])
+		return fields, state.Some(withMarker(dm, c.owner)), false
 	default:
-		// Merge: only the declared keys and the marker are compared. A declared null
-		// value equals a missing key, as a merge of null may store null or remove it.
-		want := d.Value()
-		for _, k := range want.SortedKeys() {
+		// Merge: only the declared keys and the marker are compared.
+		dm := d.Value()
+		for k, dv := range dm {
 			if k == state.OwnerKey {
 				continue
 			}
-			rv, ok := rm[k]
-			if (!ok && want[k] != nil) || (ok && !equalValue(want[k], rv)) {
-				fields = append(fields, FieldChange{Field: "meta." + k, Before: rv, After: want[k]})
+			if rv, ok := rm[k]; metaDrift(dv, rv, ok) {
+				fields = append(fields, FieldChange{Field: "meta." + k, Before: rv, After: dv})
 			}
 		}
 		if prev, _ := rm[state.OwnerKey].(string); prev != c.owner {
@@ -449,7 +480,24 @@ func (c *computer) metaChange(fields []FieldChange, d state.Opt[state.Meta], exa
 		if len(fields) == n {
 			return fields, state.Opt[state.Meta]{}, false
 		}
-		return fields, state.Some(withMarker(want, c.owner)), true
+		sortFields(fields[n:])
+		return fields, state.Some(withMarker(dm, c.owner)), true
+	}
+}
+
+// metaDrift reports whether a declared meta value differs from the remote one. A
+// declared null equals a missing key, since storing null (merge or replace) may keep
+// the key as null or drop it.
+func metaDrift(dv, rv any, present bool) bool {
+	if !present {
+		return dv != nil
+	}
+	return !equalValue(dv, rv)
+}
+
+func sortFields(fs []FieldChange) {
+	if len(fs) > 1 {
+		slices.SortFunc(fs, func(x, y FieldChange) int { return strings.Compare(x.Field, y.Field) })
 	}
 }
 

@@ -20,7 +20,8 @@ import (
 // changes when any field of any object changes (updatedAt included), when an object
 // appears or disappears, and when a token list is read or not.
 func Fingerprint(a state.Actual) string {
-	return fingerprint(a, TokenUserIDs(a))
+	fp, _ := fingerprint(a)
+	return fp
 }
 
 // TokenUserIDs returns the IDs of the users whose token lists were read, sorted.
@@ -33,18 +34,24 @@ func TokenUserIDs(a state.Actual) []string {
 	return ids
 }
 
-// fingerprint streams users sorted by ID, then the token lists in tokenUsers order
-// (each sorted by token ID), through SHA-256. The encoding is a compact binary one
+type tokenList struct {
+	userID string
+	tokens []state.Token
+}
+
+// fingerprint streams users sorted by ID, then the token lists sorted by user ID
+// (each sorted by token ID), through SHA-256, and returns the digest with the sorted
+// token user IDs (TokenUserIDs) it needed anyway. The encoding is a compact binary one
 // rather than JSON because this runs on every plan and must stay cheap at 100,000
 // users; every value is typed and length-prefixed, so it is unambiguous.
-func fingerprint(a state.Actual, tokenUsers []string) string {
+func fingerprint(a state.Actual) (string, []string) {
 	h := sha256.New()
 	e := &canonEncoder{h: h}
-	users := make([]int, len(a.Users))
+	users := make([]int32, len(a.Users))
 	for i := range users {
-		users[i] = i
+		users[i] = int32(i)
 	}
-	slices.SortFunc(users, func(x, y int) int {
+	slices.SortFunc(users, func(x, y int32) int {
 		if c := strings.Compare(a.Users[x].ID, a.Users[y].ID); c != 0 {
 			return c
 		}
@@ -54,16 +61,28 @@ func fingerprint(a state.Actual, tokenUsers []string) string {
 	e.uvarint(uint64(len(users)))
 	for _, i := range users {
 		e.user(&a.Users[i])
-		e.flush()
+		if len(e.buf) > 32<<10 {
+			e.flush()
+		}
 	}
-	e.uvarint(uint64(len(tokenUsers)))
-	for _, id := range tokenUsers {
-		toks := a.Tokens[id]
-		e.str(id)
+	// Ranging over the map once and sorting the entries avoids a lookup per user,
+	// which at 100,000 users costs more than the sort.
+	lists := make([]tokenList, 0, len(a.Tokens))
+	for id, toks := range a.Tokens {
+		lists = append(lists, tokenList{id, toks})
+	}
+	slices.SortFunc(lists, func(x, y tokenList) int { return strings.Compare(x.userID, y.userID) })
+	ids := make([]string, len(lists))
+	e.uvarint(uint64(len(lists)))
+	var order []int
+	for li, l := range lists {
+		ids[li] = l.userID
+		toks := l.tokens
+		e.str(l.userID)
 		e.uvarint(uint64(len(toks)))
-		order := make([]int, len(toks))
-		for i := range order {
-			order[i] = i
+		order = order[:0]
+		for i := range toks {
+			order = append(order, i)
 		}
 		if !sort.SliceIsSorted(toks, func(x, y int) bool { return toks[x].ID < toks[y].ID }) {
 			slices.SortFunc(order, func(x, y int) int {
@@ -76,10 +95,12 @@ func fingerprint(a state.Actual, tokenUsers []string) string {
 		for _, i := range order {
 			e.token(&toks[i])
 		}
-		e.flush()
+		if len(e.buf) > 32<<10 {
+			e.flush()
+		}
 	}
 	e.flush()
-	return hex.EncodeToString(h.Sum(nil))
+	return hex.EncodeToString(h.Sum(nil)), ids
 }
 
 func encodeUser(u *state.User) []byte {
@@ -96,9 +117,14 @@ func encodeToken(t *state.Token) []byte {
 
 // canonEncoder appends a canonical binary encoding to buf and hands it to h in chunks.
 type canonEncoder struct {
-	h    hash.Hash
-	buf  []byte
-	keys []string
+	h     hash.Hash
+	buf   []byte
+	pairs []metaPair
+}
+
+type metaPair struct {
+	k string
+	v any
 }
 
 func (e *canonEncoder) flush() {
@@ -156,20 +182,21 @@ func (e *canonEncoder) optMeta(o state.Opt[state.Meta]) {
 
 func (e *canonEncoder) object(m map[string]any) {
 	e.uvarint(uint64(len(m)))
-	// Keys are sorted in a scratch slice reused across objects (restored after
-	// nested objects use it) to avoid an allocation per meta map.
-	base := len(e.keys)
-	for k := range m {
-		e.keys = append(e.keys, k)
+	// Pairs are collected in a scratch slice shared by nested objects (each works
+	// above the previous length), so that a meta map costs no allocation and no
+	// second lookup per key.
+	base := len(e.pairs)
+	for k, v := range m {
+		e.pairs = append(e.pairs, metaPair{k, v})
 	}
-	keys := e.keys[base:]
-	slices.Sort(keys)
-	for i := range keys {
-		k := e.keys[base+i]
-		e.str(k)
-		e.value(m[k])
+	n := len(e.pairs) - base
+	slices.SortFunc(e.pairs[base:], func(x, y metaPair) int { return strings.Compare(x.k, y.k) })
+	for i := range n {
+		p := e.pairs[base+i]
+		e.str(p.k)
+		e.value(p.v)
 	}
-	e.keys = e.keys[:base]
+	e.pairs = e.pairs[:base]
 }
 
 func (e *canonEncoder) value(v any) {

@@ -56,7 +56,13 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 	for i := range best {
 		best[i] = -1
 	}
-	idx := make([]int, len(remote)) // declared index of each remote token
+	var idxBuf [smallTokenList]int
+	idx := idxBuf[:0] // declared index of each remote token
+	if len(remote) > smallTokenList {
+		idx = make([]int, len(remote))
+	} else {
+		idx = idxBuf[:len(remote)]
+	}
 	for i := range remote {
 		di := declIndex(&remote[i])
 		idx[i] = di
@@ -105,7 +111,7 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 			}
 		}
 		changes = append(changes, Change{Action: TokenUpdate, Email: du.Email, UserID: userID, TokenName: dt.Name,
-			TokenID: t.ID, Reason: reason, Fields: fields, TokenBody: &body})
+			TokenID: t.ID, Reason: reason, Fields: fields, TokenBody: tokenBodyPtr(body)})
 	}
 	sortTokenChanges(changes[start:])
 
@@ -140,6 +146,9 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 	sortTokenChanges(changes[revStart:])
 	return changes
 }
+
+// tokenBodyPtr copies a body to the heap only for a planned change.
+func tokenBodyPtr(b state.TokenFields) *state.TokenFields { return &b }
 
 // preferToken reports whether remote token x should be kept rather than y for the same
 // declared name: an owned token first, then the newest (a successor whose predecessor
