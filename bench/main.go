@@ -1,0 +1,191 @@
+// Command bench measures cbk-sync's plan and sync against the in-process emulator,
+// served over real HTTP with a fixed latency per request, and checks that they make
+// exactly the API calls the product promises: the fewest reads the API allows, and one
+// write per planned action (two for a rotation).
+//
+//	go run ./bench [-users N] [-tokens K] [-latency L] [-parallelism 8,32] [-json FILE] [-seed S] [-check]
+//
+// Each run reports its wall time, its lower bound (what the latency makes unavoidable
+// at that parallelism), the ratio of the two, and the speed-up over the naive plan
+// (one request at a time). Timings are reported, never asserted: the command exits 1
+// only when a call count or an outcome differs from what is expected, which is how CI
+// catches regressions.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cbk-sync/cbk-sync/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1 // a check failed, or the benchmark could not run
+	exitUsage  = 2
+)
+
+// settings are the command line.
+type settings struct {
+	users, tokens int
+	latency       time.Duration
+	parallelism   []int
+	seed          uint64
+	syncBaseline  bool
+	jsonPath      string
+}
+
+// Main runs the benchmark and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	s, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return exitUsage
+	}
+	rep, err := benchmark(ctx, s, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return exitFailed
+	}
+	rep.writeText(stdout)
+	if s.jsonPath != "" {
+		if err := rep.writeJSONFile(s.jsonPath); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return exitFailed
+		}
+	}
+	if failures := rep.failures(); len(failures) > 0 {
+		fmt.Fprintf(stderr, "bench: FAILED: %d check(s) differ from what is expected:\n", len(failures))
+		for _, f := range failures {
+			fmt.Fprintln(stderr, "  "+f)
+		}
+		return exitFailed
+	}
+	return exitOK
+}
+
+func parseFlags(args []string, stderr io.Writer) (settings, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	s := settings{}
+	fs.IntVar(&s.users, "users", 5000, "remote `N` users to seed")
+	fs.IntVar(&s.tokens, "tokens", 2, "`K` tokens per user")
+	fs.DurationVar(&s.latency, "latency", 20*time.Millisecond, "latency `L` the emulator adds to every request")
+	par := fs.String("parallelism", "8,32", "comma-separated parallelisms `P` to measure (the P=1 baseline is always run)")
+	fs.Uint64Var(&s.seed, "seed", 1, "seed `S` that picks which users and tokens drift")
+	fs.BoolVar(&s.syncBaseline, "sync-baseline", false, "also run sync at P=1 (slow: every write one after the other)")
+	fs.StringVar(&s.jsonPath, "json", "", "also write the results as JSON to `FILE`")
+	check := fs.Bool("check", false, "CI size: -users 200 -latency 1ms unless given")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: go run ./bench [flags]")
+		fmt.Fprintln(stderr, "Measures plan and sync against the in-process emulator and checks their API calls.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	if fs.NArg() > 0 {
+		return s, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *check {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["users"] {
+			s.users = 200
+		}
+		if !set["latency"] {
+			s.latency = time.Millisecond
+		}
+	}
+	switch {
+	case s.users < 0 || s.users > 90_000:
+		return s, fmt.Errorf("-users %d: want 0..90000 (the config's limit is 100,000 users, new ones included)", s.users)
+	case s.tokens < 0 || s.tokens > 1000:
+		return s, fmt.Errorf("-tokens %d: want 0..1000", s.tokens)
+	case s.latency < 0:
+		return s, fmt.Errorf("-latency %s: want 0 or more", s.latency)
+	}
+	seen := map[int]bool{1: true}
+	for _, f := range strings.Split(*par, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := strconv.Atoi(f)
+		if err != nil || p < 1 || p > 1024 {
+			return s, fmt.Errorf("-parallelism %q: want a comma-separated list of numbers 1..1024", *par)
+		}
+		if !seen[p] {
+			seen[p] = true
+			s.parallelism = append(s.parallelism, p)
+		}
+	}
+	return s, nil
+}
+
+// benchmark sets the scenario up and makes every run: the P=1 plan baseline first,
+// then plan and sync at each parallelism.
+func benchmark(ctx context.Context, s settings, progress io.Writer) (*report, error) {
+	sc := newScenario(s.users, s.tokens, s.seed, time.Now())
+	t0 := time.Now()
+	d, err := config.LoadBytes("bench.yaml", sc.yaml, nil)
+	if err != nil {
+		return nil, fmt.Errorf("the generated configuration does not load: %w", err)
+	}
+	rep := &report{settings: s, scenario: sc, configUsers: len(d.Users), configLoad: time.Since(t0), configBytes: len(sc.yaml)}
+
+	type step struct {
+		op string
+		p  int
+	}
+	steps := []step{{opPlan, 1}}
+	if s.syncBaseline {
+		steps = append(steps, step{opSync, 1})
+	}
+	for _, p := range s.parallelism {
+		steps = append(steps, step{opPlan, p}, step{opSync, p})
+	}
+	for _, st := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(progress, "bench: %s P=%d ...\n", st.op, st.p)
+		r, err := measure(ctx, sc, d, s.latency, st.op, st.p)
+		if err != nil {
+			return nil, err
+		}
+		rep.runs = append(rep.runs, r)
+	}
+	return rep, nil
+}
+
+// writeJSONFile writes the report as indented JSON.
+func (rep *report) writeJSONFile(path string) error {
+	b, err := json.MarshalIndent(rep.jsonView(), "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("-json: %w", err)
+	}
+	return nil
+}

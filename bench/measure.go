@@ -1,0 +1,382 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"runtime/metrics"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cbk-sync/cbk-sync/internal/apply"
+	"github.com/cbk-sync/cbk-sync/internal/client"
+	"github.com/cbk-sync/cbk-sync/internal/emulator"
+	"github.com/cbk-sync/cbk-sync/internal/plan"
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// The operations as the emulator counts them (the same names as the client's).
+const (
+	opUserList    = client.OpUserList
+	opUserFetch   = client.OpUserFetch
+	opUserCreate  = client.OpUserCreate
+	opUserUpdate  = client.OpUserUpdate
+	opUserDelete  = client.OpUserDelete
+	opTokenList   = client.OpTokenList
+	opTokenCreate = client.OpTokenCreate
+	opTokenUpdate = client.OpTokenUpdate
+	opTokenDelete = client.OpTokenDelete
+)
+
+var allOps = []string{opUserList, opUserFetch, opUserCreate, opUserUpdate, opUserDelete,
+	opTokenList, opTokenCreate, opTokenUpdate, opTokenDelete}
+
+var readOps = []string{opUserList, opUserFetch, opTokenList}
+
+// What a run measures.
+const (
+	opPlan = "plan" // ReadActual + plan.Compute
+	opSync = "sync" // the same, then apply.Run
+)
+
+const apiToken = "bench-secret"
+
+// run is one measured operation at one parallelism, on a fresh emulator.
+type run struct {
+	Op          string
+	Parallelism int
+	Baseline    bool // the naive way: one connection, one user at a time
+
+	Wall      time.Duration // the whole operation
+	ReadWall  time.Duration // ReadActual + Compute
+	WriteWall time.Duration // apply.Run (sync only)
+
+	ReadBound, WriteBound time.Duration // lower bounds of the two phases
+	Calls                 map[string]int64
+	Reads, MinReads       int64
+	Writes, Planned       int64 // write calls made, and planned (a rotation counts 2)
+	Chain                 int   // the longest per-user sequence of planned write calls
+	Retries               int64
+	PeakHeap              uint64 // peak of live+unswept heap objects (≈ HeapAlloc), sampled
+	Allocated             uint64 // bytes allocated during the run
+
+	Summary  plan.Summary
+	Failures []string // call counts or outcomes that differ from what is expected
+}
+
+// Bound is the lower bound of the whole run.
+func (r *run) Bound() time.Duration { return r.ReadBound + r.WriteBound }
+
+// Ratio is measured wall time over its lower bound.
+func (r *run) Ratio() float64 { return ratio(r.Wall, r.Bound()) }
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func (r *run) failf(format string, args ...any) {
+	r.Failures = append(r.Failures, fmt.Sprintf(format, args...))
+}
+
+// env is a fresh emulator seeded with the scenario, served over real HTTP on loopback,
+// and a client of it.
+type env struct {
+	emu  *emulator.Emulator
+	api  *client.Client
+	stop func(context.Context) error
+}
+
+func startEnv(sc *scenario, latency time.Duration, parallelism int) (*env, error) {
+	emu, err := emulator.New(emulator.Options{Token: apiToken, Faults: emulator.Faults{Latency: latency}})
+	if err != nil {
+		return nil, err
+	}
+	if err := sc.seed(emu); err != nil {
+		return nil, err
+	}
+	url, stop, err := emulator.Listen("127.0.0.1:0", emu)
+	if err != nil {
+		return nil, fmt.Errorf("starting the emulator: %w", err)
+	}
+	api, err := client.New(client.Options{BaseURL: url, Token: state.Secret(apiToken), MaxConns: parallelism})
+	if err != nil {
+		_ = stop(context.Background())
+		return nil, err
+	}
+	return &env{emu: emu, api: api, stop: stop}, nil
+}
+
+func (e *env) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return e.stop(ctx)
+}
+
+// countingSink is the secrets destination of the benchmark: it counts and discards.
+type countingSink struct{ n atomic.Int64 }
+
+func (s *countingSink) Deliver(apply.SecretRecord) error {
+	s.n.Add(1)
+	return nil
+}
+
+// measure runs op at parallelism p on a fresh emulator and checks its call counts.
+// An error means the run could not be made; a run that made the wrong calls has
+// Failures instead.
+func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Duration, op string, p int) (*run, error) {
+	e, err := startEnv(sc, latency, p)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+
+	r := &run{Op: op, Parallelism: p, Baseline: p == 1}
+	sink := &countingSink{}
+	opts := plan.DefaultOptions(sc.now)
+	opts.ForceDeletes = true // 5% orphans are far more than the default cap of 10
+
+	runtime.GC() // start from the live heap, not the previous run's garbage
+	e.emu.ResetCounts()
+	mem := startMemSampler()
+	t0 := time.Now()
+	pl, err := readAndPlan(ctx, e.api.ReadOnly(), d, opts)
+	r.ReadWall = time.Since(t0)
+	var rep *apply.Report
+	if err == nil && op == opSync {
+		t1 := time.Now()
+		rep, err = apply.Run(ctx, e.api, &pl, apply.Options{Parallelism: p, Owner: d.Owner, Secrets: sink})
+		r.WriteWall = time.Since(t1)
+	}
+	r.Wall = time.Since(t0)
+	r.PeakHeap, r.Allocated = mem.stop()
+	if err != nil {
+		return nil, fmt.Errorf("%s P=%d: %w", op, p, err)
+	}
+
+	r.Calls = e.emu.Counts()
+	r.Retries = e.api.Stats().Retries
+	r.Summary = pl.Summary()
+	for _, o := range readOps {
+		r.Reads += r.Calls[o]
+		r.MinReads += sc.minReads[o]
+	}
+	planned, total, chain := plannedWrites(&pl)
+	r.Chain = chain
+	for _, o := range allOps {
+		if !slices.Contains(readOps, o) {
+			r.Writes += r.Calls[o]
+		}
+	}
+	want := map[string]int64{}
+	for o, n := range sc.minReads {
+		want[o] = n
+	}
+	if op == opSync {
+		r.Planned = total
+		for o, n := range planned {
+			want[o] += n
+		}
+	}
+
+	// The lower bounds: the user pages are a chain of R calls, the token lists T calls
+	// p at a time; the writes W calls p at a time, but each user's in order.
+	L := latency
+	R, T := sc.minReads[opUserList], sc.minReads[opTokenList]
+	r.ReadBound = L * time.Duration(max(R, ceilDiv(T, int64(p))))
+	if op == opSync {
+		r.WriteBound = L * time.Duration(max(ceilDiv(total, int64(p)), int64(chain)))
+	}
+
+	// The checks CI relies on: exact calls, the plan the drift must give, and for a
+	// sync a complete apply that left the remote state as declared.
+	if r.Summary != sc.want {
+		r.failf("the plan is %+v, want %+v", r.Summary, sc.want)
+	}
+	if !pl.Safety.Safe {
+		r.failf("the plan is unsafe: %s", strings.Join(pl.Safety.Reasons, "; "))
+	}
+	for _, o := range allOps {
+		if got := r.Calls[o]; got != want[o] {
+			r.failf("%s: %d calls, want %d (%s)", o, got, want[o], why(o, op))
+		}
+	}
+	if rep != nil {
+		if rep.Failed() {
+			r.failf("apply: %d ok, %d failed, %d skipped; first problem: %s", rep.Totals.OK, rep.Totals.Failed, rep.Totals.Skipped, firstProblem(rep))
+		}
+		if got, want := sink.n.Load(), int64(r.Summary.TokenCreate+r.Summary.TokenRotate); got != want {
+			r.failf("secrets: %d delivered, want %d (one per created or rotated token)", got, want)
+		}
+		if problem := checkConverged(e.emu, sc); problem != "" {
+			r.failf("after the sync the remote state is not as declared: %s", problem)
+		}
+	}
+	return r, nil
+}
+
+// why says where an expected call count comes from, for a failure message.
+func why(o, op string) string {
+	switch o {
+	case opUserList:
+		return "the user pages: floor(users/100)+1, the last one short or empty"
+	case opTokenList:
+		return "one token list per existing declared user"
+	case opUserFetch:
+		return "a plan reads only lists"
+	}
+	if op == opPlan {
+		return "a plan writes nothing"
+	}
+	return "one call per planned action, two for a rotation"
+}
+
+func firstProblem(rep *apply.Report) string {
+	for _, res := range rep.Results {
+		if res.Status != apply.StatusOK {
+			return fmt.Sprintf("%s %s: %s", res.Action, res.Email, res.Error)
+		}
+	}
+	return "none recorded"
+}
+
+// readAndPlan is what `cbk-sync plan` does: read the users, the token lists of the
+// declared users that manage tokens, and compute the plan.
+func readAndPlan(ctx context.Context, api *client.Client, d state.Desired, o plan.Options) (plan.Plan, error) {
+	managed := make(map[string]bool, len(d.Users))
+	for _, u := range d.Users {
+		if u.ManageTokens {
+			managed[state.EmailKey(u.Email)] = true
+		}
+	}
+	actual, err := api.ReadActual(ctx, func(u state.User) bool { return managed[state.EmailKey(u.Email.Value())] })
+	if err != nil {
+		return plan.Plan{}, fmt.Errorf("reading the remote state: %w", err)
+	}
+	return plan.Compute(d, actual, o)
+}
+
+// plannedWrites counts the write calls a plan needs when nothing fails: per operation,
+// in total, and along the longest single user's sequence.
+func plannedWrites(p *plan.Plan) (map[string]int64, int64, int) {
+	calls := map[string]int64{}
+	var total int64
+	chain := 0
+	for _, up := range p.Users {
+		n := 0
+		for _, c := range up.Changes {
+			var ops []string
+			switch c.Action {
+			case plan.UserCreate:
+				ops = []string{opUserCreate}
+			case plan.UserUpdate, plan.UserAdopt:
+				ops = []string{opUserUpdate}
+			case plan.UserDelete:
+				ops = []string{opUserDelete}
+			case plan.TokenCreate:
+				ops = []string{opTokenCreate}
+			case plan.TokenUpdate:
+				ops = []string{opTokenUpdate}
+			case plan.TokenRevoke:
+				ops = []string{opTokenDelete}
+			case plan.TokenRotate:
+				ops = []string{opTokenCreate, opTokenDelete}
+			}
+			for _, o := range ops {
+				calls[o]++
+			}
+			n += len(ops)
+		}
+		total += int64(n)
+		chain = max(chain, n)
+	}
+	return calls, total, chain
+}
+
+// checkConverged compares the emulator's state with the scenario's declaration: the
+// declared users, no orphans, the declared names, k tokens each, none due to rotate.
+func checkConverged(e *emulator.Emulator, sc *scenario) string {
+	users := e.Users()
+	if want := len(sc.remote) - sc.orphans + sc.created; len(users) != want {
+		return fmt.Sprintf("%d users, want %d", len(users), want)
+	}
+	dueBefore := sc.now.Add(-rotateAfter).UnixMilli()
+	for _, u := range users {
+		if strings.HasSuffix(u.Name.Value(), "(old)") {
+			return fmt.Sprintf("user %s still has its old name", u.Email.Value())
+		}
+		ts := e.Tokens(u.ID)
+		if len(ts) != sc.tokensPerUser-declaredMissing(sc, u.Email.Value()) {
+			return fmt.Sprintf("user %s has %d tokens", u.Email.Value(), len(ts))
+		}
+		for _, t := range ts {
+			if t.CreatedAt < dueBefore {
+				return fmt.Sprintf("token %s of %s was not rotated", t.Name.Value(), u.Email.Value())
+			}
+		}
+	}
+	return ""
+}
+
+// declaredMissing is the number of a user's remote tokens that the configuration
+// leaves out (and the sync revokes).
+func declaredMissing(sc *scenario, email string) int {
+	return sc.revokedOf[email]
+}
+
+func ceilDiv(a, b int64) int64 {
+	if b <= 0 {
+		return a
+	}
+	return (a + b - 1) / b
+}
+
+// memSampler records the peak heap during a run. It reads runtime/metrics, which
+// does not stop the world, so sampling does not slow what it measures.
+type memSampler struct {
+	quit   chan struct{}
+	done   chan struct{}
+	peak   uint64
+	alloc0 uint64
+}
+
+const (
+	heapObjects = "/memory/classes/heap/objects:bytes" // live and unswept objects: ≈ HeapAlloc
+	heapAllocs  = "/gc/heap/allocs:bytes"              // cumulative bytes allocated
+)
+
+func startMemSampler() *memSampler {
+	m := &memSampler{quit: make(chan struct{}), done: make(chan struct{})}
+	s := []metrics.Sample{{Name: heapObjects}, {Name: heapAllocs}}
+	metrics.Read(s)
+	m.peak, m.alloc0 = s[0].Value.Uint64(), s[1].Value.Uint64()
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		s := []metrics.Sample{{Name: heapObjects}}
+		for {
+			select {
+			case <-m.quit:
+				return
+			case <-t.C:
+				metrics.Read(s)
+				m.peak = max(m.peak, s[0].Value.Uint64())
+			}
+		}
+	}()
+	return m
+}
+
+// stop ends the sampling and returns the peak heap and the bytes allocated since start.
+func (m *memSampler) stop() (peak, allocated uint64) {
+	close(m.quit)
+	<-m.done
+	s := []metrics.Sample{{Name: heapObjects}, {Name: heapAllocs}}
+	metrics.Read(s)
+	return max(m.peak, s[0].Value.Uint64()), s[1].Value.Uint64() - m.alloc0
+}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cbk-sync/cbk-sync/internal/plan"
+)
+
+// The targets of the issue: a plan within 1.2× of its lower bound, and a speed-up over
+// the naive plan of at least 0.8 × P. They are shown, not enforced: timings depend on
+// the machine.
+const (
+	targetRatio   = 1.2
+	targetSpeedUp = 0.8
+)
+
+// report is every run of one benchmark.
+type report struct {
+	settings    settings
+	scenario    *scenario
+	configUsers int
+	configBytes int
+	configLoad  time.Duration
+	runs        []*run
+}
+
+// baseline returns the P=1 run of op, or nil.
+func (rep *report) baseline(op string) *run {
+	for _, r := range rep.runs {
+		if r.Op == op && r.Baseline {
+			return r
+		}
+	}
+	return nil
+}
+
+// speedUp is the baseline's wall time over r's, or 0 without a baseline.
+func (rep *report) speedUp(r *run) float64 {
+	b := rep.baseline(r.Op)
+	if b == nil {
+		return 0
+	}
+	return ratio(b.Wall, r.Wall)
+}
+
+// targets says whether a plan run meets the issue's targets ("" for other runs).
+func (rep *report) targets(r *run) string {
+	if r.Op != opPlan || r.Baseline {
+		return ""
+	}
+	var missed []string
+	if q := r.Ratio(); q > targetRatio {
+		missed = append(missed, fmt.Sprintf("ratio %.2f > %.1f", q, targetRatio))
+	}
+	if s, want := rep.speedUp(r), targetSpeedUp*float64(r.Parallelism); s > 0 && s < want {
+		missed = append(missed, fmt.Sprintf("speed-up %.1f < %.1f", s, want))
+	}
+	if len(missed) == 0 {
+		return "met"
+	}
+	return fmt.Sprintf("missed: %v", missed)
+}
+
+func (rep *report) failures() []string {
+	var out []string
+	for _, r := range rep.runs {
+		for _, f := range r.Failures {
+			out = append(out, fmt.Sprintf("%s P=%d: %s", r.Op, r.Parallelism, f))
+		}
+	}
+	return out
+}
+
+// writeText prints the header and the aligned table.
+func (rep *report) writeText(w io.Writer) {
+	s, sc := rep.settings, rep.scenario
+	fmt.Fprintf(w, "cbk-sync bench: %d users x %d tokens, latency %s, seed %d\n", s.users, s.tokens, s.latency, s.seed)
+	fmt.Fprintf(w, "%s\n", sc.describe())
+	fmt.Fprintf(w, "config: %d users declared, %d KiB, loaded in %s\n", rep.configUsers, rep.configBytes/1024, rep.configLoad.Round(time.Millisecond))
+	fmt.Fprintf(w, "plan: %s\n", summaryLine(sc.want))
+	fmt.Fprintf(w, "minimum reads: R = %d user pages, T = %d token lists", sc.minReads[opUserList], sc.minReads[opTokenList])
+	for _, r := range rep.runs {
+		if r.Op == opSync {
+			fmt.Fprintf(w, "; planned writes: W = %d calls, longest user chain %d", r.Planned, r.Chain)
+			break
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "op\tP\twall\tbound\tratio\tspeed-up\treads\tmin reads\twrites\tplanned\tretries\tpeak heap\tallocated\t")
+	for _, r := range rep.runs {
+		sp := "-"
+		if v := rep.speedUp(r); v > 0 {
+			sp = fmt.Sprintf("%.1fx", v)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n",
+			r.Op, r.Parallelism, seconds(r.Wall), seconds(r.Bound()), r.Ratio(), sp,
+			r.Reads, r.MinReads, r.Writes, r.Planned, r.Retries, mib(r.PeakHeap), mib(r.Allocated))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, r := range rep.runs {
+		if r.Op == opSync {
+			fmt.Fprintf(w, "sync P=%d: read+plan %s (bound %s, ratio %.2f), apply %s (bound %s, ratio %.2f)\n", r.Parallelism,
+				seconds(r.ReadWall), seconds(r.ReadBound), ratio(r.ReadWall, r.ReadBound),
+				seconds(r.WriteWall), seconds(r.WriteBound), ratio(r.WriteWall, r.WriteBound))
+		}
+	}
+	for _, r := range rep.runs {
+		if t := rep.targets(r); t != "" {
+			fmt.Fprintf(w, "plan P=%d targets (ratio <= %.1f, speed-up >= %.1f x P): %s\n", r.Parallelism, targetRatio, targetSpeedUp, t)
+		}
+	}
+	fmt.Fprintln(w, "bound: reads L x max(R, ceil(T/P)); writes L x max(ceil(W/P), longest chain); sync = both.")
+	fmt.Fprintln(w, "peak heap: sampled live heap (runtime/metrics heap objects, ~HeapAlloc), emulator included; allocated: bytes allocated during the run.")
+	if len(rep.failures()) == 0 {
+		fmt.Fprintln(w, "calls: every run made exactly the minimum reads and one write per planned call.")
+	}
+}
+
+func summaryLine(s plan.Summary) string {
+	return fmt.Sprintf("%d users to create, %d to update, %d to delete, %d to adopt; %d tokens to create, %d to update, %d to revoke, %d to rotate",
+		s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt, s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenRotate)
+}
+
+func seconds(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// The JSON form of the report: durations in milliseconds.
+type jsonReport struct {
+	Users        int              `json:"users"`
+	Tokens       int              `json:"tokens_per_user"`
+	LatencyMS    float64          `json:"latency_ms"`
+	Seed         uint64           `json:"seed"`
+	Drift        jsonDrift        `json:"drift"`
+	Plan         plan.Summary     `json:"plan_summary"`
+	MinReads     map[string]int64 `json:"min_reads"`
+	ConfigLoadMS float64          `json:"config_load_ms"`
+	Runs         []jsonRun        `json:"runs"`
+	OK           bool             `json:"ok"`
+	Failures     []string         `json:"failures"`
+}
+
+type jsonDrift struct {
+	UsersUpdated  int `json:"users_updated"`
+	UsersNew      int `json:"users_new"`
+	UsersOrphaned int `json:"users_orphaned"`
+	TokensRevoked int `json:"tokens_revoked"`
+	TokensRotated int `json:"tokens_rotated"`
+}
+
+type jsonRun struct {
+	Op           string           `json:"op"`
+	Parallelism  int              `json:"parallelism"`
+	Baseline     bool             `json:"baseline"`
+	WallMS       float64          `json:"wall_ms"`
+	BoundMS      float64          `json:"bound_ms"`
+	Ratio        float64          `json:"ratio"`
+	SpeedUp      float64          `json:"speed_up,omitempty"`
+	ReadWallMS   float64          `json:"read_wall_ms"`
+	ReadBoundMS  float64          `json:"read_bound_ms"`
+	WriteWallMS  float64          `json:"write_wall_ms,omitempty"`
+	WriteBoundMS float64          `json:"write_bound_ms,omitempty"`
+	Calls        map[string]int64 `json:"calls"`
+	Reads        int64            `json:"reads"`
+	MinReads     int64            `json:"min_reads"`
+	Writes       int64            `json:"writes"`
+	Planned      int64            `json:"planned_writes"`
+	LongestChain int              `json:"longest_chain"`
+	Retries      int64            `json:"retries"`
+	PeakHeap     uint64           `json:"peak_heap_bytes"`
+	Allocated    uint64           `json:"allocated_bytes"`
+	Targets      string           `json:"targets,omitempty"`
+	Failures     []string         `json:"failures"`
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func (rep *report) jsonView() jsonReport {
+	s, sc := rep.settings, rep.scenario
+	out := jsonReport{
+		Users: s.users, Tokens: s.tokens, LatencyMS: ms(s.latency), Seed: s.seed,
+		Drift: jsonDrift{sc.updated, sc.created, sc.orphans, sc.revoked, sc.rotated},
+		Plan:  sc.want, MinReads: sc.minReads, ConfigLoadMS: ms(rep.configLoad),
+		Failures: rep.failures(),
+	}
+	out.OK = len(out.Failures) == 0
+	if out.Failures == nil {
+		out.Failures = []string{}
+	}
+	for _, r := range rep.runs {
+		f := r.Failures
+		if f == nil {
+			f = []string{}
+		}
+		out.Runs = append(out.Runs, jsonRun{
+			Op: r.Op, Parallelism: r.Parallelism, Baseline: r.Baseline,
+			WallMS: ms(r.Wall), BoundMS: ms(r.Bound()), Ratio: r.Ratio(), SpeedUp: rep.speedUp(r),
+			ReadWallMS: ms(r.ReadWall), ReadBoundMS: ms(r.ReadBound), WriteWallMS: ms(r.WriteWall), WriteBoundMS: ms(r.WriteBound),
+			Calls: r.Calls, Reads: r.Reads, MinReads: r.MinReads, Writes: r.Writes, Planned: r.Planned,
+			LongestChain: r.Chain, Retries: r.Retries, PeakHeap: r.PeakHeap, Allocated: r.Allocated,
+			Targets: rep.targets(r), Failures: f,
+		})
+	}
+	return out
+}
