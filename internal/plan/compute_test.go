@@ -440,6 +440,12 @@ func TestCompute(t *testing.T) {
 			orphans: []string{"A@x.test"},
 		},
 		{
+			name:   "several owned remote users with one undeclared email key are all pruned",
+			prune:  true,
+			actual: actual(remoteUser("u1", "A@x.test", ownedMeta()), remoteUser("u2", "a@x.test", ownedMeta())),
+			want:   []string{"user_delete A@x.test", "user_delete a@x.test"},
+		},
+		{
 			name:  "declared twice is an error",
 			users: []state.DesiredUser{du("a@x.test"), du("A@x.test")},
 			err:   errors.New("declared twice"),
