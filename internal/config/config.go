@@ -49,8 +49,12 @@ type Error struct {
 }
 
 // Error formats the problem as "file:line:column: message", or "file: message" for a
-// problem with a whole file (unreadable, too large, empty).
+// problem with a whole file (unreadable, too large, empty), or just the message when
+// there is no file at all.
 func (e Error) Error() string {
+	if e.Pos.File == "" && e.Pos.Line == 0 {
+		return e.Msg
+	}
 	if e.Pos.Line == 0 {
 		return e.Pos.File + ": " + e.Msg
 	}

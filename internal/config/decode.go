@@ -28,7 +28,7 @@ const (
 	MaxUsers = 100_000
 	// maxAliasNodes caps the nodes that YAML aliases may add to one file when expanded:
 	// a "billion laughs" document is a few lines that expand to 10^9 nodes.
-	maxAliasNodes = 1_000_000
+	maxAliasNodes = 100_000
 )
 
 const (
@@ -111,8 +111,10 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 	if e, ok := m["version"]; !ok {
 		d.errorAt(rootPos, `missing "version": add "version: 1" at the top of the file`)
 	} else if v, ok := d.integer(e.val, "version"); ok {
-		if n, set := v.Get(); !set || n != 1 {
-			d.errorf(e.val, "unsupported version %s: this cbk-sync reads version 1; set \"version: 1\"", e.val.Value)
+		if n, set := v.Get(); !set {
+			d.errorf(e.val, `version must be 1, not null: set "version: 1"`)
+		} else if n != 1 {
+			d.errorf(e.val, `unsupported version %d: this cbk-sync reads version 1; set "version: 1"`, n)
 		}
 	}
 

@@ -163,7 +163,7 @@ func manyUsers(n int) string {
 func TestBoundedInput(t *testing.T) {
 	t.Run("alias bomb", func(t *testing.T) {
 		_, err := LoadBytes("c.yaml", []byte(aliasBomb()), nil)
-		assert.EqualError(t, err, `c.yaml:11:51: YAML aliases in this file expand to more than 1000000 nodes, which looks like an alias bomb: use fewer aliases (defaults can share values between users)`)
+		assert.EqualError(t, err, `c.yaml:10:51: YAML aliases in this file expand to more than 100000 nodes, which looks like an alias bomb: use fewer aliases (defaults can share values between users)`)
 	})
 	t.Run("more than 100000 users", func(t *testing.T) {
 		_, err := LoadBytes("c.yaml", []byte(manyUsers(MaxUsers+1)), nil)
@@ -215,7 +215,7 @@ func TestFileErrors(t *testing.T) {
 	assert.Equal(t, want, err.Error())
 
 	_, err = Load(nil, nil)
-	assert.EqualError(t, err, `: no configuration files given: name a file or a directory with -f`)
+	assert.EqualError(t, err, `no configuration files given: name a file or a directory with -f`)
 }
 
 // TestAllErrorsReportedSorted checks that one run reports every problem, in file
