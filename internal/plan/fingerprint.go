@@ -39,36 +39,62 @@ type tokenList struct {
 	tokens []state.Token
 }
 
-// fingerprint streams users sorted by ID, then the token lists sorted by user ID
-// (each sorted by token ID), through SHA-256, and returns the digest with the sorted
-// token user IDs (TokenUserIDs) it needed anyway. The encoding is a compact binary one
-// rather than JSON because this runs on every plan and must stay cheap at 100,000
-// users; every value is typed and length-prefixed, so it is unambiguous.
+// fingerprint hashes the users sorted by ID and, concurrently, the token lists sorted
+// by user ID (each sorted by token ID), and returns SHA-256 over both digests with the
+// sorted token user IDs (TokenUserIDs) it needed anyway. The encoding is a compact
+// binary one rather than JSON because this runs on every plan and must stay cheap at
+// 100,000 users; every value is typed and length-prefixed, so it is unambiguous.
 func fingerprint(a state.Actual) (string, []string) {
+	type tokenPart struct {
+		sum []byte
+		ids []string
+	}
+	tokensDone := make(chan tokenPart, 1)
+	go func() {
+		sum, ids := tokenListsDigest(a.Tokens)
+		tokensDone <- tokenPart{sum, ids}
+	}()
+	usersSum := usersDigest(a.Users)
+	tp := <-tokensDone
+	h := sha256.New()
+	h.Write([]byte("cbk-sync fingerprint v1\x00"))
+	h.Write(usersSum)
+	h.Write(tp.sum)
+	return hex.EncodeToString(h.Sum(nil)), tp.ids
+}
+
+func usersDigest(us []state.User) []byte {
 	h := sha256.New()
 	e := &canonEncoder{h: h}
-	users := make([]int32, len(a.Users))
+	users := make([]int32, len(us))
 	for i := range users {
 		users[i] = int32(i)
 	}
 	slices.SortFunc(users, func(x, y int32) int {
-		if c := strings.Compare(a.Users[x].ID, a.Users[y].ID); c != 0 {
+		if c := strings.Compare(us[x].ID, us[y].ID); c != 0 {
 			return c
 		}
 		// Equal IDs should not happen; order them by content to stay order-independent.
-		return bytes.Compare(encodeUser(&a.Users[x]), encodeUser(&a.Users[y]))
+		return bytes.Compare(encodeUser(&us[x]), encodeUser(&us[y]))
 	})
 	e.uvarint(uint64(len(users)))
 	for _, i := range users {
-		e.user(&a.Users[i])
+		e.user(&us[i])
 		if len(e.buf) > 32<<10 {
 			e.flush()
 		}
 	}
+	e.flush()
+	return h.Sum(nil)
+}
+
+func tokenListsDigest(m map[string][]state.Token) ([]byte, []string) {
+	h := sha256.New()
+	e := &canonEncoder{h: h}
 	// Ranging over the map once and sorting the entries avoids a lookup per user,
 	// which at 100,000 users costs more than the sort.
-	lists := make([]tokenList, 0, len(a.Tokens))
-	for id, toks := range a.Tokens {
+	lists := make([]tokenList, 0, len(m))
+	for id, toks := range m {
 		lists = append(lists, tokenList{id, toks})
 	}
 	slices.SortFunc(lists, func(x, y tokenList) int { return strings.Compare(x.userID, y.userID) })
@@ -100,7 +126,7 @@ func fingerprint(a state.Actual) (string, []string) {
 		}
 	}
 	e.flush()
-	return hex.EncodeToString(h.Sum(nil)), ids
+	return h.Sum(nil), ids
 }
 
 func encodeUser(u *state.User) []byte {
