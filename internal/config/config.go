@@ -31,6 +31,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -170,13 +171,18 @@ func (l *loader) file(p string) {
 		return
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > MaxFileSize {
-		l.tooLarge(p, fi.Size())
-		return
+	var size int64
+	if fi, err := f.Stat(); err == nil {
+		if size = fi.Size(); size > MaxFileSize {
+			l.tooLarge(p, size)
+			return
+		}
 	}
 	// The size can change between Stat and the read (or a pipe has none): read at most
 	// one byte past the limit and look again.
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	buf := bytes.NewBuffer(make([]byte, 0, size+512))
+	_, err = buf.ReadFrom(io.LimitReader(f, MaxFileSize+1))
+	data := buf.Bytes()
 	if err != nil {
 		l.fileError(p, "cannot read: %v", unwrapPathError(err))
 		return

@@ -229,3 +229,32 @@ func TestErrorsType(t *testing.T) {
 	assert.Equal(t, state.Pos{File: "x.yaml", Line: 1, Column: 10}, errs[0].Pos)
 	assert.True(t, strings.HasPrefix(err.Error(), "x.yaml:1:10: "))
 }
+
+// TestMetaIsInNormalizedForm checks that meta comes out exactly as state.NormalizeMeta
+// would give it, which the loader produces directly for speed.
+func TestMetaIsInNormalizedForm(t *testing.T) {
+	d := load(t, `
+version: 1
+owner: acme
+users:
+  - email: a@acme.test
+    meta:
+      i: 3
+      big: 18446744073709551615
+      hex: 0x1F
+      f: 1.5
+      neg: -0.0
+      b: true
+      n: null
+      s: text
+      date: 2024-01-01
+      l: [1, {x: 2}]
+      m: {a: {b: [true]}}
+`, nil)
+	m := d.Users[0].Meta.Value()
+	norm, err := state.NormalizeMeta(map[string]any(m))
+	require.NoError(t, err)
+	assert.Equal(t, norm, map[string]any(m))
+	assert.Equal(t, 31.0, m["hex"])
+	assert.Equal(t, "2024-01-01", m["date"])
+}

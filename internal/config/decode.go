@@ -51,6 +51,8 @@ type decoder struct {
 	errs       []Error
 	sizes      map[*yaml.Node]int // expanded size of anchored nodes, -1 while being measured
 	aliasNodes int
+
+	metaNeedsNormalizing bool // a meta string is not valid UTF-8
 }
 
 // fileConfig is what one file declares.
@@ -80,6 +82,25 @@ type fields struct {
 
 type entry struct{ key, val *yaml.Node }
 
+// maxObjectKeys is the most keys any object of the format has (a user's nine).
+const maxObjectKeys = 9
+
+// fieldMap holds the entries of one mapping by key, in a fixed array rather than a
+// map: it is built for every user and token, and a map costs allocations.
+type fieldMap struct {
+	obj string
+	e   [maxObjectKeys]entry
+}
+
+// get returns the entry of key, which must be a key of the object.
+func (f *fieldMap) get(key string) (entry, bool) {
+	i, ok := objectKeyIndex[f.obj][key]
+	if !ok {
+		panic("config: " + key + " is not a key of " + f.obj) // a bug in this package
+	}
+	return f.e[i], f.e[i].key != nil
+}
+
 func (d *decoder) pos(n *yaml.Node) state.Pos {
 	return state.Pos{File: d.file, Line: n.Line, Column: n.Column}
 }
@@ -108,7 +129,7 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 	}
 	rootPos := d.pos(root)
 
-	if e, ok := m["version"]; !ok {
+	if e, ok := m.get("version"); !ok {
 		d.errorAt(rootPos, `missing "version": add "version: 1" at the top of the file`)
 	} else if v, ok := d.integer(e.val, "version"); ok {
 		if n, set := v.Get(); !set {
@@ -118,7 +139,7 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 		}
 	}
 
-	if e, ok := m["owner"]; !ok {
+	if e, ok := m.get("owner"); !ok {
 		d.errorAt(rootPos, `missing "owner": add "owner: <scope>", the name (a-z, 0-9, -) that marks the users these files manage`)
 	} else if s, ok := d.requiredString(e, "owner"); ok {
 		if !ownerRE.MatchString(s) {
@@ -128,9 +149,9 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 		}
 	}
 
-	if e, ok := m["prune"]; ok {
+	if e, ok := m.get("prune"); ok {
 		if pm, ok := d.optionalMapping(e.val, objPrune, "prune"); ok {
-			if pe, ok := pm["users"]; ok {
+			if pe, ok := pm.get("users"); ok {
 				if b, ok := d.boolean(pe.val, "prune.users"); ok {
 					fc.prune, fc.prunePos = state.Some(b), d.pos(pe.val)
 				}
@@ -139,18 +160,18 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 	}
 
 	var fileExact state.Opt[bool]
-	if e, ok := m["metaMode"]; ok {
+	if e, ok := m.get("metaMode"); ok {
 		fileExact = d.metaMode(e.val, "metaMode")
 	}
 
 	var defaults fields
-	if e, ok := m["defaults"]; ok {
+	if e, ok := m.get("defaults"); ok {
 		if dm, ok := d.optionalMapping(e.val, objDefaults, "defaults"); ok {
 			defaults = d.fields(dm)
 		}
 	}
 
-	if e, ok := m["users"]; ok {
+	if e, ok := m.get("users"); ok {
 		fc.users = d.users(e.val, defaults, fileExact)
 	}
 	return fc
@@ -427,22 +448,25 @@ var objectA = map[string]string{
 	objToken:    "a token (under tokens)",
 }
 
-// objectKeySets are the tables of keys.go as sets, for the hot path.
-var objectKeySets = func() map[string]map[string]bool {
-	out := make(map[string]map[string]bool, len(objects))
+// objectKeyIndex maps each object's keys to their index in its table.
+var objectKeyIndex = func() map[string]map[string]int {
+	out := make(map[string]map[string]int, len(objects))
 	for name, keys := range objects {
-		set := make(map[string]bool, len(keys))
-		for _, k := range keys {
-			set[k.name] = true
+		if len(keys) > maxObjectKeys {
+			panic("config: raise maxObjectKeys to " + strconv.Itoa(len(keys)))
 		}
-		out[name] = set
+		idx := make(map[string]int, len(keys))
+		for i, k := range keys {
+			idx[k.name] = i
+		}
+		out[name] = idx
 	}
 	return out
 }()
 
 // optionalMapping is mapping for a key whose value may also be null or empty, meaning
 // nothing (an empty "defaults:" or "prune:").
-func (d *decoder) optionalMapping(n *yaml.Node, obj, what string) (map[string]entry, bool) {
+func (d *decoder) optionalMapping(n *yaml.Node, obj, what string) (*fieldMap, bool) {
 	if r := d.resolve(n); r != nil && r.Kind == yaml.ScalarNode && r.ShortTag() == tagNull {
 		return nil, false
 	}
@@ -451,7 +475,7 @@ func (d *decoder) optionalMapping(n *yaml.Node, obj, what string) (map[string]en
 
 // mapping checks that n is a mapping whose keys are those of obj, reporting unknown
 // and duplicate keys, and returns the known keys' entries.
-func (d *decoder) mapping(n *yaml.Node, obj, what string) (map[string]entry, bool) {
+func (d *decoder) mapping(n *yaml.Node, obj, what string) (*fieldMap, bool) {
 	n = d.resolve(n)
 	if n == nil {
 		return nil, false
@@ -460,8 +484,8 @@ func (d *decoder) mapping(n *yaml.Node, obj, what string) (map[string]entry, boo
 		d.errorf(n, "%s must be a mapping of keys to values, not %s", what, describe(n))
 		return nil, false
 	}
-	allowed := objectKeySets[obj]
-	out := make(map[string]entry, len(n.Content)/2)
+	index := objectKeyIndex[obj]
+	out := &fieldMap{obj: obj}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := d.resolve(n.Content[i])
 		if k == nil {
@@ -472,15 +496,16 @@ func (d *decoder) mapping(n *yaml.Node, obj, what string) (map[string]entry, boo
 			continue
 		}
 		name := k.Value
-		if !allowed[name] {
+		j, known := index[name]
+		if !known {
 			d.unknownKey(k, obj)
 			continue
 		}
-		if prev, dup := out[name]; dup {
-			d.errorf(k, "duplicate key %q: it is already set at line %d, column %d; remove one of the two", name, prev.key.Line, prev.key.Column)
+		if prev := out.e[j].key; prev != nil {
+			d.errorf(k, "duplicate key %q: it is already set at line %d, column %d; remove one of the two", name, prev.Line, prev.Column)
 			continue
 		}
-		out[name] = entry{k, n.Content[i+1]}
+		out.e[j] = entry{k, n.Content[i+1]}
 	}
 	return out, true
 }
@@ -503,7 +528,7 @@ func (d *decoder) unknownKey(k *yaml.Node, obj string) {
 		return
 	}
 	for _, other := range []string{objUser, objToken, objLimits, objDatabase, objConfig, objPrune} {
-		if other != obj && objectKeySets[other][name] && !(obj == objDefaults && other == objUser) {
+		if other != obj && hasKey(other, name) && !(obj == objDefaults && other == objUser) {
 			d.errorf(k, "unknown key %q %s; %q is a key of %s: move it there", name, where, name, objectA[other])
 			return
 		}
@@ -663,27 +688,27 @@ func (d *decoder) metaMode(n *yaml.Node, path string) state.Opt[bool] {
 }
 
 // fields reads the user fields that defaults may also give.
-func (d *decoder) fields(m map[string]entry) fields {
+func (d *decoder) fields(m *fieldMap) fields {
 	var f fields
-	if e, ok := m["name"]; ok {
+	if e, ok := m.get("name"); ok {
 		f.name, _ = d.str(e.val, "name")
 	}
-	if e, ok := m["description"]; ok {
+	if e, ok := m.get("description"); ok {
 		f.description, _ = d.str(e.val, "description")
 	}
-	if e, ok := m["image"]; ok {
+	if e, ok := m.get("image"); ok {
 		f.image, _ = d.str(e.val, "image")
 	}
-	if e, ok := m["meta"]; ok {
+	if e, ok := m.get("meta"); ok {
 		f.meta = d.meta(e.val, "meta")
 	}
-	if e, ok := m["metaMode"]; ok {
+	if e, ok := m.get("metaMode"); ok {
 		f.exact = d.metaMode(e.val, "metaMode")
 	}
-	if e, ok := m["limits"]; ok {
+	if e, ok := m.get("limits"); ok {
 		f.limits = d.limits(e.val)
 	}
-	if e, ok := m["exclusiveTokens"]; ok {
+	if e, ok := m.get("exclusiveTokens"); ok {
 		if b, ok := d.boolean(e.val, "exclusiveTokens"); ok {
 			f.exclusive = state.Some(b)
 		}
@@ -703,7 +728,7 @@ func (d *decoder) limits(n *yaml.Node) state.Opt[state.Limits] {
 	l.Tokens = d.limit(m, "tokens", "limits.")
 	l.Conversations = d.limit(m, "conversations", "limits.")
 	l.Messages = d.limit(m, "messages", "limits.")
-	if e, ok := m["database"]; ok {
+	if e, ok := m.get("database"); ok {
 		if r := d.resolve(e.val); r != nil && r.Kind == yaml.ScalarNode && r.ShortTag() == tagNull {
 			l.Database = state.Null[state.DatabaseLimits]()
 		} else if dm, ok := d.mapping(e.val, objDatabase, "limits.database"); ok {
@@ -719,8 +744,8 @@ func (d *decoder) limits(n *yaml.Node) state.Opt[state.Limits] {
 	return state.Some(l)
 }
 
-func (d *decoder) limit(m map[string]entry, key, prefix string) state.Opt[int64] {
-	e, ok := m[key]
+func (d *decoder) limit(m *fieldMap, key, prefix string) state.Opt[int64] {
+	e, ok := m.get(key)
 	if !ok {
 		return state.Opt[int64]{}
 	}
@@ -787,6 +812,13 @@ func (d *decoder) meta(n *yaml.Node, path string) state.Opt[state.Meta] {
 	if len(d.errs) > nerrs {
 		return state.Opt[state.Meta]{}
 	}
+	// metaValue already gives encoding/json's decoded form, which is what
+	// state.NormalizeMeta would return, without its marshalling round trip; only a
+	// string that is not UTF-8 would differ, and it takes the slow path.
+	if !d.metaNeedsNormalizing {
+		return state.Some(state.Meta(raw))
+	}
+	d.metaNeedsNormalizing = false
 	norm, err := state.NormalizeMeta(raw)
 	if err != nil {
 		d.errorf(n, "%s cannot be sent as JSON (%v): change the values", path, err)
@@ -853,12 +885,22 @@ func (d *decoder) metaValue(n *yaml.Node, path string) (any, bool) {
 				return b, true
 			}
 		case tagInt:
+			// Numbers are float64, as encoding/json decodes them from the API.
 			if v, err := strconv.ParseInt(s.text, 10, 64); err == nil {
-				return v, true
+				return float64(v), true
 			}
 			var v any
 			if err := (&yaml.Node{Kind: yaml.ScalarNode, Tag: tagInt, Value: s.text}).Decode(&v); err == nil {
-				return v, true
+				switch v := v.(type) {
+				case int:
+					return float64(v), true
+				case int64:
+					return float64(v), true
+				case uint64:
+					return float64(v), true
+				case float64:
+					return v, true
+				}
 			}
 		case tagFloat:
 			var f float64
@@ -870,6 +912,9 @@ func (d *decoder) metaValue(n *yaml.Node, path string) (any, bool) {
 				return f, true
 			}
 		case tagStr, "!!timestamp", "!!binary":
+			if !utf8.ValidString(s.text) {
+				d.metaNeedsNormalizing = true
+			}
 			return s.text, true
 		default:
 			d.errorf(n, "%s has the YAML tag %s, which meta cannot hold: remove the tag", path, tag)
@@ -921,7 +966,7 @@ func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool])
 	u := &du.user
 	u.Pos = d.pos(n)
 	ok = true
-	if e, has := m["email"]; !has {
+	if e, has := m.get("email"); !has {
 		d.errorf(n, `this user has no "email": add "email: <address>", the user's identity`)
 		ok = false
 	} else if s, sok := d.requiredString(e, "email"); !sok {
@@ -942,7 +987,7 @@ func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool])
 	}
 	u.ExclusiveTokens = f.exclusive.Value()
 
-	if e, has := m["tokens"]; has {
+	if e, has := m.get("tokens"); has {
 		u.ManageTokens = true
 		u.Tokens = d.tokens(e.val)
 	}
@@ -974,7 +1019,7 @@ func (d *decoder) tokens(n *yaml.Node) []state.DesiredToken {
 			continue
 		}
 		t := state.DesiredToken{Pos: d.pos(item)}
-		e, has := m["name"]
+		e, has := m.get("name")
 		if !has {
 			d.errorf(item, `this token has no "name": add "name: <name>", unique within the user`)
 			continue
@@ -989,13 +1034,13 @@ func (d *decoder) tokens(n *yaml.Node) []state.DesiredToken {
 		}
 		seen[name] = e.val
 		t.Name = name
-		if e, ok := m["description"]; ok {
+		if e, ok := m.get("description"); ok {
 			t.Description, _ = d.str(e.val, "description")
 		}
-		if e, ok := m["meta"]; ok {
+		if e, ok := m.get("meta"); ok {
 			t.Meta = d.meta(e.val, "meta")
 		}
-		if e, ok := m["rotateAfter"]; ok {
+		if e, ok := m.get("rotateAfter"); ok {
 			t.RotateAfter = d.duration(e.val, "rotateAfter")
 		}
 		out = append(out, t)
@@ -1024,11 +1069,13 @@ func (d *decoder) duration(n *yaml.Node, path string) time.Duration {
 // "30d", "1d12h", "720h", "90m".
 func parseDuration(s string) (time.Duration, error) {
 	const day = 24 * time.Hour
-	bad := fmt.Errorf("%q is not a duration: write a number with a unit, such as 30d, 720h or 90m (units: d, h, m, s, ms)", s)
+	bad := func() error {
+		return fmt.Errorf("%q is not a duration: write a number with a unit, such as 30d, 720h or 90m (units: d, h, m, s, ms)", s)
+	}
 	rest, days := s, int64(0)
 	if i := strings.IndexByte(s, 'd'); i >= 0 {
 		if i == 0 || strings.TrimLeft(s[:i], "0123456789") != "" {
-			return 0, bad
+			return 0, bad()
 		}
 		n, err := strconv.ParseInt(s[:i], 10, 64)
 		if err != nil || n > int64(math.MaxInt64/day) {
@@ -1036,7 +1083,7 @@ func parseDuration(s string) (time.Duration, error) {
 		}
 		days, rest = n, s[i+1:]
 		if rest != "" && (rest[0] == '+' || rest[0] == '-') {
-			return 0, bad
+			return 0, bad()
 		}
 	}
 	var dur time.Duration
@@ -1044,7 +1091,7 @@ func parseDuration(s string) (time.Duration, error) {
 		v, err := time.ParseDuration(rest)
 		if err != nil {
 			if strings.Contains(err.Error(), "invalid duration") || strings.Contains(err.Error(), "missing unit") || strings.Contains(err.Error(), "unknown unit") {
-				return 0, bad
+				return 0, bad()
 			}
 			return 0, fmt.Errorf("%q is too long: use at most 100000d", s)
 		}
@@ -1160,6 +1207,11 @@ func cloneValue(v any) any {
 		return out
 	}
 	return v
+}
+
+func hasKey(obj, key string) bool {
+	_, ok := objectKeyIndex[obj][key]
+	return ok
 }
 
 func lastSegment(path string) string {
