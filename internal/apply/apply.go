@@ -1,0 +1,342 @@
+// Package apply runs a Plan through the Partner API: independent users in parallel,
+// each user's changes in order, lost answers and conflicts resolved by looking the
+// object up, every created token's secret delivered to a durable sink before anything
+// depends on it, and a Report of what each planned change came to.
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cbk-sync/cbk-sync/internal/client"
+	"github.com/cbk-sync/cbk-sync/internal/plan"
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// API is the part of the Partner API client that apply uses; *client.Client has it.
+type API interface {
+	ListUsers(ctx context.Context, o client.ListOptions) iter.Seq2[state.User, error]
+	CreateUser(ctx context.Context, f state.UserFields) (string, error)
+	UpdateUser(ctx context.Context, id string, f state.UserFields) error
+	DeleteUser(ctx context.Context, id string) error
+	ListTokens(ctx context.Context, userID string, o client.ListOptions) iter.Seq2[state.Token, error]
+	CreateToken(ctx context.Context, userID string, f state.TokenFields) (state.CreatedToken, error)
+	UpdateToken(ctx context.Context, userID, tokenID string, f state.TokenFields) error
+	DeleteToken(ctx context.Context, userID, tokenID string) error
+}
+
+// DefaultParallelism is the number of users applied at once when Options leaves it 0.
+const DefaultParallelism = 8
+
+// maxCreateAttempts bounds the creates sent for one planned create when answers keep
+// getting lost; each lost one is resolved by a lookup before the next is sent.
+const maxCreateAttempts = 3
+
+// ErrNoSecretsSink is returned, before any API call, for a plan that creates or rotates
+// tokens when Options.Secrets is nil: the new secrets would have nowhere to go.
+var ErrNoSecretsSink = errors.New("the plan creates tokens but no secrets destination was given (use --secrets-out FILE, or - for stdout)")
+
+// Options tune Run.
+type Options struct {
+	// Parallelism is how many users are applied at once; 0 means DefaultParallelism.
+	Parallelism int
+	// Owner is the config's owner: the ownership marker written on what is created,
+	// and the owner accepted when a lost user create is found again by email.
+	Owner string
+	// Secrets receives every created token's secret. Required when the plan creates
+	// or rotates tokens.
+	Secrets SecretSink
+	// Logger gets one line per action; nil discards. No line carries a secret.
+	Logger *slog.Logger
+	// Progress, if set, is called after each action (done or skipped) with the number
+	// of actions finished so far and the total. Calls are serialised.
+	Progress func(done, total int)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Run applies p through api and reports what each change came to.
+//
+// The returned error is only for a run that could not start (a nil plan, tokens to
+// create with no secrets sink); then no API call was made. Failures of single actions,
+// and a cancelled ctx, are recorded in the Report, whose Failed method tells whether
+// everything planned was done. When ctx is cancelled, no new action starts, the calls
+// already sent are allowed to finish, and the rest is marked skipped.
+func Run(ctx context.Context, api API, p *plan.Plan, o Options) (*Report, error) {
+	if api == nil {
+		return nil, errors.New("apply: no API client")
+	}
+	if p == nil {
+		return nil, errors.New("apply: no plan")
+	}
+	if o.Secrets == nil && createsTokens(p) {
+		return nil, ErrNoSecretsSink
+	}
+	if o.Parallelism <= 0 {
+		o.Parallelism = DefaultParallelism
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Owner == "" {
+		o.Owner = p.Owner
+	}
+
+	r := &runner{api: api, o: o, ctx: ctx, call: context.WithoutCancel(ctx), log: o.Logger}
+	rep := &Report{Owner: o.Owner, StartedAt: o.Now()}
+
+	// Results are laid out in plan order up front; each user's worker writes only its
+	// own window, so the report's order does not depend on scheduling.
+	windows := make([][]Result, len(p.Users))
+	for _, up := range p.Users {
+		for _, c := range up.Changes {
+			rep.Results = append(rep.Results, Result{
+				Action: c.Action, Email: c.Email, UserID: firstNonEmpty(c.UserID, up.UserID),
+				TokenName: c.TokenName, TokenID: c.TokenID,
+			})
+		}
+	}
+	r.total = len(rep.Results)
+	off := 0
+	for i, up := range p.Users {
+		windows[i] = rep.Results[off : off+len(up.Changes) : off+len(up.Changes)]
+		off += len(up.Changes)
+	}
+
+	sem := make(chan struct{}, o.Parallelism)
+	var wg sync.WaitGroup
+	for i, up := range p.Users {
+		acquired := false
+		select {
+		case sem <- struct{}{}:
+			acquired = true
+		case <-ctx.Done():
+		}
+		// Checked after acquiring too: select picks at random when both are ready.
+		if reason := r.stopReason(); reason != "" {
+			if acquired {
+				<-sem
+			}
+			for j := range windows[i] {
+				r.skip(&windows[i][j], reason)
+			}
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r.runUser(up, windows[i])
+		})
+	}
+	wg.Wait()
+
+	rep.Interrupted = r.interrupted.Load()
+	rep.count()
+	rep.Duration = o.Now().Sub(rep.StartedAt)
+	return rep, nil
+}
+
+func createsTokens(p *plan.Plan) bool {
+	for _, up := range p.Users {
+		for _, c := range up.Changes {
+			if c.Action == plan.TokenCreate || c.Action == plan.TokenRotate {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// runner is the state of one Run shared by its user workers.
+type runner struct {
+	api API
+	o   Options
+	// ctx is the caller's: once it is done, nothing new starts. call is the same
+	// without its cancellation, for calls and recovery steps already under way, so that
+	// an interrupted run never leaves an action half done (a token created whose secret
+	// was not delivered, a rotation whose old token was not revoked).
+	ctx  context.Context
+	call context.Context
+	log  *slog.Logger
+
+	total       int
+	mu          sync.Mutex // serialises Progress
+	done        int
+	interrupted atomic.Bool
+	// abort holds why nothing more should start after the API refused the credentials
+	// or subscription: every further call would fail the same way.
+	abort atomic.Pointer[string]
+}
+
+// stopReason says why no new action may start, or "" when they may.
+func (r *runner) stopReason() string {
+	if r.ctx.Err() != nil {
+		r.interrupted.Store(true)
+		return "not started: the run was interrupted"
+	}
+	if p := r.abort.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// runUser applies one user's changes in order. A failed user create or adopt skips the
+// user's later changes, which all need the user to exist and be owned; any other
+// failure affects only its own change.
+func (r *runner) runUser(up plan.UserPlan, results []Result) {
+	userID := up.UserID
+	blocked := ""
+	for j, c := range up.Changes {
+		res := &results[j]
+		if reason := r.stopReason(); reason != "" {
+			r.skip(res, reason)
+			continue
+		}
+		if blocked != "" {
+			r.skip(res, blocked)
+			continue
+		}
+		if userID == "" {
+			userID = c.UserID
+		}
+		if res.UserID == "" {
+			res.UserID = userID // a token of a user created earlier in this run
+		}
+		err := r.do(c, &userID, res)
+		r.finish(res, err)
+		if err != nil {
+			switch c.Action {
+			case plan.UserCreate:
+				blocked = "skipped: the user could not be created"
+			case plan.UserAdopt:
+				blocked = "skipped: the user could not be adopted"
+			}
+		}
+	}
+}
+
+// do runs one change. For a user create it sets *userID to the new user's ID.
+func (r *runner) do(c plan.Change, userID *string, res *Result) error {
+	if c.Action != plan.UserCreate && c.Action != plan.NoOp && *userID == "" {
+		return fmt.Errorf("%s: the plan does not say which user ID", c.Action)
+	}
+	switch c.Action {
+	case plan.NoOp:
+		return nil
+	case plan.UserCreate:
+		id, err := r.createUser(c, res)
+		if err != nil {
+			return err
+		}
+		*userID, res.UserID = id, id
+		return nil
+	case plan.UserUpdate, plan.UserAdopt:
+		if c.UserBody == nil {
+			return fmt.Errorf("%s: the plan has no user body", c.Action)
+		}
+		body := *c.UserBody
+		if c.Action == plan.UserAdopt {
+			body = r.withUserMarker(body)
+		}
+		return r.api.UpdateUser(r.call, *userID, body)
+	case plan.UserDelete:
+		err := r.api.DeleteUser(r.call, *userID)
+		if client.IsNotFound(err) {
+			return nil
+		}
+		return err
+	case plan.TokenCreate:
+		ct, err := r.createToken(*userID, c, res)
+		if err != nil {
+			return err
+		}
+		res.TokenID = ct.ID
+		return r.deliver(*userID, c, ct)
+	case plan.TokenRotate:
+		return r.rotateToken(*userID, c, res)
+	case plan.TokenUpdate:
+		if c.TokenBody == nil {
+			return fmt.Errorf("%s: the plan has no token body", c.Action)
+		}
+		return r.api.UpdateToken(r.call, *userID, c.TokenID, *c.TokenBody)
+	case plan.TokenRevoke:
+		return r.deleteToken(*userID, c.TokenID)
+	}
+	return fmt.Errorf("unknown action %s", c.Action)
+}
+
+// finish records the outcome of a change that ran.
+func (r *runner) finish(res *Result, err error) {
+	attrs := resultAttrs(res)
+	if err == nil {
+		res.Status = StatusOK
+		r.log.Info("applied", attrs...)
+	} else {
+		res.Status, res.Error = StatusFailed, err.Error()
+		r.log.Error("failed", append(attrs, "error", res.Error)...)
+		if refusesAll(err) {
+			msg := fmt.Sprintf("not started: the API refused an earlier call (%v)", err)
+			r.abort.CompareAndSwap(nil, &msg)
+		}
+	}
+	r.progress()
+}
+
+// skip records a change that never started.
+func (r *runner) skip(res *Result, reason string) {
+	res.Status, res.Error = StatusSkipped, reason
+	r.log.Warn("skipped", append(resultAttrs(res), "reason", reason)...)
+	r.progress()
+}
+
+func (r *runner) progress() {
+	if r.o.Progress == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.done++
+	r.o.Progress(r.done, r.total)
+}
+
+func resultAttrs(res *Result) []any {
+	attrs := []any{"action", res.Action.String(), "email", res.Email}
+	for _, kv := range [][2]string{{"user_id", res.UserID}, {"token_name", res.TokenName}, {"token_id", res.TokenID}, {"new_token_id", res.NewTokenID}, {"recovered", res.Recovered}} {
+		if kv[1] != "" {
+			attrs = append(attrs, kv[0], kv[1])
+		}
+	}
+	return attrs
+}
+
+// refusesAll reports an error that every further call would meet too: bad credentials,
+// no subscription, or a client in dry-run mode.
+func refusesAll(err error) bool {
+	if errors.Is(err, client.ErrDryRun) {
+		return true
+	}
+	var ae *client.APIError
+	return errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusPaymentRequired)
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// The real client is what Run is written for.
+var _ API = (*client.Client)(nil)

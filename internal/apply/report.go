@@ -1,0 +1,89 @@
+package apply
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/cbk-sync/cbk-sync/internal/plan"
+)
+
+// Statuses of a Result.
+const (
+	StatusOK      = "ok"
+	StatusFailed  = "failed"
+	StatusSkipped = "skipped"
+)
+
+// Report is the account of one apply run, written as JSON by --report FILE: what each
+// planned action came to, the totals, and how long it took.
+type Report struct {
+	Owner     string        `json:"owner,omitempty"`
+	StartedAt time.Time     `json:"started_at"`
+	Duration  time.Duration `json:"-"` // written as "duration" (text) and "duration_ms"
+	// Interrupted is true when the run was cancelled (SIGINT/SIGTERM) before every
+	// action had started; the actions it never started are skipped.
+	Interrupted bool   `json:"interrupted"`
+	Totals      Totals `json:"totals"`
+	// APICalls and Retries are not known to apply: the command fills them from the
+	// client's counters after Run returns.
+	APICalls map[string]int64 `json:"api_calls,omitempty"`
+	Retries  int64            `json:"retries"`
+	// Results has one entry per planned change, in plan order.
+	Results []Result `json:"results"`
+}
+
+// Totals counts the results per status.
+type Totals struct {
+	OK      int `json:"ok"`
+	Failed  int `json:"failed"`
+	Skipped int `json:"skipped"`
+}
+
+// Result is what one planned change came to.
+type Result struct {
+	Action    plan.Action `json:"action"`
+	Email     string      `json:"email"`
+	UserID    string      `json:"user_id,omitempty"` // for a user create: the new user's ID
+	TokenName string      `json:"token_name,omitempty"`
+	// TokenID is the token the plan named (updated, revoked, rotated out), or for a
+	// token create the new token's ID.
+	TokenID string `json:"token_id,omitempty"`
+	// NewTokenID is the successor a rotation created.
+	NewTokenID string `json:"new_token_id,omitempty"`
+	Status     string `json:"status"` // "ok", "failed" or "skipped"
+	// Error says why the change failed or was skipped.
+	Error string `json:"error,omitempty"`
+	// Recovered says how a lost answer or a conflict was resolved, e.g.
+	// "answer lost; found by email lookup: adopted".
+	Recovered string `json:"recovered,omitempty"`
+}
+
+// Failed reports whether anything planned was not done (an action failed or was
+// skipped), which the command turns into exit code 3.
+func (r *Report) Failed() bool {
+	return r.Interrupted || r.Totals.Failed > 0 || r.Totals.Skipped > 0
+}
+
+// MarshalJSON writes the duration both readably and as a number.
+func (r Report) MarshalJSON() ([]byte, error) {
+	type plain Report // drops this method, so encoding does not recurse
+	return json.Marshal(struct {
+		plain
+		Duration   string `json:"duration"`
+		DurationMS int64  `json:"duration_ms"`
+	}{plain(r), r.Duration.String(), r.Duration.Milliseconds()})
+}
+
+func (r *Report) count() {
+	r.Totals = Totals{}
+	for _, res := range r.Results {
+		switch res.Status {
+		case StatusOK:
+			r.Totals.OK++
+		case StatusFailed:
+			r.Totals.Failed++
+		default:
+			r.Totals.Skipped++
+		}
+	}
+}
