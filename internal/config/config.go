@@ -202,7 +202,7 @@ func (l *loader) bytes(name string, data []byte) {
 	d := &decoder{file: name, lookup: l.lookup, usersLeft: MaxUsers - l.users}
 	fc := d.decodeFile(data)
 	l.errs = append(l.errs, d.errs...)
-	l.users += len(fc.users)
+	l.users += d.userItems
 	l.files = append(l.files, fc)
 }
 

@@ -258,3 +258,21 @@ users:
 	assert.Equal(t, 31.0, m["hex"])
 	assert.Equal(t, "2024-01-01", m["date"])
 }
+
+func TestTestdataExamples(t *testing.T) {
+	d, err := Load([]string{"testdata/minimal.yaml"}, nil)
+	require.NoError(t, err)
+	assert.Len(t, d.Users, 1)
+
+	d, err = Load([]string{"testdata/multi"}, env("LEAD_TOKENS", "25"))
+	require.NoError(t, err)
+	assert.True(t, d.PruneUsers)
+	require.Len(t, d.Users, 3)
+	assert.Equal(t, "lead@acme.test", d.Users[1].Email)
+	assert.Equal(t, state.Some[int64](25), d.Users[1].Limits.Value().Tokens)
+	assert.Equal(t, state.Some[int64](1000), d.Users[1].Limits.Value().Conversations)
+	assert.Equal(t, state.Meta{"team": "support"}, d.Users[2].Meta.Value())
+	assert.True(t, d.Users[2].MetaExact)
+	assert.False(t, d.Users[0].MetaExact)
+	assert.Equal(t, "testdata/multi/20-support.yml", d.Users[2].Pos.File)
+}

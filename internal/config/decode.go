@@ -47,6 +47,7 @@ type decoder struct {
 	file      string
 	lookup    func(string) (string, bool)
 	usersLeft int // how many users the files may still declare (MaxUsers overall)
+	userItems int // how many users this file declares, valid or not
 
 	errs       []Error
 	sizes      map[*yaml.Node]int // expanded size of anchored nodes, -1 while being measured
@@ -944,6 +945,7 @@ func (d *decoder) users(n *yaml.Node, defaults fields, fileExact state.Opt[bool]
 		d.errorf(n.Content[d.usersLeft], "too many users: the files declare more than %d in total, the most cbk-sync manages in one run; split them across owners and run once per owner", MaxUsers)
 		return nil
 	}
+	d.userItems = len(n.Content)
 	out := make([]declaredUser, 0, len(n.Content))
 	for _, item := range n.Content {
 		if u, ok := d.user(item, defaults, fileExact); ok {
