@@ -449,3 +449,28 @@ func TestReportJSON(t *testing.T) {
 		"results": [{"action": "user_create", "email": "a@x.test", "user_id": "u1", "status": "ok"}]
 	}`, string(b))
 }
+
+func TestFailedDeliveryRevokesTheNewToken(t *testing.T) {
+	f := newFake(t)
+	uid := f.addUser("a@x.test", marker())
+	sink := &fakeSink{f: f, fail: errors.New("disk full")}
+	rep := run(t, f, planOf(userPlan("a@x.test", uid, tokenCreate("a@x.test", uid, "ci"), tokenCreate("a@x.test", uid, "cd"))), sink)
+	assert.Equal(t, []string{
+		"CreateToken u1/ci", "Deliver t2", "DeleteToken u1/t2",
+		"CreateToken u1/cd", "Deliver t3", "DeleteToken u1/t3",
+	}, f.calls())
+	assert.Equal(t, []string{"token_create:failed", "token_create:failed"}, statuses(rep))
+	assert.Contains(t, rep.Results[0].Error, "so it was revoked: disk full")
+	assert.Empty(t, f.liveTokens(uid), "no live token whose secret was lost")
+}
+
+func TestFailedAdoptSkipsTheUsersTokens(t *testing.T) {
+	f := newFake(t)
+	uid := f.addUser("a@x.test", nil)
+	f.inject("UpdateUser "+uid, badReq)
+	adopt := plan.Change{Action: plan.UserAdopt, Email: "a@x.test", UserID: uid, UserBody: &state.UserFields{Meta: state.Some(marker()), MetaMerge: true}}
+	rep := run(t, f, planOf(userPlan("a@x.test", uid, adopt, tokenCreate("a@x.test", uid, "ci"))), &fakeSink{f: f})
+	assert.Equal(t, []string{"UpdateUser u1"}, f.calls())
+	assert.Equal(t, []string{"user_adopt:failed", "token_create:skipped"}, statuses(rep))
+	assert.Contains(t, rep.Results[1].Error, "could not be adopted")
+}

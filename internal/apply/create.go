@@ -29,6 +29,9 @@ func (r *runner) createUser(c plan.Change, res *Result) (string, error) {
 	defer func() { res.Recovered = strings.Join(notes, "; ") }()
 	for attempt := 1; ; attempt++ {
 		id, err := r.api.CreateUser(r.call, body)
+		if err == nil && id == "" {
+			return "", fmt.Errorf("%s: the API answered without a user ID", c.Action)
+		}
 		if err == nil {
 			if len(notes) > 0 {
 				notes = append(notes, "created")
