@@ -99,6 +99,7 @@ func Run(ctx context.Context, api API, p *plan.Plan, o Options) (*Report, error)
 	// Results are laid out in plan order up front; each user's worker writes only its
 	// own window, so the report's order does not depend on scheduling.
 	windows := make([][]Result, len(p.Users))
+	rep.Results = []Result{} // an empty plan reports "results": [], not null
 	for _, up := range p.Users {
 		for _, c := range up.Changes {
 			rep.Results = append(rep.Results, Result{
