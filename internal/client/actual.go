@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"iter"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -13,7 +14,9 @@ import (
 // ReadActual reads the remote state with the fewest calls the API allows: the user
 // pages (ceil(users/100), none after a short page), plus one token list for each user
 // that tokensFor selects (more only past 100 tokens). Token lists run in parallel,
-// up to MaxConns, and start while user pages are still arriving.
+// up to MaxConns, and start while user pages are still arriving; the next user page is
+// asked for while the token lists of the current one run, so the pages, a chain of
+// calls that cannot be parallel, are not also waiting for the token lists.
 //
 // The answer has a Tokens entry for each selected user, an empty list included, and
 // none for the others. A selected user deleted between the two reads (its token list
@@ -31,10 +34,8 @@ func (c *Client) ReadActual(ctx context.Context, tokensFor func(state.User) bool
 	)
 	var users []state.User
 	seen := map[string]bool{}
-	// Ascending order puts users created during the read at the end, where the
-	// cursor still finds them, instead of before it.
 	var listErr error
-	for u, err := range c.ListUsers(gctx, ListOptions{Order: "asc"}) {
+	for u, err := range c.readAhead(gctx) {
 		if err != nil {
 			listErr = err
 			break
@@ -48,8 +49,8 @@ func (c *Client) ReadActual(ctx context.Context, tokensFor func(state.User) bool
 			continue
 		}
 		id := u.ID
-		// Go blocks while MaxConns lists run, which holds the user pages back too:
-		// reading users faster than their tokens can be read gains nothing.
+		// Go blocks while MaxConns lists run; the pages read ahead wait in the
+		// buffer meanwhile, at most one page's worth.
 		g.Go(func() error {
 			ts, err := c.readTokens(gctx, id)
 			mu.Lock()
@@ -90,6 +91,46 @@ func (c *Client) ReadActual(ctx context.Context, tokensFor func(state.User) bool
 		users = []state.User{}
 	}
 	return state.Actual{Users: users, Tokens: tokens}, nil
+}
+
+// readAhead lists every user (ascending, so that users created during the read come
+// at the end, where the cursor still finds them) from its own goroutine, a page ahead
+// of the consumer: the next page is asked for as soon as the current one fits in the
+// buffer. The consumer must read until the sequence ends or yields an error; the
+// error, if any, is the last item.
+func (c *Client) readAhead(ctx context.Context) iter.Seq2[state.User, error] {
+	type item struct {
+		u   state.User
+		err error
+	}
+	return func(yield func(state.User, error) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		feed := make(chan item, pageSize)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			defer close(feed)
+			for u, err := range c.ListUsers(ctx, ListOptions{Order: "asc"}) {
+				select {
+				case feed <- item{u, err}:
+				case <-stop:
+					return
+				}
+			}
+		}()
+		defer func() {
+			// A consumer that stops early needs no page still being read.
+			cancel()
+			close(stop)
+			<-done
+		}()
+		for it := range feed {
+			if !yield(it.u, it.err) {
+				return
+			}
+		}
+	}
 }
 
 func (c *Client) readTokens(ctx context.Context, userID string) ([]state.Token, error) {

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -108,4 +109,38 @@ func TestReadActualErrors(t *testing.T) {
 		assert.NotNil(t, a.Users)
 		assert.NotNil(t, a.Tokens)
 	})
+}
+
+// The next user page is asked for while the token lists of the current one still run:
+// here every token list of the first page is held until the second page is asked for,
+// which only a read-ahead can do. (The transport has no connection cap, so that the
+// page does not depend on which request a freed connection goes to.)
+func TestReadActualReadsPagesAhead(t *testing.T) {
+	r := newRegistry(t)
+	page2Asked := make(chan struct{})
+	r.on("GET", usersPath+"?take=100&order=asc", reply(200, page(usersJSON(0, 100), "u99")))
+	r.on("GET", usersPath+"?take=100&order=asc&cursor=u99", func(w http.ResponseWriter, req *http.Request) {
+		close(page2Asked)
+		reply(200, page(usersJSON(100, 101), "u100"))(w, req)
+	})
+	for i := range 100 {
+		id := "u" + strconv.Itoa(i)
+		r.on("GET", "/v1/partner/user/"+id+"/token/list?take=100&order=asc", func(w http.ResponseWriter, req *http.Request) {
+			select {
+			case <-page2Asked:
+			case <-time.After(10 * time.Second): // a guard against hanging, not a measurement
+				t.Errorf("the token list of %s waited for a user page that was not asked for", id)
+			}
+			reply(200, `{"items":[]}`)(w, req)
+		})
+	}
+	c := newTestClient(t, r, func(o *Options) {
+		o.MaxConns = 4
+		o.HTTPClient = &http.Client{}
+	})
+	a, err := c.ReadActual(context.Background(), func(u state.User) bool { return u.ID != "u100" })
+	require.NoError(t, err)
+	assert.Len(t, a.Users, 101)
+	assert.Len(t, a.Tokens, 100)
+	assert.Equal(t, int64(102), c.Stats().Total())
 }
