@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cbk-sync/cbk-sync/internal/client"
+	"github.com/cbk-sync/cbk-sync/internal/emulator"
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// tokenEnvVars are read in this order when --api-token-file is not given: the
+// documented one first, then the older and the Terraform spellings.
+var tokenEnvVars = []string{"CHATBOTKIT_API_TOKEN", "CHATBOTKIT_API_SECRET", "CHATBOTKIT_API_KEY"}
+
+// APIFlags are the flags of every command that talks to the Partner API.
+type APIFlags struct {
+	APIURL       string        `name:"api-url" env:"CHATBOTKIT_API_URL" default:"https://api.chatbotkit.com" help:"Partner API base URL (http:// only for loopback)."`
+	APITokenFile string        `name:"api-token-file" type:"path" help:"File holding the API token (else CHATBOTKIT_API_TOKEN, CHATBOTKIT_API_SECRET, CHATBOTKIT_API_KEY)."`
+	Emulator     string        `name:"emulator" type:"path" placeholder:"FILE" help:"Use an in-process emulator whose state lives in FILE instead of the network (no credentials needed)."`
+	Parallelism  int           `default:"8" help:"Concurrent API requests and users applied in parallel."`
+	RPS          float64       `name:"rps" default:"0" help:"Client-side cap on requests per second (0 = none)."`
+	Timeout      time.Duration `default:"30s" help:"Timeout of one API request."`
+	JSONL        bool          `name:"jsonl" help:"List with Accept: application/jsonl (the server pages internally)."`
+	// RetryBase is the first retry backoff; hidden, for tests that inject many faults.
+	RetryBase time.Duration `name:"retry-base" hidden:"" default:"250ms"`
+}
+
+// Validate checks flag values before anything runs.
+func (f *APIFlags) Validate() error {
+	if f.Parallelism < 1 {
+		return fmt.Errorf("--parallelism must be at least 1 (got %d)", f.Parallelism)
+	}
+	if f.RPS < 0 {
+		return fmt.Errorf("--rps must be 0 (no cap) or positive (got %g)", f.RPS)
+	}
+	if f.Timeout <= 0 {
+		return fmt.Errorf("--timeout must be positive (got %s)", f.Timeout)
+	}
+	return nil
+}
+
+// session is an open connection to the Partner API (or to an in-process emulator),
+// with a read-only client for planning and a writing one for applying.
+type session struct {
+	reader *client.Client
+	writer *client.Client
+	emu    *emulator.Emulator
+	stop   func(context.Context) error
+}
+
+// open connects; the writer is nil unless write is true, so a read-only command
+// cannot write even by mistake (the reader is in dry-run mode).
+func (f *APIFlags) open(env *Env, write bool) (*session, error) {
+	s := &session{}
+	baseURL := f.APIURL
+	var token state.Secret
+	if f.Emulator != "" {
+		// A random token per run: the emulator checks it like the real API does, and
+		// nothing secret is needed from the user.
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		token = state.Secret("sk-" + hex.EncodeToString(b))
+		emu, err := emulator.New(emulator.Options{Token: token.Reveal(), StatePath: f.Emulator})
+		if err != nil {
+			return nil, fmt.Errorf("--emulator %s: %w", f.Emulator, err)
+		}
+		url, stop, err := emulator.Listen("127.0.0.1:0", emu)
+		if err != nil {
+			return nil, fmt.Errorf("--emulator: %w", err)
+		}
+		s.emu, s.stop, baseURL = emu, stop, url
+	} else {
+		t, err := f.readToken(env)
+		if err != nil {
+			return nil, err
+		}
+		token = t
+	}
+	env.redact.add(token.Reveal())
+	opts := client.Options{
+		BaseURL:   baseURL,
+		Token:     token,
+		UserAgent: "cbk-sync/" + version,
+		MaxConns:  f.Parallelism,
+		RPS:       f.RPS,
+		Timeout:   f.Timeout,
+		JSONL:     f.JSONL,
+		Logger:    env.Log,
+		RetryBase: f.RetryBase,
+	}
+	if !write {
+		opts.DryRun = true
+	}
+	c, err := client.New(opts)
+	if err != nil {
+		s.close(false)
+		return nil, apiURLError(err)
+	}
+	// The reader shares the writer's connections, rate cap and 429 pause, and cannot
+	// write: planning goes through it even in sync.
+	s.reader = c.ReadOnly()
+	if write {
+		s.writer = c
+	}
+	return s, nil
+}
+
+func apiURLError(err error) error {
+	if errors.Is(err, client.ErrInsecureURL) {
+		return fmt.Errorf("--api-url: %w", err)
+	}
+	return err
+}
+
+// close stops the in-process emulator, saving its state when the run wrote.
+func (s *session) close(save bool) error {
+	var errs []error
+	if s.stop != nil {
+		errs = append(errs, s.stop(context.Background()))
+	}
+	if s.emu != nil && save {
+		errs = append(errs, s.emu.Save())
+	}
+	return errors.Join(errs...)
+}
+
+// stats returns the API calls per operation and the retries of the run (the reader
+// and the writer share their counters).
+func (s *session) stats() (map[string]int64, int64) {
+	st := s.reader.Stats()
+	return st.Calls, st.Retries
+}
+
+// readToken finds the API token: --api-token-file, else the environment.
+func (f *APIFlags) readToken(env *Env) (state.Secret, error) {
+	if f.APITokenFile != "" {
+		b, err := os.ReadFile(f.APITokenFile)
+		if err != nil {
+			return "", fmt.Errorf("--api-token-file: %w", err)
+		}
+		t := strings.TrimSpace(string(b))
+		if t == "" {
+			return "", fmt.Errorf("--api-token-file %s is empty: put the API token in it", f.APITokenFile)
+		}
+		return state.Secret(t), nil
+	}
+	for _, k := range tokenEnvVars {
+		if v, ok := env.IO.lookupEnv(k); ok && strings.TrimSpace(v) != "" {
+			return state.Secret(strings.TrimSpace(v)), nil
+		}
+	}
+	return "", fmt.Errorf("no API token: pass --api-token-file FILE or set CHATBOTKIT_API_TOKEN (or use --emulator FILE to try cbk-sync without an account)")
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/cbk-sync/cbk-sync/internal/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// CLI is the command line of cbk-sync.
+type CLI struct {
+	Globals
+
+	Validate ValidateCmd `cmd:"" help:"Check configuration files; no API call."`
+	Plan     PlanCmd     `cmd:"" help:"Show what sync would change (reads only)."`
+	Sync     SyncCmd     `cmd:"" help:"Plan and apply; --dry-run only plans."`
+	Apply    ApplyCmd    `cmd:"" help:"Apply a plan saved with 'plan --out', if the remote state has not changed since."`
+	Export   ExportCmd   `cmd:"" help:"Write the remote users (and tokens) as a configuration file."`
+	Emulator EmulatorCmd `cmd:"" help:"Serve the embedded Partner API emulator."`
+	Schema   SchemaCmd   `cmd:"" help:"Print the JSON Schema of the configuration format."`
+	Version  VersionCmd  `cmd:"" help:"Print the version."`
+}
+
+// Globals are the flags every command takes.
+type Globals struct {
+	LogFormat string `name:"log-format" enum:"text,json" default:"text" help:"Log format on stderr: text or json."`
+	NoColor   bool   `name:"no-color" help:"Never colour output (also NO_COLOR)."`
+	Quiet     bool   `short:"q" help:"Log only errors."`
+	Verbose   bool   `short:"v" help:"Log every API request (debug)."`
+}
+
+// Main runs cbk-sync with args and returns the process exit status.
+func Main(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, args, SystemStreams())
+}
+
+// run is Main with its dependencies passed in, for tests.
+func run(ctx context.Context, args []string, io *IOStreams) int {
+	var cli CLI
+	redact := &redactor{}
+	exitCode := -1
+	parser, err := kong.New(&cli,
+		kong.Name("cbk-sync"),
+		kong.Description("Keep ChatBotKit partner users and their API tokens equal to reviewed YAML files."),
+		kong.Writers(io.Out, io.ErrOut),
+		kong.Exit(func(code int) { exitCode = code }),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Vars{"version": version},
+		kong.BindTo(ctx, (*context.Context)(nil)),
+	)
+	if err != nil {
+		fmt.Fprintf(io.ErrOut, "error: %v\n", err)
+		return exitError
+	}
+	kctx, err := parser.Parse(args)
+	if exitCode >= 0 { // --help, or kong exiting by itself
+		return exitCode
+	}
+	if err != nil {
+		fmt.Fprintf(io.ErrOut, "error: %v\n", err)
+		var pe *kong.ParseError
+		if errors.As(err, &pe) {
+			fmt.Fprintln(io.ErrOut, "Run 'cbk-sync --help' for usage.")
+		}
+		return exitError
+	}
+	logger := newLogger(io, cli.Globals, redact)
+	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact}
+	err = kctx.Run(env)
+	code := exitCodeOf(err)
+	printError(io, redact, err)
+	return code
+}
+
+// printError shows a command's error on stderr: configuration problems one per line
+// with their count, anything else as "error: ...". An exit code without an error (the
+// plan already said why) prints nothing.
+func printError(io *IOStreams, redact *redactor, err error) {
+	if err == nil {
+		return
+	}
+	var ce *codedError
+	if errors.As(err, &ce) && ce.err == nil {
+		return
+	}
+	var cerrs config.Errors
+	if errors.As(err, &cerrs) {
+		for _, e := range cerrs {
+			fmt.Fprintln(io.ErrOut, redact.String(e.Error()))
+		}
+		noun := "problems"
+		if len(cerrs) == 1 {
+			noun = "problem"
+		}
+		fmt.Fprintf(io.ErrOut, "error: %d %s in the configuration; nothing was read or changed remotely\n", len(cerrs), noun)
+		return
+	}
+	fmt.Fprintf(io.ErrOut, "error: %s\n", redact.String(err.Error()))
+}
+
+// Env is what every command's Run receives: the streams, the logger and the globals.
+type Env struct {
+	IO      *IOStreams
+	Log     *slog.Logger
+	Globals Globals
+	redact  *redactor
+}
+
+// redactor removes known secrets from text that leaves the process.
+type redactor struct{ secrets []string }
+
+func (r *redactor) add(s string) {
+	if len(s) >= 4 {
+		r.secrets = append(r.secrets, s)
+	}
+}
+
+// String returns s with every known secret replaced.
+func (r *redactor) String(s string) string {
+	for _, sec := range r.secrets {
+		s = strings.ReplaceAll(s, sec, "[REDACTED]")
+	}
+	return s
+}
+
+func newLogger(io *IOStreams, g Globals, redact *redactor) *slog.Logger {
+	level := slog.LevelInfo
+	switch {
+	case g.Quiet:
+		level = slog.LevelError
+	case g.Verbose:
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{
+		Level: level,
+		// Every attribute, the message included, passes through the redactor, so a
+		// secret that reached a log call by mistake still never reaches the output.
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey && g.LogFormat == "text" {
+				return slog.Attr{}
+			}
+			switch a.Value.Kind() {
+			case slog.KindString:
+				a.Value = slog.StringValue(redact.String(a.Value.String()))
+			case slog.KindAny:
+				if err, ok := a.Value.Any().(error); ok {
+					a.Value = slog.StringValue(redact.String(err.Error()))
+				}
+			}
+			return a
+		},
+	}
+	if g.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(io.ErrOut, opts))
+	}
+	return slog.New(slog.NewTextHandler(io.ErrOut, opts))
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/cbk-sync/cbk-sync/internal/emulator"
+)
+
+// EmulatorCmd serves the embedded Partner API emulator.
+type EmulatorCmd struct {
+	Listen           string `default:"127.0.0.1:8787" help:"Address to listen on (loopback unless --allow-non-loopback)."`
+	State            string `type:"path" placeholder:"FILE" help:"Persist the state to FILE (JSON, atomic writes); memory only when absent."`
+	APITokenFile     string `name:"api-token-file" type:"path" help:"File holding the bearer token clients must send (else CHATBOTKIT_API_TOKEN, CHATBOTKIT_API_SECRET, CHATBOTKIT_API_KEY)."`
+	AllowNonLoopback bool   `name:"allow-non-loopback" help:"Allow listening on an address that is not loopback."`
+
+	Latency      time.Duration `help:"Latency added to every request."`
+	FailRate     float64       `name:"fail-rate" help:"Fraction of requests answered 5xx without acting."`
+	ThrottleRate float64       `name:"throttle-rate" help:"Fraction of requests answered 429 TOO_MANY_REQUESTS."`
+	RetryAfter   time.Duration `name:"retry-after" help:"Send Retry-After with injected 429s (0 = no header)."`
+	LostRate     float64       `name:"lost-rate" help:"Fraction of writes that are made and then lose their answer (connection dropped)."`
+	BadBodyRate  float64       `name:"bad-body-rate" help:"Fraction of reads answered 200 with an error in a streamed body."`
+	UserQuota    int           `name:"user-quota" help:"Refuse user creates beyond this many users with 429 LIMITS_REACHED (0 = none)."`
+	Seed         int64         `help:"Seed of the fault injection, so a run can be repeated."`
+}
+
+// Validate checks rates and the listen address.
+func (c *EmulatorCmd) Validate() error {
+	for name, r := range map[string]float64{"--fail-rate": c.FailRate, "--throttle-rate": c.ThrottleRate, "--lost-rate": c.LostRate, "--bad-body-rate": c.BadBodyRate} {
+		if r < 0 || r > 1 {
+			return fmt.Errorf("%s must be between 0 and 1 (got %g)", name, r)
+		}
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %v (use HOST:PORT, e.g. 127.0.0.1:8787)", c.Listen, err)
+	}
+	if !c.AllowNonLoopback && !isLoopbackHost(host) {
+		return fmt.Errorf("--listen %q is not a loopback address; pass --allow-non-loopback to serve it anyway", c.Listen)
+	}
+	return nil
+}
+
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Run serves until interrupted, then saves the state.
+func (c *EmulatorCmd) Run(ctx context.Context, env *Env) error {
+	flags := APIFlags{APITokenFile: c.APITokenFile}
+	token, err := flags.readToken(env)
+	if err != nil {
+		return fmt.Errorf("the emulator needs the token its clients will send: %w", err)
+	}
+	env.redact.add(token.Reveal())
+	emu, err := emulator.New(emulator.Options{
+		Token:       token.Reveal(),
+		StatePath:   c.State,
+		SaveOnWrite: c.State != "",
+		Faults: emulator.Faults{
+			Seed: c.Seed, Latency: c.Latency, Rate5xx: c.FailRate, Rate429: c.ThrottleRate,
+			RetryAfter: c.RetryAfter, RateLost: c.LostRate, RateBadBody: c.BadBodyRate, UserQuota: c.UserQuota,
+		},
+	})
+	if err != nil {
+		return err
+	}
+	url, stop, err := emulator.Listen(c.Listen, emu)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", c.Listen, err)
+	}
+	fmt.Fprintf(env.IO.Out, "cbk-sync emulator listening on %s\n", url)
+	if c.State != "" {
+		fmt.Fprintf(env.IO.ErrOut, "state: %s\n", c.State)
+	}
+	<-ctx.Done()
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := stop(shutdown); err != nil {
+		fmt.Fprintf(env.IO.ErrOut, "shutdown: %v\n", err)
+	}
+	return emu.Close()
+}

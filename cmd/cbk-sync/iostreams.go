@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+)
+
+// IOStreams is the one place that decides about terminals, colour and prompting; it is
+// passed to every command instead of reading os.Stdout and friends directly.
+type IOStreams struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+
+	inTTY, outTTY, errTTY bool
+	noColorEnv            bool
+	getenv                func(string) string
+	lookupEnv             func(string) (string, bool)
+}
+
+// SystemStreams returns streams over the process's stdin, stdout and stderr.
+func SystemStreams() *IOStreams {
+	isTTY := func(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+	_, noColor := os.LookupEnv("NO_COLOR")
+	return &IOStreams{
+		In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
+		inTTY: isTTY(os.Stdin), outTTY: isTTY(os.Stdout), errTTY: isTTY(os.Stderr),
+		noColorEnv: noColor,
+		getenv:     os.Getenv,
+		lookupEnv:  os.LookupEnv,
+	}
+}
+
+// TestStreams returns streams over buffers, with no terminal, and env as the
+// environment.
+func TestStreams(stdin string, env map[string]string) (*IOStreams, *bytes.Buffer, *bytes.Buffer) {
+	var out, errOut bytes.Buffer
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	_, noColor := env["NO_COLOR"]
+	return &IOStreams{
+		In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut,
+		noColorEnv: noColor,
+		getenv:     func(k string) string { return env[k] },
+		lookupEnv:  lookup,
+	}, &out, &errOut
+}
+
+// ColorOut reports whether the plan on stdout may be coloured.
+func (s *IOStreams) ColorOut(noColorFlag bool) bool {
+	return s.outTTY && !s.noColorEnv && !noColorFlag
+}
+
+// ColorErr reports whether stderr may be coloured.
+func (s *IOStreams) ColorErr(noColorFlag bool) bool {
+	return s.errTTY && !s.noColorEnv && !noColorFlag
+}
+
+// CanPrompt reports whether a person can answer a question: stdin and stderr are
+// terminals.
+func (s *IOStreams) CanPrompt() bool { return s.inTTY && s.errTTY }
+
+// ProgressOK reports whether a progress bar may be drawn on stderr.
+func (s *IOStreams) ProgressOK() bool { return s.errTTY }
+
+// Confirm asks on stderr and reads one line; only the exact answer "yes" proceeds.
+func (s *IOStreams) Confirm(question string) (bool, error) {
+	fmt.Fprintf(s.ErrOut, "%s\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ", question)
+	line, err := bufio.NewReader(s.In).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return false, err
+	}
+	return strings.TrimSpace(line) == "yes", nil
+}
