@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/cbk-sync/cbk-sync/internal/emulator"
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// emuKey finds a script's emulator in testscript.Env.Values.
+type emuKey struct{}
+
+// emuHandle is the emulator a script talks to over HTTP: it runs in the test process,
+// so the script can inject faults, read exact call counts and hold requests at a gate
+// while the real cbk-sync binary runs as a separate process.
+type emuHandle struct {
+	emu  *emulator.Emulator
+	gate atomic.Pointer[gate]
+}
+
+// gate holds every request to one operation path after the first n have passed, until
+// opened; reached is closed when the first request is held. It lets a script
+// interrupt an apply at a known point without sleeping.
+type gate struct {
+	suffix  string
+	n       int
+	mu      sync.Mutex
+	seen    int
+	reached chan struct{}
+	open    chan struct{}
+	once    sync.Once
+}
+
+func (g *gate) hold(r *http.Request) {
+	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, g.suffix) {
+		return
+	}
+	g.mu.Lock()
+	g.seen++
+	held := g.seen > g.n
+	g.mu.Unlock()
+	if held {
+		g.once.Do(func() { close(g.reached) })
+		<-g.open
+	}
+}
+
+func (h *emuHandle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g := h.gate.Load(); g != nil {
+		g.hold(r)
+	}
+	h.emu.ServeHTTP(w, r)
+}
+
+func faultFlags(fs *flag.FlagSet) *emulator.Faults {
+	f := &emulator.Faults{}
+	fs.Int64Var(&f.Seed, "seed", 1, "fault seed")
+	fs.Float64Var(&f.Rate5xx, "fail", 0, "5xx rate")
+	fs.Float64Var(&f.Rate429, "throttle", 0, "429 rate")
+	fs.DurationVar(&f.RetryAfter, "retry-after", 0, "Retry-After on 429s")
+	fs.Float64Var(&f.RateLost, "lost", 0, "lost-answer rate")
+	fs.Float64Var(&f.RateBadBody, "bad-body", 0, "bad-body rate")
+	fs.IntVar(&f.UserQuota, "quota", 0, "user quota")
+	return f
+}
+
+// cmdEmu implements the script command
+//
+//	emu start [fault flags] [STATE.json]   start an emulator, set CHATBOTKIT_API_URL/TOKEN
+//	emu faults [fault flags]               replace the faults
+//	emu calls OP N                         assert OP was called exactly N times
+//	emu reset-calls                        zero the counters
+//	emu dump                               print users and tokens (no secrets) to stdout
+//	emu gate PATH-SUFFIX N                 hold POSTs to PATH-SUFFIX after the first N
+//	emu gate-wait                          wait until a request is held
+//	emu gate-open                          release held requests
+func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 0 {
+		ts.Fatalf("usage: emu start|faults|calls|reset-calls|dump|gate|gate-wait|gate-open")
+	}
+	slot := ts.Value(emuKey{}).(*emuHandle)
+	if args[0] != "start" && slot.emu == nil {
+		ts.Fatalf("emu %s: no emulator; run 'emu start' first", args[0])
+	}
+	switch args[0] {
+	case "start":
+		fs := flag.NewFlagSet("emu start", flag.ContinueOnError)
+		faults := faultFlags(fs)
+		ts.Check(fs.Parse(args[1:]))
+		statePath := ""
+		if fs.NArg() > 0 {
+			statePath = ts.MkAbs(fs.Arg(0))
+		}
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		token := "sk-" + hex.EncodeToString(b)
+		e, err := emulator.New(emulator.Options{Token: token, StatePath: statePath, Faults: *faults})
+		ts.Check(err)
+		slot.emu = e
+		// Served through the handle (not emulator.Listen) so the gate sits in front.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ts.Check(err)
+		srv := &http.Server{Handler: slot}
+		go func() { _ = srv.Serve(ln) }()
+		ts.Setenv("CHATBOTKIT_API_URL", "http://"+ln.Addr().String())
+		ts.Setenv("CHATBOTKIT_API_TOKEN", token)
+		ts.Defer(func() {
+			if g := slot.gate.Load(); g != nil {
+				g.once.Do(func() { close(g.reached) })
+				select {
+				case <-g.open:
+				default:
+					close(g.open)
+				}
+			}
+			_ = srv.Shutdown(context.Background())
+		})
+	case "faults":
+		fs := flag.NewFlagSet("emu faults", flag.ContinueOnError)
+		faults := faultFlags(fs)
+		ts.Check(fs.Parse(args[1:]))
+		slot.emu.SetFaults(*faults)
+	case "calls":
+		if len(args) != 3 {
+			ts.Fatalf("usage: emu calls OP N")
+		}
+		want, err := strconv.ParseInt(args[2], 10, 64)
+		ts.Check(err)
+		got := slot.emu.Counts()[args[1]]
+		if (got == want) == neg {
+			ts.Fatalf("emu calls %s: got %d, want %s%d", args[1], got, map[bool]string{true: "not ", false: ""}[neg], want)
+		}
+	case "reset-calls":
+		slot.emu.ResetCounts()
+	case "dump":
+		dumpEmulator(ts, slot.emu)
+	case "gate":
+		if len(args) != 3 {
+			ts.Fatalf("usage: emu gate PATH-SUFFIX N")
+		}
+		n, err := strconv.Atoi(args[2])
+		ts.Check(err)
+		slot.gate.Store(&gate{suffix: args[1], n: n, reached: make(chan struct{}), open: make(chan struct{})})
+	case "gate-wait":
+		select {
+		case <-slot.gate.Load().reached:
+		case <-time.After(time.Minute): // a bound against a hung test, not a synchronisation
+			ts.Fatalf("emu gate-wait: no request reached the gate within a minute")
+		}
+	case "gate-open":
+		close(slot.gate.Load().open)
+	default:
+		ts.Fatalf("emu: unknown subcommand %q", args[0])
+	}
+}
+
+// dumpEmulator prints one line per user and token, sorted by email and name, with the
+// fields scripts assert on.
+func dumpEmulator(ts *testscript.TestScript, e *emulator.Emulator) {
+	users := e.Users()
+	sort.Slice(users, func(i, j int) bool { return users[i].Email.Value() < users[j].Email.Value() })
+	out := ts.Stdout()
+	for _, u := range users {
+		fmt.Fprintf(out, "user %s name=%q owner=%q meta=%s limits=%s\n", u.Email.Value(), u.Name.Value(), u.Owner(), jsonOf(u.Meta), jsonOf(u.Limits))
+		toks := e.Tokens(u.ID)
+		sort.Slice(toks, func(i, j int) bool { return toks[i].Name.Value() < toks[j].Name.Value() })
+		for _, t := range toks {
+			fmt.Fprintf(out, "  token %s desc=%q owner=%q\n", t.Name.Value(), t.Description.Value(), t.Owner())
+		}
+	}
+}
+
+func jsonOf[T any](o state.Opt[T]) string {
+	b, err := o.MarshalJSON()
+	if err != nil {
+		return "!" + err.Error()
+	}
+	return string(b)
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// transcriptEnv names a file to which the cbk-sync test binary copies everything it
+// writes to stdout and stderr, so that a test can check all output for secrets.
+const transcriptEnv = "CBK_SYNC_TEST_TRANSCRIPT"
+
+// secretRE matches a ChatBotKit secret: the emulator's API tokens and created tokens.
+var secretRE = regexp.MustCompile(`sk-[0-9a-f]{64}`)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"cbk-sync": func() { os.Exit(mainForTest(os.Args[1:])) },
+	})
+}
+
+// mainForTest is Main with stdout and stderr also copied to the transcript. The
+// stdout of a run with --secrets-out - is the secrets sink itself, so it is left out.
+func mainForTest(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	streams := SystemStreams()
+	if path := os.Getenv(transcriptEnv); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err == nil {
+			defer f.Close()
+			if !hasSecretsToStdout(args) {
+				streams.Out = io.MultiWriter(streams.Out, f)
+			}
+			streams.ErrOut = io.MultiWriter(streams.ErrOut, f)
+		}
+	}
+	code := run(ctx, args, streams)
+	if code != 0 {
+		// testscript's exec checks only zero or not; the exit codes are part of the
+		// contract, so the test binary states its code for scripts to assert on.
+		fmt.Fprintf(streams.ErrOut, "cbk-sync-test: exit %d\n", code)
+	}
+	return code
+}
+
+func hasSecretsToStdout(args []string) bool {
+	for i, a := range args {
+		if a == "--secrets-out=-" || (a == "--secrets-out" && i+1 < len(args) && args[i+1] == "-") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestScripts runs the end-to-end scripts in testdata/script against the real command
+// and the embedded emulator. After each script, no output and no file it left (but the
+// secrets sinks, named *secrets*) may contain a secret.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: filepath.Join("..", "..", "testdata", "script"),
+		Setup: func(env *testscript.Env) error {
+			transcript := filepath.Join(env.WorkDir, ".transcript")
+			env.Setenv(transcriptEnv, transcript)
+			env.Setenv("NO_COLOR", "1")
+			for _, k := range tokenEnvVars {
+				env.Setenv(k, "")
+			}
+			env.Values[emuKey{}] = &emuHandle{}
+			env.Defer(func() { checkNoSecrets(env.T(), env.WorkDir) })
+			return nil
+		},
+		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu},
+		RequireExplicitExec: true,
+	})
+}
+
+func checkNoSecrets(t testscript.T, dir string) {
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.Contains(d.Name(), "secrets") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err == nil && secretRE.Match(b) {
+			t.Fatal("a secret leaked into " + path)
+		}
+		return nil
+	})
+}
