@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cbk-sync/cbk-sync/internal/emulator"
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
+
+// convergenceConfig declares 12 users with tokens; the remote state starts with some
+// of them drifted, plus users cbk-sync must never touch.
+const convergenceConfig = `version: 1
+owner: acme
+prune: { users: true }
+users:
+%s`
+
+func convergenceUsers() string {
+	var b strings.Builder
+	for i := range 12 {
+		fmt.Fprintf(&b, "  - email: u%02d@acme.test\n    name: User %d\n    meta: { team: t%d }\n    tokens:\n      - name: ci\n        description: CI\n      - name: deploy\n        rotateAfter: 720h\n", i, i, i%3)
+	}
+	return b.String()
+}
+
+// TestConvergenceUnderFaults runs sync against an emulator that fails 10% of requests
+// with 5xx, throttles 5% with 429 and loses 3% of answers, over 20 seeds. After at most
+// two runs the remote state must equal the desired one, nothing may be duplicated,
+// every live owned token's secret must be in the sink exactly once, unmanaged and
+// foreign users must be untouched, and a final plan must be empty.
+func TestConvergenceUnderFaults(t *testing.T) {
+	seeds := 20
+	if testing.Short() {
+		seeds = 3
+	}
+	for seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { convergeOnce(t, int64(seed)) })
+	}
+}
+
+func convergeOnce(t *testing.T, seed int64) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(convergenceConfig, convergenceUsers())), 0o644))
+	sink := filepath.Join(dir, "secrets.jsonl")
+
+	const token = "sk-convergence-test-token"
+	e, err := emulator.New(emulator.Options{Token: token})
+	require.NoError(t, err)
+	// Drift: some declared users exist (owned, with an old token to rotate, an
+	// undeclared owned token to revoke), one is unmanaged (adopted), one owned user is
+	// not declared (pruned); a foreign and an unmanaged undeclared user must not change.
+	for i := range 6 {
+		meta := state.Meta{state.OwnerKey: "acme"}
+		if i == 5 {
+			meta = state.Meta{"hand": "made"}
+		}
+		u, err := e.PutUser(state.User{Email: state.Some(fmt.Sprintf("u%02d@acme.test", i)), Name: state.Some("old"), Meta: state.Some(meta)})
+		require.NoError(t, err)
+		_, err = e.PutToken(u.ID, state.Token{Name: state.Some("deploy"), CreatedAt: 1_600_000_000_000, Meta: state.Some(state.Meta{state.OwnerKey: "acme"})})
+		require.NoError(t, err)
+		_, err = e.PutToken(u.ID, state.Token{Name: state.Some("stale"), Meta: state.Some(state.Meta{state.OwnerKey: "acme"})})
+		require.NoError(t, err)
+	}
+	_, err = e.PutUser(state.User{Email: state.Some("gone@acme.test"), Meta: state.Some(state.Meta{state.OwnerKey: "acme"})})
+	require.NoError(t, err)
+	foreign, err := e.PutUser(state.User{Email: state.Some("f@other.test"), Name: state.Some("F"), Meta: state.Some(state.Meta{state.OwnerKey: "other"})})
+	require.NoError(t, err)
+	unmanaged, err := e.PutUser(state.User{Email: state.Some("hand@acme.test"), Name: state.Some("H"), Meta: state.Null[state.Meta]()})
+	require.NoError(t, err)
+	untouched := map[string]state.User{foreign.ID: foreign, unmanaged.ID: unmanaged}
+
+	e.SetFaults(emulator.Faults{Seed: seed, Rate5xx: 0.10, Rate429: 0.05, RateLost: 0.03})
+	url, stop, err := emulator.Listen("127.0.0.1:0", e)
+	require.NoError(t, err)
+	defer stop(context.Background())
+
+	env := map[string]string{"CHATBOTKIT_API_TOKEN": token}
+	cmd := func(args ...string) (int, string) {
+		streams, out, errOut := TestStreams("", env)
+		code := run(context.Background(), append(args, "--api-url", url, "--retry-base", "1ms"), streams)
+		all := out.String() + errOut.String()
+		assert.NotContains(t, all, token, "the API token leaked")
+		assert.NotRegexp(t, secretRE, all, "a token secret leaked")
+		return code, all
+	}
+
+	var code int
+	var out string
+	for run := 1; run <= 2; run++ {
+		code, out = cmd("sync", "-f", cfg, "--yes", "--secrets-out", sink)
+		if code == 0 {
+			break
+		}
+		require.Equal(t, exitPartial, code, "sync run %d: only a partial failure is acceptable:\n%s", run, out)
+	}
+	require.Equal(t, 0, code, "not converged after two runs:\n%s", out)
+
+	faults := e.FaultCounts()
+	require.Positive(t, faults["5xx"]+faults["429"]+faults["lost"], "no fault was injected: the test would prove nothing")
+	t.Logf("faults injected: %v", faults)
+
+	code, out = cmd("plan", "-f", cfg, "--detailed-exitcode")
+	require.Equal(t, 0, code, "a plan after convergence must be empty:\n%s", out)
+
+	// The remote state is the desired one, with nothing duplicated.
+	users := e.Users()
+	seen := map[string]bool{}
+	secrets := readSink(t, sink)
+	live := 0
+	for _, u := range users {
+		key := state.EmailKey(u.Email.Value())
+		require.False(t, seen[key], "duplicate user %s", key)
+		seen[key] = true
+		if before, ok := untouched[u.ID]; ok {
+			assert.Equal(t, before.UpdatedAt, u.UpdatedAt, "%s was touched", key)
+			assert.Equal(t, before.Meta, u.Meta, "%s was touched", key)
+			continue
+		}
+		require.Equal(t, "acme", u.Owner(), "%s is not owned", key)
+		require.NotEqual(t, "gone@acme.test", key, "the undeclared owned user was not pruned")
+		names := map[string]bool{}
+		for _, tok := range e.Tokens(u.ID) {
+			name := tok.Name.Value()
+			require.False(t, names[name], "%s has two tokens named %s", key, name)
+			names[name] = true
+			require.Contains(t, []string{"ci", "deploy"}, name, "%s keeps undeclared token %s", key, name)
+			require.Equal(t, 1, secrets[tok.ID], "%s token %s: its secret must be in the sink exactly once", key, name)
+			live++
+		}
+		require.Len(t, names, 2, "%s tokens", key)
+	}
+	require.Len(t, users, 14, "12 declared users plus the 2 untouched ones")
+	require.Equal(t, 24, live)
+}
+
+// readSink counts the sink's lines per token ID.
+func readSink(t *testing.T, path string) map[string]int {
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	counts := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		var rec struct {
+			TokenID string `json:"token_id"`
+			Token   string `json:"token"`
+		}
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &rec))
+		require.Regexp(t, `^sk-[0-9a-f]{64}$`, rec.Token)
+		counts[rec.TokenID]++
+	}
+	return counts
+}
