@@ -279,16 +279,8 @@ func (e *Emulator) PutUser(u state.User) (state.User, error) {
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if rec.CreatedAt == 0 {
-		rec.CreatedAt = e.nowMilli()
-	}
-	if rec.UpdatedAt == 0 {
-		rec.UpdatedAt = rec.CreatedAt
-	}
-	if rec.ID == "" {
-		rec.ID = e.newID(rec.CreatedAt)
-	} else if e.idTaken(rec.ID) {
-		return state.User{}, &apiError{status: http.StatusConflict, code: "CONFLICT", msg: "id " + rec.ID + " already exists"}
+	if aerr := e.stampSeeded(&rec.ID, &rec.CreatedAt, &rec.UpdatedAt); aerr != nil {
+		return state.User{}, aerr
 	}
 	if aerr := e.checkEmailFree(rec.Email, ""); aerr != nil {
 		return state.User{}, aerr
@@ -298,6 +290,25 @@ func (e *Emulator) PutUser(u state.User) (state.User, error) {
 	out := rec.User
 	out.Meta = cloneMeta(out.Meta)
 	return out, nil
+}
+
+// stampSeeded gives a seeded record the ID and timestamps it lacks (UpdatedAt defaults
+// to CreatedAt) and refuses an ID already in use; the caller holds e.mu.
+func (e *Emulator) stampSeeded(id *string, createdAt, updatedAt *int64) *apiError {
+	if *createdAt == 0 {
+		*createdAt = e.nowMilli()
+	}
+	if *updatedAt == 0 {
+		*updatedAt = *createdAt
+	}
+	if *id == "" {
+		*id = e.newID(*createdAt)
+		return nil
+	}
+	if e.idTaken(*id) {
+		return &apiError{status: http.StatusConflict, code: "CONFLICT", msg: "id " + *id + " already exists"}
+	}
+	return nil
 }
 
 // PutToken stores a token of an existing user directly, for seeding. It assigns ID and
@@ -318,16 +329,8 @@ func (e *Emulator) PutToken(userID string, t state.Token) (state.Token, error) {
 	if e.userByID[userID] == nil {
 		return state.Token{}, errNotFound("user %s not found", userID)
 	}
-	if rec.CreatedAt == 0 {
-		rec.CreatedAt = e.nowMilli()
-	}
-	if rec.UpdatedAt == 0 {
-		rec.UpdatedAt = rec.CreatedAt
-	}
-	if rec.ID == "" {
-		rec.ID = e.newID(rec.CreatedAt)
-	} else if e.idTaken(rec.ID) {
-		return state.Token{}, &apiError{status: http.StatusConflict, code: "CONFLICT", msg: "id " + rec.ID + " already exists"}
+	if aerr := e.stampSeeded(&rec.ID, &rec.CreatedAt, &rec.UpdatedAt); aerr != nil {
+		return state.Token{}, aerr
 	}
 	e.insertToken(userID, rec)
 	e.version++
