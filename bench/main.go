@@ -152,6 +152,7 @@ func benchmark(ctx context.Context, s settings, progress io.Writer) (*report, er
 		return nil, fmt.Errorf("the generated configuration does not load: %w", err)
 	}
 	rep := &report{settings: s, scenario: sc, configUsers: len(d.Users), configLoad: time.Since(t0), configBytes: len(sc.yaml)}
+	rep.timer = timerLatency(s.latency)
 
 	type step struct {
 		op string

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"text/tabwriter"
 	"time"
 
@@ -24,6 +25,7 @@ type report struct {
 	configUsers int
 	configBytes int
 	configLoad  time.Duration
+	timer       time.Duration // what a timer of the latency really takes here
 	runs        []*run
 }
 
@@ -78,6 +80,10 @@ func (rep *report) failures() []string {
 func (rep *report) writeText(w io.Writer) {
 	s, sc := rep.settings, rep.scenario
 	fmt.Fprintf(w, "cbk-sync bench: %d users x %d tokens, latency %s, seed %d\n", s.users, s.tokens, s.latency, s.seed)
+	if rep.timer > 0 {
+		fmt.Fprintf(w, "machine: %d CPUs, %s; a %s timer takes %s here (the floor of every call)\n",
+			runtime.NumCPU(), runtime.Version(), s.latency, rep.timer.Round(10*time.Microsecond))
+	}
 	fmt.Fprintf(w, "%s\n", sc.describe())
 	fmt.Fprintf(w, "config: %d users declared, %d KiB, loaded in %s\n", rep.configUsers, rep.configBytes/1024, rep.configLoad.Round(time.Millisecond))
 	fmt.Fprintf(w, "plan: %s\n", summaryLine(sc.want))
@@ -92,15 +98,16 @@ func (rep *report) writeText(w io.Writer) {
 	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "op\tP\twall\tbound\tratio\tspeed-up\treads\tmin reads\twrites\tplanned\tretries\tpeak heap\tallocated\t")
+	fmt.Fprintln(tw, "op\tP\twall\tbound\tratio\tspeed-up\treads\tmin reads\twrites\tplanned\tretries\tslowest call\tpeak heap (growth)\tallocated\t")
 	for _, r := range rep.runs {
 		sp := "-"
 		if v := rep.speedUp(r); v > 0 {
 			sp = fmt.Sprintf("%.1fx", v)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n",
 			r.Op, r.Parallelism, seconds(r.Wall), seconds(r.Bound()), r.Ratio(), sp,
-			r.Reads, r.MinReads, r.Writes, r.Planned, r.Retries, mib(r.PeakHeap), mib(r.Allocated))
+			r.Reads, r.MinReads, r.Writes, r.Planned, r.Retries, millis(r.Slowest),
+			fmt.Sprintf("%s (+%.1f)", mib(r.PeakHeap), float64(r.PeakHeap-r.HeapBefore)/(1<<20)), mib(r.Allocated))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -117,7 +124,8 @@ func (rep *report) writeText(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w, "bound: reads L x max(R, ceil(T/P)); writes L x max(ceil(W/P), longest chain); sync = both.")
-	fmt.Fprintln(w, "peak heap: sampled live heap (runtime/metrics heap objects, ~HeapAlloc), emulator included; allocated: bytes allocated during the run.")
+	fmt.Fprintln(w, "peak heap: live heap sampled every 2ms (runtime/metrics heap objects, ~HeapAlloc), the in-process emulator included;\n"+
+		"  growth: over the heap at the start of the run; allocated: bytes allocated during the run, emulator included.")
 	if len(rep.failures()) == 0 {
 		fmt.Fprintln(w, "calls: every run made exactly the minimum reads and one write per planned call.")
 	}
@@ -130,6 +138,8 @@ func summaryLine(s plan.Summary) string {
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
 
+func millis(d time.Duration) string { return fmt.Sprintf("%.1fms", ms(d)) }
+
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 // The JSON form of the report: durations in milliseconds.
@@ -137,6 +147,7 @@ type jsonReport struct {
 	Users        int              `json:"users"`
 	Tokens       int              `json:"tokens_per_user"`
 	LatencyMS    float64          `json:"latency_ms"`
+	TimerMS      float64          `json:"timer_ms"`
 	Seed         uint64           `json:"seed"`
 	Drift        jsonDrift        `json:"drift"`
 	Plan         plan.Summary     `json:"plan_summary"`
@@ -174,6 +185,8 @@ type jsonRun struct {
 	Planned      int64            `json:"planned_writes"`
 	LongestChain int              `json:"longest_chain"`
 	Retries      int64            `json:"retries"`
+	SlowestMS    float64          `json:"slowest_call_ms"`
+	HeapBefore   uint64           `json:"heap_before_bytes"`
 	PeakHeap     uint64           `json:"peak_heap_bytes"`
 	Allocated    uint64           `json:"allocated_bytes"`
 	Targets      string           `json:"targets,omitempty"`
@@ -185,7 +198,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func (rep *report) jsonView() jsonReport {
 	s, sc := rep.settings, rep.scenario
 	out := jsonReport{
-		Users: s.users, Tokens: s.tokens, LatencyMS: ms(s.latency), Seed: s.seed,
+		Users: s.users, Tokens: s.tokens, LatencyMS: ms(s.latency), TimerMS: ms(rep.timer), Seed: s.seed,
 		Drift: jsonDrift{sc.updated, sc.created, sc.orphans, sc.revoked, sc.rotated},
 		Plan:  sc.want, MinReads: sc.minReads, ConfigLoadMS: ms(rep.configLoad),
 		Failures: rep.failures(),
@@ -204,7 +217,7 @@ func (rep *report) jsonView() jsonReport {
 			WallMS: ms(r.Wall), BoundMS: ms(r.Bound()), Ratio: r.Ratio(), SpeedUp: rep.speedUp(r),
 			ReadWallMS: ms(r.ReadWall), ReadBoundMS: ms(r.ReadBound), WriteWallMS: ms(r.WriteWall), WriteBoundMS: ms(r.WriteBound),
 			Calls: r.Calls, Reads: r.Reads, MinReads: r.MinReads, Writes: r.Writes, Planned: r.Planned,
-			LongestChain: r.Chain, Retries: r.Retries, PeakHeap: r.PeakHeap, Allocated: r.Allocated,
+			LongestChain: r.Chain, Retries: r.Retries, SlowestMS: ms(r.Slowest), HeapBefore: r.HeapBefore, PeakHeap: r.PeakHeap, Allocated: r.Allocated,
 			Targets: rep.targets(r), Failures: f,
 		})
 	}

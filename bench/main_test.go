@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cbk-sync/cbk-sync/internal/config"
+	"github.com/cbk-sync/cbk-sync/internal/plan"
+)
+
+// The CI size runs end to end, passes its call checks and writes the JSON.
+func TestMainCheckSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bench.json")
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), []string{"-check", "-parallelism", "4", "-json", path}, &out, &errb)
+	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+	assert.Contains(t, out.String(), "every run made exactly the minimum reads")
+
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var rep jsonReport
+	require.NoError(t, json.Unmarshal(b, &rep))
+	assert.True(t, rep.OK)
+	assert.Equal(t, 200, rep.Users)
+	require.Len(t, rep.Runs, 3, "plan P=1, plan P=4, sync P=4")
+	sync := rep.Runs[2]
+	assert.Equal(t, "sync", sync.Op)
+	assert.Equal(t, int64(3), sync.Calls[opUserList], "200 users: two full pages and an empty one")
+	assert.Equal(t, int64(190), sync.Calls[opTokenList])
+	assert.Equal(t, sync.Planned, sync.Writes)
+	assert.Equal(t, int64(120), sync.Planned, "10 + 20 + 10 user writes, 20 creates, 20 revokes, 20 rotations x 2")
+}
+
+// Odd sizes: a short last page, no tokens (declared as tokens: []), no users at all.
+func TestMainOddSizes(t *testing.T) {
+	for _, args := range [][]string{
+		{"-users", "150", "-tokens", "3"},
+		{"-users", "40", "-tokens", "0"},
+		{"-users", "0"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := Main(context.Background(), append(args, "-latency", "0", "-parallelism", "3"), &out, &errb)
+			assert.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+		})
+	}
+}
+
+func TestScenarioDrift(t *testing.T) {
+	now := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	sc := newScenario(1000, 2, 7, now)
+	d, err := config.LoadBytes("bench.yaml", sc.yaml, nil)
+	require.NoError(t, err)
+	assert.Len(t, d.Users, 1000-50+50)
+	assert.Equal(t, plan.Summary{UserCreate: 50, UserUpdate: 100, UserDelete: 50, TokenCreate: 100, TokenRevoke: 100, TokenRotate: 100}, sc.want)
+	assert.Equal(t, map[string]int64{opUserList: 11, opTokenList: 950}, sc.minReads)
+
+	again := newScenario(1000, 2, 7, now)
+	assert.Equal(t, sc.yaml, again.yaml, "the same seed gives the same scenario")
+	other := newScenario(1000, 2, 8, now)
+	assert.NotEqual(t, sc.yaml, other.yaml, "another seed picks other users")
+}
+
+func TestPlannedWrites(t *testing.T) {
+	p := &plan.Plan{Users: []plan.UserPlan{
+		{Changes: []plan.Change{{Action: plan.UserCreate}, {Action: plan.TokenCreate}}},
+		{Changes: []plan.Change{{Action: plan.UserUpdate}, {Action: plan.TokenRotate}, {Action: plan.TokenRevoke}}},
+		{Changes: []plan.Change{{Action: plan.UserDelete}}},
+	}}
+	calls, total, chain := plannedWrites(p)
+	assert.Equal(t, map[string]int64{opUserCreate: 1, opTokenCreate: 2, opUserUpdate: 1, opTokenDelete: 2, opUserDelete: 1}, calls)
+	assert.Equal(t, int64(7), total, "a rotation is two calls")
+	assert.Equal(t, 4, chain)
+}
+
+func TestCompareCalls(t *testing.T) {
+	got := map[string]int64{opUserList: 51, opTokenList: 4751}
+	want := map[string]int64{opUserList: 51, opTokenList: 4750}
+	problems := compareCalls(got, want, opPlan)
+	require.Len(t, problems, 1)
+	assert.Contains(t, problems[0], "token.list: 4751 calls, want 4750")
+	assert.Empty(t, compareCalls(want, want, opPlan))
+}
+
+func TestFlags(t *testing.T) {
+	s, err := parseFlags([]string{"-check", "-parallelism", "8, 32,8,1"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 200, s.users)
+	assert.Equal(t, time.Millisecond, s.latency)
+	assert.Equal(t, []int{8, 32}, s.parallelism, "P=1 is the baseline, duplicates once")
+
+	s, err = parseFlags([]string{"-check", "-users", "300"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 300, s.users, "a given flag wins over -check")
+
+	for _, bad := range [][]string{{"-parallelism", "x"}, {"-users", "-1"}, {"extra"}} {
+		_, err := parseFlags(bad, &bytes.Buffer{})
+		assert.Error(t, err, "%v", bad)
+	}
+}
