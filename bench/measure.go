@@ -8,6 +8,7 @@ import (
 	"runtime/metrics"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,10 +61,11 @@ type run struct {
 	Writes, Planned       int64 // write calls made, and planned (a rotation counts 2)
 	Chain                 int   // the longest per-user sequence of planned write calls
 	Retries               int64
-	Slowest               time.Duration // the longest single request, until its answer's headers
-	HeapBefore            uint64        // live heap at the start (emulator state, config, scenario)
-	PeakHeap              uint64        // peak of live+unswept heap objects (≈ HeapAlloc), sampled
-	Allocated             uint64        // bytes allocated during the run
+	CallP50, CallP99      time.Duration // one request, until its answer's headers
+	CallMax               time.Duration
+	HeapBefore            uint64 // live heap at the start (emulator state, config, scenario)
+	PeakHeap              uint64 // peak of live+unswept heap objects (≈ HeapAlloc), sampled
+	Allocated             uint64 // bytes allocated during the run
 
 	Summary  plan.Summary
 	Failures []string // call counts or outcomes that differ from what is expected
@@ -120,14 +122,18 @@ func (e *env) close() error {
 	return e.stop(ctx)
 }
 
-// slowestCall is a log handler that keeps the longest duration of the client's
-// "api request" debug lines: a stall (a slow dial, a lost packet, a starved process)
-// shows there even when the totals look fine.
-type slowestCall struct{ max atomic.Int64 }
+// callTimes is a log handler that keeps the durations of the client's "api request"
+// debug lines (from sending a request to its answer's headers), so that the report
+// can say what one call really costs here, and show a stall (a slow dial, a starved
+// process) that the totals hide.
+type callTimes struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
 
-func (h *slowestCall) Enabled(_ context.Context, l slog.Level) bool { return l <= slog.LevelDebug }
+func (h *callTimes) Enabled(_ context.Context, l slog.Level) bool { return l <= slog.LevelDebug }
 
-func (h *slowestCall) Handle(_ context.Context, rec slog.Record) error {
+func (h *callTimes) Handle(_ context.Context, rec slog.Record) error {
 	if rec.Message != "api request" {
 		return nil
 	}
@@ -135,19 +141,29 @@ func (h *slowestCall) Handle(_ context.Context, rec slog.Record) error {
 		if a.Key != "duration" {
 			return true
 		}
-		d := int64(a.Value.Duration())
-		for {
-			old := h.max.Load()
-			if d <= old || h.max.CompareAndSwap(old, d) {
-				return false
-			}
-		}
+		h.mu.Lock()
+		h.d = append(h.d, a.Value.Duration())
+		h.mu.Unlock()
+		return false
 	})
 	return nil
 }
 
-func (h *slowestCall) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *slowestCall) WithGroup(string) slog.Handler      { return h }
+func (h *callTimes) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *callTimes) WithGroup(string) slog.Handler      { return h }
+
+// percentiles returns the median, the 99th percentile and the maximum.
+func (h *callTimes) percentiles() (p50, p99, maxd time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.d) == 0 {
+		return 0, 0, 0
+	}
+	d := slices.Clone(h.d)
+	slices.Sort(d)
+	at := func(q float64) time.Duration { return d[min(len(d)-1, int(q*float64(len(d))))] }
+	return at(0.50), at(0.99), d[len(d)-1]
+}
 
 // countingSink is the secrets destination of the benchmark: it counts and discards.
 type countingSink struct{ n atomic.Int64 }
@@ -161,8 +177,8 @@ func (s *countingSink) Deliver(apply.SecretRecord) error {
 // An error means the run could not be made; a run that made the wrong calls has
 // Failures instead.
 func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Duration, op string, p int) (*run, error) {
-	slowest := &slowestCall{}
-	e, err := startEnv(sc, latency, p, slog.New(slowest))
+	calls := &callTimes{}
+	e, err := startEnv(sc, latency, p, slog.New(calls))
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +210,7 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 
 	r.Calls = e.emu.Counts()
 	r.Retries = e.api.Stats().Retries
-	r.Slowest = time.Duration(slowest.max.Load())
+	r.CallP50, r.CallP99, r.CallMax = calls.percentiles()
 	r.Summary = pl.Summary()
 	for _, o := range readOps {
 		r.Reads += r.Calls[o]

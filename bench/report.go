@@ -98,7 +98,7 @@ func (rep *report) writeText(w io.Writer) {
 	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "op\tP\twall\tbound\tratio\tspeed-up\treads\tmin reads\twrites\tplanned\tretries\tslowest call\tpeak heap (growth)\tallocated\t")
+	fmt.Fprintln(tw, "op\tP\twall\tbound\tratio\tspeed-up\treads\tmin reads\twrites\tplanned\tretries\tcall p50/p99/max\tpeak heap (growth)\tallocated\t")
 	for _, r := range rep.runs {
 		sp := "-"
 		if v := rep.speedUp(r); v > 0 {
@@ -106,7 +106,8 @@ func (rep *report) writeText(w io.Writer) {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n",
 			r.Op, r.Parallelism, seconds(r.Wall), seconds(r.Bound()), r.Ratio(), sp,
-			r.Reads, r.MinReads, r.Writes, r.Planned, r.Retries, millis(r.Slowest),
+			r.Reads, r.MinReads, r.Writes, r.Planned, r.Retries,
+			fmt.Sprintf("%.1f/%.1f/%.1fms", ms(r.CallP50), ms(r.CallP99), ms(r.CallMax)),
 			fmt.Sprintf("%s (+%.1f)", mib(r.PeakHeap), float64(r.PeakHeap-r.HeapBefore)/(1<<20)), mib(r.Allocated))
 	}
 	tw.Flush()
@@ -124,6 +125,7 @@ func (rep *report) writeText(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w, "bound: reads L x max(R, ceil(T/P)); writes L x max(ceil(W/P), longest chain); sync = both.")
+	fmt.Fprintln(w, "call: one request as the client times it, from sending to the answer's headers (waiting for a connection included).")
 	fmt.Fprintln(w, "peak heap: live heap sampled every 2ms (runtime/metrics heap objects, ~HeapAlloc), the in-process emulator included;\n"+
 		"  growth: over the heap at the start of the run; allocated: bytes allocated during the run, emulator included.")
 	if len(rep.failures()) == 0 {
@@ -137,8 +139,6 @@ func summaryLine(s plan.Summary) string {
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
-
-func millis(d time.Duration) string { return fmt.Sprintf("%.1fms", ms(d)) }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
@@ -185,7 +185,9 @@ type jsonRun struct {
 	Planned      int64            `json:"planned_writes"`
 	LongestChain int              `json:"longest_chain"`
 	Retries      int64            `json:"retries"`
-	SlowestMS    float64          `json:"slowest_call_ms"`
+	CallP50MS    float64          `json:"call_p50_ms"`
+	CallP99MS    float64          `json:"call_p99_ms"`
+	CallMaxMS    float64          `json:"call_max_ms"`
 	HeapBefore   uint64           `json:"heap_before_bytes"`
 	PeakHeap     uint64           `json:"peak_heap_bytes"`
 	Allocated    uint64           `json:"allocated_bytes"`
@@ -217,7 +219,7 @@ func (rep *report) jsonView() jsonReport {
 			WallMS: ms(r.Wall), BoundMS: ms(r.Bound()), Ratio: r.Ratio(), SpeedUp: rep.speedUp(r),
 			ReadWallMS: ms(r.ReadWall), ReadBoundMS: ms(r.ReadBound), WriteWallMS: ms(r.WriteWall), WriteBoundMS: ms(r.WriteBound),
 			Calls: r.Calls, Reads: r.Reads, MinReads: r.MinReads, Writes: r.Writes, Planned: r.Planned,
-			LongestChain: r.Chain, Retries: r.Retries, SlowestMS: ms(r.Slowest), HeapBefore: r.HeapBefore, PeakHeap: r.PeakHeap, Allocated: r.Allocated,
+			LongestChain: r.Chain, Retries: r.Retries, CallP50MS: ms(r.CallP50), CallP99MS: ms(r.CallP99), CallMaxMS: ms(r.CallMax), HeapBefore: r.HeapBefore, PeakHeap: r.PeakHeap, Allocated: r.Allocated,
 			Targets: rep.targets(r), Failures: f,
 		})
 	}
