@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"io"
 )
@@ -41,32 +43,88 @@ type jsonField struct {
 
 // RenderJSON writes the machine view of p (`-o json`): the summary, every action in
 // plan order with its field changes, orphans, warnings and the safety verdict.
+//
+// The document is written one action at a time, with the same bytes as encoding it
+// whole with two-space indentation would give: a plan of 10,000 users would otherwise
+// be built, and then indented, as two copies in memory.
 func RenderJSON(w io.Writer, p *Plan) error {
-	out := jsonPlan{
-		FormatVersion: JSONFormatVersion,
-		Owner:         p.Owner,
-		Summary:       p.Summary(),
-		Actions:       []jsonAction{},
-		Orphans:       nonNil(p.Orphans),
-		Warnings:      nonNil(p.Warnings),
-		Safe:          p.Safety.Safe,
-		UnsafeReasons: nonNil(p.Safety.Reasons),
-		Fingerprint:   p.Fingerprint,
-	}
+	jw := jsonWriter{w: bufio.NewWriter(w)}
+	jw.enc = json.NewEncoder(&jw.buf)
+	jw.enc.SetEscapeHTML(false)
+	jw.raw("{\n")
+	jw.field("format_version", JSONFormatVersion, false)
+	jw.field("owner", p.Owner, false)
+	jw.field("summary", p.Summary(), false)
+	jw.raw(`  "actions": `)
+	n := 0
 	for _, u := range p.Users {
 		for _, c := range u.Changes {
+			if n == 0 {
+				jw.raw("[\n    ")
+			} else {
+				jw.raw(",\n    ")
+			}
+			n++
 			a := jsonAction{Action: c.Action, Email: c.Email, UserID: c.UserID, TokenName: c.TokenName,
 				TokenID: c.TokenID, Reason: c.Reason, Fields: make([]jsonField, len(c.Fields))}
 			for i, f := range c.Fields {
 				a.Fields[i] = jsonField{Field: f.Field, Before: f.Before, After: f.After, BeforeUnknown: f.BeforeUnknown}
 			}
-			out.Actions = append(out.Actions, a)
+			jw.value(a, "    ")
 		}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(out)
+	if n == 0 {
+		jw.raw("[],\n")
+	} else {
+		jw.raw("\n  ],\n")
+	}
+	jw.field("orphans", nonNil(p.Orphans), false)
+	jw.field("warnings", nonNil(p.Warnings), false)
+	jw.field("safe", p.Safety.Safe, false)
+	jw.field("unsafe_reasons", nonNil(p.Safety.Reasons), false)
+	jw.field("fingerprint", p.Fingerprint, true)
+	jw.raw("}\n")
+	if jw.err != nil {
+		return jw.err
+	}
+	return jw.w.Flush()
+}
+
+// jsonWriter writes an indented JSON document piece by piece, keeping the first error.
+type jsonWriter struct {
+	w   *bufio.Writer
+	buf bytes.Buffer
+	enc *json.Encoder
+	err error
+}
+
+func (j *jsonWriter) raw(s string) {
+	if j.err == nil {
+		_, j.err = j.w.WriteString(s)
+	}
+}
+
+// value writes v indented as if nested at prefix, without a trailing newline.
+func (j *jsonWriter) value(v any, prefix string) {
+	if j.err != nil {
+		return
+	}
+	j.buf.Reset()
+	j.enc.SetIndent(prefix, "  ")
+	if j.err = j.enc.Encode(v); j.err == nil {
+		_, j.err = j.w.Write(bytes.TrimSuffix(j.buf.Bytes(), []byte("\n")))
+	}
+}
+
+// field writes one top-level member.
+func (j *jsonWriter) field(key string, v any, last bool) {
+	j.raw("  \"" + key + "\": ")
+	j.value(v, "  ")
+	if last {
+		j.raw("\n")
+	} else {
+		j.raw(",\n")
+	}
 }
 
 func nonNil[T any](s []T) []T {
