@@ -77,3 +77,6 @@ func (s *IOStreams) Confirm(question string) (bool, error) {
 	}
 	return strings.TrimSpace(line) == "yes", nil
 }
+
+// SetTTY marks the streams as terminals or not, for tests of prompting and colour.
+func (s *IOStreams) SetTTY(in, out, err bool) { s.inTTY, s.outTTY, s.errTTY = in, out, err }
