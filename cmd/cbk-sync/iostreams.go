@@ -20,6 +20,7 @@ type IOStreams struct {
 
 	inTTY, outTTY, errTTY bool
 	noColorEnv            bool
+	status                *statusLine // non-nil when stderr is a terminal
 	getenv                func(string) string
 	lookupEnv             func(string) (string, bool)
 }
@@ -28,13 +29,15 @@ type IOStreams struct {
 func SystemStreams() *IOStreams {
 	isTTY := func(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 	_, noColor := os.LookupEnv("NO_COLOR")
-	return &IOStreams{
+	s := &IOStreams{
 		In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
-		inTTY: isTTY(os.Stdin), outTTY: isTTY(os.Stdout), errTTY: isTTY(os.Stderr),
+		inTTY: isTTY(os.Stdin), outTTY: isTTY(os.Stdout),
 		noColorEnv: noColor,
 		getenv:     os.Getenv,
 		lookupEnv:  os.LookupEnv,
 	}
+	s.SetTTY(s.inTTY, s.outTTY, isTTY(os.Stderr))
+	return s
 }
 
 // TestStreams returns streams over buffers, with no terminal, and env as the
@@ -78,5 +81,12 @@ func (s *IOStreams) Confirm(question string) (bool, error) {
 	return strings.TrimSpace(line) == "yes", nil
 }
 
-// SetTTY marks the streams as terminals or not, for tests of prompting and colour.
-func (s *IOStreams) SetTTY(in, out, err bool) { s.inTTY, s.outTTY, s.errTTY = in, out, err }
+// SetTTY marks the streams as terminals or not. When stderr is one, everything
+// written to it goes through the status line that holds the progress bar.
+func (s *IOStreams) SetTTY(in, out, err bool) {
+	s.inTTY, s.outTTY, s.errTTY = in, out, err
+	if err && s.status == nil {
+		s.status = &statusLine{w: s.ErrOut}
+		s.ErrOut = s.status
+	}
+}

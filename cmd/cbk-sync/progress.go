@@ -8,67 +8,106 @@ import (
 	"time"
 )
 
-// progress draws a one-line progress bar on stderr when stderr is a terminal, and does
-// nothing otherwise (CI logs stay clean).
+// statusLine keeps one redrawable line (the progress bar) at the bottom of a
+// terminal's stderr. Everything else written to stderr goes through it, so log lines
+// and prompts appear above the bar instead of being glued to it.
+type statusLine struct {
+	mu   sync.Mutex
+	w    io.Writer
+	line string
+}
+
+const clearLine = "\r\033[K"
+
+// Write writes p above the status line.
+func (s *statusLine) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.line != "" {
+		io.WriteString(s.w, clearLine)
+	}
+	n, err := s.w.Write(p)
+	if s.line != "" {
+		io.WriteString(s.w, s.line)
+	}
+	return n, err
+}
+
+func (s *statusLine) set(line string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.line = line
+	io.WriteString(s.w, clearLine+line)
+}
+
+func (s *statusLine) clear() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.line != "" {
+		io.WriteString(s.w, clearLine)
+		s.line = ""
+	}
+}
+
+// progress draws a progress bar on the status line when stderr is a terminal, and
+// does nothing otherwise (CI logs stay clean).
 type progress struct {
 	mu       sync.Mutex
-	w        io.Writer
+	status   *statusLine
 	label    string
-	on       bool
 	n, total int
 	last     time.Time
-	drawn    bool
 }
 
 func newProgress(env *Env, label string) *progress {
-	return &progress{w: env.IO.ErrOut, label: label, on: env.IO.ProgressOK() && !env.Globals.Quiet}
+	p := &progress{label: label}
+	if env.IO.ProgressOK() && !env.Globals.Quiet {
+		p.status = env.IO.status
+	}
+	return p
 }
 
 // add counts n more items of an unknown total.
 func (p *progress) add(n int) {
-	if !p.on {
+	if p.status == nil {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.n += n
-	p.draw(false)
+	p.draw()
 }
 
 // set records done of total.
 func (p *progress) set(done, total int) {
-	if !p.on {
+	if p.status == nil {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.n, p.total = done, total
-	p.draw(false)
+	p.draw()
 }
 
-// done clears the line.
+// done removes the bar.
 func (p *progress) done() {
-	if !p.on {
+	if p.status != nil {
+		p.status.clear()
+	}
+}
+
+func (p *progress) draw() {
+	// Redraw at most ten times a second: a terminal is slower than the API.
+	now := time.Now()
+	if now.Sub(p.last) < 100*time.Millisecond && p.n != p.total {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
+	p.last = now
+	if p.total > 0 {
+		const width = 30
+		fill := width * p.n / p.total
+		p.status.set(fmt.Sprintf("%s [%s%s] %d/%d", p.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), p.n, p.total))
+		return
 	}
-}
-
-func (p *progress) draw(force bool) {
-	// Redraw at most ten times a second: a terminal is slower than the API.
-	if now := time.Now(); force || now.Sub(p.last) >= 100*time.Millisecond {
-		p.last = now
-		p.drawn = true
-		if p.total > 0 {
-			const width = 30
-			fill := width * p.n / p.total
-			fmt.Fprintf(p.w, "\r\033[K%s [%s%s] %d/%d", p.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), p.n, p.total)
-			return
-		}
-		fmt.Fprintf(p.w, "\r\033[K%s: %d users", p.label, p.n)
-	}
+	p.status.set(fmt.Sprintf("%s: %d users", p.label, p.n))
 }
