@@ -28,6 +28,7 @@ type APIFlags struct {
 	RPS          float64       `name:"rps" default:"0" help:"Client-side cap on requests per second (0 = none)."`
 	Timeout      time.Duration `default:"30s" help:"Timeout of one API request."`
 	JSONL        bool          `name:"jsonl" help:"List with Accept: application/jsonl (the server pages internally)."`
+	RetryTimeout time.Duration `name:"retry-timeout" default:"2m" help:"How long one read (or update, delete) may keep retrying network errors, 5xx and 429s."`
 	// RetryBase is the first retry backoff; hidden, for tests that inject many faults.
 	RetryBase time.Duration `name:"retry-base" hidden:"" default:"250ms"`
 }
@@ -39,6 +40,9 @@ func (f *APIFlags) Validate() error {
 	}
 	if f.RPS < 0 {
 		return fmt.Errorf("--rps must be 0 (no cap) or positive (got %g)", f.RPS)
+	}
+	if f.RetryTimeout <= 0 {
+		return fmt.Errorf("--retry-timeout must be positive (got %s)", f.RetryTimeout)
 	}
 	if f.Timeout <= 0 {
 		return fmt.Errorf("--timeout must be positive (got %s)", f.Timeout)
@@ -85,15 +89,16 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 	}
 	env.redact.add(token.Reveal())
 	opts := client.Options{
-		BaseURL:   baseURL,
-		Token:     token,
-		UserAgent: "cbk-sync/" + version,
-		MaxConns:  f.Parallelism,
-		RPS:       f.RPS,
-		Timeout:   f.Timeout,
-		JSONL:     f.JSONL,
-		Logger:    env.Log,
-		RetryBase: f.RetryBase,
+		BaseURL:         baseURL,
+		Token:           token,
+		UserAgent:       "cbk-sync/" + version,
+		MaxConns:        f.Parallelism,
+		RPS:             f.RPS,
+		Timeout:         f.Timeout,
+		JSONL:           f.JSONL,
+		Logger:          env.Log,
+		RetryBase:       f.RetryBase,
+		RetryMaxElapsed: f.RetryTimeout,
 	}
 	if !write {
 		opts.DryRun = true

@@ -49,7 +49,7 @@ type Options struct {
 	// JSONL lists with Accept: application/jsonl: one streamed answer per list, the
 	// server paging internally.
 	JSONL bool
-	// Logger receives one debug line per request and per retry; default: discard.
+	// Logger receives one debug line per request and a warning per retry; default: discard.
 	Logger *slog.Logger
 }
 

@@ -104,10 +104,10 @@ func (c *Client) doRaw(ctx context.Context, r *request) error {
 			c.pushNotBefore(c.clock.Now().Add(delay))
 		}
 		if c.clock.Now().Add(delay).Sub(start) > c.maxRetry {
-			c.log.Debug("api giving up", "op", r.op, "attempts", attempt+1, "error", c.scrubText(res.err.Error()))
+			c.log.Warn("api giving up", "op", r.op, "attempts", attempt+1, "error", c.scrubText(res.err.Error()))
 			return c.giveUp(r, res)
 		}
-		c.log.Debug("api retry", "op", r.op, "attempt", attempt+1, "delay", delay, "error", c.scrubText(res.err.Error()))
+		c.log.Warn("api retry", "op", r.op, "attempt", attempt+1, "delay", delay, "error", c.scrubText(res.err.Error()))
 		if !res.throttled {
 			// A throttled retry waits in waitTurn, with everyone else.
 			if err := c.clock.Sleep(ctx, delay); err != nil {
