@@ -91,7 +91,7 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 	opts := client.Options{
 		BaseURL:         baseURL,
 		Token:           token,
-		UserAgent:       "cbk-sync/" + version,
+		UserAgent:       "cbk-sync/" + buildVersion(),
 		MaxConns:        f.Parallelism,
 		RPS:             f.RPS,
 		Timeout:         f.Timeout,
