@@ -291,6 +291,10 @@ func TestReadSavedIsStrict(t *testing.T) {
 		"no fingerprint":  {strings.Replace(good, `"fingerprint": "`+p.Fingerprint+`"`, `"fingerprint": ""`, 1), "no fingerprint"},
 		"missing body":    {strings.Replace(good, `"user_body"`, `"user_body_x"`, 1), "unknown field"},
 		"truncated input": {good[:len(good)/2], "saved plan"},
+		// These were read without a word before, and the misspelt limit dropped.
+		"unknown limit": {strings.Replace(good, `"limits": {`, `"limits": {"tokenz": 5, `, 1), `user_body.limits: unknown key "tokenz"`},
+		"key case":      {strings.Replace(good, `"owner":`, `"Owner":`, 1), `unknown key "Owner"`},
+		"token no user": {`{"format_version":"1","kind":"cbk-sync-plan","plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_revoke","email":"e","token_id":"t","reason":""}]}]}}`, "token_revoke has no user_id"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ReadSaved(strings.NewReader(tc.in))

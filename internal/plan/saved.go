@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 )
 
 // SavedKind is the kind of a saved plan file, so that another JSON file given to
@@ -67,7 +69,76 @@ func ReadSaved(r io.Reader) (*Plan, error) {
 	if err := p.validate(); err != nil {
 		return nil, fmt.Errorf("saved plan: %w", err)
 	}
+	if err := checkKept(h.Plan, &p); err != nil {
+		return nil, fmt.Errorf("saved plan: %w", err)
+	}
 	return &p, nil
+}
+
+// checkKept makes sure that nothing of the file was silently dropped. encoding/json
+// matches keys case-insensitively, and DisallowUnknownFields does not reach into the
+// fields that state.Opt decodes itself (limits): without this check, a misspelt limit
+// in a hand-edited plan would vanish, and apply would send limits without it.
+func checkKept(raw []byte, p *Plan) error {
+	written, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	var in, out any
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(written, &out); err != nil {
+		return err
+	}
+	return keptIn("plan", in, out)
+}
+
+// keptIn reports the first key of in that is missing from out, the plan as written
+// back, at the same place. A key WriteSaved leaves out for an empty value (null,
+// false, "", []) may be missing.
+func keptIn(path string, in, out any) error {
+	switch in := in.(type) {
+	case map[string]any:
+		om, _ := out.(map[string]any)
+		for _, k := range slices.Sorted(maps.Keys(in)) {
+			ov, ok := om[k]
+			if !ok {
+				if omittable(in[k]) {
+					continue
+				}
+				return fmt.Errorf("%s: unknown key %q", path, k)
+			}
+			if err := keptIn(path+"."+k, in[k], ov); err != nil {
+				return err
+			}
+		}
+	case []any:
+		outs, _ := out.([]any)
+		if len(outs) != len(in) {
+			return fmt.Errorf("%s: %d items read, %d kept", path, len(in), len(outs))
+		}
+		for i := range in {
+			if err := keptIn(fmt.Sprintf("%s[%d]", path, i), in[i], outs[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func omittable(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case bool:
+		return !v
+	case string:
+		return v == ""
+	case []any:
+		return len(v) == 0
+	}
+	return false
 }
 
 func strictDecode(data []byte, v any) error {
@@ -95,6 +166,9 @@ func (p *Plan) validate() error {
 		if len(u.Changes) == 0 {
 			return fmt.Errorf("user %s has no changes", u.Email)
 		}
+		// A token change needs the ID of its user: from the plan, or from the user
+		// create that comes first.
+		userKnown := u.UserID != ""
 		for i, c := range u.Changes {
 			if c.Action <= NoOp || c.Action > TokenRotate {
 				return fmt.Errorf("user %s: change %d has no action", u.Email, i+1)
@@ -118,6 +192,10 @@ func (p *Plan) validate() error {
 			}
 			if i > 0 && !c.Action.IsToken() {
 				return fmt.Errorf("%s is not the user's first change", where)
+			}
+			userKnown = userKnown || c.UserID != "" || c.Action == UserCreate
+			if c.Action.IsToken() && !userKnown {
+				return fmt.Errorf("%s has no user_id and follows no user_create", where)
 			}
 		}
 	}
