@@ -188,6 +188,8 @@ func TestJSONLPersistentErrors(t *testing.T) {
 		"unknown type": `{"type":"surprise","data":{}}` + "\n",
 		"not json":     "<html>\n",
 		"item no id":   `{"type":"item","data":{"name":"x"}}` + "\n",
+		"key case":     `{"Type":"item","Data":{"id":"u1"}}` + "\n",
+		"no data":      `{"type":"item"}` + "\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := newRegistry(t)
@@ -242,6 +244,8 @@ func TestBadShape200IsAnErrorNeverEmpty(t *testing.T) {
 		"html":          `<html>gateway</html>`,
 		"bad cursor":    `{"items":[],"cursor":5}`,
 		"bad item type": `{"items":["u1"]}`,
+		"key case":      `{"Items":[]}`,
+		"unicode space": "\u00a0{\"items\":[]}",
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := newRegistry(t)
@@ -261,6 +265,7 @@ func TestBadShapeOnCreateIsALostAnswer(t *testing.T) {
 	r.on("POST", "/v1/partner/user/create", reply(200, `{"name":"x"}`))
 	r.on("POST", "/v1/partner/user/u1/token/create", reply(200, `{"id":"t1","createdAt":1}`))
 	r.on("POST", "/v1/partner/user/u2/token/create", reply(200, `{"message":"slow","code":"TIMEOUT"}`))
+	r.on("POST", "/v1/partner/user/u3/token/create", reply(200, `{"ID":"t1","Token":"sk-1"}`))
 	c := newTestClient(t, r)
 	_, err := c.CreateUser(context.Background(), state.UserFields{})
 	assert.True(t, IsLost(err), "%v", err)
@@ -273,6 +278,8 @@ func TestBadShapeOnCreateIsALostAnswer(t *testing.T) {
 	var ae *APIError
 	require.ErrorAs(t, err, &ae)
 	assert.Equal(t, "TIMEOUT", ae.Code)
+	_, err = c.CreateToken(context.Background(), "u3", state.TokenFields{})
+	assert.True(t, IsLost(err), "keys are matched exactly: %v", err)
 }
 
 func TestErrorCodesAreMappedAndNotRetried(t *testing.T) {

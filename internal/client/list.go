@@ -2,6 +2,7 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -85,7 +86,8 @@ func list[T any](ctx context.Context, c *Client, op string, u *url.URL, o ListOp
 }
 
 // paged walks the pages of a list: each page is one GET, repeated on failure (the
-// cursor makes that safe), and decoded whole before its items are yielded.
+// cursor makes that safe), and decoded whole before its items are yielded. As in
+// stream, an item is yielded once even if the server shows it twice.
 func paged[T any](ctx context.Context, c *Client, op string, u *url.URL, q url.Values, take int, id func(T) string) iter.Seq2[T, error] {
 	if take <= 0 || take > pageSize {
 		take = pageSize
@@ -95,25 +97,30 @@ func paged[T any](ctx context.Context, c *Client, op string, u *url.URL, q url.V
 		q := maps.Clone(q) // each iteration starts from the first page
 		q.Set("take", strconv.Itoa(take))
 		cursor := ""
+		seen := map[string]struct{}{}
 		for {
 			if cursor != "" {
 				q.Set("cursor", cursor)
 			}
 			pu := *u
 			pu.RawQuery = q.Encode()
-			var page struct {
-				Items  *[]T    `json:"items"`
-				Cursor *string `json:"cursor"`
-			}
+			var items []T
+			var next string
 			err := c.do(ctx, &request{op: op, kind: kindRead, url: &pu, handle: func(resp *http.Response, _ *watchdog) error {
-				page.Items, page.Cursor = nil, nil
+				items, next = nil, ""
+				var page object
 				if err := readObject(op, resp, &page); err != nil {
 					return err
 				}
-				if page.Items == nil {
+				if ok, err := page.member(op, "items", &items); err != nil {
+					return err
+				} else if !ok || items == nil {
 					return malformed(op, "no items array")
 				}
-				for i, it := range *page.Items {
+				if _, err := page.member(op, "cursor", &next); err != nil {
+					return err
+				}
+				for i, it := range items {
 					if id(it) == "" {
 						return malformed(op, "item %d has no id", i)
 					}
@@ -124,21 +131,28 @@ func paged[T any](ctx context.Context, c *Client, op string, u *url.URL, q url.V
 				yield(zero, err)
 				return
 			}
-			for _, it := range *page.Items {
+			// A short page is the last one: asking for the empty page after it
+			// would cost a call (and a list call counts against the rate limit).
+			last := len(items) < take || next == ""
+			if !last && next == cursor {
+				// The page we asked to start after came back: its items were
+				// yielded already.
+				yield(zero, malformed(op, "the cursor did not advance"))
+				return
+			}
+			for _, it := range items {
+				if _, dup := seen[id(it)]; dup {
+					continue
+				}
+				seen[id(it)] = struct{}{}
 				if !yield(it, nil) {
 					return
 				}
 			}
-			// A short page is the last one: asking for the empty page after it
-			// would cost a call (and a list call counts against the rate limit).
-			if len(*page.Items) < take || page.Cursor == nil || *page.Cursor == "" {
+			if last {
 				return
 			}
-			if *page.Cursor == cursor {
-				yield(zero, malformed(op, "the cursor did not advance"))
-				return
-			}
-			cursor = *page.Cursor
+			cursor = next
 		}
 	}
 }
@@ -158,29 +172,37 @@ func stream[T any](ctx context.Context, c *Client, op string, u *url.URL, q url.
 			sc.Buffer(make([]byte, 0, 64<<10), maxLineSize)
 			for n := 1; sc.Scan(); n++ {
 				wd.kick()
-				line := sc.Bytes()
-				if len(strings.TrimSpace(string(line))) == 0 {
+				line := bytes.Trim(sc.Bytes(), jsonSpace)
+				if len(line) == 0 {
 					continue
 				}
-				var ev struct {
-					Type string          `json:"type"`
-					Data json.RawMessage `json:"data"`
-				}
+				// The event's keys are matched exactly, as in decodeObject.
+				var ev object
+				var typ string
 				if err := json.Unmarshal(line, &ev); err != nil {
 					return malformed(op, "line %d: %v", n, err)
 				}
-				switch ev.Type {
+				if raw, ok := ev["type"]; ok {
+					if err := json.Unmarshal(raw, &typ); err != nil {
+						return malformed(op, "line %d: type: %v", n, err)
+					}
+				}
+				switch typ {
 				case "nop":
 				case "error":
 					var eb struct {
 						Message any `json:"message"`
 						Code    any `json:"code"`
 					}
-					_ = json.Unmarshal(ev.Data, &eb)
+					_, _ = ev.member(op, "data", &eb)
 					return &APIError{Op: op, Status: http.StatusOK, Code: stringish(eb.Code), Message: stringish(eb.Message)}
 				case "item":
 					var it T
-					if err := json.Unmarshal(ev.Data, &it); err != nil {
+					raw, ok := ev["data"]
+					if !ok {
+						return malformed(op, "line %d: item without data", n)
+					}
+					if err := json.Unmarshal(raw, &it); err != nil {
 						return malformed(op, "line %d: %v", n, err)
 					}
 					key := id(it)
@@ -192,13 +214,13 @@ func stream[T any](ctx context.Context, c *Client, op string, u *url.URL, q url.
 					}
 					seen[key] = struct{}{}
 					wd.pause() // the consumer may be slow; the server is not to blame
-					ok := yield(it, nil)
+					more := yield(it, nil)
 					wd.kick()
-					if !ok {
+					if !more {
 						return errStop
 					}
 				default:
-					return malformed(op, "line %d: unknown event type %q", n, ev.Type)
+					return malformed(op, "line %d: unknown event type %q", n, typ)
 				}
 			}
 			if err := sc.Err(); err != nil {

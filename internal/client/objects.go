@@ -77,8 +77,17 @@ func (c *Client) CreateToken(ctx context.Context, userID string, f state.TokenFi
 		url: c.endpoint("v1", "partner", "user", userID, "token", "create"),
 		handle: func(resp *http.Response, _ *watchdog) error {
 			ct = state.CreatedToken{}
-			if err := readObject(OpTokenCreate, resp, &ct); err != nil {
+			var ans object
+			if err := readObject(OpTokenCreate, resp, &ans); err != nil {
 				return err
+			}
+			for _, m := range []struct {
+				key string
+				v   any
+			}{{"id", &ct.ID}, {"token", &ct.Token}, {"createdAt", &ct.CreatedAt}} {
+				if _, err := ans.member(OpTokenCreate, m.key, m.v); err != nil {
+					return err
+				}
 			}
 			if ct.ID == "" {
 				return malformed(OpTokenCreate, "no id")
@@ -115,16 +124,18 @@ func (c *Client) DeleteToken(ctx context.Context, userID, tokenID string) error 
 }
 
 func (c *Client) create(ctx context.Context, op string, body []byte, path ...string) (string, error) {
-	var ans struct {
-		ID string `json:"id"`
-	}
+	var id string
 	err := c.do(ctx, &request{op: op, kind: kindCreate, body: body, url: c.endpoint(path...),
 		handle: func(resp *http.Response, _ *watchdog) error {
-			ans.ID = ""
+			id = ""
+			var ans object
 			if err := readObject(op, resp, &ans); err != nil {
 				return err
 			}
-			if ans.ID == "" {
+			if _, err := ans.member(op, "id", &id); err != nil {
+				return err
+			}
+			if id == "" {
 				return malformed(op, "no id")
 			}
 			return nil
@@ -132,7 +143,7 @@ func (c *Client) create(ctx context.Context, op string, body []byte, path ...str
 	if err != nil {
 		return "", err
 	}
-	return ans.ID, nil
+	return id, nil
 }
 
 // write sends an idempotent POST. Its answer ({id}) carries nothing new, but it must
