@@ -148,22 +148,7 @@ func FuzzListPage(f *testing.F) {
 	api := newFuzzAPI(f)
 	f.Fuzz(func(t *testing.T, body []byte, tokens bool) {
 		c := api.serve(t, body, false)
-		ctx := fuzzContext(t)
-		var ids []string
-		var err error
-		if tokens {
-			for tk, e := range c.ListTokens(ctx, "u1", ListOptions{}) {
-				if err = e; e == nil {
-					ids = append(ids, tk.ID)
-				}
-			}
-		} else {
-			for u, e := range c.ListUsers(ctx, ListOptions{}) {
-				if err = e; e == nil {
-					ids = append(ids, u.ID)
-				}
-			}
-		}
+		ids, err := listIDs(fuzzContext(t), c, tokens)
 		failIfHung(t, err)
 		checkListed(t, ids, err, isPage(body))
 	})
@@ -187,22 +172,7 @@ func FuzzJSONL(f *testing.F) {
 	api := newFuzzAPI(f)
 	f.Fuzz(func(t *testing.T, body []byte, tokens bool) {
 		c := api.serve(t, body, true)
-		ctx := fuzzContext(t)
-		var ids []string
-		var err error
-		if tokens {
-			for tk, e := range c.ListTokens(ctx, "u1", ListOptions{}) {
-				if err = e; e == nil {
-					ids = append(ids, tk.ID)
-				}
-			}
-		} else {
-			for u, e := range c.ListUsers(ctx, ListOptions{}) {
-				if err = e; e == nil {
-					ids = append(ids, u.ID)
-				}
-			}
-		}
+		ids, err := listIDs(fuzzContext(t), c, tokens)
 		failIfHung(t, err)
 		checkListed(t, ids, err, isStream(body))
 	})
@@ -292,4 +262,23 @@ func checkCreated(t *testing.T, api *fuzzAPI, body []byte, m map[string]json.Raw
 	if id != want {
 		t.Fatalf("create returned id %q, the answer says %q", id, want)
 	}
+}
+
+// listIDs lists users (or the tokens of user u1) to the end and returns the IDs
+// yielded and the last error met.
+func listIDs(ctx context.Context, c *Client, tokens bool) (ids []string, err error) {
+	if tokens {
+		for tk, e := range c.ListTokens(ctx, "u1", ListOptions{}) {
+			if err = e; e == nil {
+				ids = append(ids, tk.ID)
+			}
+		}
+		return ids, err
+	}
+	for u, e := range c.ListUsers(ctx, ListOptions{}) {
+		if err = e; e == nil {
+			ids = append(ids, u.ID)
+		}
+	}
+	return ids, err
 }
