@@ -39,7 +39,7 @@ type stub struct {
 	path   string
 	query  url.Values
 	reply  http.HandlerFunc
-	times  int // -1: any number, at least once
+	times  int // exact number of calls expected
 	calls  int
 }
 
@@ -52,7 +52,7 @@ func newRegistry(t *testing.T) *registry {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		for _, s := range r.stubs {
-			if s.times > 0 && s.calls != s.times || s.times < 0 && s.calls == 0 {
+			if s.calls != s.times {
 				t.Errorf("stub %s %s?%s: called %d times, want %d", s.method, s.path, s.query.Encode(), s.calls, s.times)
 			}
 		}
@@ -72,7 +72,6 @@ func (r *registry) on(method, pathQuery string, reply http.HandlerFunc) *stub {
 	return s
 }
 
-func (s *stub) anyTimes() *stub { s.times = -1; return s }
 func (s *stub) n(times int) *stub {
 	s.times = times
 	return s
@@ -86,7 +85,7 @@ func (r *registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	var match *stub
 	for _, s := range r.stubs {
 		if s.method == req.Method && s.path == req.URL.EscapedPath() && reflect.DeepEqual(s.query, req.URL.Query()) &&
-			(s.times < 0 || s.calls < s.times) {
+			s.calls < s.times {
 			match = s
 			break
 		}

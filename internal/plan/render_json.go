@@ -10,20 +10,9 @@ import (
 // JSONFormatVersion is the format_version of the `-o json` view and of saved plans.
 const JSONFormatVersion = "1"
 
-// jsonPlan is the `-o json` view. Its field order is the documented key order, and
-// every array is non-nil so that consumers never meet null where a list is expected.
-type jsonPlan struct {
-	FormatVersion string       `json:"format_version"`
-	Owner         string       `json:"owner"`
-	Summary       Summary      `json:"summary"`
-	Actions       []jsonAction `json:"actions"`
-	Orphans       []Orphan     `json:"orphans"`
-	Warnings      []string     `json:"warnings"`
-	Safe          bool         `json:"safe"`
-	UnsafeReasons []string     `json:"unsafe_reasons"`
-	Fingerprint   string       `json:"fingerprint"`
-}
-
+// jsonAction is one action of the `-o json` view; the view's top-level keys are
+// written in their documented order by RenderJSON, and every array is non-nil so that
+// consumers never meet null where a list is expected.
 type jsonAction struct {
 	Action    Action      `json:"action"`
 	Email     string      `json:"email"`
@@ -68,7 +57,7 @@ func RenderJSON(w io.Writer, p *Plan) error {
 			a := jsonAction{Action: c.Action, Email: c.Email, UserID: c.UserID, TokenName: c.TokenName,
 				TokenID: c.TokenID, Reason: c.Reason, Fields: make([]jsonField, len(c.Fields))}
 			for i, f := range c.Fields {
-				a.Fields[i] = jsonField{Field: f.Field, Before: f.Before, After: f.After, BeforeUnknown: f.BeforeUnknown}
+				a.Fields[i] = jsonField(f)
 			}
 			jw.value(a, "    ")
 		}

@@ -46,23 +46,12 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 	}
 
 	// One pass picks, for each declared name, the remote token to keep.
-	var buf [smallTokenList]int
-	best := buf[:0]
-	if len(decl) > smallTokenList {
-		best = make([]int, len(decl))
-	} else {
-		best = buf[:len(decl)]
-	}
+	var buf, idxBuf [smallTokenList]int
+	best := scratch(&buf, len(decl))
 	for i := range best {
 		best[i] = -1
 	}
-	var idxBuf [smallTokenList]int
-	idx := idxBuf[:0] // declared index of each remote token
-	if len(remote) > smallTokenList {
-		idx = make([]int, len(remote))
-	} else {
-		idx = idxBuf[:len(remote)]
-	}
+	idx := scratch(&idxBuf, len(remote)) // declared index of each remote token
 	for i := range remote {
 		di := declIndex(&remote[i])
 		idx[i] = di
@@ -187,4 +176,13 @@ func humanDuration(d time.Duration) string {
 		return fmt.Sprintf("%dd", days)
 	}
 	return fmt.Sprintf("%dd%dh", days, hours)
+}
+
+// scratch returns n ints, in buf when they fit, so that the usual small token lists
+// need no allocation.
+func scratch(buf *[smallTokenList]int, n int) []int {
+	if n > smallTokenList {
+		return make([]int, n)
+	}
+	return buf[:n]
 }
