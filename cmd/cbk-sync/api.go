@@ -53,10 +53,11 @@ func (f *APIFlags) Validate() error {
 // session is an open connection to the Partner API (or to an in-process emulator),
 // with a read-only client for planning and a writing one for applying.
 type session struct {
-	reader *client.Client
-	writer *client.Client
-	emu    *emulator.Emulator
-	stop   func(context.Context) error
+	reader  *client.Client
+	writer  *client.Client
+	emu     *emulator.Emulator
+	emuPath string
+	stop    func(context.Context) error
 }
 
 // open connects; the writer is nil unless write is true, so a read-only command
@@ -79,7 +80,7 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--emulator: %w", err)
 		}
-		s.emu, s.stop, baseURL = emu, stop, url
+		s.emu, s.emuPath, s.stop, baseURL = emu, f.Emulator, stop, url
 	} else {
 		t, err := f.readToken(env)
 		if err != nil {
@@ -105,7 +106,7 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 	}
 	c, err := client.New(opts)
 	if err != nil {
-		s.close(false)
+		s.close()
 		return nil, apiURLError(err)
 	}
 	// The reader shares the writer's connections, rate cap and 429 pause, and cannot
@@ -124,16 +125,23 @@ func apiURLError(err error) error {
 	return err
 }
 
-// close stops the in-process emulator, saving its state when the run wrote.
-func (s *session) close(save bool) error {
-	var errs []error
+// close stops the in-process emulator's server, if any. Its state is saved by save,
+// after applying, so a read-only command never rewrites the state file.
+func (s *session) close() {
 	if s.stop != nil {
-		errs = append(errs, s.stop(context.Background()))
+		_ = s.stop(context.Background()) // nothing of the run depends on a clean shutdown
 	}
-	if s.emu != nil && save {
-		errs = append(errs, s.emu.Save())
+}
+
+// save writes the in-process emulator's state to its file after an apply.
+func (s *session) save() error {
+	if s.emu == nil {
+		return nil
 	}
-	return errors.Join(errs...)
+	if err := s.emu.Save(); err != nil {
+		return fmt.Errorf("--emulator %s: the changes were made but could not be saved: %w", s.emuPath, err)
+	}
+	return nil
 }
 
 // stats returns the API calls per operation and the retries of the run (the reader

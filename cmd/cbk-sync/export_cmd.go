@@ -34,7 +34,7 @@ func (c *ExportCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	defer s.close(false)
+	defer s.close()
 	include := func(u state.User) bool {
 		switch u.Owner() {
 		case c.Owner:

@@ -21,7 +21,6 @@ type IOStreams struct {
 	inTTY, outTTY, errTTY bool
 	noColorEnv            bool
 	status                *statusLine // non-nil when stderr is a terminal
-	getenv                func(string) string
 	lookupEnv             func(string) (string, bool)
 }
 
@@ -33,7 +32,6 @@ func SystemStreams() *IOStreams {
 		In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
 		inTTY: isTTY(os.Stdin), outTTY: isTTY(os.Stdout),
 		noColorEnv: noColor,
-		getenv:     os.Getenv,
 		lookupEnv:  os.LookupEnv,
 	}
 	s.SetTTY(s.inTTY, s.outTTY, isTTY(os.Stderr))
@@ -49,7 +47,6 @@ func TestStreams(stdin string, env map[string]string) (*IOStreams, *bytes.Buffer
 	return &IOStreams{
 		In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut,
 		noColorEnv: noColor,
-		getenv:     func(k string) string { return env[k] },
 		lookupEnv:  lookup,
 	}, &out, &errOut
 }

@@ -90,7 +90,7 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	defer s.close(false)
+	defer s.close()
 	p, err := computePlan(ctx, env, s, d, c.options())
 	if err != nil {
 		return err

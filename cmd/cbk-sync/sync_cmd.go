@@ -38,17 +38,12 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	wrote := false
-	defer func() { s.close(wrote) }()
+	defer s.close()
 	p, err := computePlan(ctx, env, s, d, c.options())
 	if err != nil {
 		return err
 	}
-	planOut := env.IO.Out
-	if c.SecretsOut == "-" {
-		planOut = env.IO.ErrOut
-	}
-	if err := showPlan(env, planOut, p, c.Output); err != nil {
+	if err := showPlan(env, c.planWriter(env), p, c.Output); err != nil {
 		return err
 	}
 	if c.DryRun {
@@ -75,7 +70,6 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 			return fmt.Errorf("apply cancelled; nothing was changed")
 		}
 	}
-	wrote = true
 	return runApply(ctx, env, s, p, c.ApplyFlags, c.Parallelism)
 }
 
@@ -83,6 +77,14 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 func needsSink(p *plan.Plan) bool {
 	sum := p.Summary()
 	return sum.TokenCreate+sum.TokenRotate > 0
+}
+
+// planWriter is where the plan is shown: stdout, unless the secrets go there.
+func (f *ApplyFlags) planWriter(env *Env) io.Writer {
+	if f.SecretsOut == "-" {
+		return env.IO.ErrOut
+	}
+	return env.IO.Out
 }
 
 func (f *ApplyFlags) checkSink(p *plan.Plan) error {
@@ -109,6 +111,9 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	report, err := apply.Run(ctx, s.writer, p, opts)
 	bar.done()
 	if err != nil {
+		return err
+	}
+	if err := s.save(); err != nil {
 		return err
 	}
 	report.APICalls, report.Retries = s.stats()
@@ -171,8 +176,7 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	wrote := false
-	defer func() { s.close(wrote) }()
+	defer s.close()
 	tokenUsers := make(map[string]bool, len(p.TokenUsers))
 	for _, id := range p.TokenUsers {
 		tokenUsers[id] = true
@@ -184,17 +188,12 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 	if fp := plan.Fingerprint(actual); fp != p.Fingerprint {
 		return unsafef("the remote state changed since %s was saved; nothing was applied: run 'cbk-sync plan --out' again and review it", c.PlanFile)
 	}
-	planOut := env.IO.Out
-	if c.SecretsOut == "-" {
-		planOut = env.IO.ErrOut
-	}
-	if err := showPlan(env, planOut, p, c.Output); err != nil {
+	if err := showPlan(env, c.planWriter(env), p, c.Output); err != nil {
 		return err
 	}
 	if p.Empty() {
 		return nil
 	}
-	wrote = true
 	return runApply(ctx, env, s, p, c.ApplyFlags, c.Parallelism)
 }
 
