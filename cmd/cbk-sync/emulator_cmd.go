@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
+	"github.com/cbk-sync/cbk-sync/internal/client"
 	"github.com/cbk-sync/cbk-sync/internal/emulator"
 )
 
@@ -38,18 +38,10 @@ func (c *EmulatorCmd) Validate() error {
 	if err != nil {
 		return fmt.Errorf("--listen %q: %v (use HOST:PORT, e.g. 127.0.0.1:8787)", c.Listen, err)
 	}
-	if !c.AllowNonLoopback && !isLoopbackHost(host) {
+	if !c.AllowNonLoopback && !client.IsLoopback(host) {
 		return fmt.Errorf("--listen %q is not a loopback address; pass --allow-non-loopback to serve it anyway", c.Listen)
 	}
 	return nil
-}
-
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Run serves until interrupted, then saves the state.

@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"regexp"
 
 	"github.com/cbk-sync/cbk-sync/internal/config"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
-
-var ownerRE = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 
 // ExportCmd writes the remote state as a valid configuration.
 type ExportCmd struct {
@@ -22,7 +19,7 @@ type ExportCmd struct {
 
 // Validate checks the owner before anything is read.
 func (c *ExportCmd) Validate() error {
-	if !ownerRE.MatchString(c.Owner) {
+	if !config.ValidOwner(c.Owner) {
 		return fmt.Errorf("--owner %q: use 1 to 63 characters of a-z, 0-9 and -", c.Owner)
 	}
 	return nil

@@ -210,7 +210,7 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !isLoopback(u.Hostname()) {
+		if !IsLoopback(u.Hostname()) {
 			return nil, fmt.Errorf("API URL %s: %w", u.Redacted(), ErrInsecureURL)
 		}
 	default:
@@ -222,7 +222,9 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-func isLoopback(host string) bool {
+// IsLoopback reports whether host (a name or an IP, without port) is loopback: the
+// only hosts to which plain http:// is allowed, and where the emulator binds by default.
+func IsLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}

@@ -41,6 +41,10 @@ const (
 
 var ownerRE = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 
+// ValidOwner reports whether s is a valid owner scope: 1 to 63 characters of a-z, 0-9
+// and -. Commands that take an owner on the command line check it with this too.
+func ValidOwner(s string) bool { return ownerRE.MatchString(s) }
+
 // decoder turns one file's YAML node tree into its part of the desired state. It
 // collects every problem instead of stopping at the first.
 type decoder struct {
