@@ -161,8 +161,11 @@ func planOutcome(p *plan.Plan, detailed bool) error {
 }
 
 // writeFileAtomic writes data to path through a temporary file and a rename, so a
-// reader never sees half a file.
+// reader never sees half a file. A missing parent directory is created.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".cbk-sync-*")
 	if err != nil {
 		return err
