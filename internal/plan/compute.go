@@ -441,17 +441,7 @@ func (c *computer) metaChange(fields []FieldChange, d state.Opt[state.Meta], exa
 		// Maps are walked directly and only drifted keys sorted, since this runs for
 		// every user and token.
 		dm := d.Value()
-		for k, dv := range dm {
-			if k == state.OwnerKey {
-				continue
-			}
-			if rv, ok := rm[k]; metaDrift(dv, rv, ok) {
-				fields = append(fields, FieldChange{Field: "meta." + k, Before: rv, After: dv})
-			}
-		}
-		if prev, _ := rm[state.OwnerKey].(string); prev != c.owner {
-			fields = append(fields, FieldChange{Field: "meta." + state.OwnerKey, Before: rm[state.OwnerKey], After: c.owner})
-		}
+		fields = c.declaredMetaDrift(fields, dm, rm)
 		for k, rv := range rm {
 			if _, ok := dm[k]; ok || k == state.OwnerKey || (isToken && k == state.NonceKey) || rv == nil {
 				continue
@@ -466,17 +456,7 @@ func (c *computer) metaChange(fields []FieldChange, d state.Opt[state.Meta], exa
 	default:
 		// Merge: only the declared keys and the marker are compared.
 		dm := d.Value()
-		for k, dv := range dm {
-			if k == state.OwnerKey {
-				continue
-			}
-			if rv, ok := rm[k]; metaDrift(dv, rv, ok) {
-				fields = append(fields, FieldChange{Field: "meta." + k, Before: rv, After: dv})
-			}
-		}
-		if prev, _ := rm[state.OwnerKey].(string); prev != c.owner {
-			fields = append(fields, FieldChange{Field: "meta." + state.OwnerKey, Before: rm[state.OwnerKey], After: c.owner})
-		}
+		fields = c.declaredMetaDrift(fields, dm, rm)
 		if len(fields) == n {
 			return fields, state.Opt[state.Meta]{}, false
 		}
@@ -620,6 +600,24 @@ func appendLimitsCreated(fields []FieldChange, l state.Limits) []FieldChange {
 		add("limits.database.skillsets", db.Skillsets)
 		add("limits.database.abilities", db.Abilities)
 		add("limits.database.files", db.Files)
+	}
+	return fields
+}
+
+// declaredMetaDrift appends a change for every declared meta key whose remote value
+// differs, and for the ownership marker when it is not this owner; both meta modes
+// enforce at least these.
+func (c *computer) declaredMetaDrift(fields []FieldChange, dm, rm state.Meta) []FieldChange {
+	for k, dv := range dm {
+		if k == state.OwnerKey {
+			continue
+		}
+		if rv, ok := rm[k]; metaDrift(dv, rv, ok) {
+			fields = append(fields, FieldChange{Field: "meta." + k, Before: rv, After: dv})
+		}
+	}
+	if prev, _ := rm[state.OwnerKey].(string); prev != c.owner {
+		fields = append(fields, FieldChange{Field: "meta." + state.OwnerKey, Before: rm[state.OwnerKey], After: c.owner})
 	}
 	return fields
 }
