@@ -497,8 +497,8 @@ func runComputeCase(t *testing.T, tc computeCase) {
 		orphans = append(orphans, o.Email)
 	}
 	assert.Equal(t, tc.orphans, orphans)
-	assert.Equal(t, Fingerprint(tc.actual), p.Fingerprint)
-	assert.Equal(t, TokenUserIDs(tc.actual), p.TokenUsers)
+	assert.Equal(t, Fingerprint(Dependencies(tc.actual, &p)), p.Fingerprint)
+	assert.Equal(t, TokenUserIDs(Dependencies(tc.actual, &p)), p.TokenUsers)
 	assertConverges(t, d, tc.actual, &p, o)
 	assertShuffledSame(t, d, tc.actual, o, &p)
 }

@@ -246,14 +246,15 @@ func TestSavedRoundTrip(t *testing.T) {
 	p, err := Compute(d, a, o)
 	require.NoError(t, err)
 	var b bytes.Buffer
-	require.NoError(t, WriteSaved(&b, &p))
+	require.NoError(t, WriteSaved(&b, NewSaved(d, a, o, &p)))
 	first := bytes.Clone(b.Bytes())
 
-	got, err := ReadSaved(bytes.NewReader(first))
+	saved, err := ReadSaved(bytes.NewReader(first))
 	require.NoError(t, err)
 	b.Reset()
-	require.NoError(t, WriteSaved(&b, got))
+	require.NoError(t, WriteSaved(&b, saved))
 	assert.Equal(t, string(first), b.String(), "write(read(write(p))) == write(p)")
+	got := saved.Plan
 	assert.Equal(t, describePlan(&p), describePlan(got))
 	assert.Equal(t, p.Fingerprint, got.Fingerprint)
 	assert.Equal(t, p.TokenUsers, got.TokenUsers)
@@ -269,7 +270,7 @@ func TestSavedRoundTrip(t *testing.T) {
 	var top map[string]json.RawMessage
 	require.NoError(t, json.Unmarshal(first, &top))
 	assert.JSONEq(t, `"cbk-sync-plan"`, string(top["kind"]))
-	assert.JSONEq(t, `"1"`, string(top["format_version"]))
+	assert.JSONEq(t, `"2"`, string(top["format_version"]))
 }
 
 func TestReadSavedIsStrict(t *testing.T) {
@@ -277,24 +278,26 @@ func TestReadSavedIsStrict(t *testing.T) {
 	p, err := Compute(d, a, o)
 	require.NoError(t, err)
 	var b bytes.Buffer
-	require.NoError(t, WriteSaved(&b, &p))
+	require.NoError(t, WriteSaved(&b, NewSaved(d, a, o, &p)))
 	good := b.String()
 
 	for name, tc := range map[string]struct{ in, msg string }{
 		"wrong kind":      {strings.Replace(good, `"kind": "cbk-sync-plan"`, `"kind": "terraform"`, 1), `kind is "terraform"`},
-		"wrong version":   {strings.Replace(good, `"format_version": "1"`, `"format_version": "2"`, 1), `format_version "2" is not supported`},
+		"wrong version":   {strings.Replace(good, `"format_version": "2"`, `"format_version": "1"`, 1), `format_version "1" is not supported`},
 		"unknown key":     {strings.Replace(good, `"owner":`, `"bogus": 1, "owner":`, 1), `unknown field "bogus"`},
+		"owner differs":   {strings.Replace(good, `"owner": "`+gOwner+`"`, `"owner": "other"`, 1), `owner "other" is not the plan's`},
 		"trailing data":   {good + "{}", "unexpected data"},
 		"not json":        {"hello", "not a cbk-sync plan"},
-		"no plan":         {`{"format_version":"1","kind":"cbk-sync-plan"}`, "no plan"},
+		"no plan":         {`{"format_version":"2","kind":"cbk-sync-plan","options":{},"desired":{},"remote":{}}`, "no plan"},
+		"no desired":      {`{"format_version":"2","kind":"cbk-sync-plan","options":{},"remote":{},"plan":{}}`, "no desired"},
 		"unknown action":  {strings.Replace(good, `"action": "user_create"`, `"action": "user_explode"`, 1), `unknown action "user_explode"`},
 		"no fingerprint":  {strings.Replace(good, `"fingerprint": "`+p.Fingerprint+`"`, `"fingerprint": ""`, 1), "no fingerprint"},
 		"missing body":    {strings.Replace(good, `"user_body"`, `"user_body_x"`, 1), "unknown field"},
 		"truncated input": {good[:len(good)/2], "saved plan"},
 		// These were read without a word before, and the misspelt limit dropped.
-		"unknown limit": {strings.Replace(good, `"limits": {`, `"limits": {"tokenz": 5, `, 1), `user_body.limits: unknown key "tokenz"`},
+		"unknown limit": {strings.Replace(good, `"limits": {`, `"limits": {"tokenz": 5, `, 1), `limits: unknown key "tokenz"`},
 		"key case":      {strings.Replace(good, `"owner":`, `"Owner":`, 1), `unknown key "Owner"`},
-		"token no user": {`{"format_version":"1","kind":"cbk-sync-plan","plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_revoke","email":"e","token_id":"t","reason":""}]}]}}`, "token_revoke has no user_id"},
+		"token no user": {`{"format_version":"2","kind":"cbk-sync-plan","options":{},"desired":{"owner":"o"},"remote":{},"plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_revoke","email":"e","token_id":"t","reason":""}]}]}}`, "token_revoke has no user_id"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ReadSaved(strings.NewReader(tc.in))
