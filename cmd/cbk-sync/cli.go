@@ -25,7 +25,8 @@ type CLI struct {
 	Validate ValidateCmd `cmd:"" help:"Check configuration files; no API call."`
 	Plan     PlanCmd     `cmd:"" help:"Show what sync would change (reads only)."`
 	Sync     SyncCmd     `cmd:"" help:"Plan and apply; --dry-run only plans."`
-	Apply    ApplyCmd    `cmd:"" help:"Apply a plan saved with 'plan --out', if the remote state has not changed since."`
+	Apply    ApplyCmd    `cmd:"" help:"Apply a plan saved with 'plan --out', if the remote objects it depends on have not changed since."`
+	Show     ShowCmd     `cmd:"" help:"Show a plan saved with 'plan --out', checked; no API call."`
 	Export   ExportCmd   `cmd:"" help:"Write the remote users (and tokens) as a configuration file."`
 	Emulator EmulatorCmd `cmd:"" help:"Serve the embedded Partner API emulator."`
 	Schema   SchemaCmd   `cmd:"" help:"Print the JSON Schema of the configuration format."`
