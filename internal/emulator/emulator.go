@@ -10,7 +10,9 @@
 //
 // The platform's traps it reproduces by default (docs/partner-api.md): on update, a
 // top-level meta key whose first character is not a word character is dropped, and
-// meta keys starting with "#" are hidden on read at any depth.
+// meta keys starting with "#" are hidden on read at any depth; limits are stored as
+// sent, unknown keys at any depth included, and only the known ones are validated
+// (whole numbers 0 or more).
 //
 // Where the platform's behaviour is not documented the emulator chooses, and says so:
 //   - Unknown body fields are refused with 400 (the platform may ignore them).
@@ -237,6 +239,7 @@ func (e *Emulator) Users() []state.User {
 	for _, u := range e.users.items {
 		c := u.User
 		c.Meta = cloneMeta(c.Meta)
+		c.Limits = cloneLimits(c.Limits)
 		out = append(out, c)
 	}
 	return out
@@ -272,13 +275,14 @@ func (e *Emulator) PutUser(u state.User) (state.User, error) {
 	if aerr != nil {
 		return state.User{}, aerr
 	}
-	if aerr := validateLimitsValue(u.Limits); aerr != nil {
+	limits, aerr := validateLimitsValue(u.Limits)
+	if aerr != nil {
 		return state.User{}, aerr
 	}
 	rec := &user{User: state.User{
 		ID: u.ID, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
 		Email: orNull(email), Name: orNull(u.Name), Description: orNull(u.Description),
-		Image: orNull(u.Image), Meta: meta, Limits: orNull(u.Limits),
+		Image: orNull(u.Image), Meta: meta, Limits: limits,
 	}, Alias: state.Null[string]()}
 
 	e.mu.Lock()
@@ -293,6 +297,7 @@ func (e *Emulator) PutUser(u state.User) (state.User, error) {
 	e.version++
 	out := rec.User
 	out.Meta = cloneMeta(out.Meta)
+	out.Limits = cloneLimits(out.Limits)
 	return out, nil
 }
 
