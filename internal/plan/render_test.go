@@ -293,8 +293,8 @@ func TestReadSavedIsStrict(t *testing.T) {
 		"truncated input": {good[:len(good)/2], "saved plan"},
 		// These were read without a word before, and the misspelt limit dropped.
 		"fractional limit": {strings.Replace(good, `"limits": {`, `"limits": {"file": {"maxFileSize": 1.5}, `, 1), `limits.file.maxFileSize must be a whole number`},
-		"key case":      {strings.Replace(good, `"owner":`, `"Owner":`, 1), `unknown key "Owner"`},
-		"token no user": {`{"format_version":"1","kind":"cbk-sync-plan","plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_revoke","email":"e","token_id":"t","reason":""}]}]}}`, "token_revoke has no user_id"},
+		"key case":         {strings.Replace(good, `"owner":`, `"Owner":`, 1), `unknown key "Owner"`},
+		"token no user":    {`{"format_version":"1","kind":"cbk-sync-plan","plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_revoke","email":"e","token_id":"t","reason":""}]}]}}`, "token_revoke has no user_id"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ReadSaved(strings.NewReader(tc.in))
@@ -317,12 +317,12 @@ func TestFingerprintOrderIndependentAndSensitive(t *testing.T) {
 	assert.Equal(t, base, Fingerprint(r))
 
 	mutations := map[string]func(a *state.Actual){
-		"user updatedAt":    func(a *state.Actual) { a.Users[0].UpdatedAt++ },
-		"user name":         func(a *state.Actual) { a.Users[1].Name = state.Some("x") },
-		"null to absent":    func(a *state.Actual) { a.Users[2].Description = state.Opt[string]{} },
-		"null to empty":     func(a *state.Actual) { a.Users[2].Description = state.Some("") },
-		"user meta value":   func(a *state.Actual) { a.Users[0].Meta.Value()["team"] = "x" },
-		"user limits":       func(a *state.Actual) { a.Users[0].Limits = state.Some(state.Limits{}) },
+		"user updatedAt":  func(a *state.Actual) { a.Users[0].UpdatedAt++ },
+		"user name":       func(a *state.Actual) { a.Users[1].Name = state.Some("x") },
+		"null to absent":  func(a *state.Actual) { a.Users[2].Description = state.Opt[string]{} },
+		"null to empty":   func(a *state.Actual) { a.Users[2].Description = state.Some("") },
+		"user meta value": func(a *state.Actual) { a.Users[0].Meta.Value()["team"] = "x" },
+		"user limits":     func(a *state.Actual) { a.Users[0].Limits = state.Some(state.Limits{}) },
 		"unknown limit key": func(a *state.Actual) {
 			a.Users[0].Limits = state.Some(state.Limits{"foo": map[string]any{"bar": 1.0}})
 		},
