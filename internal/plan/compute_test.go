@@ -182,6 +182,20 @@ func TestCompute(t *testing.T) {
 			want:   []string{},
 		},
 		{
+			// Unicode case folding maps the Kelvin sign U+212A onto "k": the declared
+			// look-alike must not match, and adopt, the undeclared unmanaged kate@.
+			name:   "a Kelvin-sign email is not the ASCII one: create, never adopt",
+			users:  []state.DesiredUser{du("\u212aate@acme.test")},
+			actual: actual(remoteUser("u1", "kate@acme.test", state.Null[state.Meta]())),
+			want:   []string{"user_create \u212aate@acme.test [email,meta.cbkSyncOwner]"},
+		},
+		{
+			name:   "a remote Kelvin-sign email does not match the declared ASCII one",
+			users:  []state.DesiredUser{du("kate@acme.test")},
+			actual: actual(remoteUser("u1", "\u212aate@acme.test", state.Null[state.Meta]())),
+			want:   []string{"user_create kate@acme.test [email,meta.cbkSyncOwner]"},
+		},
+		{
 			name:   "owned and drifted: update sends only drifted fields",
 			users:  []state.DesiredUser{du("a@x.test", withName("New"), func(u *state.DesiredUser) { u.Image = state.Some("i.png") })},
 			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Name = state.Some("Old"); u.Image = state.Some("i.png") })),
