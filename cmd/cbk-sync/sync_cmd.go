@@ -142,7 +142,7 @@ func printApplySummary(w io.Writer, r *apply.Report) {
 		if res.TokenName != "" {
 			what += " token " + res.TokenName
 		}
-		fmt.Fprintf(w, "%s %s %s: %s\n", res.Status, res.Action, what, res.Error)
+		fmt.Fprintf(w, "%s %s %s: %s\n", res.Status, res.Action, plan.Printable(what), plan.Printable(res.Error))
 	}
 	msg := "Apply complete"
 	if r.Interrupted {
