@@ -80,7 +80,9 @@ func desiredUser(email string, tokens ...string) state.DesiredUser {
 	return du
 }
 
-func desiredOf(us ...state.DesiredUser) *state.Desired { return &state.Desired{Owner: owner, Users: us} }
+func desiredOf(us ...state.DesiredUser) *state.Desired {
+	return &state.Desired{Owner: owner, Users: us}
+}
 
 func statuses(rep *apply.Report) []string {
 	var out []string
