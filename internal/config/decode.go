@@ -799,8 +799,18 @@ func (d *decoder) meta(n *yaml.Node, path string) state.Opt[state.Meta] {
 		case key == state.OwnerKey || key == state.NonceKey:
 			d.errorf(k, "%s key %q is reserved: cbk-sync sets it itself; remove it", path, key)
 			continue
-		case strings.HasPrefix(key, "_"):
+		case state.MetaKeyReserved(key):
 			d.errorf(k, "%s key %q starts with \"_\", which the API rejects; rename it", path, key)
+			continue
+		case !state.MetaKeyKeptOnUpdate(key):
+			// The platform drops such a key from every update (and hides # keys on
+			// read), so declaring it would plan the same change on every run.
+			first, _ := utf8.DecodeRuneInString(key)
+			what := "silently drops on update"
+			if state.MetaKeyHidden(key) {
+				what = "hides on read and drops on update"
+			}
+			d.errorf(k, "%s key %q starts with %q, which the platform %s (a meta key must start with a letter or digit, A-Z, a-z, 0-9): rename it", path, key, string(first), what)
 			continue
 		case strings.Contains(key, "."):
 			d.errorf(k, "%s key %q contains \".\", which the API's meta filter reads as nesting; rename it (for example with - instead)", path, key)
@@ -855,6 +865,11 @@ func (d *decoder) metaValue(n *yaml.Node, path string) (any, bool) {
 			}
 			if k.Kind != yaml.ScalarNode {
 				d.errorf(k, "a key in %s must be a plain word, not %s", path, describe(k))
+				ok = false
+				continue
+			}
+			if state.MetaKeyHidden(k.Value) {
+				d.errorf(k, "key %q in %s starts with \"#\", which the platform hides on read at any depth, so it would be planned again on every run: rename it", k.Value, path)
 				ok = false
 				continue
 			}

@@ -607,3 +607,39 @@ func TestRotationNeedsKnownCreationTime(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, p.Empty())
 }
+
+// UserChanges plans one existing user exactly as Compute plans it within a whole plan.
+func TestUserChangesIsComputeForOneUser(t *testing.T) {
+	du := state.DesiredUser{Email: "a@acme.test", Name: state.Some("A"), ManageTokens: true,
+		Tokens: []state.DesiredToken{{Name: "ci"}, {Name: "deploy", RotateAfter: 24 * time.Hour}, {Name: "new"}}}
+	u := remoteUser("u1", "a@acme.test", state.Some(meta("team", "x")))
+	toks := []state.Token{
+		remoteToken("t1", "ci", ownedMeta(), time.Hour),
+		remoteToken("t2", "deploy", ownedMeta(), 48*time.Hour),
+		remoteToken("t3", "old", ownedMeta(), time.Hour),
+	}
+	o := DefaultOptions(testNow)
+	whole, err := Compute(state.Desired{Owner: testOwner, Users: []state.DesiredUser{du}},
+		state.Actual{Users: []state.User{u}, Tokens: map[string][]state.Token{"u1": toks}}, o)
+	require.NoError(t, err)
+	require.Len(t, whole.Users, 1)
+
+	up, reasons, warnings, err := UserChanges(&du, testOwner, u, toks, o)
+	require.NoError(t, err)
+	assert.Empty(t, reasons)
+	assert.ElementsMatch(t, whole.Warnings, warnings)
+	assert.Equal(t, whole.Users[0], up)
+	var got []string
+	for _, c := range up.Changes {
+		got = append(got, describe(c))
+	}
+	assert.Equal(t, []string{"user_adopt a@acme.test [name,meta.cbkSyncOwner]", "token_rotate a@acme.test/deploy [meta.cbkSyncOwner]",
+		"token_create a@acme.test/new [meta.cbkSyncOwner]", "token_revoke a@acme.test/old"}, got)
+
+	// A foreign user is refused without --takeover, as in a plan.
+	f := remoteUser("u1", "a@acme.test", state.Some(meta(state.OwnerKey, "other")))
+	up, reasons, _, err = UserChanges(&du, testOwner, f, toks, o)
+	require.NoError(t, err)
+	assert.Empty(t, up.Changes)
+	assert.Equal(t, []string{`user a@acme.test is owned by "other"; pass --takeover to adopt it`}, reasons)
+}

@@ -245,3 +245,24 @@ func wireMeta(m Opt[Meta], merge bool) any {
 		return m.Value()
 	}
 }
+
+// isWordByte reports whether b is a word character as JavaScript's \w defines it,
+// [A-Za-z0-9_], which is the class the platform tests a meta key's first character
+// against (a non-ASCII letter is not one).
+func isWordByte(b byte) bool {
+	return b == '_' || '0' <= b && b <= '9' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z'
+}
+
+// MetaKeyKeptOnUpdate reports whether the platform keeps a top-level meta key that an
+// update sends: it silently drops a key whose first character is not a word character
+// (`-`, `#`, `$`, a space, a non-ASCII letter...). A key starting with `_` is kept by
+// this rule but refused with 400 by another (see MetaKeyReserved).
+func MetaKeyKeptOnUpdate(k string) bool { return k == "" || isWordByte(k[0]) }
+
+// MetaKeyReserved reports whether the platform refuses a top-level meta key with 400:
+// one that starts with `_`.
+func MetaKeyReserved(k string) bool { return strings.HasPrefix(k, "_") }
+
+// MetaKeyHidden reports whether the platform hides a meta key on read, at any depth:
+// one that starts with `#`.
+func MetaKeyHidden(k string) bool { return strings.HasPrefix(k, "#") }
