@@ -163,7 +163,7 @@ func exportMeta(o state.Opt[state.Meta]) (*yaml.Node, []string) {
 		switch {
 		case k == state.OwnerKey || k == state.NonceKey:
 			continue
-		case k == "" || strings.HasPrefix(k, "_") || strings.Contains(k, "."):
+		case k == "" || state.MetaKeyReserved(k) || !state.MetaKeyKeptOnUpdate(k) || strings.Contains(k, "."):
 			dropped = append(dropped, fmt.Sprintf("meta key %q not exported: the format does not allow it (it is kept remotely)", k))
 			continue
 		}

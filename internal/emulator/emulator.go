@@ -8,6 +8,10 @@
 // answers, error bodies after a 200) from a seeded RNG, and counts calls per operation
 // so that tests and benchmarks can assert exact call numbers.
 //
+// The platform's traps it reproduces by default (docs/partner-api.md): on update, a
+// top-level meta key whose first character is not a word character is dropped, and
+// meta keys starting with "#" are hidden on read at any depth.
+//
 // Where the platform's behaviour is not documented the emulator chooses, and says so:
 //   - Unknown body fields are refused with 400 (the platform may ignore them).
 //   - A key set to null inside meta "$update" is stored with a null value.
@@ -695,7 +699,7 @@ type userAnswer struct {
 
 func answerUser(u *user, withDescription bool) userAnswer {
 	a := userAnswer{ID: u.ID, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, Name: u.Name,
-		Meta: u.Meta, Image: u.Image, Email: u.Email, Limits: u.Limits}
+		Meta: hideMeta(u.Meta), Image: u.Image, Email: u.Email, Limits: u.Limits}
 	if withDescription {
 		a.Description = orNull(u.Description)
 	}
@@ -713,7 +717,7 @@ type tokenAnswer struct {
 }
 
 func answerToken(t *token) tokenAnswer {
-	return tokenAnswer{ID: t.ID, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Name: t.Name, Description: t.Description, Meta: t.Meta}
+	return tokenAnswer{ID: t.ID, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Name: t.Name, Description: t.Description, Meta: hideMeta(t.Meta)}
 }
 
 // listAnswer is a page. Cursor is left out of an empty page.
@@ -927,7 +931,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		return answerUser(u, false), false, nil
 
 	case opUserCreate:
-		p, aerr := parseUserPatch(body)
+		p, aerr := parseUserPatch(body, false)
 		if aerr != nil {
 			return nil, false, aerr
 		}
@@ -953,7 +957,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		return idAnswer{u.ID}, true, nil
 
 	case opUserUpdate:
-		p, aerr := parseUserPatch(body)
+		p, aerr := parseUserPatch(body, true)
 		if aerr != nil {
 			return nil, false, aerr
 		}
@@ -1007,7 +1011,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		return idAnswer{u.ID}, true, nil
 
 	case opTokenCreate:
-		p, aerr := parseTokenPatch(body)
+		p, aerr := parseTokenPatch(body, false)
 		if aerr != nil {
 			return nil, false, aerr
 		}
@@ -1031,7 +1035,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		var p tokenPatch
 		var aerr *apiError
 		if rt.op == opTokenUpdate {
-			p, aerr = parseTokenPatch(body)
+			p, aerr = parseTokenPatch(body, true)
 		} else {
 			_, aerr = parseObject(body)
 		}

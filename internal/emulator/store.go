@@ -199,7 +199,8 @@ func parseObject(body []byte) (map[string]json.RawMessage, *apiError) {
 	return m, nil
 }
 
-func parseUserPatch(body []byte) (userPatch, *apiError) {
+// parseUserPatch parses a user create (update false) or update body.
+func parseUserPatch(body []byte, update bool) (userPatch, *apiError) {
 	var p userPatch
 	fields, aerr := parseObject(body)
 	if aerr != nil {
@@ -222,7 +223,7 @@ func parseUserPatch(body []byte) (userPatch, *apiError) {
 		case "alias":
 			p.Alias, err = parseString(k, raw)
 		case "meta":
-			p.Meta, err = parseMeta(raw)
+			p.Meta, err = parseMeta(raw, update)
 		case "limits":
 			p.Limits, err = parseLimits(raw)
 		default:
@@ -235,7 +236,8 @@ func parseUserPatch(body []byte) (userPatch, *apiError) {
 	return p, nil
 }
 
-func parseTokenPatch(body []byte) (tokenPatch, *apiError) {
+// parseTokenPatch parses a token create (update false) or update body.
+func parseTokenPatch(body []byte, update bool) (tokenPatch, *apiError) {
 	var p tokenPatch
 	fields, aerr := parseObject(body)
 	if aerr != nil {
@@ -249,7 +251,7 @@ func parseTokenPatch(body []byte) (tokenPatch, *apiError) {
 		case "description":
 			p.Description, err = parseString(k, raw)
 		case "meta":
-			p.Meta, err = parseMeta(raw)
+			p.Meta, err = parseMeta(raw, update)
 		case "config":
 			if isNull(raw) {
 				p.Config = state.Null[json.RawMessage]()
@@ -297,7 +299,10 @@ func normaliseEmail(o state.Opt[string]) (state.Opt[string], *apiError) {
 	return o, nil
 }
 
-func parseMeta(raw json.RawMessage) (metaPatch, *apiError) {
+// parseMeta parses a body's meta. On update the platform silently drops every
+// top-level key whose first character is not a word character (state.MetaKeyKeptOnUpdate),
+// in a replacement and in "$update" alike; create stores what it is given.
+func parseMeta(raw json.RawMessage, update bool) (metaPatch, *apiError) {
 	if isNull(raw) {
 		return metaPatch{set: state.Null[state.Meta]()}, nil
 	}
@@ -313,12 +318,87 @@ func parseMeta(raw json.RawMessage) (metaPatch, *apiError) {
 		if err := checkMetaKeys(um); err != nil {
 			return metaPatch{}, err
 		}
+		if update {
+			dropUnkeptKeys(um)
+		}
 		return metaPatch{merge: state.Meta(um)}, nil
 	}
 	if err := checkMetaKeys(m); err != nil {
 		return metaPatch{}, err
 	}
+	if update {
+		dropUnkeptKeys(m)
+	}
 	return metaPatch{set: state.Some(state.Meta(m))}, nil
+}
+
+// dropUnkeptKeys removes the top-level keys an update loses on the platform. m is a
+// fresh map decoded from the body, so it may be changed in place.
+func dropUnkeptKeys(m map[string]any) {
+	for k := range m {
+		if !state.MetaKeyKeptOnUpdate(k) {
+			delete(m, k)
+		}
+	}
+}
+
+// hideMeta returns the meta as the platform shows it on read: without the keys that
+// start with "#", at any depth. Stored meta is immutable, so a copy is made only of
+// the objects that have such a key below them.
+func hideMeta(o state.Opt[state.Meta]) state.Opt[state.Meta] {
+	m, ok := o.Get()
+	if !ok || m == nil {
+		return o
+	}
+	if v, changed := hideValue(map[string]any(m)); changed {
+		return state.Some(state.Meta(v.(map[string]any)))
+	}
+	return o
+}
+
+func hideValue(v any) (any, bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		var out map[string]any
+		for k, e := range x {
+			ne, changed := hideValue(e)
+			if !state.MetaKeyHidden(k) && !changed {
+				continue
+			}
+			if out == nil {
+				out = make(map[string]any, len(x))
+				for k2, e2 := range x {
+					if !state.MetaKeyHidden(k2) {
+						out[k2] = e2
+					}
+				}
+			}
+			if !state.MetaKeyHidden(k) {
+				out[k] = ne
+			}
+		}
+		if out == nil {
+			return v, false
+		}
+		return out, true
+	case []any:
+		var out []any
+		for i, e := range x {
+			ne, changed := hideValue(e)
+			if !changed {
+				continue
+			}
+			if out == nil {
+				out = slices.Clone(x)
+			}
+			out[i] = ne
+		}
+		if out == nil {
+			return v, false
+		}
+		return out, true
+	}
+	return v, false
 }
 
 func checkMetaKeys(m map[string]any) *apiError {

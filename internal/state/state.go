@@ -96,8 +96,26 @@ type User struct {
 	Limits      Opt[Limits] `json:"limits,omitzero"`
 }
 
-// EmailKey is the identity key of a user: its email, lower-cased.
-func EmailKey(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+// EmailKey is the identity key of a user: its email with ASCII letters lower-cased and
+// ASCII spaces trimmed. Only ASCII folds: Unicode case folding (strings.ToLower,
+// strings.EqualFold) maps look-alikes such as the Kelvin sign U+212A onto "k", which
+// would let a declared "\u212aate@acme.test" match, and adopt, an undeclared user
+// "kate@acme.test".
+func EmailKey(email string) string {
+	email = strings.Trim(email, " \t\r\n\v\f")
+	for i := 0; i < len(email); i++ {
+		if c := email[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(email)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return email
+}
 
 // Owner returns the value of the ownership marker, or "" when there is none.
 func (u User) Owner() string { return metaOwner(u.Meta) }
@@ -227,3 +245,24 @@ func wireMeta(m Opt[Meta], merge bool) any {
 		return m.Value()
 	}
 }
+
+// isWordByte reports whether b is a word character as JavaScript's \w defines it,
+// [A-Za-z0-9_], which is the class the platform tests a meta key's first character
+// against (a non-ASCII letter is not one).
+func isWordByte(b byte) bool {
+	return b == '_' || '0' <= b && b <= '9' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z'
+}
+
+// MetaKeyKeptOnUpdate reports whether the platform keeps a top-level meta key that an
+// update sends: it silently drops a key whose first character is not a word character
+// (`-`, `#`, `$`, a space, a non-ASCII letter...). A key starting with `_` is kept by
+// this rule but refused with 400 by another (see MetaKeyReserved).
+func MetaKeyKeptOnUpdate(k string) bool { return k == "" || isWordByte(k[0]) }
+
+// MetaKeyReserved reports whether the platform refuses a top-level meta key with 400:
+// one that starts with `_`.
+func MetaKeyReserved(k string) bool { return strings.HasPrefix(k, "_") }
+
+// MetaKeyHidden reports whether the platform hides a meta key on read, at any depth:
+// one that starts with `#`.
+func MetaKeyHidden(k string) bool { return strings.HasPrefix(k, "#") }
