@@ -276,3 +276,13 @@ func TestTestdataExamples(t *testing.T) {
 	assert.False(t, d.Users[0].MetaExact)
 	assert.Equal(t, "testdata/multi/20-support.yml", d.Users[2].Pos.File)
 }
+
+// TestInternationalEmailsAreAccepted: refusing look-alikes and invisible characters does
+// not refuse addresses in other scripts, or combining accents.
+func TestInternationalEmailsAreAccepted(t *testing.T) {
+	for _, email := range []string{"zoë@acme.test", "Zoe\u0308@acme.test", "δοκιμή@παράδειγμα.δοκιμή", "用户@例子.广告", "o'neil+ci@acme.test"} {
+		d := load(t, "version: 1\nowner: acme\nusers:\n  - email: \""+email+"\"\n", nil)
+		require.Len(t, d.Users, 1, email)
+		assert.Equal(t, email, d.Users[0].Email)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
 	"gopkg.in/yaml.v3"
 
 	"github.com/cbk-sync/cbk-sync/internal/state"
@@ -1012,6 +1013,9 @@ func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool])
 		ok = false
 	} else if s, sok := d.requiredString(e, "email"); !sok {
 		ok = false
+	} else if why := emailCharProblem(s); why != "" {
+		d.errorf(e.val, "invalid email %+q: %s", s, why) // %+q: escaped to ASCII, so the culprit shows
+		ok = false
 	} else if !validEmail(s) {
 		d.errorf(e.val, "invalid email %q: write a plain address such as name@example.com", s)
 		ok = false
@@ -1147,6 +1151,38 @@ func parseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q must be greater than zero: give how old a token may get, such as 30d, or remove rotateAfter to never rotate", s)
 	}
 	return total, nil
+}
+
+// emailCharProblem says what makes s unfit as an identity, or "": a character that is
+// invisible or steers the display (control and format characters: zero-width spaces and
+// joiners, bidi overrides), a space, a private-use or unassigned code point, or a
+// compatibility character such as the Kelvin sign U+212A that Unicode normalisation
+// (NFKC) turns into another, ordinary one ("K"). Each lets two addresses that a
+// reviewer reads as one be different users, or one user look like another.
+func emailCharProblem(s string) string {
+	if !utf8.ValidString(s) {
+		return "it is not valid UTF-8; write the address in UTF-8"
+	}
+	for i, r := range []rune(s) {
+		if ' ' <= r && r <= '~' {
+			continue // printable ASCII is validEmail's to judge
+		}
+		at := fmt.Sprintf("U+%04X at character %d", r, i+1)
+		switch {
+		case unicode.IsControl(r):
+			return "it has the control character " + at + "; remove it"
+		case unicode.Is(unicode.Cf, r):
+			return "it has the invisible format character " + at + " (a zero-width or text-direction control); remove it: it makes the address look like another one"
+		case unicode.IsSpace(r) || unicode.In(r, unicode.Z):
+			return "it has the space character " + at + "; remove it"
+		case unicode.In(r, unicode.Co, unicode.Cs) || !unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S):
+			return "it has the unassigned or private-use character " + at + "; remove it"
+		}
+		if n := norm.NFKC.String(string(r)); n != string(r) {
+			return fmt.Sprintf("it has the compatibility character %s, which stands for %q; write %q instead", at, n, n)
+		}
+	}
+	return ""
 }
 
 // validEmail accepts a bare address (no display name, no angle brackets).

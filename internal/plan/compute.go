@@ -578,3 +578,33 @@ func (c *computer) declaredMetaDrift(fields []FieldChange, dm, rm state.Meta) []
 	}
 	return fields
 }
+
+// UserChanges plans one declared user that exists remotely as u, from u as it was just
+// read and its token list (which must have been read when du.ManageTokens): the same
+// changes Compute would plan for that user. apply calls it when a user the plan meant
+// to create turned out to exist, so that nothing is done to that user from a state
+// the plan never saw. It is pure, like Compute. The returned reasons are what would
+// make the plan unsafe for this user (a foreign owner without Takeover); warnings are
+// the plan's warnings about it.
+func UserChanges(du *state.DesiredUser, owner string, u state.User, tokens []state.Token, o Options) (up UserPlan, reasons, warnings []string, err error) {
+	if owner == "" {
+		return UserPlan{}, nil, nil, errors.New("plan: no owner")
+	}
+	c := computer{d: state.Desired{Owner: owner}, a: state.Actual{Users: []state.User{u}}, o: o, owner: owner}
+	if du.ManageTokens {
+		if tokens == nil {
+			tokens = []state.Token{}
+		}
+		c.a.Tokens = map[string][]state.Token{u.ID: tokens}
+	}
+	own, _ := c.ownershipOf(u.Meta)
+	if err := c.existing(du, &u, own); err != nil {
+		return UserPlan{}, nil, nil, err
+	}
+	up = UserPlan{Email: du.Email, UserID: u.ID}
+	if len(c.plan.Users) > 0 {
+		up = c.plan.Users[0]
+	}
+	slices.Sort(c.warnings)
+	return up, c.plan.Safety.Reasons, slices.Compact(c.warnings), nil
+}

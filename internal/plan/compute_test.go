@@ -182,6 +182,20 @@ func TestCompute(t *testing.T) {
 			want:   []string{},
 		},
 		{
+			// Unicode case folding maps the Kelvin sign U+212A onto "k": the declared
+			// look-alike must not match, and adopt, the undeclared unmanaged kate@.
+			name:   "a Kelvin-sign email is not the ASCII one: create, never adopt",
+			users:  []state.DesiredUser{du("\u212aate@acme.test")},
+			actual: actual(remoteUser("u1", "kate@acme.test", state.Null[state.Meta]())),
+			want:   []string{"user_create \u212aate@acme.test [email,meta.cbkSyncOwner]"},
+		},
+		{
+			name:   "a remote Kelvin-sign email does not match the declared ASCII one",
+			users:  []state.DesiredUser{du("kate@acme.test")},
+			actual: actual(remoteUser("u1", "\u212aate@acme.test", state.Null[state.Meta]())),
+			want:   []string{"user_create kate@acme.test [email,meta.cbkSyncOwner]"},
+		},
+		{
 			name:   "owned and drifted: update sends only drifted fields",
 			users:  []state.DesiredUser{du("a@x.test", withName("New"), func(u *state.DesiredUser) { u.Image = state.Some("i.png") })},
 			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Name = state.Some("Old"); u.Image = state.Some("i.png") })),
@@ -627,4 +641,40 @@ func TestRotationNeedsKnownCreationTime(t *testing.T) {
 	p, err := Compute(d, a, DefaultOptions(testNow))
 	require.NoError(t, err)
 	assert.True(t, p.Empty())
+}
+
+// UserChanges plans one existing user exactly as Compute plans it within a whole plan.
+func TestUserChangesIsComputeForOneUser(t *testing.T) {
+	du := state.DesiredUser{Email: "a@acme.test", Name: state.Some("A"), ManageTokens: true,
+		Tokens: []state.DesiredToken{{Name: "ci"}, {Name: "deploy", RotateAfter: 24 * time.Hour}, {Name: "new"}}}
+	u := remoteUser("u1", "a@acme.test", state.Some(meta("team", "x")))
+	toks := []state.Token{
+		remoteToken("t1", "ci", ownedMeta(), time.Hour),
+		remoteToken("t2", "deploy", ownedMeta(), 48*time.Hour),
+		remoteToken("t3", "old", ownedMeta(), time.Hour),
+	}
+	o := DefaultOptions(testNow)
+	whole, err := Compute(state.Desired{Owner: testOwner, Users: []state.DesiredUser{du}},
+		state.Actual{Users: []state.User{u}, Tokens: map[string][]state.Token{"u1": toks}}, o)
+	require.NoError(t, err)
+	require.Len(t, whole.Users, 1)
+
+	up, reasons, warnings, err := UserChanges(&du, testOwner, u, toks, o)
+	require.NoError(t, err)
+	assert.Empty(t, reasons)
+	assert.ElementsMatch(t, whole.Warnings, warnings)
+	assert.Equal(t, whole.Users[0], up)
+	var got []string
+	for _, c := range up.Changes {
+		got = append(got, describe(c))
+	}
+	assert.Equal(t, []string{"user_adopt a@acme.test [name,meta.cbkSyncOwner]", "token_rotate a@acme.test/deploy [meta.cbkSyncOwner]",
+		"token_create a@acme.test/new [meta.cbkSyncOwner]", "token_revoke a@acme.test/old"}, got)
+
+	// A foreign user is refused without --takeover, as in a plan.
+	f := remoteUser("u1", "a@acme.test", state.Some(meta(state.OwnerKey, "other")))
+	up, reasons, _, err = UserChanges(&du, testOwner, f, toks, o)
+	require.NoError(t, err)
+	assert.Empty(t, up.Changes)
+	assert.Equal(t, []string{`user a@acme.test is owned by "other"; pass --takeover to adopt it`}, reasons)
 }

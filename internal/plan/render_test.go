@@ -160,6 +160,8 @@ func TestGolden(t *testing.T) {
 	for name, scenario := range map[string]func() (state.Desired, state.Actual, Options){
 		"plan":   goldenScenario,
 		"unsafe": unsafeScenario,
+		// Values built to forge lines or drive the terminal, shown escaped.
+		"hostile": hostileScenario,
 	} {
 		t.Run(name, func(t *testing.T) {
 			d, a, o := scenario()

@@ -209,8 +209,26 @@ type User struct {
 	Limits      Opt[Limits] `json:"limits,omitzero"`
 }
 
-// EmailKey is the identity key of a user: its email, lower-cased.
-func EmailKey(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+// EmailKey is the identity key of a user: its email with ASCII letters lower-cased and
+// ASCII spaces trimmed. Only ASCII folds: Unicode case folding (strings.ToLower,
+// strings.EqualFold) maps look-alikes such as the Kelvin sign U+212A onto "k", which
+// would let a declared "\u212aate@acme.test" match, and adopt, an undeclared user
+// "kate@acme.test".
+func EmailKey(email string) string {
+	email = strings.Trim(email, " \t\r\n\v\f")
+	for i := 0; i < len(email); i++ {
+		if c := email[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(email)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return email
+}
 
 // Owner returns the value of the ownership marker, or "" when there is none.
 func (u User) Owner() string { return metaOwner(u.Meta) }

@@ -101,3 +101,13 @@ func TestCheckLimits(t *testing.T) {
 		assert.Error(t, CheckLimits(bad), "%v", bad)
 	}
 }
+
+func TestEmailKeyFoldsASCIIOnly(t *testing.T) {
+	assert.Equal(t, "kate@acme.test", EmailKey(" Kate@ACME.test\t"))
+	assert.Equal(t, "kate@acme.test", EmailKey("kate@acme.test"))
+	// The Kelvin sign lower-cases to "k" under Unicode rules; it must stay a different key.
+	assert.NotEqual(t, EmailKey("kate@acme.test"), EmailKey("\u212aate@acme.test"))
+	assert.Equal(t, "\u212aate@acme.test", EmailKey("\u212aate@acme.test"))
+	// Other non-ASCII letters keep their case too (İ lower-cases to "i̇" in Unicode).
+	assert.Equal(t, "\u0130nfo@acme.test", EmailKey("\u0130nfo@ACME.test"))
+}
