@@ -128,6 +128,13 @@ func ReadSaved(r io.Reader) (*Saved, error) {
 	if err := s.Plan.validate(); err != nil {
 		return nil, fmt.Errorf("saved plan: %w", err)
 	}
+	for _, du := range s.Desired.Users {
+		if l, ok := du.Limits.Get(); ok {
+			if err := state.CheckLimits(l); err != nil {
+				return nil, fmt.Errorf("saved plan: desired user %s: %w", du.Email, err)
+			}
+		}
+	}
 	if s.Desired.Owner != s.Plan.Owner {
 		return nil, fmt.Errorf("saved plan: the desired state's owner %q is not the plan's %q", s.Desired.Owner, s.Plan.Owner)
 	}
@@ -237,6 +244,13 @@ func (p *Plan) validate() error {
 			case UserCreate, UserUpdate, UserAdopt:
 				if c.UserBody == nil {
 					return fmt.Errorf("%s has no user_body", where)
+				}
+				// Unknown limit keys are legitimate (remote ones are sent back), but a
+				// known one must be what the platform accepts.
+				if l, ok := c.UserBody.Limits.Get(); ok {
+					if err := state.CheckLimits(l); err != nil {
+						return fmt.Errorf("%s: %w", where, err)
+					}
 				}
 			case TokenCreate, TokenUpdate, TokenRotate:
 				if c.TokenBody == nil {
