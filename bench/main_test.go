@@ -34,9 +34,10 @@ func TestMainCheckSize(t *testing.T) {
 	require.Len(t, rep.Runs, 3, "plan P=1, plan P=4, sync P=4")
 	sync := rep.Runs[2]
 	assert.Equal(t, "sync", sync.Op)
-	assert.Equal(t, int64(3), sync.Calls[opUserList], "200 users: two full pages and an empty one")
+	assert.Equal(t, int64(4), sync.Calls[opUserList], "200 users: two full pages and an empty one, and the lock's lookup")
 	assert.Equal(t, int64(190), sync.Calls[opTokenList])
-	assert.Equal(t, sync.Planned, sync.Writes)
+	assert.Equal(t, sync.Planned+2, sync.Writes, "the planned writes and the lock's create and delete")
+	assert.Equal(t, int64(10+1), sync.Calls[opUserCreate], "10 planned and the lock")
 	assert.Equal(t, int64(120), sync.Planned, "10 + 20 + 10 user writes, 20 creates, 20 revokes, 20 rotations x 2")
 }
 

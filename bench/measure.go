@@ -15,6 +15,7 @@ import (
 	"github.com/cbk-sync/cbk-sync/internal/apply"
 	"github.com/cbk-sync/cbk-sync/internal/client"
 	"github.com/cbk-sync/cbk-sync/internal/emulator"
+	"github.com/cbk-sync/cbk-sync/internal/lease"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
@@ -194,12 +195,24 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 	mem := startMemSampler()
 	r.HeapBefore = mem.start
 	t0 := time.Now()
+	var lk *lease.Lease
+	if op == opSync {
+		// A sync takes the account's lock first, as cbk-sync sync does: a lookup and
+		// a create before the plan, a delete after the apply.
+		lk, ctx, err = lease.Acquire(ctx, e.api, lease.Options{Owner: d.Owner})
+		if err != nil {
+			return nil, fmt.Errorf("%s P=%d: %w", op, p, err)
+		}
+	}
 	pl, err := readAndPlan(ctx, e.api.ReadOnly(), d, opts)
 	r.ReadWall = time.Since(t0)
 	var rep *apply.Report
 	if err == nil && op == opSync {
 		t1 := time.Now()
 		rep, err = apply.Run(ctx, e.api, &pl, apply.Options{Parallelism: p, Owner: d.Owner, Secrets: sink})
+		if rerr := lk.Release(ctx); rerr != nil && err == nil {
+			err = rerr
+		}
 		r.WriteWall = time.Since(t1)
 	}
 	r.Wall = time.Since(t0)
@@ -232,6 +245,10 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 		for o, n := range planned {
 			want[o] += n
 		}
+		// The lock: its lookup, its create and its delete.
+		want[opUserList]++
+		want[opUserCreate]++
+		want[opUserDelete]++
 	}
 
 	// The lower bounds: the user pages are a chain of R calls, the token lists T calls
@@ -240,7 +257,10 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 	R, T := sc.minReads[opUserList], sc.minReads[opTokenList]
 	r.ReadBound = L * time.Duration(max(R, ceilDiv(T, int64(p))))
 	if op == opSync {
-		r.WriteBound = L * time.Duration(max(ceilDiv(total, int64(p)), int64(chain)))
+		// The lock's lookup and create come before the reads, its delete after the
+		// writes: three calls in a row.
+		r.ReadBound += 2 * L
+		r.WriteBound = L * time.Duration(max(ceilDiv(total, int64(p)), int64(chain))+1)
 	}
 
 	// The checks CI relies on: exact calls, the plan the drift must give, and for a

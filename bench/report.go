@@ -124,12 +124,12 @@ func (rep *report) writeText(w io.Writer) {
 			fmt.Fprintf(w, "plan P=%d targets (ratio <= %.1f, speed-up >= %.1f x P): %s\n", r.Parallelism, targetRatio, targetSpeedUp, t)
 		}
 	}
-	fmt.Fprintln(w, "bound: reads L x max(R, ceil(T/P)); writes L x max(ceil(W/P), longest chain); sync = both.")
+	fmt.Fprintln(w, "bound: reads L x max(R, ceil(T/P)); writes L x max(ceil(W/P), longest chain); sync = both + 3 L (the lock).")
 	fmt.Fprintln(w, "call: one request as the client times it, from sending to the answer's headers (waiting for a connection included).")
 	fmt.Fprintln(w, "peak heap: live heap sampled every 2ms (runtime/metrics heap objects, ~HeapAlloc), the in-process emulator included;\n"+
 		"  growth: over the heap at the start of the run; allocated: bytes allocated during the run, emulator included.")
 	if len(rep.failures()) == 0 {
-		fmt.Fprintln(w, "calls: every run made exactly the minimum reads and one write per planned call.")
+		fmt.Fprintln(w, "calls: every run made exactly the minimum reads and one write per planned call (a sync: and the lock's 3 calls).")
 	}
 }
 

@@ -62,6 +62,7 @@ type session struct {
 	emu     *emulator.Emulator
 	emuPath string
 	stop    func(context.Context) error
+	saved   bool // the in-process emulator's state was saved once (after an apply)
 }
 
 // open connects; the writer is nil unless write is true, so a read-only command
@@ -151,6 +152,7 @@ func (s *session) save() error {
 	if err := s.emu.Save(); err != nil {
 		return fmt.Errorf("--emulator %s: the changes were made but could not be saved: %w", s.emuPath, err)
 	}
+	s.saved = true
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/cbk-sync/cbk-sync/internal/apply"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
@@ -17,6 +18,9 @@ import (
 type ApplyFlags struct {
 	SecretsOut string `name:"secrets-out" placeholder:"FILE|-" help:"Where created token secrets go: a JSON-lines file (mode 0600, appended to) or - for stdout (the plan then goes to stderr)."`
 	Report     string `name:"report" type:"path" placeholder:"FILE" help:"Write a JSON report of the run: each action ok/failed/skipped, totals, API calls, retries, duration."`
+	// LockTimeout and NoLock govern the account lock every writing run takes.
+	LockTimeout time.Duration `name:"lock-timeout" default:"0s" help:"How long to wait for another run's lock on the account before giving up (exit 5); 0 gives up at once."`
+	NoLock      bool          `name:"no-lock" help:"Do not take the account lock (only when no other run can start meanwhile, e.g. an account at its user quota)."`
 }
 
 // SyncCmd plans and applies.
@@ -40,6 +44,16 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer s.close()
+	if !c.DryRun {
+		// The lock is taken before reading, so the plan is computed from a state no
+		// other run is changing.
+		lctx, release, err := c.lockAccount(ctx, env, s, d.Owner)
+		if err != nil {
+			return err
+		}
+		defer release()
+		ctx = lctx
+	}
 	po := c.options()
 	p, _, err := computePlan(ctx, env, s, d, po)
 	if err != nil {
@@ -72,7 +86,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 			return fmt.Errorf("apply cancelled; nothing was changed")
 		}
 	}
-	return runApply(ctx, env, s, p, c.ApplyFlags, c.Parallelism, &d, po)
+	return lockLost(ctx, runApply(ctx, env, s, p, c.ApplyFlags, c.Parallelism, &d, po))
 }
 
 // needsSink reports whether applying p creates token secrets.
@@ -186,6 +200,12 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer s.close()
+	lctx, release, err := c.lockAccount(ctx, env, s, saved.Desired.Owner)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx = lctx
 	reads := saved.Reads()
 	got, err := s.reader.ReadObjects(ctx, reads.Users, reads.Tokens, reads.Listing)
 	if err != nil {
@@ -203,7 +223,7 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 	}
 	// A user found to exist after all (409) is planned again from the saved desired
 	// state, which holds every user the plan concerns.
-	return runApply(ctx, env, s, p, c.ApplyFlags, c.Parallelism, &saved.Desired, saved.Options)
+	return lockLost(ctx, runApply(ctx, env, s, p, c.ApplyFlags, c.Parallelism, &saved.Desired, saved.Options))
 }
 
 // checkSaved computes a saved plan again from what was saved with it (Saved.Check).
