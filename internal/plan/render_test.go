@@ -101,6 +101,8 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 		Tokens: map[string][]state.Token{
 			"u_bob": {
 				token("t_bob_ci", "ci", gMeta(), 45*day),
+				// A successor a crashed run created and never confirmed.
+				token("t_bob_ci_pending", "ci", gMeta(state.NonceKey, "n1", state.PendingKey, true), day),
 				token("t_bob_ops", "ops", gMeta(), 5*day),
 				token("t_bob_legacy", "legacy", gMeta(), 200*day),
 			},
