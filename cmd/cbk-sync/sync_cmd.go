@@ -43,7 +43,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	if err := showPlan(env, c.planWriter(env), p, c.Output); err != nil {
+	if err := showPlan(env, c.planWriter(env), p, c.Output, c.markdownOptions()); err != nil {
 		return err
 	}
 	if c.DryRun {
@@ -188,7 +188,7 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 	if fp := plan.Fingerprint(actual); fp != p.Fingerprint {
 		return unsafef("the remote state changed since %s was saved; nothing was applied: run 'cbk-sync plan --out' again and review it", c.PlanFile)
 	}
-	if err := showPlan(env, c.planWriter(env), p, c.Output); err != nil {
+	if err := showPlan(env, c.planWriter(env), p, c.Output, plan.MarkdownOptions{}); err != nil {
 		return err
 	}
 	if p.Empty() {
