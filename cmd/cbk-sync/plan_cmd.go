@@ -106,7 +106,8 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer s.close()
-	p, err := computePlan(ctx, env, s, d, c.options())
+	o := c.options()
+	p, actual, err := computePlan(ctx, env, s, d, o)
 	if err != nil {
 		return err
 	}
@@ -115,7 +116,7 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 	}
 	if c.Out != "" {
 		var buf bytes.Buffer
-		if err := plan.WriteSaved(&buf, p); err != nil {
+		if err := plan.WriteSaved(&buf, plan.NewSaved(d, actual, o, p)); err != nil {
 			return err
 		}
 		if err := writeFileAtomic(c.Out, buf.Bytes(), 0o644); err != nil {
@@ -127,8 +128,8 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 }
 
 // computePlan reads the remote state the desired state needs, with the fewest calls,
-// and computes the plan.
-func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o plan.Options) (*plan.Plan, error) {
+// and computes the plan; it returns the remote state too, for a saved plan.
+func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o plan.Options) (*plan.Plan, state.Actual, error) {
 	managed := make(map[string]bool, len(d.Users))
 	for _, u := range d.Users {
 		if u.ManageTokens {
@@ -142,13 +143,13 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 	})
 	progress.done()
 	if err != nil {
-		return nil, fmt.Errorf("reading the remote state: %w", err)
+		return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", err)
 	}
 	p, err := plan.Compute(d, actual, o)
 	if err != nil {
-		return nil, err
+		return nil, state.Actual{}, err
 	}
-	return &p, nil
+	return &p, actual, nil
 }
 
 // showPlan renders the plan in the chosen format.
