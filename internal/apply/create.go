@@ -236,41 +236,10 @@ func adoptBody(b state.UserFields, remote state.User) state.UserFields {
 	b.MetaMerge = true
 	if declared, ok := b.Limits.Get(); ok {
 		if rl, ok := remote.Limits.Get(); ok {
-			b.Limits = state.Some(overlayLimits(rl, declared))
+			b.Limits = state.Some(state.OverlayLimits(rl, declared))
 		}
 	}
 	return b
-}
-
-func overlayLimits(base, over state.Limits) state.Limits {
-	pick := func(b, o state.Opt[int64]) state.Opt[int64] {
-		if o.Present() {
-			return o
-		}
-		return b
-	}
-	out := state.Limits{
-		Tokens:        pick(base.Tokens, over.Tokens),
-		Conversations: pick(base.Conversations, over.Conversations),
-		Messages:      pick(base.Messages, over.Messages),
-		Database:      base.Database,
-	}
-	od, oset := over.Database.Get()
-	bd, bset := base.Database.Get()
-	switch {
-	case !over.Database.Present():
-	case oset && bset:
-		out.Database = state.Some(state.DatabaseLimits{
-			Datasets:  pick(bd.Datasets, od.Datasets),
-			Records:   pick(bd.Records, od.Records),
-			Skillsets: pick(bd.Skillsets, od.Skillsets),
-			Abilities: pick(bd.Abilities, od.Abilities),
-			Files:     pick(bd.Files, od.Files),
-		})
-	default:
-		out.Database = over.Database
-	}
-	return out
 }
 
 // createToken creates the token of c (a create, or a rotation's successor). Each

@@ -90,5 +90,5 @@ func boolType() map[string]any { return anyOf(map[string]any{"type": "boolean"},
 func nullableString() map[string]any { return map[string]any{"type": []string{"string", "null"}} }
 
 func limitType() map[string]any {
-	return anyOf(map[string]any{"type": "integer", "minimum": 0}, nullType(), envRef())
+	return anyOf(map[string]any{"type": "integer", "minimum": 0, "maximum": state.MaxLimit}, nullType(), envRef())
 }
