@@ -27,6 +27,9 @@ func RenderMarkdown(w io.Writer, p *Plan) error {
 		fmt.Fprintf(b, "| Users | %d | %d | %d | %d | – |\n", s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt)
 		fmt.Fprintf(b, "| Tokens | %d | %d | %d | – | %d |\n\n", s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenRotate)
 	}
+	if line := secretsLine(p); line != "" {
+		b.WriteString(mdEscape(line) + "\n\n")
+	}
 	for i := range p.Users {
 		mdUser(b, &p.Users[i])
 	}
