@@ -11,13 +11,11 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+	"github.com/willabides/kongplete"
 
 	"github.com/cbk-sync/cbk-sync/internal/config"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // CLI is the command line of cbk-sync.
 type CLI struct {
@@ -26,11 +24,15 @@ type CLI struct {
 	Validate ValidateCmd `cmd:"" help:"Check configuration files; no API call."`
 	Plan     PlanCmd     `cmd:"" help:"Show what sync would change (reads only)."`
 	Sync     SyncCmd     `cmd:"" help:"Plan and apply; --dry-run only plans."`
-	Apply    ApplyCmd    `cmd:"" help:"Apply a plan saved with 'plan --out', if the remote state has not changed since."`
+	Apply    ApplyCmd    `cmd:"" help:"Apply a plan saved with 'plan --out', if the remote objects it depends on have not changed since."`
+	Show     ShowCmd     `cmd:"" help:"Show a plan saved with 'plan --out', checked; no API call."`
 	Export   ExportCmd   `cmd:"" help:"Write the remote users (and tokens) as a configuration file."`
 	Emulator EmulatorCmd `cmd:"" help:"Serve the embedded Partner API emulator."`
 	Schema   SchemaCmd   `cmd:"" help:"Print the JSON Schema of the configuration format."`
 	Version  VersionCmd  `cmd:"" help:"Print the version."`
+
+	Completion CompletionCmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
+	Man        ManCmd        `cmd:"" help:"Print the man page (roff)."`
 }
 
 // Globals are the flags every command takes.
@@ -60,12 +62,18 @@ func run(ctx context.Context, args []string, io *IOStreams) int {
 		kong.Exit(func(code int) { exitCode = code }),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Vars{"version": version},
+		kong.Vars{"version": versionLine()},
 		kong.BindTo(ctx, (*context.Context)(nil)),
 	)
 	if err != nil {
 		fmt.Fprintf(io.ErrOut, "error: %v\n", err)
 		return exitError
+	}
+	// A shell asking for completions (COMP_LINE set by the script of 'cbk-sync
+	// completion') is answered from the kong model, and nothing else runs.
+	kongplete.Complete(parser, kongplete.WithExitFunc(func(code int) { exitCode = code }))
+	if exitCode >= 0 {
+		return exitCode
 	}
 	kctx, err := parser.Parse(args)
 	if exitCode >= 0 { // --help, or kong exiting by itself

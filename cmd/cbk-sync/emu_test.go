@@ -81,7 +81,7 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 
 // cmdEmu implements the script command
 //
-//	emu start [fault flags] [STATE.json]   start an emulator, set CHATBOTKIT_API_URL/TOKEN
+//	emu start [-paths F] [fault flags] [STATE.json]   start an emulator, set CHATBOTKIT_API_URL/TOKEN
 //	emu faults [fault flags]               replace the faults
 //	emu calls OP N                         assert OP was called exactly N times
 //	emu reset-calls                        zero the counters
@@ -102,6 +102,7 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 	case "start":
 		fs := flag.NewFlagSet("emu start", flag.ContinueOnError)
 		faults := faultFlags(fs)
+		paths := fs.String("paths", "partner", "path family served: partner, user or both")
 		ts.Check(fs.Parse(args[1:]))
 		statePath := ""
 		if fs.NArg() > 0 {
@@ -110,7 +111,7 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 		b := make([]byte, 32)
 		_, _ = rand.Read(b)
 		token := "sk-" + hex.EncodeToString(b)
-		e, err := emulator.New(emulator.Options{Token: token, StatePath: statePath, Faults: *faults})
+		e, err := emulator.New(emulator.Options{Token: token, StatePath: statePath, Faults: *faults, Paths: emulator.Paths(*paths)})
 		ts.Check(err)
 		slot.emu = e
 		// Served through the handle (not emulator.Listen) so the gate sits in front.

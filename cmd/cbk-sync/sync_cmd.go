@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -51,12 +52,12 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	}
 	defer s.close()
 	po := c.options()
-	p, err := computePlan(ctx, env, s, d, po)
+	p, _, err := computePlan(ctx, env, s, d, po)
 	if err != nil {
 		return err
 	}
 	p.SecretsTo = sink.destinationFor(p)
-	if err := showPlan(env, c.planWriter(env), p, c.Output); err != nil {
+	if err := showPlan(env, c.planWriter(env), p, c.Output, c.markdownOptions()); err != nil {
 		return err
 	}
 	if c.DryRun {
@@ -187,59 +188,111 @@ type ApplyCmd struct {
 	Output string `short:"o" enum:"text,json,markdown" default:"text" help:"Format of the plan shown before applying."`
 }
 
-// Run re-reads every remote object the plan depends on and applies it only if none
-// changed. Applying a saved plan is its approval: it does not ask again.
+// Run computes the saved plan again from the desired state saved with it and a fresh
+// read of the remote objects its changes depend on, and applies that plan only if it
+// equals the saved one and is safe. Applying a saved plan is its approval: it does not
+// ask again.
 func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
-	p, err := readSavedPlan(c.PlanFile)
+	saved, err := readSavedPlan(c.PlanFile)
 	if err != nil {
 		return err
 	}
-	if !p.Safety.Safe {
-		return unsafef("the saved plan %s is unsafe; compute a new one", c.PlanFile)
+	// Checked against itself first, with no API call: an edited file is refused
+	// before anything is read or written.
+	checked, err := checkSaved(c.PlanFile, saved)
+	if err != nil {
+		return err
 	}
 	sink, err := c.prepareSink(env)
 	if err != nil {
 		return err
 	}
-	if err := checkSink(p, sink); err != nil {
+	if err := checkSink(checked, sink); err != nil {
 		return err
 	}
-	// Where the secrets go is this run's choice, never the file's.
-	p.SecretsTo = sink.destinationFor(p)
 	s, err := c.open(env, true)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	tokenUsers := make(map[string]bool, len(p.TokenUsers))
-	for _, id := range p.TokenUsers {
-		tokenUsers[id] = true
-	}
-	actual, err := s.reader.ReadActual(ctx, func(u state.User) bool { return tokenUsers[u.ID] })
+	reads := saved.Reads()
+	got, err := s.reader.ReadObjects(ctx, reads.Users, reads.Tokens, reads.Listing)
 	if err != nil {
-		return fmt.Errorf("reading the remote state: %w", err)
+		return fmt.Errorf("reading the remote objects the plan depends on: %w", err)
 	}
-	if fp := plan.Fingerprint(actual); fp != p.Fingerprint {
-		return unsafef("the remote state changed since %s was saved; nothing was applied: run 'cbk-sync plan --out' again and review it", c.PlanFile)
+	p, err := saved.Verify(plan.Fresh{Users: got.Users, Listed: reads.Listing, Tokens: got.Tokens})
+	if err != nil {
+		return savedRefusal(c.PlanFile, err)
 	}
-	if err := showPlan(env, c.planWriter(env), p, c.Output); err != nil {
+	// Where the secrets go is this run's choice, never the file's.
+	p.SecretsTo = sink.destinationFor(p)
+	if err := showPlan(env, c.planWriter(env), p, c.Output, plan.MarkdownOptions{}); err != nil {
 		return err
 	}
 	if p.Empty() {
 		return nil
 	}
-	return runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, nil, plan.Options{})
+	// A user found to exist after all (409) is planned again from the saved desired
+	// state, which holds every user the plan concerns.
+	return runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &saved.Desired, saved.Options)
 }
 
-func readSavedPlan(path string) (*plan.Plan, error) {
+// checkSaved computes a saved plan again from what was saved with it (Saved.Check).
+func checkSaved(path string, saved *plan.Saved) (*plan.Plan, error) {
+	p, err := saved.Check()
+	if err != nil {
+		return p, savedRefusal(path, err)
+	}
+	return p, nil
+}
+
+// savedRefusal maps a saved plan that may not run to exit 4, with what to do.
+func savedRefusal(path string, err error) error {
+	switch {
+	case errors.Is(err, plan.ErrEdited):
+		return unsafef("%s: %v; nothing was applied: it was edited after 'cbk-sync plan --out' wrote it; compute a new one", path, err)
+	case errors.Is(err, plan.ErrStale):
+		return unsafef("%s: %v; nothing was applied: run 'cbk-sync plan --out' again and review it", path, err)
+	case errors.Is(err, plan.ErrUnsafe):
+		return unsafef("%s: %v; nothing was applied: compute a new plan", path, err)
+	}
+	return err
+}
+
+func readSavedPlan(path string) (*plan.Saved, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	p, err := plan.ReadSaved(f)
+	s, err := plan.ReadSaved(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return p, nil
+	return s, nil
+}
+
+// ShowCmd prints a saved plan for review, once it is checked.
+type ShowCmd struct {
+	PlanFile string `arg:"" type:"existingfile" name:"FILE" help:"Plan saved with 'cbk-sync plan --out FILE'."`
+	Output   string `short:"o" enum:"text,json,markdown" default:"text" help:"Plan format: text, json or markdown."`
+}
+
+// Run reads the file and computes its plan again from the desired state and remote
+// objects saved with it (no API call), so what it prints is what 'apply FILE' runs
+// while the remote objects are unchanged. An edited file is refused (exit 4); an
+// unsafe plan is shown, with exit 4, as 'plan' does.
+func (c *ShowCmd) Run(env *Env) error {
+	saved, err := readSavedPlan(c.PlanFile)
+	if err != nil {
+		return err
+	}
+	p, err := saved.Check()
+	if err != nil && !errors.Is(err, plan.ErrUnsafe) {
+		return savedRefusal(c.PlanFile, err)
+	}
+	if err := showPlan(env, env.IO.Out, p, c.Output, plan.MarkdownOptions{}); err != nil {
+		return err
+	}
+	return planOutcome(p, false)
 }

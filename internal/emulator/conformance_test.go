@@ -227,13 +227,17 @@ func TestConformance(t *testing.T) {
 			h.createUser(`{"email":"alice@acme.test"}`) // freed by the delete
 			assert.Len(t, h.e.Users(), 2)
 		}},
-		{"limits: non-negative whole numbers, known keys", func(t *testing.T, h *harness) {
-			for _, bad := range []string{`{"tokens":-1}`, `{"database":{"files":-2}}`, `{"tokens":"5"}`, `{"tokens":1.5}`, `{"bogus":1}`, `{"database":{"bogus":1}}`, `{"database":3}`, `[1]`, `5`} {
+		{"limits: known keys are non-negative whole numbers; unknown keys are stored as sent", func(t *testing.T, h *harness) {
+			for _, bad := range []string{`{"tokens":-1}`, `{"database":{"files":-2}}`, `{"tokens":"5"}`, `{"tokens":1.5}`, `{"database":3}`,
+				`{"file":{"maxFileSize":0.5}}`, `{"attachment":{"maxFileSize":-1}}`, `{"file":"big"}`, `{"messages":1e300}`, `[1]`, `5`} {
 				h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/create", `{"limits":`+bad+`}`)
 			}
-			id := h.createUser(`{"limits":{"tokens":0,"conversations":5.0,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5}}}`)
-			assert.JSONEq(t, `{"tokens":0,"conversations":5,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5}}`,
-				mustJSON(t, h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")["limits"]))
+			id := h.createUser(`{"limits":{"tokens":0,"conversations":5.0,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5,"bogus":1},` +
+				`"file":{"maxFileSize":1048576,"kinds":["pdf"]},"attachment":{"maxFileSize":2048},"foo":{"bar":-1.5}}}`)
+			want := `{"tokens":0,"conversations":5,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5,"bogus":1},` +
+				`"file":{"maxFileSize":1048576,"kinds":["pdf"]},"attachment":{"maxFileSize":2048},"foo":{"bar":-1.5}}`
+			assert.JSONEq(t, want, mustJSON(t, h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")["limits"]))
+			assert.JSONEq(t, want, mustJSON(t, h.ok("GET", "/v1/partner/user/list", "")["items"].([]any)[0].(map[string]any)["limits"]))
 		}},
 		{"bodies must be JSON objects of known fields; alias is accepted", func(t *testing.T, h *harness) {
 			for _, bad := range []string{"", "{", "[]", "null", `"x"`, `{"metaMerge":true}`, `{"name":5}`} {

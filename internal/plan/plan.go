@@ -124,6 +124,9 @@ type Safety struct {
 	Reasons []string `json:"reasons,omitempty"`
 	Deletes int      `json:"deletes"` // user deletions planned
 	Owned   int      `json:"owned"`   // users owned remotely
+	// Foreign are the IDs of the declared users that another owner manages and that
+	// make the plan unsafe without --takeover: a saved plan depends on them too.
+	Foreign []string `json:"foreign,omitempty"`
 }
 
 // Summary counts changes per action, with the JSON keys of PRODUCT.md.
@@ -198,11 +201,13 @@ type Plan struct {
 	Orphans  []Orphan   `json:"orphans"`
 	Warnings []string   `json:"warnings"`
 	Safety   Safety     `json:"safety"`
-	// Fingerprint is Fingerprint(actual) of the remote state the plan was computed
-	// from; a saved plan is applied only if a fresh read gives the same.
+	// Fingerprint is Fingerprint(Dependencies(actual, plan)): of the remote objects the
+	// changes were computed from. A saved plan is applied only if a fresh read of those
+	// objects gives the same.
 	Fingerprint string `json:"fingerprint"`
-	// TokenUsers are the IDs of the users whose token lists the plan read, so that a
-	// saved plan can be checked by reading exactly the same objects again.
+	// TokenUsers are the IDs of the users whose token lists the changes depend on (the
+	// users with token changes), so that a saved plan is checked by reading exactly
+	// those token lists again.
 	TokenUsers []string `json:"token_users"`
 	// SecretsTo says where the secrets of the tokens the plan creates go, set by the
 	// command that applies it (sync, apply) from its flags; nil when not known (plan).
