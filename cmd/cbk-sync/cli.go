@@ -159,20 +159,24 @@ func newLogger(io *IOStreams, g Globals, redact *redactor) *slog.Logger {
 	opts := &slog.HandlerOptions{
 		Level: level,
 		// Every attribute, the message included, passes through the redactor, so a
-		// secret that reached a log call by mistake still never reaches the output, and
-		// then through plan.Printable, so a name or remote text with control or format
-		// characters is escaped alike in both formats (JSON alone would leave C1 and
-		// bidi controls raw for whoever reads the log in a terminal).
+		// secret that reached a log call by mistake still never reaches the output. The
+		// text format quotes any value with a control or format character, escaping it
+		// (Go syntax); JSON would leave C1 and bidi controls raw for whoever reads the
+		// log in a terminal, so there values pass through plan.Printable too.
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) == 0 && a.Key == slog.TimeKey && g.LogFormat == "text" {
 				return slog.Attr{}
 			}
+			clean := redact.String
+			if g.LogFormat == "json" {
+				clean = func(s string) string { return plan.Printable(redact.String(s)) }
+			}
 			switch a.Value.Kind() {
 			case slog.KindString:
-				a.Value = slog.StringValue(plan.Printable(redact.String(a.Value.String())))
+				a.Value = slog.StringValue(clean(a.Value.String()))
 			case slog.KindAny:
 				if err, ok := a.Value.Any().(error); ok {
-					a.Value = slog.StringValue(plan.Printable(redact.String(err.Error())))
+					a.Value = slog.StringValue(clean(err.Error()))
 				}
 			}
 			return a

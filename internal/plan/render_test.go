@@ -158,6 +158,12 @@ func renderAll(t *testing.T, p *Plan) map[string][]byte {
 	return out
 }
 
+// goldenSecretsTo is where sync would say the secrets of each golden plan go.
+var goldenSecretsTo = map[string]*SecretsDestination{
+	"plan":    {Kind: "age", Location: "chatbotkit/secrets/", Recipients: 2},
+	"hostile": {Kind: "exec", Location: "sh -c 'vault kv put -\x1b[2J'"},
+}
+
 func TestGolden(t *testing.T) {
 	for name, scenario := range map[string]func() (state.Desired, state.Actual, Options){
 		"plan":   goldenScenario,
@@ -169,6 +175,7 @@ func TestGolden(t *testing.T) {
 			d, a, o := scenario()
 			p, err := Compute(d, a, o)
 			require.NoError(t, err)
+			p.SecretsTo = goldenSecretsTo[name]
 			for ext, got := range renderAll(t, &p) {
 				golden(t, name+"."+ext, got)
 			}
