@@ -250,6 +250,8 @@ func (c *Client) attempt(ctx context.Context, r *request) result {
 			return result{}
 		case errors.Is(herr, errStop):
 			return result{err: errStop}
+		case errors.As(herr, new(permanentError)):
+			return result{err: herr}
 		case rctx.Err() != nil:
 			return c.transportFailure(ctx, rctx, r, herr)
 		}
