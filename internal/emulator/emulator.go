@@ -5,7 +5,8 @@
 // omits description from a user fetch, refuses duplicate emails with 409, merges meta
 // on "$update", cascades user deletes to tokens and shows a token secret only once. It
 // can persist its state to a JSON file, inject faults (latency, 5xx, 429, quota, lost
-// answers, error bodies after a 200) from a seeded RNG, and counts calls per operation
+// answers, error bodies after a 200, a concurrent writer deleting page ends) from a
+// seeded RNG, and counts calls per operation
 // so that tests and benchmarks can assert exact call numbers.
 //
 // Where the platform's behaviour is not documented the emulator chooses, and says so:
