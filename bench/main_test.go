@@ -38,7 +38,7 @@ func TestMainCheckSize(t *testing.T) {
 	assert.Equal(t, int64(1), sync.Calls[opUserFetch], "the empty page's cursor still exists: it was the end")
 	assert.Equal(t, int64(190), sync.Calls[opTokenList])
 	assert.Equal(t, sync.Planned, sync.Writes)
-	assert.Equal(t, int64(120), sync.Planned, "10 + 20 + 10 user writes, 20 creates, 20 revokes, 20 rotations x 2")
+	assert.Equal(t, int64(160), sync.Planned, "10 + 20 + 10 user writes, 20 creates x 2 (create, confirm), 20 revokes, 20 rotations x 3 (create, confirm, revoke)")
 }
 
 // Odd sizes: a short last page, no tokens (declared as tokens: []), no users at all.
@@ -78,9 +78,9 @@ func TestPlannedWrites(t *testing.T) {
 		{Changes: []plan.Change{{Action: plan.UserDelete}}},
 	}}
 	calls, total, chain := plannedWrites(p)
-	assert.Equal(t, map[string]int64{opUserCreate: 1, opTokenCreate: 2, opUserUpdate: 1, opTokenDelete: 2, opUserDelete: 1}, calls)
-	assert.Equal(t, int64(7), total, "a rotation is two calls")
-	assert.Equal(t, 4, chain)
+	assert.Equal(t, map[string]int64{opUserCreate: 1, opTokenCreate: 2, opTokenUpdate: 2, opUserUpdate: 1, opTokenDelete: 2, opUserDelete: 1}, calls)
+	assert.Equal(t, int64(9), total, "a token create is two calls (create, confirm), a rotation three (create, confirm, revoke)")
+	assert.Equal(t, 5, chain)
 }
 
 func TestCompareCalls(t *testing.T) {

@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 func mainForTest(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	useTestDNS()
 	streams := SystemStreams()
 	if path := os.Getenv(transcriptEnv); path != "" {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
@@ -80,7 +81,7 @@ func TestScripts(t *testing.T) {
 			env.Defer(func() { checkNoSecrets(env.T(), env.WorkDir) })
 			return nil
 		},
-		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu},
+		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu, "unreachable": cmdUnreachable},
 		RequireExplicitExec: true,
 	})
 }

@@ -57,7 +57,7 @@ var ErrListBound = errors.New("listing stopped")
 // been cut short by a deleted cursor is resumed (see paged and stream), so every user
 // that exists for the whole listing is yielded exactly once.
 func (c *Client) ListUsers(ctx context.Context, o ListOptions) iter.Seq2[state.User, error] {
-	l := lister[state.User]{c: c, op: OpUserList, u: c.endpoint("v1", "partner", "user", "list"),
+	l := lister[state.User]{c: c, op: OpUserList, u: c.endpoint("user", "list"),
 		id: func(u state.User) string { return u.ID }, exists: c.userExists}
 	if c.jsonl && o.Email == "" {
 		return l.stream(ctx, o)
@@ -72,7 +72,7 @@ func (c *Client) ListTokens(ctx context.Context, userID string, o ListOptions) i
 	if userID == "" {
 		return failed[state.Token](fmt.Errorf("%s: empty user id", OpTokenList))
 	}
-	l := lister[state.Token]{c: c, op: OpTokenList, u: c.endpoint("v1", "partner", "user", userID, "token", "list"),
+	l := lister[state.Token]{c: c, op: OpTokenList, u: c.endpoint("user", userID, "token", "list"),
 		id: func(t state.Token) string { return t.ID }}
 	return l.paged(ctx, o)
 }
