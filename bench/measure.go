@@ -285,7 +285,7 @@ func why(o, op string) string {
 	case opTokenList:
 		return "one token list per existing declared user"
 	case opUserFetch:
-		return "a plan reads only lists"
+		return "one fetch after an empty last page, proving its cursor was not deleted; else none"
 	}
 	if op == opPlan {
 		return "a plan writes nothing"

@@ -32,6 +32,9 @@ type APIFlags struct {
 	RetryTimeout time.Duration `name:"retry-timeout" default:"2m" help:"How long one read (or update, delete) may keep retrying network errors, 5xx and 429s."`
 	// RetryBase is the first retry backoff; hidden, for tests that inject many faults.
 	RetryBase time.Duration `name:"retry-base" hidden:"" default:"250ms"`
+	// PageSize is the take of paged lists; hidden, for tests that cross page
+	// boundaries with few users.
+	PageSize int `name:"page-size" hidden:"" default:"100"`
 }
 
 // Validate checks flag values before anything runs.
@@ -47,6 +50,9 @@ func (f *APIFlags) Validate() error {
 	}
 	if f.Timeout <= 0 {
 		return fmt.Errorf("--timeout must be positive (got %s)", f.Timeout)
+	}
+	if f.PageSize < 1 || f.PageSize > 100 {
+		return fmt.Errorf("--page-size must be between 1 and 100 (got %d)", f.PageSize)
 	}
 	if _, err := client.ParsePathFamily(f.APIPaths); err != nil {
 		return fmt.Errorf("--api-paths (or CBK_SYNC_API_PATHS): %w", err)
@@ -107,6 +113,7 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 		RPS:             f.RPS,
 		Timeout:         f.Timeout,
 		JSONL:           f.JSONL,
+		PageSize:        f.PageSize,
 		Logger:          env.Log,
 		RetryBase:       f.RetryBase,
 		RetryMaxElapsed: f.RetryTimeout,
