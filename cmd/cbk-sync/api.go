@@ -125,6 +125,7 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 	if write {
 		s.writer = c
 	}
+	env.facts.session = s
 	return s, nil
 }
 

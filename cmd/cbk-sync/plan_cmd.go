@@ -92,6 +92,7 @@ type PlanCmd struct {
 	ConfigFlags
 	APIFlags
 	PlanFlags
+	MetricsFlags
 	Out string `name:"out" type:"path" placeholder:"FILE" help:"Also save the plan to FILE for 'cbk-sync apply FILE'."`
 }
 
@@ -149,6 +150,7 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 	if err != nil {
 		return nil, state.Actual{}, err
 	}
+	env.facts.plan = &p
 	return &p, actual, nil
 }
 

@@ -25,6 +25,7 @@ type SyncCmd struct {
 	APIFlags
 	PlanFlags
 	ApplyFlags
+	MetricsFlags
 	DryRun bool `name:"dry-run" help:"Only plan: the same as 'cbk-sync plan'."`
 	Yes    bool `short:"y" help:"Apply without asking (required when there is no terminal)."`
 }
@@ -114,6 +115,7 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	opts.Progress = func(done, total int) { bar.set(done, total) }
 	report, err := apply.Run(ctx, s.writer, p, opts)
 	bar.done()
+	env.facts.report = report
 	if err != nil {
 		return err
 	}
@@ -160,6 +162,7 @@ type ApplyCmd struct {
 	PlanFile string `arg:"" type:"existingfile" name:"FILE" help:"Plan saved with 'cbk-sync plan --out FILE'."`
 	APIFlags
 	ApplyFlags
+	MetricsFlags
 	Output string `short:"o" enum:"text,json,markdown" default:"text" help:"Format of the plan shown before applying."`
 }
 

@@ -35,7 +35,7 @@ func Schema() []byte {
 			"propertyNames": map[string]any{
 				"pattern":             `^[A-Za-z0-9][^.]*$`,
 				"patternErrorMessage": "A meta key starts with a letter or digit and has no dot (cbkSyncOwner and cbkSyncNonce are reserved).",
-				"not":     map[string]any{"enum": []any{state.OwnerKey, state.NonceKey}},
+				"not":                 map[string]any{"enum": []any{state.OwnerKey, state.NonceKey}},
 			},
 			"additionalProperties": ref("metaValue"),
 		},
@@ -50,7 +50,7 @@ func Schema() []byte {
 		},
 		"envRef": map[string]any{"type": "string", "pattern": envPattern,
 			"patternErrorMessage": "Not a ${VAR} or ${VAR:-default} reference.",
-			"description": "A ${VAR} or ${VAR:-default} reference, expanded from the environment at load time."},
+			"description":         "A ${VAR} or ${VAR:-default} reference, expanded from the environment at load time."},
 	}
 	for name, keys := range objects {
 		if name == objConfig {
