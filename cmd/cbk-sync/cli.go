@@ -42,6 +42,7 @@ type Globals struct {
 
 // Main runs cbk-sync with args and returns the process exit status.
 func Main(args []string) int {
+	catchSIGPIPE()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return run(ctx, args, SystemStreams())

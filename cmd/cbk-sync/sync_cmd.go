@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/cbk-sync/cbk-sync/internal/apply"
+	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
@@ -32,6 +33,9 @@ type SyncCmd struct {
 func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	d, err := c.load(env)
 	if err != nil {
+		return err
+	}
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput()), c.inputs("-f", c.Files...)); err != nil {
 		return err
 	}
 	s, err := c.open(env, !c.DryRun)
@@ -87,6 +91,11 @@ func (f *ApplyFlags) planWriter(env *Env) io.Writer {
 	return env.IO.Out
 }
 
+// outputs are the files an apply writes: the secrets sink and the report.
+func (f *ApplyFlags) outputs() []output {
+	return []output{{flag: "--secrets-out", path: f.SecretsOut, secrets: true}, {flag: "--report", path: f.Report}}
+}
+
 func (f *ApplyFlags) checkSink(p *plan.Plan) error {
 	if needsSink(p) && f.SecretsOut == "" {
 		return fmt.Errorf("the plan creates tokens but no --secrets-out is given: their secrets are shown only once; pass --secrets-out FILE (or - for stdout); nothing was changed")
@@ -113,20 +122,24 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	if err != nil {
 		return err
 	}
-	if err := s.save(); err != nil {
-		return err
-	}
+	// From here on writes were made (or may have been): any failure exits 3, never 1
+	// ("nothing applied").
+	saveErr := s.save()
 	report.APICalls, report.Retries = s.stats()
 	if f.Report != "" {
 		b, err := json.MarshalIndent(report, "", "  ")
-		if err != nil {
-			return err
+		if err == nil {
+			err = atomicfile.Write(f.Report, append(b, '\n'), 0o600)
 		}
-		if err := writeFileAtomic(f.Report, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("--report: %w", err)
+		if err != nil {
+			printApplySummary(env.IO.ErrOut, report)
+			return withCode(exitPartial, fmt.Errorf("--report %s: the changes above were made but the report could not be written: %w", f.Report, err))
 		}
 	}
 	printApplySummary(env.IO.ErrOut, report)
+	if saveErr != nil {
+		return withCode(exitPartial, saveErr)
+	}
 	if report.Failed() {
 		return withCode(exitPartial, nil)
 	}
@@ -162,6 +175,9 @@ type ApplyCmd struct {
 // Run re-reads every remote object the plan depends on and applies it only if none
 // changed. Applying a saved plan is its approval: it does not ask again.
 func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput()), c.inputs("the saved plan", c.PlanFile)); err != nil {
+		return err
+	}
 	p, err := readSavedPlan(c.PlanFile)
 	if err != nil {
 		return err
