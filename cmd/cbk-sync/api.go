@@ -28,6 +28,7 @@ type APIFlags struct {
 	RPS          float64       `name:"rps" default:"0" help:"Client-side cap on requests per second (0 = none)."`
 	Timeout      time.Duration `default:"30s" help:"Timeout of one API request."`
 	JSONL        bool          `name:"jsonl" help:"List with Accept: application/jsonl (the server pages internally)."`
+	APIPaths     string        `name:"api-paths" env:"CBK_SYNC_API_PATHS" default:"auto" placeholder:"auto|partner|user" help:"API path family: partner (/v1/partner/user/..., the hosted API), user (/api/v1/user/..., self-hosted), or auto (found on the first request; nothing is written before)."`
 	RetryTimeout time.Duration `name:"retry-timeout" default:"2m" help:"How long one read (or update, delete) may keep retrying network errors, 5xx and 429s."`
 	// RetryBase is the first retry backoff; hidden, for tests that inject many faults.
 	RetryBase time.Duration `name:"retry-base" hidden:"" default:"250ms"`
@@ -59,6 +60,9 @@ func (f *APIFlags) Validate() error {
 		if d.v < minDuration || d.v > d.limit {
 			return fmt.Errorf("%s must be between %s and %s (got %s)", d.flag, minDuration, d.limit, d.v)
 		}
+	}
+	if _, err := client.ParsePathFamily(f.APIPaths); err != nil {
+		return fmt.Errorf("--api-paths (or CBK_SYNC_API_PATHS): %w", err)
 	}
 	return nil
 }
@@ -115,7 +119,13 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 		token = t
 	}
 	env.redact.add(token.Reveal())
+	paths, err := client.ParsePathFamily(f.APIPaths)
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("--api-paths: %w", err)
+	}
 	opts := client.Options{
+		Paths:           paths,
 		BaseURL:         baseURL,
 		Token:           token,
 		UserAgent:       "cbk-sync/" + buildVersion(),

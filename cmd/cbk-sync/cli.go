@@ -13,6 +13,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/cbk-sync/cbk-sync/internal/config"
+	"github.com/cbk-sync/cbk-sync/internal/plan"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -101,7 +102,7 @@ func printError(io *IOStreams, redact *redactor, err error) {
 	var cerrs config.Errors
 	if errors.As(err, &cerrs) {
 		for _, e := range cerrs {
-			fmt.Fprintln(io.ErrOut, redact.String(e.Error()))
+			fmt.Fprintln(io.ErrOut, plan.Printable(redact.String(e.Error())))
 		}
 		noun := "problems"
 		if len(cerrs) == 1 {
@@ -110,7 +111,9 @@ func printError(io *IOStreams, redact *redactor, err error) {
 		fmt.Fprintf(io.ErrOut, "error: %d %s in the configuration; nothing was read or changed remotely\n", len(cerrs), noun)
 		return
 	}
-	fmt.Fprintf(io.ErrOut, "error: %s\n", redact.String(err.Error()))
+	// An error may carry remote text (an API error body) or a config value: escaped, it
+	// stays one line and cannot drive the terminal.
+	fmt.Fprintf(io.ErrOut, "error: %s\n", plan.Printable(redact.String(err.Error())))
 }
 
 // Env is what every command's Run receives: the streams, the logger and the globals.
@@ -149,17 +152,20 @@ func newLogger(io *IOStreams, g Globals, redact *redactor) *slog.Logger {
 	opts := &slog.HandlerOptions{
 		Level: level,
 		// Every attribute, the message included, passes through the redactor, so a
-		// secret that reached a log call by mistake still never reaches the output.
+		// secret that reached a log call by mistake still never reaches the output, and
+		// then through plan.Printable, so a name or remote text with control or format
+		// characters is escaped alike in both formats (JSON alone would leave C1 and
+		// bidi controls raw for whoever reads the log in a terminal).
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) == 0 && a.Key == slog.TimeKey && g.LogFormat == "text" {
 				return slog.Attr{}
 			}
 			switch a.Value.Kind() {
 			case slog.KindString:
-				a.Value = slog.StringValue(redact.String(a.Value.String()))
+				a.Value = slog.StringValue(plan.Printable(redact.String(a.Value.String())))
 			case slog.KindAny:
 				if err, ok := a.Value.Any().(error); ok {
-					a.Value = slog.StringValue(redact.String(err.Error()))
+					a.Value = slog.StringValue(plan.Printable(redact.String(err.Error())))
 				}
 			}
 			return a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -80,11 +81,12 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 
 // cmdEmu implements the script command
 //
-//	emu start [fault flags] [STATE.json]   start an emulator, set CHATBOTKIT_API_URL/TOKEN
+//	emu start [-paths F] [fault flags] [STATE.json]   start an emulator, set CHATBOTKIT_API_URL/TOKEN
 //	emu faults [fault flags]               replace the faults
 //	emu calls OP N                         assert OP was called exactly N times (OP total: all calls)
 //	emu reset-calls                        zero the counters
 //	emu dump                               print users and tokens (no secrets) to stdout
+//	emu add FILE.json                      add {"users": [{...user, "tokens": [...]}]}
 //	emu gate PATH-SUFFIX N                 hold POSTs to PATH-SUFFIX after the first N
 //	emu gate-wait                          wait until a request is held
 //	emu gate-open                          release held requests
@@ -100,6 +102,7 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 	case "start":
 		fs := flag.NewFlagSet("emu start", flag.ContinueOnError)
 		faults := faultFlags(fs)
+		paths := fs.String("paths", "partner", "path family served: partner, user or both")
 		ts.Check(fs.Parse(args[1:]))
 		statePath := ""
 		if fs.NArg() > 0 {
@@ -108,7 +111,7 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 		b := make([]byte, 32)
 		_, _ = rand.Read(b)
 		token := "sk-" + hex.EncodeToString(b)
-		e, err := emulator.New(emulator.Options{Token: token, StatePath: statePath, Faults: *faults})
+		e, err := emulator.New(emulator.Options{Token: token, StatePath: statePath, Faults: *faults, Paths: emulator.Paths(*paths)})
 		ts.Check(err)
 		slot.emu = e
 		// Served through the handle (not emulator.Listen) so the gate sits in front.
@@ -154,6 +157,11 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 		slot.emu.ResetCounts()
 	case "dump":
 		dumpEmulator(ts, slot.emu)
+	case "add":
+		if len(args) != 2 {
+			ts.Fatalf("usage: emu add FILE.json")
+		}
+		addToEmulator(ts, slot.emu, ts.ReadFile(args[1]))
 	case "gate":
 		if len(args) != 3 {
 			ts.Fatalf("usage: emu gate PATH-SUFFIX N")
@@ -186,6 +194,26 @@ func dumpEmulator(ts *testscript.TestScript, e *emulator.Emulator) {
 		sort.Slice(toks, func(i, j int) bool { return toks[i].Name.Value() < toks[j].Name.Value() })
 		for _, t := range toks {
 			fmt.Fprintf(out, "  token %s desc=%q owner=%q\n", t.Name.Value(), t.Description.Value(), t.Owner())
+		}
+	}
+}
+
+// addToEmulator adds users and their tokens, as someone else writing to the account
+// would (PutUser/PutToken: no faults, no call counted).
+func addToEmulator(ts *testscript.TestScript, e *emulator.Emulator, data string) {
+	var f struct {
+		Users []struct {
+			state.User
+			Tokens []state.Token `json:"tokens"`
+		} `json:"users"`
+	}
+	ts.Check(json.Unmarshal([]byte(data), &f))
+	for _, fu := range f.Users {
+		u, err := e.PutUser(fu.User)
+		ts.Check(err)
+		for _, t := range fu.Tokens {
+			_, err := e.PutToken(u.ID, t)
+			ts.Check(err)
 		}
 	}
 }

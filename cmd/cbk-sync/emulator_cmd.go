@@ -16,6 +16,7 @@ type EmulatorCmd struct {
 	State            string `type:"path" placeholder:"FILE" help:"Persist the state to FILE (JSON, atomic writes); memory only when absent."`
 	APITokenFile     string `name:"api-token-file" type:"path" help:"File holding the bearer token clients must send (else CHATBOTKIT_API_TOKEN, CHATBOTKIT_API_SECRET, CHATBOTKIT_API_KEY)."`
 	AllowNonLoopback bool   `name:"allow-non-loopback" help:"Allow listening on an address that is not loopback."`
+	Paths            string `enum:"partner,user,both" default:"partner" help:"API path family served: partner (/v1/partner/user/..., the hosted API), user (/api/v1/user/..., self-hosted) or both."`
 
 	Latency      time.Duration `help:"Latency added to every request."`
 	FailRate     float64       `name:"fail-rate" help:"Fraction of requests answered 5xx without acting."`
@@ -56,6 +57,7 @@ func (c *EmulatorCmd) Run(ctx context.Context, env *Env) error {
 		Token:       token.Reveal(),
 		StatePath:   c.State,
 		SaveOnWrite: c.State != "",
+		Paths:       emulator.Paths(c.Paths),
 		Faults: emulator.Faults{
 			Seed: c.Seed, Latency: c.Latency, Rate5xx: c.FailRate, Rate429: c.ThrottleRate,
 			RetryAfter: c.RetryAfter, RateLost: c.LostRate, RateBadBody: c.BadBodyRate, UserQuota: c.UserQuota,

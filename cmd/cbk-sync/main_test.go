@@ -35,6 +35,7 @@ func mainForTest(args []string) int {
 	catchSIGPIPE()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	useTestDNS()
 	streams := SystemStreams()
 	if path := os.Getenv(transcriptEnv); path != "" {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
@@ -81,7 +82,7 @@ func TestScripts(t *testing.T) {
 			env.Defer(func() { checkNoSecrets(env.T(), env.WorkDir) })
 			return nil
 		},
-		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu},
+		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu, "unreachable": cmdUnreachable},
 		RequireExplicitExec: true,
 	})
 }

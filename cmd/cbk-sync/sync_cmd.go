@@ -43,7 +43,8 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer s.close()
-	p, err := computePlan(ctx, env, s, d, c.options())
+	po := c.options()
+	p, err := computePlan(ctx, env, s, d, po)
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 			return fmt.Errorf("apply cancelled; nothing was changed")
 		}
 	}
-	return runApply(ctx, env, s, p, c.ApplyFlags, c.Parallelism)
+	return runApply(ctx, env, s, p, c.ApplyFlags, c.Parallelism, &d, po)
 }
 
 // needsSink reports whether applying p creates token secrets.
@@ -104,9 +105,11 @@ func (f *ApplyFlags) checkSink(p *plan.Plan) error {
 }
 
 // runApply applies p with the writing client, writes the report, and maps the outcome
-// to an exit status: 3 when anything failed, was skipped or was interrupted.
-func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFlags, parallelism int) error {
-	opts := apply.Options{Owner: p.Owner, Parallelism: parallelism, Logger: env.Log}
+// to an exit status: 3 when anything failed, was skipped or was interrupted. d and po
+// are what p was computed from, for re-planning a user that turns out to exist; d may
+// be nil (see apply.Options.Desired).
+func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFlags, parallelism int, d *state.Desired, po plan.Options) error {
+	opts := apply.Options{Owner: p.Owner, Parallelism: parallelism, Logger: env.Log, Desired: d, PlanOptions: po}
 	if needsSink(p) {
 		sink, err := apply.OpenSecretsFile(f.SecretsOut, env.IO.Out)
 		if err != nil {
@@ -155,7 +158,7 @@ func printApplySummary(w io.Writer, r *apply.Report) {
 		if res.TokenName != "" {
 			what += " token " + res.TokenName
 		}
-		fmt.Fprintf(w, "%s %s %s: %s\n", res.Status, res.Action, what, res.Error)
+		fmt.Fprintf(w, "%s %s %s: %s\n", res.Status, res.Action, plan.Printable(what), plan.Printable(res.Error))
 	}
 	msg := "Apply complete"
 	if r.Interrupted {
@@ -210,7 +213,7 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 	if p.Empty() {
 		return nil
 	}
-	return runApply(ctx, env, s, p, c.ApplyFlags, c.Parallelism)
+	return runApply(ctx, env, s, p, c.ApplyFlags, c.Parallelism, nil, plan.Options{})
 }
 
 func readSavedPlan(path string) (*plan.Plan, error) {

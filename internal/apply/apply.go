@@ -61,6 +61,13 @@ type Options struct {
 	Progress func(done, total int)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Desired is the desired state the plan was computed from, and PlanOptions the
+	// options it was computed with. A planned user create that meets an existing user
+	// (409, or a lost answer) re-plans that user from Desired and what it reads of the
+	// user, instead of running the rest of its plan blind. Without Desired such a
+	// user is adopted but its token changes are skipped.
+	Desired     *state.Desired
+	PlanOptions plan.Options
 }
 
 // Run applies p through api and reports what each change came to.
@@ -94,10 +101,17 @@ func Run(ctx context.Context, api API, p *plan.Plan, o Options) (*Report, error)
 	}
 
 	r := &runner{api: api, o: o, ctx: ctx, call: context.WithoutCancel(ctx), log: o.Logger}
+	if o.Desired != nil {
+		r.desired = make(map[string]*state.DesiredUser, len(o.Desired.Users))
+		for i := range o.Desired.Users {
+			r.desired[state.EmailKey(o.Desired.Users[i].Email)] = &o.Desired.Users[i]
+		}
+	}
 	rep := &Report{Owner: o.Owner, StartedAt: o.Now()}
 
 	// Results are laid out in plan order up front; each user's worker writes only its
-	// own window, so the report's order does not depend on scheduling.
+	// own window (which a re-planned user may replace by a longer one), so the
+	// report's order does not depend on scheduling.
 	windows := make([][]Result, len(p.Users))
 	rep.Results = []Result{} // an empty plan reports "results": [], not null
 	for _, up := range p.Users {
@@ -136,10 +150,15 @@ func Run(ctx context.Context, api API, p *plan.Plan, o Options) (*Report, error)
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			r.runUser(up, windows[i])
+			windows[i] = r.runUser(up, windows[i])
 		})
 	}
 	wg.Wait()
+	all := make([]Result, 0, len(rep.Results))
+	for _, w := range windows {
+		all = append(all, w...)
+	}
+	rep.Results = all
 
 	rep.Interrupted = r.interrupted.Load()
 	rep.count()
@@ -169,6 +188,8 @@ type runner struct {
 	ctx  context.Context
 	call context.Context
 	log  *slog.Logger
+	// desired indexes Options.Desired by email key.
+	desired map[string]*state.DesiredUser
 
 	total       int
 	mu          sync.Mutex // serialises Progress
@@ -191,13 +212,16 @@ func (r *runner) stopReason() string {
 	return ""
 }
 
-// runUser applies one user's changes in order. A failed user create or adopt skips the
-// user's later changes, which all need the user to exist and be owned; any other
-// failure affects only its own change.
-func (r *runner) runUser(up plan.UserPlan, results []Result) {
+// runUser applies one user's changes in order and returns their results. A failed user
+// create or adopt skips the user's later changes, which all need the user to exist and
+// be owned; any other failure affects only its own change. A user create that finds
+// the user already there replaces the user's later changes by a fresh plan of it.
+func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 	userID := up.UserID
 	blocked := ""
-	for j, c := range up.Changes {
+	changes := up.Changes
+	for j := 0; j < len(changes); j++ {
+		c := changes[j]
 		res := &results[j]
 		if reason := r.stopReason(); reason != "" {
 			r.skip(res, reason)
@@ -213,7 +237,13 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) {
 		if res.UserID == "" {
 			res.UserID = userID // a token of a user created earlier in this run
 		}
-		err := r.do(c, &userID, res)
+		var err error
+		if c.Action == plan.UserCreate {
+			changes, results, blocked, err = r.create(c, &userID, changes, results, j)
+			res = &results[j]
+		} else {
+			err = r.do(c, &userID, res)
+		}
 		r.finish(res, err)
 		if err != nil {
 			switch c.Action {
@@ -224,22 +254,16 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) {
 			}
 		}
 	}
+	return results
 }
 
 // do runs one change. For a user create it sets *userID to the new user's ID.
 func (r *runner) do(c plan.Change, userID *string, res *Result) error {
-	if c.Action != plan.UserCreate && c.Action != plan.NoOp && *userID == "" {
+	if c.Action != plan.NoOp && *userID == "" {
 		return fmt.Errorf("%s: the plan does not say which user ID", c.Action)
 	}
 	switch c.Action {
 	case plan.NoOp:
-		return nil
-	case plan.UserCreate:
-		id, err := r.createUser(c, res)
-		if err != nil {
-			return err
-		}
-		*userID, res.UserID = id, id
 		return nil
 	case plan.UserUpdate, plan.UserAdopt:
 		if c.UserBody == nil {
@@ -308,6 +332,13 @@ func (r *runner) progress() {
 	defer r.mu.Unlock()
 	r.done++
 	r.o.Progress(r.done, r.total)
+}
+
+// addTotal counts actions a re-plan added (or removed, when n < 0).
+func (r *runner) addTotal(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.total += n
 }
 
 func resultAttrs(res *Result) []any {

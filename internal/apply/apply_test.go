@@ -60,9 +60,28 @@ func fixedNow() time.Time { return time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC) }
 
 func run(t *testing.T, f *fakeAPI, p *plan.Plan, sink apply.SecretSink) *apply.Report {
 	t.Helper()
-	rep, err := apply.Run(context.Background(), f, p, apply.Options{Owner: owner, Secrets: sink, Now: fixedNow, Parallelism: 1})
+	return runDesired(t, f, p, sink, nil)
+}
+
+// runDesired runs p with the desired state it was computed from.
+func runDesired(t *testing.T, f *fakeAPI, p *plan.Plan, sink apply.SecretSink, d *state.Desired) *apply.Report {
+	t.Helper()
+	rep, err := apply.Run(context.Background(), f, p, apply.Options{Owner: owner, Secrets: sink, Now: fixedNow, Parallelism: 1, Desired: d})
 	require.NoError(t, err)
 	return rep
+}
+
+// desiredUser declares email with name N (as userCreate plans it) and tokens.
+func desiredUser(email string, tokens ...string) state.DesiredUser {
+	du := state.DesiredUser{Email: email, Name: state.Some("N"), ManageTokens: true}
+	for _, n := range tokens {
+		du.Tokens = append(du.Tokens, state.DesiredToken{Name: n})
+	}
+	return du
+}
+
+func desiredOf(us ...state.DesiredUser) *state.Desired {
+	return &state.Desired{Owner: owner, Users: us}
 }
 
 func statuses(rep *apply.Report) []string {
@@ -122,17 +141,84 @@ func TestRunRefusesTokenCreatesWithoutSinkBeforeAnyCall(t *testing.T) {
 	assert.Equal(t, 1, rep.Totals.OK)
 }
 
-func TestLostUserCreateIsFoundAndAdopted(t *testing.T) {
+func TestLostUserCreateIsFoundAndReplanned(t *testing.T) {
+	f := newFake(t)
+	f.inject("CreateUser a@x.test", lost)
+	p := planOf(userPlan("a@x.test", "", userCreate("a@x.test"), tokenCreate("a@x.test", "", "ci")))
+	rep := runDesired(t, f, p, &fakeSink{f: f}, desiredOf(desiredUser("a@x.test", "ci")))
+
+	// The user the lost create made is found, its (empty) token list read, and the
+	// fresh plan of it is the planned one: no user change, the token created.
+	assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "ListTokens u1", "CreateToken u1/ci", "Deliver t2"}, f.calls())
+	assert.Equal(t, []string{"user_create:ok", "token_create:ok"}, statuses(rep))
+	assert.Equal(t, "u1", rep.Results[0].UserID)
+	assert.Equal(t, "answer lost; found owned user u1 by email; re-planned from its fresh state (0 tokens read): nothing to change for the user", rep.Results[0].Recovered)
+}
+
+func TestLostUserCreateWithoutDesiredStateAdoptsAndSkipsTheRest(t *testing.T) {
 	f := newFake(t)
 	f.inject("CreateUser a@x.test", lost)
 	p := planOf(userPlan("a@x.test", "", userCreate("a@x.test"), tokenCreate("a@x.test", "", "ci")))
 	rep := run(t, f, p, &fakeSink{f: f})
 
-	assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "UpdateUser u1", "CreateToken u1/ci", "Deliver t2"}, f.calls())
-	assert.Equal(t, []string{"user_create:ok", "token_create:ok"}, statuses(rep))
-	assert.Equal(t, "u1", rep.Results[0].UserID)
-	assert.Contains(t, rep.Results[0].Recovered, "answer lost")
-	assert.Contains(t, rep.Results[0].Recovered, "adopted")
+	assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "UpdateUser u1"}, f.calls())
+	assert.Equal(t, []string{"user_create:ok", "token_create:skipped"}, statuses(rep))
+	assert.Contains(t, rep.Results[0].Recovered, "answer lost; found owned user u1 by email; adopted")
+	assert.Contains(t, rep.Results[1].Error, "planned without reading it")
+	assert.True(t, rep.Failed(), "what was skipped is left to the next run")
+}
+
+// The plan's listing missed a user that exists with every declared token (a
+// truncated listing): the create meets 409, and the user is read and re-planned
+// before any token is created, so none is duplicated.
+func TestUserCreateThatMeetsAnExistingUserReplansItsTokens(t *testing.T) {
+	t.Run("every declared token is there: nothing is created", func(t *testing.T) {
+		f := newFake(t)
+		uid := f.addUser("a@x.test", marker())
+		ci := f.addToken(uid, "ci", marker())
+		f.addToken(uid, "deploy", marker())
+		p := planOf(userPlan("a@x.test", "", userCreate("a@x.test"), tokenCreate("a@x.test", "", "ci"), tokenCreate("a@x.test", "", "deploy")))
+		sink := &fakeSink{f: f}
+		rep := runDesired(t, f, p, sink, desiredOf(desiredUser("a@x.test", "ci", "deploy")))
+
+		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "ListTokens u1"}, f.calls())
+		assert.Equal(t, []string{"user_create:ok", "token_create:ok", "token_create:ok"}, statuses(rep))
+		assert.Contains(t, rep.Results[0].Recovered, "409 conflict; found owned user u1 by email; re-planned from its fresh state (2 tokens read)")
+		assert.Equal(t, "not needed: user u1 already has token ci as declared", rep.Results[1].Recovered)
+		assert.Equal(t, uid, rep.Results[1].UserID)
+		assert.Len(t, f.liveTokens(uid), 2)
+		assert.Equal(t, ci, f.liveTokens(uid)[0].ID)
+		assert.Empty(t, sink.delivered())
+		assert.False(t, rep.Failed())
+	})
+	t.Run("a missing token is created, an undeclared owned one revoked, the unmanaged user adopted", func(t *testing.T) {
+		f := newFake(t)
+		uid := f.addUser("a@x.test", state.Meta{"theirs": "kept"})
+		f.addToken(uid, "ci", marker())
+		old := f.addToken(uid, "old", marker())
+		p := planOf(userPlan("a@x.test", "", userCreate("a@x.test"), tokenCreate("a@x.test", "", "ci"), tokenCreate("a@x.test", "", "deploy")))
+		sink := &fakeSink{f: f}
+		rep := runDesired(t, f, p, sink, desiredOf(desiredUser("a@x.test", "ci", "deploy")))
+
+		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "ListTokens u1", "UpdateUser u1",
+			"CreateToken u1/deploy", "Deliver t4", "DeleteToken u1/" + old}, f.calls())
+		assert.Equal(t, []string{"user_create:ok", "token_create:ok", "token_create:ok", "token_revoke:ok"}, statuses(rep))
+		assert.Contains(t, rep.Results[0].Recovered, "found unmanaged user u1 by email; re-planned from its fresh state (2 tokens read): user_adopt done")
+		assert.Equal(t, old, rep.Results[3].TokenID)
+		assert.Equal(t, "re-planned: owned and not declared", rep.Results[3].Recovered)
+		assert.Equal(t, state.Meta{"theirs": "kept", state.OwnerKey: owner}, f.users[uid].Meta.Value())
+		assert.Equal(t, apply.Totals{OK: 4}, rep.Totals)
+	})
+	t.Run("a failed token read skips the user's tokens", func(t *testing.T) {
+		f := newFake(t)
+		f.addUser("a@x.test", marker())
+		f.inject("ListTokens u1", quota)
+		p := planOf(userPlan("a@x.test", "", userCreate("a@x.test"), tokenCreate("a@x.test", "", "ci")))
+		rep := runDesired(t, f, p, &fakeSink{f: f}, desiredOf(desiredUser("a@x.test", "ci")))
+		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "ListTokens u1"}, f.calls())
+		assert.Equal(t, []string{"user_create:failed", "token_create:skipped"}, statuses(rep))
+		assert.Contains(t, rep.Results[0].Error, "reading its tokens to re-plan it failed")
+	})
 }
 
 func TestConflictOnUserCreate(t *testing.T) {
@@ -142,7 +228,7 @@ func TestConflictOnUserCreate(t *testing.T) {
 		rep := run(t, f, planOf(userPlan("a@x.test", "", userCreate("a@x.test"))), nil)
 		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "UpdateUser " + id}, f.calls())
 		assert.Equal(t, []string{"user_create:ok"}, statuses(rep))
-		assert.Contains(t, rep.Results[0].Recovered, "409 conflict; found unmanaged user u1 by email: adopted")
+		assert.Equal(t, "409 conflict; found unmanaged user u1 by email; adopted", rep.Results[0].Recovered)
 		assert.Equal(t, state.Meta{"theirs": "kept", state.OwnerKey: owner}, f.users[id].Meta.Value())
 	})
 	t.Run("foreign user is not adopted and its tokens are skipped", func(t *testing.T) {

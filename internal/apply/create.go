@@ -3,7 +3,9 @@ package apply
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,29 +20,27 @@ import (
 
 // createUser creates the user of c and returns its ID. A lost answer or a 409 is
 // resolved by looking the email up: a user found with our marker or with none is
-// adopted (the create body is sent as an update, meta merged), a user of another owner
-// is an error, and nothing found after a lost answer means the create can be sent again.
-func (r *runner) createUser(c plan.Change, res *Result) (string, error) {
+// returned as found, for the caller to re-plan; a user of another owner is an error,
+// and nothing found after a lost answer means the create can be sent again.
+func (r *runner) createUser(c plan.Change, res *Result) (string, *state.User, error) {
 	if c.UserBody == nil {
-		return "", fmt.Errorf("%s: the plan has no user body", c.Action)
+		return "", nil, fmt.Errorf("%s: the plan has no user body", c.Action)
 	}
 	body := r.withUserMarker(*c.UserBody)
-	var notes []string
-	defer func() { res.Recovered = strings.Join(notes, "; ") }()
 	for attempt := 1; ; attempt++ {
 		id, err := r.api.CreateUser(r.call, body)
 		if err == nil && id == "" {
-			return "", fmt.Errorf("%s: the API answered without a user ID", c.Action)
+			return "", nil, fmt.Errorf("%s: the API answered without a user ID", c.Action)
 		}
 		if err == nil {
-			if len(notes) > 0 {
-				notes = append(notes, "created")
+			if res.Recovered != "" {
+				addNote(res, "created")
 			}
-			return id, nil
+			return id, nil, nil
 		}
 		lost := client.IsLost(err)
 		if !lost && !client.IsConflict(err) {
-			return "", err
+			return "", nil, err
 		}
 		what := "answer lost"
 		if !lost {
@@ -48,7 +48,7 @@ func (r *runner) createUser(c plan.Change, res *Result) (string, error) {
 		}
 		u, found, lerr := r.findUser(c.Email)
 		if lerr != nil {
-			return "", fmt.Errorf("%w; then looking the user up by email failed: %v", err, lerr)
+			return "", nil, fmt.Errorf("%w; then looking the user up by email failed: %v", err, lerr)
 		}
 		if found {
 			kind := "unmanaged"
@@ -57,23 +57,145 @@ func (r *runner) createUser(c plan.Change, res *Result) (string, error) {
 				kind = "owned"
 			case "":
 			default:
-				return "", fmt.Errorf("%w; the user with this email belongs to owner %q, so it was not adopted", err, owner)
+				return "", nil, fmt.Errorf("%w; the user with this email belongs to owner %q, so it was not adopted", err, owner)
 			}
-			if uerr := r.api.UpdateUser(r.call, u.ID, adoptBody(body, u)); uerr != nil {
-				notes = append(notes, fmt.Sprintf("%s; found %s user %s by email", what, kind, u.ID))
-				return "", fmt.Errorf("adopting user %s failed: %w", u.ID, uerr)
-			}
-			notes = append(notes, fmt.Sprintf("%s; found %s user %s by email: adopted", what, kind, u.ID))
-			return u.ID, nil
+			addNote(res, fmt.Sprintf("%s; found %s user %s by email", what, kind, u.ID))
+			return u.ID, &u, nil
 		}
 		if !lost {
-			return "", fmt.Errorf("%w; yet no user with this email was found", err)
+			return "", nil, fmt.Errorf("%w; yet no user with this email was found", err)
 		}
-		notes = append(notes, "answer lost; not found by email, so not created")
+		addNote(res, "answer lost; not found by email, so not created")
 		if attempt >= maxCreateAttempts {
-			return "", fmt.Errorf("gave up after %d creates whose answers were lost: %w", attempt, err)
+			return "", nil, fmt.Errorf("gave up after %d creates whose answers were lost: %w", attempt, err)
 		}
 	}
+}
+
+// create runs the user create changes[j]. When the user turns out to exist already, the
+// rest of its plan was computed without having seen it: the user and its token list
+// are read, the user is planned afresh (plan.UserChanges), its user change is made as
+// part of this one, and its later changes are replaced by the fresh plan's. It returns
+// the changes and results to go on with, and the reason to skip the rest, if any.
+func (r *runner) create(c plan.Change, userID *string, changes []plan.Change, results []Result, j int) ([]plan.Change, []Result, string, error) {
+	res := &results[j]
+	id, found, err := r.createUser(c, res)
+	if err != nil {
+		return changes, results, "skipped: the user could not be created", err
+	}
+	*userID, res.UserID = id, id
+	if found == nil {
+		return changes, results, "", nil
+	}
+	du := r.desired[state.EmailKey(c.Email)]
+	if du == nil {
+		// No desired state to re-plan from: adopt the user with the create body, and
+		// make none of the changes planned without seeing it.
+		if err := r.api.UpdateUser(r.call, found.ID, adoptBody(r.withUserMarker(*c.UserBody), *found)); err != nil {
+			return changes, results, "skipped: the user could not be adopted", fmt.Errorf("adopting user %s failed: %w", found.ID, err)
+		}
+		addNote(res, "adopted")
+		return changes, results, fmt.Sprintf("skipped: user %s already existed, and this change was planned without reading it (run cbk-sync again)", found.ID), nil
+	}
+	var tokens []state.Token
+	if du.ManageTokens {
+		if tokens, err = r.listTokens(found.ID); err != nil {
+			return changes, results, "skipped: the user that already existed could not be re-planned",
+				fmt.Errorf("user %s already exists; reading its tokens to re-plan it failed: %w", found.ID, err)
+		}
+	}
+	po := r.o.PlanOptions
+	if po.Now.IsZero() {
+		po.Now = r.o.Now()
+	}
+	fresh, reasons, warnings, err := plan.UserChanges(du, r.o.Owner, *found, tokens, po)
+	if err == nil && len(reasons) > 0 {
+		err = errors.New(strings.Join(reasons, "; "))
+	}
+	if err != nil {
+		return changes, results, "skipped: the user that already existed could not be re-planned",
+			fmt.Errorf("user %s already exists; re-planning it failed: %w", found.ID, err)
+	}
+	for _, w := range warnings {
+		r.log.Warn(w)
+	}
+	var toks []plan.Change
+	userDone := "nothing to change for the user"
+	for _, fc := range fresh.Changes {
+		if fc.Action.IsToken() {
+			toks = append(toks, fc)
+			continue
+		}
+		if err := r.do(fc, userID, res); err != nil {
+			addNote(res, fmt.Sprintf("re-planned from its fresh state; %s failed", fc.Action))
+			return changes, results, "skipped: the user could not be adopted", err
+		}
+		userDone = fc.Action.String() + " done"
+	}
+	addNote(res, fmt.Sprintf("re-planned from its fresh state (%d tokens read): %s", len(tokens), userDone))
+
+	// Each later planned change runs as its fresh counterpart (the same token name), or
+	// is done already; fresh changes with no planned counterpart run after them.
+	used := make([]bool, len(toks))
+	outC, outR := slices.Clone(changes[:j+1]), slices.Clone(results[:j+1])
+	for k := j + 1; k < len(changes); k++ {
+		pc, pr := changes[k], results[k]
+		pr.UserID = found.ID
+		if !pc.Action.IsToken() {
+			outC, outR = append(outC, pc), append(outR, pr)
+			continue
+		}
+		m := -1
+		for i, fc := range toks {
+			if !used[i] && fc.Action != plan.TokenRevoke && fc.TokenName == pc.TokenName {
+				m = i
+				break
+			}
+		}
+		if m < 0 {
+			pr.Recovered = fmt.Sprintf("not needed: user %s already has token %s as declared", found.ID, pc.TokenName)
+			outC, outR = append(outC, plan.Change{Action: plan.NoOp, Email: pc.Email, UserID: found.ID}), append(outR, pr)
+			continue
+		}
+		used[m] = true
+		fc := toks[m]
+		if fc.Action != pc.Action {
+			pr.Recovered = fmt.Sprintf("re-planned as %s: %s", fc.Action, fc.Reason)
+		}
+		pr.Action, pr.TokenID = fc.Action, fc.TokenID
+		outC, outR = append(outC, fc), append(outR, pr)
+	}
+	for i, fc := range toks {
+		if used[i] {
+			continue
+		}
+		outC = append(outC, fc)
+		outR = append(outR, Result{Action: fc.Action, Email: fc.Email, UserID: found.ID, TokenName: fc.TokenName, TokenID: fc.TokenID,
+			Recovered: "re-planned: " + fc.Reason})
+	}
+	r.addTotal(len(outC) - len(changes))
+	return outC, outR, "", nil
+}
+
+// addNote appends a step to the account of how a change was recovered.
+func addNote(res *Result, note string) {
+	if res.Recovered == "" {
+		res.Recovered = note
+		return
+	}
+	res.Recovered += "; " + note
+}
+
+// listTokens reads a user's whole token list.
+func (r *runner) listTokens(userID string) ([]state.Token, error) {
+	out := []state.Token{}
+	for t, err := range r.api.ListTokens(r.call, userID, client.ListOptions{}) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 // findUser looks a user up by email with one list call.
@@ -114,41 +236,10 @@ func adoptBody(b state.UserFields, remote state.User) state.UserFields {
 	b.MetaMerge = true
 	if declared, ok := b.Limits.Get(); ok {
 		if rl, ok := remote.Limits.Get(); ok {
-			b.Limits = state.Some(overlayLimits(rl, declared))
+			b.Limits = state.Some(state.OverlayLimits(rl, declared))
 		}
 	}
 	return b
-}
-
-func overlayLimits(base, over state.Limits) state.Limits {
-	pick := func(b, o state.Opt[int64]) state.Opt[int64] {
-		if o.Present() {
-			return o
-		}
-		return b
-	}
-	out := state.Limits{
-		Tokens:        pick(base.Tokens, over.Tokens),
-		Conversations: pick(base.Conversations, over.Conversations),
-		Messages:      pick(base.Messages, over.Messages),
-		Database:      base.Database,
-	}
-	od, oset := over.Database.Get()
-	bd, bset := base.Database.Get()
-	switch {
-	case !over.Database.Present():
-	case oset && bset:
-		out.Database = state.Some(state.DatabaseLimits{
-			Datasets:  pick(bd.Datasets, od.Datasets),
-			Records:   pick(bd.Records, od.Records),
-			Skillsets: pick(bd.Skillsets, od.Skillsets),
-			Abilities: pick(bd.Abilities, od.Abilities),
-			Files:     pick(bd.Files, od.Files),
-		})
-	default:
-		out.Database = over.Database
-	}
-	return out
 }
 
 // createToken creates the token of c (a create, or a rotation's successor). Each
@@ -160,8 +251,6 @@ func (r *runner) createToken(userID string, c plan.Change, res *Result) (state.C
 	if c.TokenBody == nil {
 		return state.CreatedToken{}, fmt.Errorf("%s: the plan has no token body", c.Action)
 	}
-	var notes []string
-	defer func() { res.Recovered = strings.Join(notes, "; ") }()
 	var err error
 	for attempt := 1; attempt <= maxCreateAttempts; attempt++ {
 		nonce := newNonce()
@@ -171,8 +260,8 @@ func (r *runner) createToken(userID string, c plan.Change, res *Result) (state.C
 			if ct.ID == "" {
 				return ct, fmt.Errorf("%s: the API answered without a token ID", c.Action)
 			}
-			if len(notes) > 0 {
-				notes = append(notes, fmt.Sprintf("created %s", ct.ID))
+			if attempt > 1 {
+				addNote(res, fmt.Sprintf("created %s", ct.ID))
 			}
 			return ct, nil
 		}
@@ -184,13 +273,13 @@ func (r *runner) createToken(userID string, c plan.Change, res *Result) (state.C
 			return state.CreatedToken{}, fmt.Errorf("%w; then looking the token up by its nonce failed: %v", err, lerr)
 		}
 		if !found {
-			notes = append(notes, "answer lost; not found by nonce, so not created")
+			addNote(res, "answer lost; not found by nonce, so not created")
 			continue
 		}
 		if derr := r.deleteToken(userID, tok.ID); derr != nil {
 			return state.CreatedToken{}, fmt.Errorf("%w; token %s was created but its secret is lost, and revoking it failed: %v (revoke it by hand)", err, tok.ID, derr)
 		}
-		notes = append(notes, fmt.Sprintf("answer lost; found token %s by nonce, its secret lost: revoked", tok.ID))
+		addNote(res, fmt.Sprintf("answer lost; found token %s by nonce, its secret lost: revoked", tok.ID))
 	}
 	return state.CreatedToken{}, fmt.Errorf("gave up after %d creates whose answers were lost: %w", maxCreateAttempts, err)
 }

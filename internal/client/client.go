@@ -49,6 +49,11 @@ type Options struct {
 	// JSONL lists with Accept: application/jsonl: one streamed answer per list, the
 	// server paging internally.
 	JSONL bool
+	// Paths selects the API path family: PathsPartner (/v1/partner/user/..., the
+	// hosted API and the SDKs), PathsUser (/api/v1/user/..., the self-hosted
+	// platform) or PathsAuto (""), which finds it on the first request (see
+	// PathFamily).
+	Paths PathFamily
 	// Logger receives one debug line per request and a warning per retry; default: discard.
 	Logger *slog.Logger
 }
@@ -65,6 +70,7 @@ type Client struct {
 	retryBase time.Duration
 	dryRun    bool
 	jsonl     bool
+	paths     PathFamily // as asked for; the family in use is in shared.family
 	log       *slog.Logger
 	clock     clock
 	jitter    func(time.Duration) time.Duration // tests make it deterministic
@@ -79,6 +85,15 @@ type shared struct {
 	// notBefore (unix nanoseconds) is when requests may be sent again after a 429:
 	// every request waits for it, so one worker's 429 slows them all.
 	notBefore atomic.Int64
+
+	// family is the path family in use (a PathFamily); PathsAuto until the first
+	// answer tells. probe is held by the one request finding it out.
+	family atomic.Int32
+	probe  chan struct{}
+	// reached is set by the first HTTP answer of the API, whatever its status: from
+	// then on a refused connection or a failed DNS lookup is taken for a passing
+	// failure of a host that exists, not for a wrong URL.
+	reached atomic.Bool
 
 	calls     map[string]*atomic.Int64 // fixed set of ops, built in New: read-only map
 	retries   atomic.Int64
@@ -129,6 +144,11 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	switch opts.Paths {
+	case PathsAuto, PathsPartner, PathsUser:
+	default:
+		return nil, fmt.Errorf("API paths %q: want auto, partner or user", string(opts.Paths))
+	}
 	if strings.ContainsAny(opts.Token.Reveal(), "\r\n\x00") {
 		// net/http would refuse the header anyway; say so without quoting it.
 		return nil, errors.New("the API token contains a line break or NUL byte")
@@ -144,11 +164,13 @@ func New(opts Options) (*Client, error) {
 		retryBase: orDefault(opts.RetryBase, 250*time.Millisecond),
 		dryRun:    opts.DryRun,
 		jsonl:     opts.JSONL,
+		paths:     opts.Paths,
 		log:       opts.Logger,
 		clock:     realClock{},
 		jitter:    fullJitter,
-		shared:    &shared{calls: make(map[string]*atomic.Int64, len(allOps))},
+		shared:    &shared{calls: make(map[string]*atomic.Int64, len(allOps)), probe: make(chan struct{}, 1)},
 	}
+	c.family.Store(int32(familyCode(opts.Paths)))
 	if c.maxConns < 1 {
 		c.maxConns = 1
 	}
@@ -164,6 +186,13 @@ func New(opts Options) (*Client, error) {
 		t.MaxIdleConnsPerHost = c.maxConns
 		c.hc = &http.Client{Transport: t}
 	}
+	// The API never redirects, and a redirect followed would carry the token to
+	// wherever it points (another port, host or scheme): the 3xx answer itself is
+	// returned and reported (see redirectError). A caller's client is copied, not
+	// changed.
+	hc := *c.hc
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.hc = &hc
 	for _, op := range allOps {
 		c.calls[op] = new(atomic.Int64)
 	}
@@ -232,19 +261,21 @@ func IsLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// endpoint returns the URL of an API path made of segments; each segment is escaped,
-// so an ID can never change the path.
+// endpoint returns the address of an API operation made of segments ("user", id,
+// "fetch"), relative to the root of a path family: attempt resolves it against the
+// family in use (see familyURL). Each segment is escaped, so an ID can never change
+// the path.
 func (c *Client) endpoint(segments ...string) *url.URL {
-	u := *c.base
 	var b strings.Builder
-	b.WriteString(u.Path)
-	for _, s := range segments {
-		b.WriteByte('/')
+	for i, s := range segments {
+		if i > 0 {
+			b.WriteByte('/')
+		}
 		b.WriteString(url.PathEscape(s))
 	}
-	u.RawPath = b.String()
+	u := &url.URL{RawPath: b.String()}
 	u.Path, _ = url.PathUnescape(u.RawPath)
-	return &u
+	return u
 }
 
 // clock is time as the retry loop sees it; tests replace it to observe waits

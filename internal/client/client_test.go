@@ -220,8 +220,7 @@ func TestNullAndMissingStayApart(t *testing.T) {
 	assert.True(t, u.Image.Absent())
 	assert.Equal(t, "a@acme.test", u.Email.Value())
 	l, _ := u.Limits.Get()
-	assert.True(t, l.Database.IsNull())
-	assert.True(t, l.Messages.Absent())
+	assert.Equal(t, state.Limits{"tokens": 5.0, "database": nil}, l)
 
 	tokens, err := collect(t, c.ListTokens(context.Background(), "u1", ListOptions{}))
 	require.NoError(t, err)
@@ -421,13 +420,19 @@ func TestCreateLostAnswerIsNotRetried(t *testing.T) {
 }
 
 func TestCreateWhoseConnectionWasRefusedIsRetried(t *testing.T) {
-	// Nothing listens: the request never left, so repeating it cannot duplicate.
+	// The API answered once, then nothing listens: the request never left, so
+	// repeating it cannot duplicate.
 	r := newRegistry(t)
+	r.on("GET", "/v1/partner/user/u1/fetch", reply(200, `{"id":"u1"}`))
 	c := newTestClient(t, r)
+	_, err := c.FetchUser(context.Background(), "u1")
+	require.NoError(t, err)
+	c.hc.CloseIdleConnections() // so the create dials, rather than meet the closing connection
 	r.srv.Close()
-	_, err := c.CreateUser(context.Background(), state.UserFields{})
+	_, err = c.CreateUser(context.Background(), state.UserFields{})
 	require.Error(t, err)
 	assert.False(t, IsLost(err), "%v", err)
+	assert.False(t, IsUnreachable(err), "%v", err)
 	assert.Equal(t, int64(4), c.Stats().Calls[OpUserCreate])
 }
 

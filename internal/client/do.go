@@ -48,6 +48,7 @@ const (
 type result struct {
 	err        error
 	class      class
+	status     int           // the HTTP status; 0 when no answer came
 	retryAfter time.Duration // from the Retry-After header; 0 when absent
 	throttled  bool          // a 429 TOO_MANY_REQUESTS: slows every request of the client
 	inFlight   bool          // the caller's ctx ended while the request may have been processed
@@ -74,6 +75,13 @@ func (c *Client) doRaw(ctx context.Context, r *request) error {
 	if r.body != nil && c.dryRun {
 		return fmt.Errorf("%s: %w", r.op, ErrDryRun)
 	}
+	fam, release, err := c.familyFor(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer release()
+	probing := c.Paths() == PathsAuto
+	var first result // the answer of the first family tried, while probing
 	start := c.clock.Now()
 	var last result
 	for attempt := 0; ; attempt++ {
@@ -83,12 +91,25 @@ func (c *Client) doRaw(ctx context.Context, r *request) error {
 		if err := c.waitTurn(ctx); err != nil {
 			return c.interrupted(r, err, last)
 		}
-		res := c.attempt(ctx, r)
+		res := c.attempt(ctx, r, fam, probing, release)
+		if probing && res.status == http.StatusNotFound && c.Paths() == PathsAuto {
+			if first.err == nil {
+				// The path may be the other family's: try it once, at once (a 404
+				// is final, so this is a second family, not a retry).
+				first, fam = res, otherFamily(fam)
+				attempt--
+				continue
+			}
+			return c.noRoute(r, first, res)
+		}
 		switch res.class {
 		case classFinal:
 			if res.inFlight && r.kind != kindRead {
 				// The caller gave up while a write was in flight.
 				return &LostAnswerError{Op: r.op, Err: res.err}
+			}
+			if r.op == OpUserList && res.status == http.StatusNotFound {
+				return fmt.Errorf("%w (the API paths are set to %s: %s; --api-paths auto finds them)", res.err, fam, c.familyURL(fam, r.url).Redacted())
 			}
 			return res.err
 		case classMaybeProcessed:
@@ -115,6 +136,17 @@ func (c *Client) doRaw(ctx context.Context, r *request) error {
 			}
 		}
 	}
+}
+
+// noRoute is the error of a request that both path families answered 404. For a
+// list that means the URL is wrong; for an operation on one object it may also be
+// the object that is missing, so the family stays undecided and the 404 is returned.
+func (c *Client) noRoute(r *request, first, second result) error {
+	if r.op != OpUserList {
+		return first.err
+	}
+	return fmt.Errorf("%w: neither %s nor %s exists: check the API URL (--api-url)", first.err,
+		c.familyURL(PathsPartner, r.url).Redacted(), c.familyURL(PathsUser, r.url).Redacted())
 }
 
 // giveUp is the error of a call whose retries ran out.
@@ -204,8 +236,10 @@ func (w *watchdog) kick() { w.t.Reset(w.d) }
 // pause stops the countdown while the consumer, not the server, is slow.
 func (w *watchdog) pause() { w.t.Stop() }
 
-// attempt sends r once and sorts the outcome.
-func (c *Client) attempt(ctx context.Context, r *request) result {
+// attempt sends r once, to path family fam, and sorts the outcome. While probing
+// (the family is not known yet), an answer that shows the path exists decides the
+// family, and release lets the requests waiting for that go.
+func (c *Client) attempt(ctx context.Context, r *request, fam PathFamily, probing bool, release func()) result {
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	wd := &watchdog{t: time.AfterFunc(c.timeout, func() { cancel(errTimeout) }), d: c.timeout}
@@ -217,7 +251,8 @@ func (c *Client) attempt(ctx context.Context, r *request) result {
 		method = http.MethodPost
 		body = bytes.NewReader(r.body)
 	}
-	req, err := http.NewRequestWithContext(rctx, method, r.url.String(), body)
+	u := c.familyURL(fam, r.url)
+	req, err := http.NewRequestWithContext(rctx, method, u.String(), body)
 	if err != nil {
 		return result{err: fmt.Errorf("%s: %w", r.op, err)}
 	}
@@ -232,16 +267,27 @@ func (c *Client) attempt(ctx context.Context, r *request) result {
 	t0 := time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		c.log.Debug("api request", "op", r.op, "method", method, "path", c.scrubText(r.url.Path), "error", c.scrubText(err.Error()), "duration", time.Since(t0))
-		return c.transportFailure(ctx, rctx, r, err)
+		c.log.Debug("api request", "op", r.op, "method", method, "path", c.scrubText(u.Path), "error", c.scrubText(err.Error()), "duration", time.Since(t0))
+		return c.transportFailure(ctx, rctx, r, u, err)
 	}
 	defer func() {
 		// Drain a little so the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		resp.Body.Close()
 	}()
-	c.log.Debug("api request", "op", r.op, "method", method, "path", c.scrubText(r.url.Path), "status", resp.StatusCode, "duration", time.Since(t0))
+	c.reached.Store(true)
+	c.log.Debug("api request", "op", r.op, "method", method, "path", c.scrubText(u.Path), "status", resp.StatusCode, "duration", time.Since(t0))
+	if probing && decidesFamily(resp.StatusCode) {
+		c.setFamily(fam)
+		release()
+	}
+	res := c.sortAnswer(ctx, rctx, r, u, resp, wd)
+	res.status = resp.StatusCode
+	return res
+}
 
+// sortAnswer sorts an HTTP answer; a 2xx is handed to the request's handler.
+func (c *Client) sortAnswer(ctx, rctx context.Context, r *request, u *url.URL, resp *http.Response, wd *watchdog) result {
 	switch s := resp.StatusCode; {
 	case s >= 200 && s < 300:
 		herr := r.handle(resp, wd)
@@ -251,9 +297,11 @@ func (c *Client) attempt(ctx context.Context, r *request) result {
 		case errors.Is(herr, errStop):
 			return result{err: errStop}
 		case rctx.Err() != nil:
-			return c.transportFailure(ctx, rctx, r, herr)
+			return c.transportFailure(ctx, rctx, r, u, herr)
 		}
 		return result{err: herr, class: classMaybeProcessed}
+	case s >= 300 && s < 400:
+		return result{err: c.redirectError(r.op, u, resp)}
 	case s == http.StatusTooManyRequests:
 		c.throttled.Add(1)
 		ae := c.readAPIError(r.op, resp)
@@ -268,14 +316,33 @@ func (c *Client) attempt(ctx context.Context, r *request) result {
 	}
 }
 
+// redirectError is the error of a 3xx answer. The Partner API never redirects, and
+// following one would send the token wherever it points, so it is not followed; the
+// error says where it pointed (the token scrubbed from it like from any error).
+func (c *Client) redirectError(op string, from *url.URL, resp *http.Response) error {
+	to := "nowhere (no Location header)"
+	if loc := resp.Header.Get("Location"); loc != "" {
+		if lu, err := from.Parse(loc); err == nil {
+			to = lu.Redacted()
+		} else {
+			to = fmt.Sprintf("%q", loc)
+		}
+	}
+	return fmt.Errorf("%s: %w: %s answered %d pointing to %s; it was not followed, so the token went nowhere else: check the API URL (--api-url)",
+		op, ErrRedirect, from.Redacted(), resp.StatusCode, to)
+}
+
 // transportFailure sorts an error met while sending or reading.
-func (c *Client) transportFailure(ctx, rctx context.Context, r *request, err error) result {
+func (c *Client) transportFailure(ctx, rctx context.Context, r *request, u *url.URL, err error) result {
 	if ctx.Err() != nil {
 		// The caller's context ended: not retried.
 		return result{err: fmt.Errorf("%s: %w", r.op, context.Cause(ctx)), inFlight: !isDialError(err)}
 	}
 	if errors.Is(context.Cause(rctx), errTimeout) {
 		return result{err: fmt.Errorf("%s: no answer within %s: %w", r.op, c.timeout, errTimeout), class: classMaybeProcessed}
+	}
+	if ue := c.unreachable(r.op, u, err); ue != nil {
+		return result{err: ue}
 	}
 	if isDialError(err) {
 		return result{err: fmt.Errorf("%s: %w", r.op, err), class: classNotProcessed}
@@ -325,7 +392,8 @@ func (c *Client) readAPIError(op string, resp *http.Response) *APIError {
 	}
 	if err := jsonUnmarshal(b, &eb); err == nil {
 		ae.Message, ae.Code = stringish(eb.Message), stringish(eb.Code)
-	} else if text := strings.Join(strings.Fields(string(b)), " "); text != "" {
+	} else if text := strings.Join(strings.Fields(c.scrubText(string(b))), " "); text != "" {
+		// Scrubbed before it is cut: a cut token is no longer found by scrub.
 		const maxText = 200
 		if len(text) > maxText {
 			text = text[:maxText] + "..."

@@ -141,7 +141,7 @@ func TestEmulatorCRUDRoundTrip(t *testing.T) {
 		Email:  state.Some("alice@acme.test"),
 		Name:   state.Some("Alice"),
 		Meta:   state.Some(state.Meta{state.OwnerKey: "acme", "team": "sales"}),
-		Limits: state.Some(state.Limits{Tokens: state.Some[int64](100)}),
+		Limits: state.Some(state.Limits{"tokens": 100.0}),
 	})
 	require.NoError(t, err)
 	require.NotEmpty(t, id)

@@ -20,6 +20,13 @@ func (e *APIError) Error() string {
 	if msg == "" {
 		msg = http.StatusText(e.Status)
 	}
+	if e.Status == http.StatusForbidden {
+		if e.Op == OpUserList {
+			msg += " (the token may not manage partner users: is it the partner account's token?)"
+		} else {
+			msg += " (forbidden: the user belongs to another partner account, or the token may not act on it; not retried, and not taken for a deleted user)"
+		}
+	}
 	if e.Code != "" {
 		return fmt.Sprintf("%s: %d %s: %s", e.Op, e.Status, e.Code, msg)
 	}
@@ -45,6 +52,10 @@ func (e *LostAnswerError) Unwrap() error { return e.Err }
 // dry-run mode.
 var ErrDryRun = errors.New("dry-run: refusing to send a write request")
 
+// ErrRedirect is wrapped by the error of a 3xx answer: the API does not redirect, and
+// a redirect is never followed, so the token is never sent anywhere else.
+var ErrRedirect = errors.New("the API does not redirect")
+
 // ErrInsecureURL is returned for an http:// API URL whose host is not loopback.
 var ErrInsecureURL = errors.New("refusing http:// for a host that is not loopback; use https://")
 
@@ -67,6 +78,11 @@ func IsQuota(err error) bool {
 	s, c, ok := apiCode(err)
 	return ok && s == http.StatusTooManyRequests && c == "LIMITS_REACHED"
 }
+
+// IsForbidden reports 403 (NOT_AUTHORIZED): for a partner user, one that belongs to
+// another partner account. It is never retried, and never taken for a missing or
+// deleted object (that is 404, IsNotFound).
+func IsForbidden(err error) bool { s, _, ok := apiCode(err); return ok && s == http.StatusForbidden }
 
 // IsAuth reports 401, 402 or 403: the credentials or subscription are wrong.
 func IsAuth(err error) bool {

@@ -45,7 +45,7 @@ func (a *fuzzAPI) serve(t *testing.T, body []byte, jsonl bool) *Client {
 	a.mu.Lock()
 	a.body, a.calls = body, 0
 	a.mu.Unlock()
-	c, err := New(Options{BaseURL: a.srv.URL, Token: state.Secret(testToken), HTTPClient: a.srv.Client(),
+	c, err := New(Options{BaseURL: a.srv.URL, Token: state.Secret(testToken), HTTPClient: a.srv.Client(), Paths: PathsPartner,
 		RetryBase: time.Microsecond, RetryMaxElapsed: 8 * time.Microsecond, Timeout: 10 * time.Second, JSONL: jsonl})
 	if err != nil {
 		t.Fatal(err)

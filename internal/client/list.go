@@ -34,7 +34,7 @@ const maxLineSize = 16 << 20
 // ListUsers iterates over every partner user, page by page (or over one streamed
 // answer in JSONL mode). An error is yielded once, last.
 func (c *Client) ListUsers(ctx context.Context, o ListOptions) iter.Seq2[state.User, error] {
-	return list(ctx, c, OpUserList, c.endpoint("v1", "partner", "user", "list"), o, func(u state.User) string { return u.ID })
+	return list(ctx, c, OpUserList, c.endpoint("user", "list"), o, func(u state.User) string { return u.ID })
 }
 
 // ListTokens iterates over every token of a user (never their secrets).
@@ -42,7 +42,7 @@ func (c *Client) ListTokens(ctx context.Context, userID string, o ListOptions) i
 	if userID == "" {
 		return failed[state.Token](fmt.Errorf("%s: empty user id", OpTokenList))
 	}
-	return list(ctx, c, OpTokenList, c.endpoint("v1", "partner", "user", userID, "token", "list"), o, func(t state.Token) string { return t.ID })
+	return list(ctx, c, OpTokenList, c.endpoint("user", userID, "token", "list"), o, func(t state.Token) string { return t.ID })
 }
 
 func failed[T any](err error) iter.Seq2[T, error] {

@@ -178,15 +178,17 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// newTestClient returns a client of r with a fake clock and jitter that always takes
+// newTestClient returns a client of r, on the partner path family, with a fake clock and jitter that always takes
 // the whole backoff, so retry counts are exact: with RetryBase 1ms and
 // RetryMaxElapsed 10ms a call is sent 4 times (waits 1, 2, 4 ms; 8 more would pass 10).
 func newTestClient(t *testing.T, r *registry, edit ...func(*Options)) testClient {
 	t.Helper()
 	logs := &syncBuffer{}
 	o := Options{
-		BaseURL:         r.srv.URL,
-		Token:           state.Secret(testToken),
+		BaseURL: r.srv.URL,
+		Token:   state.Secret(testToken),
+		Paths:   PathsPartner, // the auto mode has its own tests
+
 		RetryBase:       time.Millisecond,
 		RetryMaxElapsed: 10 * time.Millisecond,
 		Logger:          slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

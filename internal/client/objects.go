@@ -14,7 +14,7 @@ func (c *Client) FetchUser(ctx context.Context, id string) (state.User, error) {
 	if id == "" {
 		return u, fmt.Errorf("%s: empty user id", OpUserFetch)
 	}
-	err := c.do(ctx, &request{op: OpUserFetch, kind: kindRead, url: c.endpoint("v1", "partner", "user", id, "fetch"),
+	err := c.do(ctx, &request{op: OpUserFetch, kind: kindRead, url: c.endpoint("user", id, "fetch"),
 		handle: func(resp *http.Response, _ *watchdog) error {
 			u = state.User{}
 			if err := readObject(OpUserFetch, resp, &u); err != nil {
@@ -36,7 +36,7 @@ func (c *Client) CreateUser(ctx context.Context, f state.UserFields) (string, er
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", OpUserCreate, err)
 	}
-	return c.create(ctx, OpUserCreate, body, "v1", "partner", "user", "create")
+	return c.create(ctx, OpUserCreate, body, "user", "create")
 }
 
 // UpdateUser changes the fields of f that are present. It is idempotent, so it is
@@ -49,7 +49,7 @@ func (c *Client) UpdateUser(ctx context.Context, id string, f state.UserFields) 
 	if err != nil {
 		return fmt.Errorf("%s: %w", OpUserUpdate, err)
 	}
-	return c.write(ctx, OpUserUpdate, body, "v1", "partner", "user", id, "update")
+	return c.write(ctx, OpUserUpdate, body, "user", id, "update")
 }
 
 // DeleteUser deletes a user and everything it owns, its tokens included. A user that
@@ -58,7 +58,7 @@ func (c *Client) DeleteUser(ctx context.Context, id string) error {
 	if id == "" {
 		return fmt.Errorf("%s: empty user id", OpUserDelete)
 	}
-	return c.delete(ctx, OpUserDelete, "v1", "partner", "user", id, "delete")
+	return c.delete(ctx, OpUserDelete, "user", id, "delete")
 }
 
 // CreateToken creates a token for a user and returns it with its secret, which the
@@ -74,7 +74,7 @@ func (c *Client) CreateToken(ctx context.Context, userID string, f state.TokenFi
 		return ct, fmt.Errorf("%s: %w", OpTokenCreate, err)
 	}
 	err = c.do(ctx, &request{op: OpTokenCreate, kind: kindCreate, body: body,
-		url: c.endpoint("v1", "partner", "user", userID, "token", "create"),
+		url: c.endpoint("user", userID, "token", "create"),
 		handle: func(resp *http.Response, _ *watchdog) error {
 			ct = state.CreatedToken{}
 			var ans object
@@ -112,7 +112,7 @@ func (c *Client) UpdateToken(ctx context.Context, userID, tokenID string, f stat
 	if err != nil {
 		return fmt.Errorf("%s: %w", OpTokenUpdate, err)
 	}
-	return c.write(ctx, OpTokenUpdate, body, "v1", "partner", "user", userID, "token", tokenID, "update")
+	return c.write(ctx, OpTokenUpdate, body, "user", userID, "token", tokenID, "update")
 }
 
 // DeleteToken revokes a token; one already gone (404) counts as revoked.
@@ -120,7 +120,7 @@ func (c *Client) DeleteToken(ctx context.Context, userID, tokenID string) error 
 	if userID == "" || tokenID == "" {
 		return fmt.Errorf("%s: empty user or token id", OpTokenDelete)
 	}
-	return c.delete(ctx, OpTokenDelete, "v1", "partner", "user", userID, "token", tokenID, "delete")
+	return c.delete(ctx, OpTokenDelete, "user", userID, "token", tokenID, "delete")
 }
 
 func (c *Client) create(ctx context.Context, op string, body []byte, path ...string) (string, error) {

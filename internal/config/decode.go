@@ -14,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
 	"gopkg.in/yaml.v3"
 
 	"github.com/cbk-sync/cbk-sync/internal/state"
@@ -441,6 +442,8 @@ var objectWhere = map[string]string{
 	objUser:     "in a user",
 	objLimits:   "in limits",
 	objDatabase: "in limits.database",
+	objFile:     "in limits.file",
+	objAttach:   "in limits.attachment",
 	objToken:    "in a token",
 }
 
@@ -450,6 +453,8 @@ var objectA = map[string]string{
 	objUser:     "a user",
 	objLimits:   "limits",
 	objDatabase: "limits.database",
+	objFile:     "limits.file",
+	objAttach:   "limits.attachment",
 	objToken:    "a token (under tokens)",
 }
 
@@ -532,7 +537,7 @@ func (d *decoder) unknownKey(k *yaml.Node, obj string) {
 		d.errorf(k, "unknown key %q %s; did you mean %q?", name, where, s)
 		return
 	}
-	for _, other := range []string{objUser, objToken, objLimits, objDatabase, objConfig, objPrune} {
+	for _, other := range []string{objUser, objToken, objLimits, objDatabase, objFile, objConfig, objPrune} {
 		if other != obj && hasKey(other, name) && !(obj == objDefaults && other == objUser) {
 			d.errorf(k, "unknown key %q %s; %q is a key of %s: move it there", name, where, name, objectA[other])
 			return
@@ -721,6 +726,11 @@ func (d *decoder) fields(m *fieldMap) fields {
 	return f
 }
 
+// limitSections are the objects inside limits, by key.
+var limitSections = []struct{ key, obj string }{{"database", objDatabase}, {"file", objFile}, {"attachment", objAttach}}
+
+// limits reads a limits mapping into state.Limits: the declared keys only, numbers as
+// float64 (the form the API's answers decode to), null as nil.
 func (d *decoder) limits(n *yaml.Node) state.Opt[state.Limits] {
 	if r := d.resolve(n); r != nil && r.Kind == yaml.ScalarNode && r.ShortTag() == tagNull {
 		return state.Null[state.Limits]()
@@ -729,40 +739,51 @@ func (d *decoder) limits(n *yaml.Node) state.Opt[state.Limits] {
 	if !ok {
 		return state.Opt[state.Limits]{}
 	}
-	var l state.Limits
-	l.Tokens = d.limit(m, "tokens", "limits.")
-	l.Conversations = d.limit(m, "conversations", "limits.")
-	l.Messages = d.limit(m, "messages", "limits.")
-	if e, ok := m.get("database"); ok {
+	l := state.Limits{}
+	for _, k := range []string{"tokens", "conversations", "messages"} {
+		d.limit(l, m, k, "limits.")
+	}
+	for _, sec := range limitSections {
+		e, ok := m.get(sec.key)
+		if !ok {
+			continue
+		}
+		path := "limits." + sec.key
 		if r := d.resolve(e.val); r != nil && r.Kind == yaml.ScalarNode && r.ShortTag() == tagNull {
-			l.Database = state.Null[state.DatabaseLimits]()
-		} else if dm, ok := d.mapping(e.val, objDatabase, "limits.database"); ok {
-			l.Database = state.Some(state.DatabaseLimits{
-				Datasets:  d.limit(dm, "datasets", "limits.database."),
-				Records:   d.limit(dm, "records", "limits.database."),
-				Skillsets: d.limit(dm, "skillsets", "limits.database."),
-				Abilities: d.limit(dm, "abilities", "limits.database."),
-				Files:     d.limit(dm, "files", "limits.database."),
-			})
+			l[sec.key] = nil
+		} else if sm, ok := d.mapping(e.val, sec.obj, path); ok {
+			sl := map[string]any{}
+			for _, spec := range objects[sec.obj] {
+				d.limit(sl, sm, spec.name, path+".")
+			}
+			l[sec.key] = sl
 		}
 	}
 	return state.Some(l)
 }
 
-func (d *decoder) limit(m *fieldMap, key, prefix string) state.Opt[int64] {
+// limit reads one declared limit of m into out: a whole number from 0 to
+// state.MaxLimit, or null.
+func (d *decoder) limit(out map[string]any, m *fieldMap, key, prefix string) {
 	e, ok := m.get(key)
 	if !ok {
-		return state.Opt[int64]{}
+		return
 	}
 	v, ok := d.integer(e.val, prefix+key)
 	if !ok {
-		return state.Opt[int64]{}
+		return
 	}
-	if n, set := v.Get(); set && n < 0 {
+	n, set := v.Get()
+	switch {
+	case !set:
+		out[key] = nil
+	case n < 0:
 		d.errorf(e.val, "%s%s is %d: a limit must be 0 or more", prefix, key, n)
-		return state.Opt[int64]{}
+	case n > state.MaxLimit:
+		d.errorf(e.val, "%s%s is %d: a limit must be at most %d, the largest whole number the platform stores exactly", prefix, key, n, int64(state.MaxLimit))
+	default:
+		out[key] = float64(n)
 	}
-	return v
 }
 
 // meta reads a meta mapping into encoding/json's form (state.NormalizeMeta).
@@ -798,8 +819,18 @@ func (d *decoder) meta(n *yaml.Node, path string) state.Opt[state.Meta] {
 		case key == state.OwnerKey || key == state.NonceKey:
 			d.errorf(k, "%s key %q is reserved: cbk-sync sets it itself; remove it", path, key)
 			continue
-		case strings.HasPrefix(key, "_"):
+		case state.MetaKeyReserved(key):
 			d.errorf(k, "%s key %q starts with \"_\", which the API rejects; rename it", path, key)
+			continue
+		case !state.MetaKeyKeptOnUpdate(key):
+			// The platform drops such a key from every update (and hides # keys on
+			// read), so declaring it would plan the same change on every run.
+			first, _ := utf8.DecodeRuneInString(key)
+			what := "silently drops on update"
+			if state.MetaKeyHidden(key) {
+				what = "hides on read and drops on update"
+			}
+			d.errorf(k, "%s key %q starts with %q, which the platform %s (a meta key must start with a letter or digit, A-Z, a-z, 0-9): rename it", path, key, string(first), what)
 			continue
 		case strings.Contains(key, "."):
 			d.errorf(k, "%s key %q contains \".\", which the API's meta filter reads as nesting; rename it (for example with - instead)", path, key)
@@ -854,6 +885,11 @@ func (d *decoder) metaValue(n *yaml.Node, path string) (any, bool) {
 			}
 			if k.Kind != yaml.ScalarNode {
 				d.errorf(k, "a key in %s must be a plain word, not %s", path, describe(k))
+				ok = false
+				continue
+			}
+			if state.MetaKeyHidden(k.Value) {
+				d.errorf(k, "key %q in %s starts with \"#\", which the platform hides on read at any depth, so it would be planned again on every run: rename it", k.Value, path)
 				ok = false
 				continue
 			}
@@ -976,6 +1012,9 @@ func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool])
 		d.errorf(n, `this user has no "email": add "email: <address>", the user's identity`)
 		ok = false
 	} else if s, sok := d.requiredString(e, "email"); !sok {
+		ok = false
+	} else if why := emailCharProblem(s); why != "" {
+		d.errorf(e.val, "invalid email %+q: %s", s, why) // %+q: escaped to ASCII, so the culprit shows
 		ok = false
 	} else if !validEmail(s) {
 		d.errorf(e.val, "invalid email %q: write a plain address such as name@example.com", s)
@@ -1114,6 +1153,38 @@ func parseDuration(s string) (time.Duration, error) {
 	return total, nil
 }
 
+// emailCharProblem says what makes s unfit as an identity, or "": a character that is
+// invisible or steers the display (control and format characters: zero-width spaces and
+// joiners, bidi overrides), a space, a private-use or unassigned code point, or a
+// compatibility character such as the Kelvin sign U+212A that Unicode normalisation
+// (NFKC) turns into another, ordinary one ("K"). Each lets two addresses that a
+// reviewer reads as one be different users, or one user look like another.
+func emailCharProblem(s string) string {
+	if !utf8.ValidString(s) {
+		return "it is not valid UTF-8; write the address in UTF-8"
+	}
+	for i, r := range []rune(s) {
+		if ' ' <= r && r <= '~' {
+			continue // printable ASCII is validEmail's to judge
+		}
+		at := fmt.Sprintf("U+%04X at character %d", r, i+1)
+		switch {
+		case unicode.IsControl(r):
+			return "it has the control character " + at + "; remove it"
+		case unicode.Is(unicode.Cf, r):
+			return "it has the invisible format character " + at + " (a zero-width or text-direction control); remove it: it makes the address look like another one"
+		case unicode.IsSpace(r) || unicode.In(r, unicode.Z):
+			return "it has the space character " + at + "; remove it"
+		case unicode.In(r, unicode.Co, unicode.Cs) || !unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S):
+			return "it has the unassigned or private-use character " + at + "; remove it"
+		}
+		if n := norm.NFKC.String(string(r)); n != string(r) {
+			return fmt.Sprintf("it has the compatibility character %s, which stands for %q; write %q instead", at, n, n)
+		}
+	}
+	return ""
+}
+
 // validEmail accepts a bare address (no display name, no angle brackets).
 func validEmail(s string) bool {
 	if s == "" || len(s) > 254 || strings.TrimSpace(s) != s {
@@ -1150,22 +1221,9 @@ func mergeFields(def, own fields) fields {
 	ol, oset := own.limits.Get()
 	switch {
 	case dset && oset:
-		ol.Tokens = orDefault(ol.Tokens, dl.Tokens)
-		ol.Conversations = orDefault(ol.Conversations, dl.Conversations)
-		ol.Messages = orDefault(ol.Messages, dl.Messages)
-		ddb, dbset := dl.Database.Get()
-		odb, obset := ol.Database.Get()
-		if dbset && obset {
-			odb.Datasets = orDefault(odb.Datasets, ddb.Datasets)
-			odb.Records = orDefault(odb.Records, ddb.Records)
-			odb.Skillsets = orDefault(odb.Skillsets, ddb.Skillsets)
-			odb.Abilities = orDefault(odb.Abilities, ddb.Abilities)
-			odb.Files = orDefault(odb.Files, ddb.Files)
-			ol.Database = state.Some(odb)
-		} else {
-			ol.Database = orDefault(ol.Database, dl.Database)
-		}
-		out.limits = state.Some(ol)
+		out.limits = state.Some(state.Limits(mergeMaps(dl, ol)))
+	case !own.limits.Present() && dset:
+		out.limits = state.Some(dl.Clone())
 	case !own.limits.Present():
 		out.limits = def.limits
 	}

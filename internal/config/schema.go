@@ -21,11 +21,21 @@ func Schema() []byte {
 	defs := map[string]any{
 		"metaMode": map[string]any{"enum": []any{"merge", "exact"}, "description": "merge (default) or exact."},
 		"meta": map[string]any{
-			"type":        "object",
-			"description": "Free-form meta. Keys must not start with _ nor contain a dot; cbkSyncOwner and cbkSyncNonce are reserved.",
+			"type": "object",
+			"description": "Free-form meta. A key must start with a letter or digit (A-Z, a-z, 0-9: the platform refuses _ and drops or hides other first characters) and must not contain a dot; " +
+				"keys nested in values must not start with # (the platform hides them); cbkSyncOwner and cbkSyncNonce are reserved.",
 			"propertyNames": map[string]any{
-				"pattern": `^[^_.][^.]*$`,
+				"pattern": `^[A-Za-z0-9][^.]*$`,
 				"not":     map[string]any{"enum": []any{state.OwnerKey, state.NonceKey}},
+			},
+			"additionalProperties": ref("metaValue"),
+		},
+		"metaValue": map[string]any{
+			"description": "A meta value: any JSON value; the keys of its objects must not start with #.",
+			"anyOf": []any{
+				map[string]any{"type": "object", "propertyNames": map[string]any{"pattern": "^([^#]|$)"}, "additionalProperties": ref("metaValue")},
+				map[string]any{"type": "array", "items": ref("metaValue")},
+				map[string]any{"type": []string{"string", "number", "boolean", "null"}},
 			},
 		},
 		"envRef": map[string]any{"type": "string", "pattern": envPattern,
@@ -80,5 +90,5 @@ func boolType() map[string]any { return anyOf(map[string]any{"type": "boolean"},
 func nullableString() map[string]any { return map[string]any{"type": []string{"string", "null"}} }
 
 func limitType() map[string]any {
-	return anyOf(map[string]any{"type": "integer", "minimum": 0}, nullType(), envRef())
+	return anyOf(map[string]any{"type": "integer", "minimum": 0, "maximum": state.MaxLimit}, nullType(), envRef())
 }

@@ -179,6 +179,32 @@ func TestConformance(t *testing.T) {
 			assert.Equal(t, map[string]any{"x_": "1"}, fetchMeta(t, h, id))
 			assert.Empty(t, h.e.Tokens(id))
 		}},
+		{"TRAP: on update, a top-level meta key that starts with a non-word character is dropped", func(t *testing.T, h *harness) {
+			// create stores what it is given; update drops -x, #x, $x, " x", éx, replace and $update alike
+			id := h.createUser(`{"meta":{"-made":"1","keep":"1"}}`)
+			assert.Equal(t, map[string]any{"-made": "1", "keep": "1"}, fetchMeta(t, h, id), "create stores what it is given")
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"meta":{"-team":"a","$update2":"b"," sp":"c","\u00e9quipe":"d","ok":"e","9lives":"f","x-y":"g"}}`)
+			assert.Equal(t, map[string]any{"ok": "e", "9lives": "f", "x-y": "g"}, fetchMeta(t, h, id))
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"meta":{"$update":{"-team":"a","more":"h"}}}`)
+			assert.Equal(t, map[string]any{"ok": "e", "9lives": "f", "x-y": "g", "more": "h"}, fetchMeta(t, h, id))
+			tid := h.createToken(id, `{"meta":{"-t":"1"}}`)["id"].(string)
+			h.ok("POST", "/v1/partner/user/"+id+"/token/"+tid+"/update", `{"meta":{"-t":"2","t":"3"}}`)
+			toks := h.e.Tokens(id)
+			require.Len(t, toks, 1)
+			assert.Equal(t, map[string]any{"t": "3"}, map[string]any(toks[0].Meta.Value()), "token update drops -t")
+		}},
+		{"TRAP: meta keys starting with # are hidden on read at any depth", func(t *testing.T, h *harness) {
+			id := h.createUser(`{"email":"a@acme.test","meta":{"#top":"x","a":{"#deep":1,"b":[{"#in":2,"c":3}]},"d":"e"}}`)
+			want := map[string]any{"a": map[string]any{"b": []any{map[string]any{"c": float64(3)}}}, "d": "e"}
+			assert.Equal(t, want, fetchMeta(t, h, id), "fetch")
+			l := h.ok("GET", "/v1/partner/user/list", "")["items"].([]any)[0].(map[string]any)
+			assert.Equal(t, want, l["meta"], "list")
+			h.createToken(id, `{"name":"t","meta":{"#h":"x","v":{"#w":1}}}`)
+			tl := h.ok("GET", "/v1/partner/user/"+id+"/token/list", "")["items"].([]any)[0].(map[string]any)
+			assert.Equal(t, map[string]any{"v": map[string]any{}}, tl["meta"], "token list")
+			res := h.do("GET", "/v1/partner/user/list", "", "Accept", "application/jsonl")
+			assert.NotContains(t, string(res.body), "#", "JSONL stream")
+		}},
 		{"email: valid address, empty stored as null", func(t *testing.T, h *harness) {
 			for _, bad := range []string{"nope", "a@", "@b.test", "Alice <a@b.test>", " a@b.test", "a b@c.test"} {
 				h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/create", fmt.Sprintf(`{"email":%q}`, bad))
@@ -201,13 +227,17 @@ func TestConformance(t *testing.T) {
 			h.createUser(`{"email":"alice@acme.test"}`) // freed by the delete
 			assert.Len(t, h.e.Users(), 2)
 		}},
-		{"limits: non-negative whole numbers, known keys", func(t *testing.T, h *harness) {
-			for _, bad := range []string{`{"tokens":-1}`, `{"database":{"files":-2}}`, `{"tokens":"5"}`, `{"tokens":1.5}`, `{"bogus":1}`, `{"database":{"bogus":1}}`, `{"database":3}`, `[1]`, `5`} {
+		{"limits: known keys are non-negative whole numbers; unknown keys are stored as sent", func(t *testing.T, h *harness) {
+			for _, bad := range []string{`{"tokens":-1}`, `{"database":{"files":-2}}`, `{"tokens":"5"}`, `{"tokens":1.5}`, `{"database":3}`,
+				`{"file":{"maxFileSize":0.5}}`, `{"attachment":{"maxFileSize":-1}}`, `{"file":"big"}`, `{"messages":1e300}`, `[1]`, `5`} {
 				h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/create", `{"limits":`+bad+`}`)
 			}
-			id := h.createUser(`{"limits":{"tokens":0,"conversations":5.0,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5}}}`)
-			assert.JSONEq(t, `{"tokens":0,"conversations":5,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5}}`,
-				mustJSON(t, h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")["limits"]))
+			id := h.createUser(`{"limits":{"tokens":0,"conversations":5.0,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5,"bogus":1},` +
+				`"file":{"maxFileSize":1048576,"kinds":["pdf"]},"attachment":{"maxFileSize":2048},"foo":{"bar":-1.5}}}`)
+			want := `{"tokens":0,"conversations":5,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5,"bogus":1},` +
+				`"file":{"maxFileSize":1048576,"kinds":["pdf"]},"attachment":{"maxFileSize":2048},"foo":{"bar":-1.5}}`
+			assert.JSONEq(t, want, mustJSON(t, h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")["limits"]))
+			assert.JSONEq(t, want, mustJSON(t, h.ok("GET", "/v1/partner/user/list", "")["items"].([]any)[0].(map[string]any)["limits"]))
 		}},
 		{"bodies must be JSON objects of known fields; alias is accepted", func(t *testing.T, h *harness) {
 			for _, bad := range []string{"", "{", "[]", "null", `"x"`, `{"metaMerge":true}`, `{"name":5}`} {

@@ -1,12 +1,18 @@
 // Package emulator serves the ChatBotKit Partner API from memory, the way
 // PARTNER-API.md describes it — traps included — for tests, demos and benchmarks.
 //
-// It checks the bearer token, serves both path prefixes, paginates, answers nulls,
+// It checks the bearer token, serves one path family (or both, on request), paginates, answers nulls,
 // omits description from a user fetch, refuses duplicate emails with 409, merges meta
 // on "$update", cascades user deletes to tokens and shows a token secret only once. It
 // can persist its state to a JSON file, inject faults (latency, 5xx, 429, quota, lost
 // answers, error bodies after a 200) from a seeded RNG, and counts calls per operation
 // so that tests and benchmarks can assert exact call numbers.
+//
+// The platform's traps it reproduces by default (docs/partner-api.md): on update, a
+// top-level meta key whose first character is not a word character is dropped, and
+// meta keys starting with "#" are hidden on read at any depth; limits are stored as
+// sent, unknown keys at any depth included, and only the known ones are validated
+// (whole numbers 0 or more).
 //
 // Where the platform's behaviour is not documented the emulator chooses, and says so:
 //   - Unknown body fields are refused with 400 (the platform may ignore them).
@@ -21,6 +27,13 @@
 //     500 INTERNAL_SERVER_ERROR (the "server failed after acting" case).
 //   - A lost answer is only injected into a POST that succeeded: one that fails
 //     changed nothing, so it is answered normally.
+//   - A user of another partner account (PutForeignUser) is in no listing and answers
+//     403 NOT_AUTHORIZED on every route naming it (fetch, update, delete, token list,
+//     create, update, delete), after the injected faults and before the body is read:
+//     the platform finds the user, sees another parent, and refuses.
+//   - The path family served is the hosted API's by default (/v1/partner/ and
+//     /api/v1/partner/, where the official Node SDK sends); the self-hosted
+//     /api/v1/user/ only with Paths user or both.
 package emulator
 
 import (
@@ -28,6 +41,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -54,6 +68,32 @@ type Options struct {
 	Faults Faults
 	// Now is the clock for createdAt/updatedAt; nil means time.Now.
 	Now func() time.Time
+	// Paths is the path family served (see Paths); the zero value is PathsPartner.
+	Paths Paths
+}
+
+// Paths says which path family the emulator serves. A deployment serves one: the
+// hosted API /v1/partner/user/... (and /api/v1/partner/user/..., where the SDKs send
+// it before stripping /api for api.chatbotkit.com), the self-hosted platform
+// /api/v1/user/...; any other path is 404 NOT_FOUND, as on the platform.
+type Paths string
+
+// The path families the emulator can serve.
+const (
+	PathsPartner Paths = "partner" // the default: the hosted API, as the SDKs reach it
+	PathsUser    Paths = "user"    // the self-hosted platform
+	PathsBoth    Paths = "both"    // both families, for a test that wants either
+)
+
+// ParsePaths reads a family as the command line spells it.
+func ParsePaths(s string) (Paths, error) {
+	switch p := Paths(s); p {
+	case "":
+		return PathsPartner, nil
+	case PathsPartner, PathsUser, PathsBoth:
+		return p, nil
+	}
+	return "", fmt.Errorf("paths %q: want partner, user or both", s)
 }
 
 // Faults say which failures the emulator injects. Rates are fractions of requests in
@@ -106,6 +146,7 @@ type Emulator struct {
 	statePath   string
 	saveOnWrite bool
 	now         func() time.Time
+	paths       Paths
 
 	mu        sync.Mutex // guards the state below
 	users     sorted[*user]
@@ -115,6 +156,7 @@ type Emulator struct {
 	tokenByID map[string]*token
 	tokenUser map[string]string // token id -> user id
 	gone      map[string]int64  // deleted id -> createdAt, so its cursor still works
+	foreign   map[string]bool   // ids of users of another partner account: 403 on every route
 	seq       uint64            // id counter
 	version   uint64            // bumped by every change, so saves never go backwards
 
@@ -138,11 +180,16 @@ func New(opts Options) (*Emulator, error) {
 	if opts.Token == "" {
 		return nil, errors.New("emulator: a bearer token is required")
 	}
+	paths, err := ParsePaths(string(opts.Paths))
+	if err != nil {
+		return nil, fmt.Errorf("emulator: %w", err)
+	}
 	e := &Emulator{
 		token:       []byte(opts.Token),
 		statePath:   opts.StatePath,
 		saveOnWrite: opts.SaveOnWrite && opts.StatePath != "",
 		now:         opts.Now,
+		paths:       paths,
 		users:       sorted[*user]{key: userKey},
 		userByID:    map[string]*user{},
 		byEmail:     map[string]string{},
@@ -150,6 +197,7 @@ func New(opts Options) (*Emulator, error) {
 		tokenByID:   map[string]*token{},
 		tokenUser:   map[string]string{},
 		gone:        map[string]int64{},
+		foreign:     map[string]bool{},
 		writeState:  func(w io.Writer, data []byte) error { _, err := w.Write(data); return err },
 	}
 	if e.now == nil {
@@ -233,6 +281,7 @@ func (e *Emulator) Users() []state.User {
 	for _, u := range e.users.items {
 		c := u.User
 		c.Meta = cloneMeta(c.Meta)
+		c.Limits = cloneLimits(c.Limits)
 		out = append(out, c)
 	}
 	return out
@@ -268,13 +317,14 @@ func (e *Emulator) PutUser(u state.User) (state.User, error) {
 	if aerr != nil {
 		return state.User{}, aerr
 	}
-	if aerr := validateLimitsValue(u.Limits); aerr != nil {
+	limits, aerr := validateLimitsValue(u.Limits)
+	if aerr != nil {
 		return state.User{}, aerr
 	}
 	rec := &user{User: state.User{
 		ID: u.ID, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
 		Email: orNull(email), Name: orNull(u.Name), Description: orNull(u.Description),
-		Image: orNull(u.Image), Meta: meta, Limits: orNull(u.Limits),
+		Image: orNull(u.Image), Meta: meta, Limits: limits,
 	}, Alias: state.Null[string]()}
 
 	e.mu.Lock()
@@ -289,6 +339,7 @@ func (e *Emulator) PutUser(u state.User) (state.User, error) {
 	e.version++
 	out := rec.User
 	out.Meta = cloneMeta(out.Meta)
+	out.Limits = cloneLimits(out.Limits)
 	return out, nil
 }
 
@@ -343,7 +394,27 @@ func (e *Emulator) idTaken(id string) bool {
 	_, u := e.userByID[id]
 	_, t := e.tokenByID[id]
 	_, g := e.gone[id]
-	return u || t || g
+	return u || t || g || e.foreign[id]
+}
+
+// PutForeignUser makes id a user of another partner account, for tests: it is in no
+// listing, and fetch, update, delete and every token route of it answer 403
+// NOT_AUTHORIZED, as the platform answers for a user whose parent is another account
+// (a missing user is 404). Its id can be used by no other object.
+func (e *Emulator) PutForeignUser(id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if id == "" || e.idTaken(id) {
+		return fmt.Errorf("emulator: id %q is empty or already in use", id)
+	}
+	e.foreign[id] = true
+	e.version++
+	return nil
+}
+
+// errForeign is the answer for a user of another partner account.
+func errForeign() *apiError {
+	return &apiError{status: http.StatusForbidden, code: "NOT_AUTHORIZED", msg: "not authorized to access this user"}
 }
 
 func (e *Emulator) insertUser(u *user) {
@@ -374,7 +445,7 @@ func (e *Emulator) checkEmailFree(email state.Opt[string], self string) *apiErro
 	return nil
 }
 
-// ServeHTTP serves the Partner API under /v1/partner/ and /api/v1/partner/, and the
+// ServeHTTP serves the Partner API under the paths of its family (see Paths), and the
 // emulator's own endpoints GET /_emulator/counts and POST /_emulator/reset-counts.
 // Lost answers need a net/http server: the connection is hijacked and closed, or,
 // without a Hijacker (HTTP/2), the handler panics with http.ErrAbortHandler, which
@@ -388,7 +459,12 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.serveControl(w, r)
 		return
 	}
-	rt, aerr := route(r.Method, r.URL.Path)
+	path, ok := e.partnerPath(r.URL.Path)
+	if !ok {
+		writeError(w, errNotFound("no such endpoint"))
+		return
+	}
+	rt, aerr := route(r.Method, path)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -413,6 +489,10 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if rt.userID != "" && e.isForeign(rt.userID) {
+		writeError(w, errForeign())
+		return
+	}
 	var body []byte
 	if r.Method == http.MethodPost {
 		var err error
@@ -449,6 +529,12 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ans)
 }
 
+func (e *Emulator) isForeign(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.foreign[id]
+}
+
 func (e *Emulator) authorized(r *http.Request) bool {
 	h := r.Header.Get("Authorization")
 	const scheme = "bearer "
@@ -476,6 +562,20 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, errNotFound("no such emulator endpoint"))
 	}
+}
+
+// partnerPath maps a path of a served family to its /v1/partner/ form, which route
+// reads; it reports false for a path no served family has.
+func (e *Emulator) partnerPath(path string) (string, bool) {
+	if e.paths != PathsUser && (strings.HasPrefix(path, "/v1/partner/") || strings.HasPrefix(path, "/api/v1/partner/")) {
+		return path, true
+	}
+	if e.paths != PathsPartner {
+		if rest, ok := strings.CutPrefix(path, "/api/v1/user/"); ok {
+			return "/v1/partner/user/" + rest, true
+		}
+	}
+	return "", false
 }
 
 // routed is a request matched to an operation.
@@ -604,7 +704,7 @@ type userAnswer struct {
 
 func answerUser(u *user, withDescription bool) userAnswer {
 	a := userAnswer{ID: u.ID, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, Name: u.Name,
-		Meta: u.Meta, Image: u.Image, Email: u.Email, Limits: u.Limits}
+		Meta: hideMeta(u.Meta), Image: u.Image, Email: u.Email, Limits: u.Limits}
 	if withDescription {
 		a.Description = orNull(u.Description)
 	}
@@ -622,7 +722,7 @@ type tokenAnswer struct {
 }
 
 func answerToken(t *token) tokenAnswer {
-	return tokenAnswer{ID: t.ID, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Name: t.Name, Description: t.Description, Meta: t.Meta}
+	return tokenAnswer{ID: t.ID, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Name: t.Name, Description: t.Description, Meta: hideMeta(t.Meta)}
 }
 
 // listAnswer is a page. Cursor is left out of an empty page.
@@ -836,7 +936,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		return answerUser(u, false), false, nil
 
 	case opUserCreate:
-		p, aerr := parseUserPatch(body)
+		p, aerr := parseUserPatch(body, false)
 		if aerr != nil {
 			return nil, false, aerr
 		}
@@ -862,7 +962,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		return idAnswer{u.ID}, true, nil
 
 	case opUserUpdate:
-		p, aerr := parseUserPatch(body)
+		p, aerr := parseUserPatch(body, true)
 		if aerr != nil {
 			return nil, false, aerr
 		}
@@ -916,7 +1016,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		return idAnswer{u.ID}, true, nil
 
 	case opTokenCreate:
-		p, aerr := parseTokenPatch(body)
+		p, aerr := parseTokenPatch(body, false)
 		if aerr != nil {
 			return nil, false, aerr
 		}
@@ -940,7 +1040,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		var p tokenPatch
 		var aerr *apiError
 		if rt.op == opTokenUpdate {
-			p, aerr = parseTokenPatch(body)
+			p, aerr = parseTokenPatch(body, true)
 		} else {
 			_, aerr = parseObject(body)
 		}

@@ -24,7 +24,7 @@ func fuzzEmulator(t *testing.T) (*Emulator, []fuzzTarget) {
 		t.Fatal(err)
 	}
 	a, err := e.PutUser(state.User{Email: state.Some("a@x.test"), Meta: state.Some(state.Meta{"team": "t"}),
-		Limits: state.Some(state.Limits{Tokens: state.Some[int64](5)})})
+		Limits: state.Some(state.Limits{"tokens": 5.0, "file": map[string]any{"maxFileSize": 10.0}, "foo": map[string]any{"bar": -1.5}})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +69,8 @@ func FuzzRequestBody(f *testing.F) {
 		[]byte(`{"limits":{"tokens":-0,"database":null},"alias":null}`))
 	f.Add(ops(create, create, updateA), []byte(`{"email":"<d@x.test>"}`), []byte(`{"meta":{"$update":{"a":1},"b":2}}`), []byte(`null`))
 	f.Add(ops(tokUpd, tokenB, updateB), []byte(`{"config":[]}`), []byte(`{}`), []byte(`{"email":"b@x.test","bogus":1}`))
+	f.Add(ops(create, updateA, tokUpd), []byte(`{"meta":{"#h":{"#i":[{"#j":1}]},"-d":1}}`), []byte(`{"meta":{"$update":{"-x":1,"#y":{"#z":2},"$k":3}}}`),
+		[]byte(`{"meta":{"a":[{"#b":1}],"\u00e9":2}}`))
 	f.Fuzz(func(t *testing.T, ops uint16, b1, b2, b3 []byte) {
 		e, targets := fuzzEmulator(t)
 		for i, body := range [][]byte{b1, b2, b3} {
@@ -137,6 +139,12 @@ func checkInvariants(t *testing.T, e *Emulator) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	for _, u := range e.users.items {
+		checkShown(t, "user "+u.ID, answerUser(u, true).Meta.Value())
+		for _, tk := range e.tokens[u.ID].items {
+			checkShown(t, "token "+tk.ID, answerToken(tk).Meta.Value())
+		}
+	}
 	if len(e.byEmail) != len(byKey) {
 		t.Fatalf("the email index has %d entries for %d users with an email", len(e.byEmail), len(byKey))
 	}
@@ -156,13 +164,29 @@ func checkMeta(t *testing.T, who string, m state.Opt[state.Meta]) {
 	}
 }
 
+// checkShown fails when an answer shows a meta key that starts with "#", at any depth.
+func checkShown(t *testing.T, who string, v any) {
+	t.Helper()
+	switch x := v.(type) {
+	case state.Meta:
+		checkShown(t, who, map[string]any(x))
+	case map[string]any:
+		for k, e := range x {
+			if state.MetaKeyHidden(k) {
+				t.Fatalf("%s: hidden meta key %q is shown", who, k)
+			}
+			checkShown(t, who, e)
+		}
+	case []any:
+		for _, e := range x {
+			checkShown(t, who, e)
+		}
+	}
+}
+
 func checkLimits(t *testing.T, u state.User) {
 	t.Helper()
-	l := u.Limits.Value()
-	d := l.Database.Value()
-	for _, v := range []state.Opt[int64]{l.Tokens, l.Conversations, l.Messages, d.Datasets, d.Records, d.Skillsets, d.Abilities, d.Files} {
-		if v.Value() < 0 {
-			t.Fatalf("user %s: a negative limit was stored: %+v", u.ID, l)
-		}
+	if err := state.CheckLimits(u.Limits.Value()); err != nil {
+		t.Fatalf("user %s: a limit the platform refuses was stored: %v: %+v", u.ID, err, u.Limits.Value())
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 
 	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
 )
@@ -20,6 +22,8 @@ type stateFile struct {
 	Version int              `json:"version"`
 	Users   []fileUser       `json:"users"`
 	Gone    map[string]int64 `json:"gone,omitempty"`
+	// Foreign are the ids of users of another partner account (see PutForeignUser).
+	Foreign []string `json:"foreignUsers,omitempty"`
 }
 
 type fileUser struct {
@@ -29,7 +33,7 @@ type fileUser struct {
 
 // encodeState marshals the state; the caller holds e.mu.
 func (e *Emulator) encodeState() ([]byte, error) {
-	sf := stateFile{Version: stateFileVersion, Users: make([]fileUser, 0, len(e.users.items)), Gone: e.gone}
+	sf := stateFile{Version: stateFileVersion, Users: make([]fileUser, 0, len(e.users.items)), Gone: e.gone, Foreign: slices.Sorted(maps.Keys(e.foreign))}
 	for _, u := range e.users.items {
 		sf.Users = append(sf.Users, fileUser{user: *u, Tokens: e.tokens[u.ID].items})
 	}
@@ -107,6 +111,12 @@ func (e *Emulator) load() error {
 			t.Name, t.Description, t.Meta, t.Config = orNull(t.Name), orNull(t.Description), orNull(t.Meta), orNull(t.Config)
 			e.insertToken(u.ID, t)
 		}
+	}
+	for _, id := range sf.Foreign {
+		if id == "" || e.idTaken(id) {
+			return bad("foreign user id %q is empty or not unique", id)
+		}
+		e.foreign[id] = true
 	}
 	for id, at := range sf.Gone {
 		if !e.idTaken(id) {

@@ -278,7 +278,7 @@ func (c *computer) create(du *state.DesiredUser) {
 	fields = appendCreated(fields, "image", du.Image)
 	fields = appendMetaCreated(fields, body.Meta.Value())
 	if l, ok := du.Limits.Get(); ok {
-		fields = appendLimitsCreated(fields, l)
+		fields = appendLimitsCreated(fields, "limits", l)
 	} else if du.Limits.IsNull() {
 		fields = append(fields, FieldChange{Field: "limits", After: nil})
 	}
@@ -336,7 +336,7 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 		if du.Limits.IsNull() {
 			body.Limits = state.Null[state.Limits]()
 		} else {
-			body.Limits = state.Some(overlayLimits(u.Limits.Value(), du.Limits.Value()))
+			body.Limits = state.Some(state.OverlayLimits(u.Limits.Value(), du.Limits.Value()))
 		}
 	}
 
@@ -514,92 +514,49 @@ func limitsDrift(fields []FieldChange, d state.Opt[state.Limits], r state.Opt[st
 		if r.IsNull() {
 			return fields, false
 		}
-		return append(fields, FieldChange{Field: "limits", Before: r.Value(), After: nil}), true
+		return append(fields, FieldChange{Field: "limits", Before: map[string]any(r.Value()), After: nil}), true
 	}
 	n := len(fields)
-	dl, rl := d.Value(), r.Value()
-	fields = intDrift(fields, "limits.tokens", dl.Tokens, rl.Tokens)
-	fields = intDrift(fields, "limits.conversations", dl.Conversations, rl.Conversations)
-	fields = intDrift(fields, "limits.messages", dl.Messages, rl.Messages)
-	switch {
-	case dl.Database.IsNull():
-		if rl.Database.IsSet() {
-			fields = append(fields, FieldChange{Field: "limits.database", Before: rl.Database.Value(), After: nil})
-		}
-	case dl.Database.IsSet():
-		dd, rd := dl.Database.Value(), rl.Database.Value()
-		fields = intDrift(fields, "limits.database.datasets", dd.Datasets, rd.Datasets)
-		fields = intDrift(fields, "limits.database.records", dd.Records, rd.Records)
-		fields = intDrift(fields, "limits.database.skillsets", dd.Skillsets, rd.Skillsets)
-		fields = intDrift(fields, "limits.database.abilities", dd.Abilities, rd.Abilities)
-		fields = intDrift(fields, "limits.database.files", dd.Files, rd.Files)
-	}
+	fields = limitTreeDrift(fields, "limits", d.Value(), r.Value())
+	sortFields(fields[n:])
 	return fields, len(fields) > n
 }
 
-// intDrift compares one declared limit with the remote one. Inside a limits object
-// that the API returned, a missing number is not there (the object is stored whole),
-// so it equals null.
-func intDrift(fields []FieldChange, name string, d, r state.Opt[int64]) []FieldChange {
-	if d.Absent() {
-		return fields
-	}
-	dv, dset := d.Get()
-	rv, rset := r.Get()
-	if dset == rset && dv == rv {
-		return fields
-	}
-	return append(fields, FieldChange{Field: name, Before: optAny(r), After: optAny(d)})
-}
-
-// overlayLimits lays the declared limits over the remote ones, since the API replaces
-// the whole object and undeclared limits must be kept.
-func overlayLimits(r, d state.Limits) state.Limits {
-	out := r
-	if d.Tokens.Present() {
-		out.Tokens = d.Tokens
-	}
-	if d.Conversations.Present() {
-		out.Conversations = d.Conversations
-	}
-	if d.Messages.Present() {
-		out.Messages = d.Messages
-	}
-	switch {
-	case d.Database.IsNull():
-		out.Database = d.Database
-	case d.Database.IsSet():
-		db, dd := r.Database.Value(), d.Database.Value()
-		for _, p := range []struct{ dst, src *state.Opt[int64] }{
-			{&db.Datasets, &dd.Datasets}, {&db.Records, &dd.Records}, {&db.Skillsets, &dd.Skillsets},
-			{&db.Abilities, &dd.Abilities}, {&db.Files, &dd.Files},
-		} {
-			if p.src.Present() {
-				*p.dst = *p.src
+// limitTreeDrift compares the declared keys of one limits object with the remote
+// object at the same place. Inside a limits object that the API returned, a missing
+// key is not there (the object is stored whole), so it equals null; a declared object
+// is compared key by key, and an empty one declares nothing.
+func limitTreeDrift(fields []FieldChange, path string, d, r map[string]any) []FieldChange {
+	for k, dv := range d {
+		name := path + "." + k
+		rv, present := r[k]
+		if dm, ok := dv.(map[string]any); ok {
+			rm, _ := rv.(map[string]any)
+			fields = limitTreeDrift(fields, name, dm, rm)
+			continue
+		}
+		if dv == nil {
+			if present && rv != nil {
+				fields = append(fields, FieldChange{Field: name, Before: rv, After: nil})
 			}
+			continue
 		}
-		out.Database = state.Some(db)
+		if !present || !equalValue(dv, rv) {
+			fields = append(fields, FieldChange{Field: name, Before: rv, After: dv})
+		}
 	}
-	return out
+	return fields
 }
 
-func appendLimitsCreated(fields []FieldChange, l state.Limits) []FieldChange {
-	add := func(name string, o state.Opt[int64]) {
-		if o.Present() {
-			fields = append(fields, FieldChange{Field: name, After: optAny(o)})
+// appendLimitsCreated lists the declared limits of a create, one field per number or
+// null, in key order.
+func appendLimitsCreated(fields []FieldChange, path string, l map[string]any) []FieldChange {
+	for _, k := range state.Meta(l).SortedKeys() {
+		if m, ok := l[k].(map[string]any); ok {
+			fields = appendLimitsCreated(fields, path+"."+k, m)
+			continue
 		}
-	}
-	add("limits.tokens", l.Tokens)
-	add("limits.conversations", l.Conversations)
-	add("limits.messages", l.Messages)
-	if l.Database.IsNull() {
-		fields = append(fields, FieldChange{Field: "limits.database", After: nil})
-	} else if db, ok := l.Database.Get(); ok {
-		add("limits.database.datasets", db.Datasets)
-		add("limits.database.records", db.Records)
-		add("limits.database.skillsets", db.Skillsets)
-		add("limits.database.abilities", db.Abilities)
-		add("limits.database.files", db.Files)
+		fields = append(fields, FieldChange{Field: path + "." + k, After: l[k]})
 	}
 	return fields
 }
@@ -620,4 +577,34 @@ func (c *computer) declaredMetaDrift(fields []FieldChange, dm, rm state.Meta) []
 		fields = append(fields, FieldChange{Field: "meta." + state.OwnerKey, Before: rm[state.OwnerKey], After: c.owner})
 	}
 	return fields
+}
+
+// UserChanges plans one declared user that exists remotely as u, from u as it was just
+// read and its token list (which must have been read when du.ManageTokens): the same
+// changes Compute would plan for that user. apply calls it when a user the plan meant
+// to create turned out to exist, so that nothing is done to that user from a state
+// the plan never saw. It is pure, like Compute. The returned reasons are what would
+// make the plan unsafe for this user (a foreign owner without Takeover); warnings are
+// the plan's warnings about it.
+func UserChanges(du *state.DesiredUser, owner string, u state.User, tokens []state.Token, o Options) (up UserPlan, reasons, warnings []string, err error) {
+	if owner == "" {
+		return UserPlan{}, nil, nil, errors.New("plan: no owner")
+	}
+	c := computer{d: state.Desired{Owner: owner}, a: state.Actual{Users: []state.User{u}}, o: o, owner: owner}
+	if du.ManageTokens {
+		if tokens == nil {
+			tokens = []state.Token{}
+		}
+		c.a.Tokens = map[string][]state.Token{u.ID: tokens}
+	}
+	own, _ := c.ownershipOf(u.Meta)
+	if err := c.existing(du, &u, own); err != nil {
+		return UserPlan{}, nil, nil, err
+	}
+	up = UserPlan{Email: du.Email, UserID: u.ID}
+	if len(c.plan.Users) > 0 {
+		up = c.plan.Users[0]
+	}
+	slices.Sort(c.warnings)
+	return up, c.plan.Safety.Reasons, slices.Compact(c.warnings), nil
 }

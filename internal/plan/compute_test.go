@@ -147,8 +147,8 @@ func withTokenList(a state.Actual, userID string, toks ...state.Token) state.Act
 }
 
 func TestCompute(t *testing.T) {
-	lim := func(tokens, conv int64) state.Limits {
-		return state.Limits{Tokens: state.Some(tokens), Conversations: state.Some(conv)}
+	lim := func(tokens, conv float64) state.Limits {
+		return state.Limits{"tokens": tokens, "conversations": conv}
 	}
 	cases := []computeCase{
 		{
@@ -166,7 +166,7 @@ func TestCompute(t *testing.T) {
 			}, withTokens(state.DesiredToken{Name: "z"}, state.DesiredToken{Name: "ci", Description: state.Some("CI"), Meta: state.Some(meta("p", "ci"))}))},
 			actual: actual(),
 			want: []string{
-				"user_create a@x.test [email,description,meta.cbkSyncOwner,limits.tokens,limits.conversations]",
+				"user_create a@x.test [email,description,meta.cbkSyncOwner,limits.conversations,limits.tokens]",
 				"token_create a@x.test/ci [description,meta.cbkSyncOwner,meta.p]",
 				"token_create a@x.test/z [meta.cbkSyncOwner]",
 			},
@@ -180,6 +180,20 @@ func TestCompute(t *testing.T) {
 			users:  []state.DesiredUser{du("A@x.test", withName("A"))},
 			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Name = state.Some("A") })),
 			want:   []string{},
+		},
+		{
+			// Unicode case folding maps the Kelvin sign U+212A onto "k": the declared
+			// look-alike must not match, and adopt, the undeclared unmanaged kate@.
+			name:   "a Kelvin-sign email is not the ASCII one: create, never adopt",
+			users:  []state.DesiredUser{du("\u212aate@acme.test")},
+			actual: actual(remoteUser("u1", "kate@acme.test", state.Null[state.Meta]())),
+			want:   []string{"user_create \u212aate@acme.test [email,meta.cbkSyncOwner]"},
+		},
+		{
+			name:   "a remote Kelvin-sign email does not match the declared ASCII one",
+			users:  []state.DesiredUser{du("kate@acme.test")},
+			actual: actual(remoteUser("u1", "\u212aate@acme.test", state.Null[state.Meta]())),
+			want:   []string{"user_create kate@acme.test [email,meta.cbkSyncOwner]"},
 		},
 		{
 			name:   "owned and drifted: update sends only drifted fields",
@@ -247,18 +261,53 @@ func TestCompute(t *testing.T) {
 		{
 			name: "limits: only declared sub-fields compared; remote laid under declared",
 			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
-				u.Limits = state.Some(state.Limits{Tokens: state.Some[int64](10), Database: state.Some(state.DatabaseLimits{Files: state.Some[int64](7)})})
+				u.Limits = state.Some(state.Limits{"tokens": 10.0, "database": map[string]any{"files": 7.0}})
 			})},
 			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) {
-				u.Limits = state.Some(state.Limits{Tokens: state.Some[int64](5), Messages: state.Some[int64](99),
-					Database: state.Some(state.DatabaseLimits{Files: state.Some[int64](1), Records: state.Some[int64](3)})})
+				u.Limits = state.Some(state.Limits{"tokens": 5.0, "messages": 99.0,
+					"database": map[string]any{"files": 1.0, "records": 3.0}})
 			})),
-			want:   []string{"user_update a@x.test [limits.tokens,limits.database.files]"},
+			want:   []string{"user_update a@x.test [limits.database.files,limits.tokens]"},
 			bodies: map[string]string{"user_update a@x.test": `{"limits":{"tokens":10,"messages":99,"database":{"records":3,"files":7}}}`},
 		},
 		{
+			name: "limits: every remote key not declared survives an update, at any depth, known or unknown",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
+				u.Limits = state.Some(state.Limits{"tokens": 10.0, "attachment": map[string]any{"maxFileSize": 2048.0}})
+			})},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) {
+				u.Limits = state.Some(state.Limits{"tokens": 5.0, "file": map[string]any{"maxFileSize": 1e6},
+					"attachment": map[string]any{"maxFileSize": 1024.0, "kinds": []any{"pdf"}}, "foo": map[string]any{"bar": 1.5}})
+			})),
+			want: []string{"user_update a@x.test [limits.attachment.maxFileSize,limits.tokens]"},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{"tokens":10,"file":{"maxFileSize":1000000},` +
+				`"attachment":{"maxFileSize":2048,"kinds":["pdf"]},"foo":{"bar":1.5}}}`},
+		},
+		{
+			name: "limits: a declared file section is created under a remote one that is missing or null",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
+				u.Limits = state.Some(state.Limits{"file": map[string]any{"maxFileSize": 7.0}, "attachment": map[string]any{"maxFileSize": nil}})
+			})},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) {
+				u.Limits = state.Some(state.Limits{"attachment": nil, "foo": 1.0})
+			})),
+			want:   []string{"user_update a@x.test [limits.file.maxFileSize]"},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{"file":{"maxFileSize":7},"attachment":{"maxFileSize":null},"foo":1}}`},
+		},
+		{
+			name: "limits: a declared null section clears a remote one; equal unknown keys do not drift",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
+				u.Limits = state.Some(state.Limits{"file": nil, "tokens": 1.0})
+			})},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) {
+				u.Limits = state.Some(state.Limits{"tokens": 1.0, "file": map[string]any{"maxFileSize": 3.0}, "foo": map[string]any{"bar": 1.0}})
+			})),
+			want:   []string{"user_update a@x.test [limits.file]"},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{"tokens":1,"file":null,"foo":{"bar":1}}}`},
+		},
+		{
 			name:   "limits: equal declared sub-fields are no change",
-			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Limits = state.Some(state.Limits{Tokens: state.Some[int64](5)}) })},
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Limits = state.Some(state.Limits{"tokens": 5.0}) })},
 			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Limits = state.Some(lim(5, 100)) })),
 			want:   []string{},
 		},
@@ -592,4 +641,40 @@ func TestRotationNeedsKnownCreationTime(t *testing.T) {
 	p, err := Compute(d, a, DefaultOptions(testNow))
 	require.NoError(t, err)
 	assert.True(t, p.Empty())
+}
+
+// UserChanges plans one existing user exactly as Compute plans it within a whole plan.
+func TestUserChangesIsComputeForOneUser(t *testing.T) {
+	du := state.DesiredUser{Email: "a@acme.test", Name: state.Some("A"), ManageTokens: true,
+		Tokens: []state.DesiredToken{{Name: "ci"}, {Name: "deploy", RotateAfter: 24 * time.Hour}, {Name: "new"}}}
+	u := remoteUser("u1", "a@acme.test", state.Some(meta("team", "x")))
+	toks := []state.Token{
+		remoteToken("t1", "ci", ownedMeta(), time.Hour),
+		remoteToken("t2", "deploy", ownedMeta(), 48*time.Hour),
+		remoteToken("t3", "old", ownedMeta(), time.Hour),
+	}
+	o := DefaultOptions(testNow)
+	whole, err := Compute(state.Desired{Owner: testOwner, Users: []state.DesiredUser{du}},
+		state.Actual{Users: []state.User{u}, Tokens: map[string][]state.Token{"u1": toks}}, o)
+	require.NoError(t, err)
+	require.Len(t, whole.Users, 1)
+
+	up, reasons, warnings, err := UserChanges(&du, testOwner, u, toks, o)
+	require.NoError(t, err)
+	assert.Empty(t, reasons)
+	assert.ElementsMatch(t, whole.Warnings, warnings)
+	assert.Equal(t, whole.Users[0], up)
+	var got []string
+	for _, c := range up.Changes {
+		got = append(got, describe(c))
+	}
+	assert.Equal(t, []string{"user_adopt a@acme.test [name,meta.cbkSyncOwner]", "token_rotate a@acme.test/deploy [meta.cbkSyncOwner]",
+		"token_create a@acme.test/new [meta.cbkSyncOwner]", "token_revoke a@acme.test/old"}, got)
+
+	// A foreign user is refused without --takeover, as in a plan.
+	f := remoteUser("u1", "a@acme.test", state.Some(meta(state.OwnerKey, "other")))
+	up, reasons, _, err = UserChanges(&du, testOwner, f, toks, o)
+	require.NoError(t, err)
+	assert.Empty(t, up.Changes)
+	assert.Equal(t, []string{`user a@acme.test is owned by "other"; pass --takeover to adopt it`}, reasons)
 }

@@ -57,7 +57,7 @@ func fingerprint(a state.Actual) (string, []string) {
 	usersSum := usersDigest(a.Users)
 	tp := <-tokensDone
 	h := sha256.New()
-	h.Write([]byte("cbk-sync fingerprint v1\x00"))
+	h.Write([]byte("cbk-sync fingerprint v2\x00"))
 	h.Write(usersSum)
 	h.Write(tp.sum)
 	return hex.EncodeToString(h.Sum(nil)), tp.ids
@@ -192,13 +192,6 @@ func (e *canonEncoder) optStr(o state.Opt[string]) {
 	}
 }
 
-func (e *canonEncoder) optInt(o state.Opt[int64]) {
-	e.buf = append(e.buf, optKindByte(o))
-	if v, ok := o.Get(); ok {
-		e.varint(v)
-	}
-}
-
 func (e *canonEncoder) optMeta(o state.Opt[state.Meta]) {
 	e.buf = append(e.buf, optKindByte(o))
 	if v, ok := o.Get(); ok {
@@ -253,6 +246,9 @@ func (e *canonEncoder) value(v any) {
 	case state.Meta:
 		e.buf = append(e.buf, 'm')
 		e.object(x)
+	case state.Limits:
+		e.buf = append(e.buf, 'm')
+		e.object(x)
 	default:
 		// Not in encoding/json's decoded form (the reader normalises, so this is rare):
 		// canonical JSON still identifies it.
@@ -275,19 +271,11 @@ func (e *canonEncoder) user(u *state.User) {
 	e.optStr(u.Description)
 	e.optStr(u.Image)
 	e.optMeta(u.Meta)
+	// The whole limits object, unknown keys at any depth included: an update sends
+	// them back, so a change to any of them must make a saved plan stale.
 	e.buf = append(e.buf, optKindByte(u.Limits))
 	if l, ok := u.Limits.Get(); ok {
-		e.optInt(l.Tokens)
-		e.optInt(l.Conversations)
-		e.optInt(l.Messages)
-		e.buf = append(e.buf, optKindByte(l.Database))
-		if db, ok := l.Database.Get(); ok {
-			e.optInt(db.Datasets)
-			e.optInt(db.Records)
-			e.optInt(db.Skillsets)
-			e.optInt(db.Abilities)
-			e.optInt(db.Files)
-		}
+		e.object(l)
 	}
 }
 

@@ -11,11 +11,11 @@ import (
 // unsafe banner when needed, a summary table, and a collapsible diff block per user.
 func RenderMarkdown(w io.Writer, p *Plan) error {
 	b := bufio.NewWriter(w)
-	fmt.Fprintf(b, "### cbk-sync plan for `%s`\n\n", mdCode(p.Owner))
+	fmt.Fprintf(b, "### cbk-sync plan for `%s`\n\n", mdCode(Printable(p.Owner)))
 	if !p.Safety.Safe {
 		b.WriteString("> [!CAUTION]\n> **Unsafe plan: it will not be applied.**\n>\n")
 		for _, r := range p.Safety.Reasons {
-			fmt.Fprintf(b, "> - %s\n", mdEscape(r))
+			fmt.Fprintf(b, "> - %s\n", mdEscape(Printable(r)))
 		}
 		b.WriteString("\n")
 	}
@@ -33,9 +33,9 @@ func RenderMarkdown(w io.Writer, p *Plan) error {
 	if len(p.Orphans) > 0 {
 		b.WriteString("#### Orphaned users\n\nOwned by this owner, with no action.\n\n")
 		for _, o := range p.Orphans {
-			fmt.Fprintf(b, "- `%s` (`%s`)", mdCode(displayEmail(o.Email)), mdCode(o.UserID))
+			fmt.Fprintf(b, "- `%s` (`%s`)", mdCode(displayEmail(o.Email)), mdCode(Printable(o.UserID)))
 			if o.Reason != "" {
-				b.WriteString(": " + mdEscape(o.Reason))
+				b.WriteString(": " + mdEscape(Printable(o.Reason)))
 			}
 			b.WriteString("\n")
 		}
@@ -44,7 +44,7 @@ func RenderMarkdown(w io.Writer, p *Plan) error {
 	if len(p.Warnings) > 0 {
 		b.WriteString("#### Warnings\n\n")
 		for _, s := range p.Warnings {
-			fmt.Fprintf(b, "- %s\n", mdEscape(s))
+			fmt.Fprintf(b, "- %s\n", mdEscape(Printable(s)))
 		}
 		b.WriteString("\n")
 	}
@@ -100,25 +100,26 @@ func mdUser(b *bufio.Writer, up *UserPlan) {
 			if first {
 				add(' ', 0, head)
 			}
-			add(headMark(c.Action), 2, c.Action.Symbol()+" "+tokenHeader(c)+"  # "+c.Reason)
+			add(headMark(c.Action), 2, c.Action.Symbol()+" "+tokenHeader(c)+"  # "+Printable(c.Reason))
 			indent = 6
 		} else {
-			add(headMark(c.Action), 0, c.Action.Symbol()+" "+head+"  # "+c.Reason)
+			add(headMark(c.Action), 0, c.Action.Symbol()+" "+head+"  # "+Printable(c.Reason))
 		}
 		first = false
 		for _, f := range c.Fields {
+			field := Printable(f.Field)
 			if multiLine(f) {
 				before, after := fieldStrings(c.Action, f)
-				add(' ', indent, f.Field+":")
+				add(' ', indent, field+":")
 				for _, dl := range lineDiff(before, after) {
-					add(dl.op, indent+2, dl.text)
+					add(dl.op, indent+2, Printable(dl.text))
 				}
 				continue
 			}
 			if !isCreation(c.Action) && !f.BeforeUnknown {
-				add('-', indent, f.Field+": "+formatValue(f.Before))
+				add('-', indent, field+": "+formatValue(f.Before))
 			}
-			add('+', indent, f.Field+": "+formatValue(f.After))
+			add('+', indent, field+": "+formatValue(f.After))
 		}
 	}
 	body := strings.Join(lines, "\n")

@@ -63,7 +63,7 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 			Email: "alice@acme.test", Name: state.Some("Alice Doe"),
 			Description:  state.Some("Sales team sandbox\nOwned by the EU office"),
 			Meta:         state.Some(meta("team", "sales", "region", "eu")),
-			Limits:       state.Some(state.Limits{Conversations: state.Some[int64](5000), Database: state.Some(state.DatabaseLimits{Files: state.Some[int64](100)})}),
+			Limits:       state.Some(state.Limits{"conversations": 5000.0, "database": map[string]any{"files": 100.0}}),
 			ManageTokens: true, Tokens: []state.DesiredToken{
 				{Name: "deploy"},
 				{Name: "ci", Description: state.Some("CI pipeline"), Meta: state.Some(meta("purpose", "ci"))},
@@ -73,7 +73,7 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 			Email: "bob@acme.test", Name: state.Some("Robert Roe"),
 			Description:  state.Some("Support sandbox\nTier 2\nOn call"),
 			Meta:         state.Some(meta("team", "support")),
-			Limits:       state.Some(state.Limits{Tokens: state.Some[int64](200000)}),
+			Limits:       state.Some(state.Limits{"tokens": 200000.0}),
 			ManageTokens: true, Tokens: []state.DesiredToken{
 				{Name: "ci", RotateAfter: 30 * day},
 				{Name: "ops", Description: state.Some("Ops runbooks")},
@@ -89,7 +89,7 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 			user("u_bob", "bob@acme.test", gMeta("team", "sales", "costCenter", "cc-7"), func(u *state.User) {
 				u.Name = state.Some("Bob Roe")
 				u.Description = state.Some("Support sandbox\nTier 1\nOn call")
-				u.Limits = state.Some(state.Limits{Tokens: state.Some[int64](100000), Conversations: state.Some[int64](10)})
+				u.Limits = state.Some(state.Limits{"tokens": 100000.0, "conversations": 10.0})
 			}),
 			user("u_carol", "carol@acme.test", state.Some(meta("createdBy", "console")), func(u *state.User) { u.Name = state.Some("Carol") }),
 			user("u_dave", "dave@acme.test", gMeta(), nil),
@@ -160,6 +160,8 @@ func TestGolden(t *testing.T) {
 	for name, scenario := range map[string]func() (state.Desired, state.Actual, Options){
 		"plan":   goldenScenario,
 		"unsafe": unsafeScenario,
+		// Values built to forge lines or drive the terminal, shown escaped.
+		"hostile": hostileScenario,
 	} {
 		t.Run(name, func(t *testing.T) {
 			d, a, o := scenario()
@@ -292,9 +294,9 @@ func TestReadSavedIsStrict(t *testing.T) {
 		"missing body":    {strings.Replace(good, `"user_body"`, `"user_body_x"`, 1), "unknown field"},
 		"truncated input": {good[:len(good)/2], "saved plan"},
 		// These were read without a word before, and the misspelt limit dropped.
-		"unknown limit": {strings.Replace(good, `"limits": {`, `"limits": {"tokenz": 5, `, 1), `user_body.limits: unknown key "tokenz"`},
-		"key case":      {strings.Replace(good, `"owner":`, `"Owner":`, 1), `unknown key "Owner"`},
-		"token no user": {`{"format_version":"1","kind":"cbk-sync-plan","plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_revoke","email":"e","token_id":"t","reason":""}]}]}}`, "token_revoke has no user_id"},
+		"fractional limit": {strings.Replace(good, `"limits": {`, `"limits": {"file": {"maxFileSize": 1.5}, `, 1), `limits.file.maxFileSize must be a whole number`},
+		"key case":         {strings.Replace(good, `"owner":`, `"Owner":`, 1), `unknown key "Owner"`},
+		"token no user":    {`{"format_version":"1","kind":"cbk-sync-plan","plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_revoke","email":"e","token_id":"t","reason":""}]}]}}`, "token_revoke has no user_id"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ReadSaved(strings.NewReader(tc.in))
@@ -317,12 +319,21 @@ func TestFingerprintOrderIndependentAndSensitive(t *testing.T) {
 	assert.Equal(t, base, Fingerprint(r))
 
 	mutations := map[string]func(a *state.Actual){
-		"user updatedAt":    func(a *state.Actual) { a.Users[0].UpdatedAt++ },
-		"user name":         func(a *state.Actual) { a.Users[1].Name = state.Some("x") },
-		"null to absent":    func(a *state.Actual) { a.Users[2].Description = state.Opt[string]{} },
-		"null to empty":     func(a *state.Actual) { a.Users[2].Description = state.Some("") },
-		"user meta value":   func(a *state.Actual) { a.Users[0].Meta.Value()["team"] = "x" },
-		"user limits":       func(a *state.Actual) { a.Users[0].Limits = state.Some(state.Limits{}) },
+		"user updatedAt":  func(a *state.Actual) { a.Users[0].UpdatedAt++ },
+		"user name":       func(a *state.Actual) { a.Users[1].Name = state.Some("x") },
+		"null to absent":  func(a *state.Actual) { a.Users[2].Description = state.Opt[string]{} },
+		"null to empty":   func(a *state.Actual) { a.Users[2].Description = state.Some("") },
+		"user meta value": func(a *state.Actual) { a.Users[0].Meta.Value()["team"] = "x" },
+		"user limits":     func(a *state.Actual) { a.Users[0].Limits = state.Some(state.Limits{}) },
+		"unknown limit key": func(a *state.Actual) {
+			a.Users[0].Limits = state.Some(state.Limits{"foo": map[string]any{"bar": 1.0}})
+		},
+		"unknown nested limit value": func(a *state.Actual) {
+			a.Users[0].Limits = state.Some(state.Limits{"foo": map[string]any{"bar": 2.0}})
+		},
+		"file.maxFileSize": func(a *state.Actual) {
+			a.Users[0].Limits = state.Some(state.Limits{"file": map[string]any{"maxFileSize": 1.0}})
+		},
 		"user removed":      func(a *state.Actual) { a.Users = a.Users[1:] },
 		"token updatedAt":   func(a *state.Actual) { a.Tokens["u_bob"][0].UpdatedAt++ },
 		"token meta":        func(a *state.Actual) { a.Tokens["u_carol"][0].Meta = state.Some(state.Meta{}) },

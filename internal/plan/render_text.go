@@ -81,14 +81,14 @@ func RenderText(w io.Writer, p *Plan, o TextOptions) error {
 	if len(p.Warnings) > 0 {
 		t.line(0, t.paint(ansiYellow+ansiBold, "Warnings:"))
 		for _, s := range p.Warnings {
-			t.line(2, t.paint(ansiYellow, "! "+s))
+			t.line(2, t.paint(ansiYellow, "! "+Printable(s)))
 		}
 		t.w.WriteByte('\n')
 	}
 	if !p.Safety.Safe {
 		t.line(0, t.paint(ansiRed+ansiBold, "Unsafe: this plan will not be applied:"))
 		for _, s := range p.Safety.Reasons {
-			t.line(2, t.paint(ansiRed, "x "+s))
+			t.line(2, t.paint(ansiRed, "x "+Printable(s)))
 		}
 		t.w.WriteByte('\n')
 	}
@@ -106,18 +106,19 @@ func SummaryLine(s Summary) string {
 }
 
 func orphanLine(o Orphan) string {
-	s := fmt.Sprintf("%s (%s)", displayEmail(o.Email), o.UserID)
+	s := fmt.Sprintf("%s (%s)", displayEmail(o.Email), Printable(o.UserID))
 	if o.Reason != "" {
-		s += ": " + o.Reason
+		s += ": " + Printable(o.Reason)
 	}
 	return s
 }
 
+// displayEmail is an email as every human view shows it, escaped by Printable.
 func displayEmail(e string) string {
 	if e == "" {
 		return "(no email)"
 	}
-	return e
+	return Printable(e)
 }
 
 func userHeader(up *UserPlan) (Action, string) {
@@ -127,19 +128,19 @@ func userHeader(up *UserPlan) (Action, string) {
 	}
 	s := "user " + displayEmail(up.Email)
 	if up.UserID != "" {
-		s += " (" + up.UserID + ")"
+		s += " (" + Printable(up.UserID) + ")"
 	}
 	return act, s
 }
 
 func tokenHeader(c *Change) string {
-	name := c.TokenName
+	name := Printable(c.TokenName)
 	if name == "" {
 		name = "(no name)"
 	}
 	s := "token " + name
 	if c.TokenID != "" {
-		s += " (" + c.TokenID + ")"
+		s += " (" + Printable(c.TokenID) + ")"
 	}
 	return s
 }
@@ -150,12 +151,12 @@ func (t *textWriter) user(up *UserPlan) {
 	for i := range up.Changes {
 		c := &up.Changes[i]
 		if !c.Action.IsToken() {
-			t.line(6, t.paint(ansiDim, "# "+c.Reason))
+			t.line(6, t.paint(ansiDim, "# "+Printable(c.Reason)))
 			t.fields(6, c)
 			continue
 		}
 		t.line(4, t.paint(actionColor(c.Action), c.Action.Symbol()+" "+tokenHeader(c)))
-		t.line(8, t.paint(ansiDim, "# "+c.Reason))
+		t.line(8, t.paint(ansiDim, "# "+Printable(c.Reason)))
 		t.fields(8, c)
 	}
 }
@@ -166,8 +167,9 @@ func isCreation(a Action) bool { return a == UserCreate || a == TokenCreate || a
 func (t *textWriter) fields(indent int, c *Change) {
 	for _, f := range c.Fields {
 		before, after := fieldStrings(c.Action, f)
+		field := Printable(f.Field)
 		if multiLine(f) {
-			t.line(indent, f.Field+":")
+			t.line(indent, field+":")
 			for _, dl := range lineDiff(before, after) {
 				code := ""
 				switch dl.op {
@@ -176,15 +178,15 @@ func (t *textWriter) fields(indent int, c *Change) {
 				case '+':
 					code = ansiGreen
 				}
-				t.line(indent+2, t.paint(code, string(dl.op)+" "+dl.text))
+				t.line(indent+2, t.paint(code, string(dl.op)+" "+Printable(dl.text)))
 			}
 			continue
 		}
 		switch {
 		case isCreation(c.Action) || f.BeforeUnknown:
-			t.line(indent, f.Field+": "+t.paint(ansiGreen, formatValue(f.After)))
+			t.line(indent, field+": "+t.paint(ansiGreen, formatValue(f.After)))
 		default:
-			t.line(indent, f.Field+": "+t.paint(ansiRed, formatValue(f.Before))+" -> "+t.paint(ansiGreen, formatValue(f.After)))
+			t.line(indent, field+": "+t.paint(ansiRed, formatValue(f.Before))+" -> "+t.paint(ansiGreen, formatValue(f.After)))
 		}
 	}
 }
@@ -200,21 +202,28 @@ func fieldStrings(a Action, f FieldChange) (string, string) {
 	return b, af
 }
 
+// multiLine reports a description field whose value spans lines, which the views show
+// as a line diff. Any other field (a name, a meta value) shows its newlines escaped, so
+// a value can never lay out lines of its own in a view.
 func multiLine(f FieldChange) bool {
+	if f.Field != "description" {
+		return false
+	}
 	b, _ := f.Before.(string)
 	a, _ := f.After.(string)
 	return strings.Contains(b, "\n") || strings.Contains(a, "\n")
 }
 
-// formatValue shows a value as compact JSON: strings quoted, null as null.
+// formatValue shows a value as compact JSON: strings quoted, null as null, and what
+// JSON leaves raw (C1 controls, bidi and zero-width characters) escaped by Printable.
 func formatValue(v any) string {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		return fmt.Sprintf("%v", v)
+		return Printable(fmt.Sprintf("%v", v))
 	}
-	return strings.TrimSuffix(buf.String(), "\n")
+	return Printable(strings.TrimSuffix(buf.String(), "\n"))
 }
 
 type diffLine struct {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"maps"
 	"slices"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
 // SavedKind is the kind of a saved plan file, so that another JSON file given to
@@ -178,6 +180,13 @@ func (p *Plan) validate() error {
 			case UserCreate, UserUpdate, UserAdopt:
 				if c.UserBody == nil {
 					return fmt.Errorf("%s has no user_body", where)
+				}
+				// Unknown limit keys are legitimate (remote ones are sent back), but a
+				// known one must be what the platform accepts.
+				if l, ok := c.UserBody.Limits.Get(); ok {
+					if err := state.CheckLimits(l); err != nil {
+						return fmt.Errorf("%s: %w", where, err)
+					}
 				}
 			case TokenCreate, TokenUpdate, TokenRotate:
 				if c.TokenBody == nil {
