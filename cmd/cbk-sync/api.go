@@ -32,6 +32,9 @@ type APIFlags struct {
 	RetryTimeout time.Duration `name:"retry-timeout" default:"2m" help:"How long one read (or update, delete) may keep retrying network errors, 5xx and 429s."`
 	// RetryBase is the first retry backoff; hidden, for tests that inject many faults.
 	RetryBase time.Duration `name:"retry-base" hidden:"" default:"250ms"`
+	// PageSize is the take of paged lists; hidden, for tests that cross page
+	// boundaries with few users.
+	PageSize int `name:"page-size" hidden:"" default:"100"`
 }
 
 // Bounds of the timing flags: below a millisecond nothing can answer, and a run
@@ -60,6 +63,9 @@ func (f *APIFlags) Validate() error {
 		if d.v < minDuration || d.v > d.limit {
 			return fmt.Errorf("%s must be between %s and %s (got %s)", d.flag, minDuration, d.limit, d.v)
 		}
+	}
+	if f.PageSize < 1 || f.PageSize > 100 {
+		return fmt.Errorf("--page-size must be between 1 and 100 (got %d)", f.PageSize)
 	}
 	if _, err := client.ParsePathFamily(f.APIPaths); err != nil {
 		return fmt.Errorf("--api-paths (or CBK_SYNC_API_PATHS): %w", err)
@@ -133,6 +139,7 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 		RPS:             f.RPS,
 		Timeout:         f.Timeout,
 		JSONL:           f.JSONL,
+		PageSize:        f.PageSize,
 		Logger:          env.Log,
 		RetryBase:       f.RetryBase,
 		RetryMaxElapsed: f.RetryTimeout,

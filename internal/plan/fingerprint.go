@@ -19,9 +19,54 @@ import (
 // token list in a. It does not depend on the order of users, tokens or map keys, and
 // changes when any field of any object changes (updatedAt included), when an object
 // appears or disappears, and when a token list is read or not.
+//
+// A plan's fingerprint is that of its Dependencies: a saved plan stays valid while the
+// objects it changes are unchanged, whatever happens to the rest of the account.
 func Fingerprint(a state.Actual) string {
 	fp, _ := fingerprint(a)
 	return fp
+}
+
+// Dependencies returns the part of a that p's changes were computed from: every
+// existing user that p changes (updates, adopts, deletes, or whose tokens it changes)
+// and the token lists of the users whose tokens it changes. Apply of a saved plan reads
+// exactly these again (a user by fetch, which is not a poll).
+func Dependencies(a state.Actual, p *Plan) state.Actual {
+	users := map[string]bool{}
+	tokens := map[string]bool{}
+	for _, up := range p.Users {
+		for _, c := range up.Changes {
+			id := firstID(c.UserID, up.UserID)
+			if id == "" {
+				continue // a user this plan creates, and its tokens
+			}
+			users[id] = true
+			if c.Action.IsToken() {
+				tokens[id] = true
+			}
+		}
+	}
+	out := state.Actual{Users: []state.User{}, Tokens: map[string][]state.Token{}}
+	for _, u := range a.Users {
+		if users[u.ID] {
+			out.Users = append(out.Users, u)
+		}
+	}
+	for id := range tokens {
+		if ts, ok := a.Tokens[id]; ok {
+			out.Tokens[id] = ts
+		}
+	}
+	return out
+}
+
+func firstID(ids ...string) string {
+	for _, id := range ids {
+		if id != "" {
+			return id
+		}
+	}
+	return ""
 }
 
 // TokenUserIDs returns the IDs of the users whose token lists were read, sorted.
