@@ -109,11 +109,11 @@ func (f *ApplyFlags) planWriter(env *Env) io.Writer {
 // outputs are the files an apply writes: the secrets file (not an age directory or a
 // command, which their sinks check) and the report.
 func (f *ApplyFlags) outputs() []output {
-	outs := []output{{flag: "--report", path: f.Report}}
+	var outs []output
 	if !strings.HasPrefix(f.SecretsOut, agePrefix) {
 		outs = append(outs, output{flag: "--secrets-out", path: f.SecretsOut, secrets: true})
 	}
-	return outs
+	return append(outs, output{flag: "--report", path: f.Report})
 }
 
 func checkSink(p *plan.Plan, sink *secretsSink) error {
