@@ -47,6 +47,7 @@ type Globals struct {
 
 // Main runs cbk-sync with args and returns the process exit status.
 func Main(args []string) int {
+	catchSIGPIPE()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return run(ctx, args, SystemStreams())
@@ -98,11 +99,8 @@ func run(ctx context.Context, args []string, io *IOStreams) int {
 				redact.add(pw)
 			}
 		}
-		err = mf.checkDestination()
 	}
-	if err == nil {
-		err = kctx.Run(env)
-	}
+	err = kctx.Run(env)
 	code := exitCodeOf(err)
 	printError(io, redact, err)
 	if mf != nil {
@@ -176,20 +174,24 @@ func newLogger(io *IOStreams, g Globals, redact *redactor) *slog.Logger {
 	opts := &slog.HandlerOptions{
 		Level: level,
 		// Every attribute, the message included, passes through the redactor, so a
-		// secret that reached a log call by mistake still never reaches the output, and
-		// then through plan.Printable, so a name or remote text with control or format
-		// characters is escaped alike in both formats (JSON alone would leave C1 and
-		// bidi controls raw for whoever reads the log in a terminal).
+		// secret that reached a log call by mistake still never reaches the output. The
+		// text format quotes any value with a control or format character, escaping it
+		// (Go syntax); JSON would leave C1 and bidi controls raw for whoever reads the
+		// log in a terminal, so there values pass through plan.Printable too.
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) == 0 && a.Key == slog.TimeKey && g.LogFormat == "text" {
 				return slog.Attr{}
 			}
+			clean := redact.String
+			if g.LogFormat == "json" {
+				clean = func(s string) string { return plan.Printable(redact.String(s)) }
+			}
 			switch a.Value.Kind() {
 			case slog.KindString:
-				a.Value = slog.StringValue(plan.Printable(redact.String(a.Value.String())))
+				a.Value = slog.StringValue(clean(a.Value.String()))
 			case slog.KindAny:
 				if err, ok := a.Value.Any().(error); ok {
-					a.Value = slog.StringValue(plan.Printable(redact.String(err.Error())))
+					a.Value = slog.StringValue(clean(err.Error()))
 				}
 			}
 			return a

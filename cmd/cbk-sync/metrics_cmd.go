@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cbk-sync/cbk-sync/internal/apply"
+	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
 	"github.com/cbk-sync/cbk-sync/internal/metrics"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 )
@@ -41,22 +42,11 @@ func (f *MetricsFlags) Validate() error {
 	return nil
 }
 
-// checkDestination makes sure the metrics file can be written, before any API call: a
-// run whose metrics are lost after it applied would be invisible to monitoring.
-func (f *MetricsFlags) checkDestination() error {
-	if f.MetricsFile == "" {
-		return nil
-	}
-	dir := filepath.Dir(f.MetricsFile)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("--metrics-file: %w", err)
-	}
-	probe, err := os.CreateTemp(dir, ".cbk-sync-probe-*")
-	if err != nil {
-		return fmt.Errorf("--metrics-file: %s is not writable: %w", dir, err)
-	}
-	probe.Close()
-	return os.Remove(probe.Name())
+// metricsOutput is the metrics file, checked with the run's other destinations before
+// any API call: a run whose metrics are lost after it applied would be invisible to
+// monitoring.
+func (f *MetricsFlags) metricsOutput() output {
+	return output{flag: "--metrics-file", path: f.MetricsFile}
 }
 
 // runFacts collects, while a command runs, what its metrics report.
@@ -124,9 +114,17 @@ func emitMetrics(ctx context.Context, env *Env, f *MetricsFlags, command string,
 		return
 	}
 	if f.MetricsFile != "" {
+		// The run may have failed before its destinations were checked (a bad
+		// configuration is found first); the same check guards this write.
 		text, err := metrics.Text(reg)
 		if err == nil {
-			err = writeFileAtomic(f.MetricsFile, text, 0o644)
+			_, err = checkDestination(f.metricsOutput())
+		}
+		if err == nil {
+			err = os.MkdirAll(filepath.Dir(f.MetricsFile), 0o755)
+		}
+		if err == nil {
+			err = atomicfile.Write(f.MetricsFile, text, 0o644)
 		}
 		if err != nil {
 			env.Log.Error("--metrics-file: metrics not written", "file", f.MetricsFile, "err", err)

@@ -31,11 +31,11 @@ func Schema() []byte {
 		"meta": map[string]any{
 			"type": "object",
 			"description": "Free-form meta. A key must start with a letter or digit (A-Z, a-z, 0-9: the platform refuses _ and drops or hides other first characters) and must not contain a dot; " +
-				"keys nested in values must not start with # (the platform hides them); cbkSyncOwner and cbkSyncNonce are reserved.",
+				"keys nested in values must not start with # (the platform hides them); cbkSyncOwner, cbkSyncNonce and cbkSyncPending are reserved.",
 			"propertyNames": map[string]any{
 				"pattern":             `^[A-Za-z0-9][^.]*$`,
-				"patternErrorMessage": "A meta key starts with a letter or digit and has no dot (cbkSyncOwner and cbkSyncNonce are reserved).",
-				"not":                 map[string]any{"enum": []any{state.OwnerKey, state.NonceKey}},
+				"patternErrorMessage": "A meta key starts with a letter or digit and has no dot (cbkSyncOwner, cbkSyncNonce and cbkSyncPending are reserved).",
+				"not":                 map[string]any{"enum": []any{state.OwnerKey, state.NonceKey, state.PendingKey}},
 			},
 			"additionalProperties": ref("metaValue"),
 		},

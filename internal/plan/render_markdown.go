@@ -44,6 +44,9 @@ func RenderMarkdownWith(w io.Writer, p *Plan, o MarkdownOptions) error {
 		fmt.Fprintf(&head, "| Users | %d | %d | %d | %d | – |\n", s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt)
 		fmt.Fprintf(&head, "| Tokens | %d | %d | %d | – | %d |\n\n", s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenRotate)
 	}
+	if line := secretsLine(p); line != "" {
+		head.WriteString(mdEscape(line) + "\n\n")
+	}
 	users := make([]string, len(p.Users))
 	total := head.Len()
 	for i := range p.Users {
