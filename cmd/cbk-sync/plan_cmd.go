@@ -5,10 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
 	"github.com/cbk-sync/cbk-sync/internal/config"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
@@ -92,6 +91,7 @@ type PlanCmd struct {
 	ConfigFlags
 	APIFlags
 	PlanFlags
+	MetricsFlags
 	Out string `name:"out" type:"path" placeholder:"FILE" help:"Also save the plan to FILE for 'cbk-sync apply FILE'."`
 }
 
@@ -99,6 +99,9 @@ type PlanCmd struct {
 func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 	d, err := c.load(env)
 	if err != nil {
+		return err
+	}
+	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput()}, c.inputs("-f", c.Files...)); err != nil {
 		return err
 	}
 	s, err := c.open(env, false)
@@ -119,7 +122,8 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 		if err := plan.WriteSaved(&buf, plan.NewSaved(d, actual, o, p)); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(c.Out, buf.Bytes(), 0o644); err != nil {
+		// A saved plan names every managed user: readable by its owner only.
+		if err := atomicfile.Write(c.Out, buf.Bytes(), 0o600); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
 		env.Log.Info("plan saved", "file", c.Out)
@@ -149,6 +153,7 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 	if err != nil {
 		return nil, state.Actual{}, err
 	}
+	env.facts.plan = &p
 	return &p, actual, nil
 }
 
@@ -174,33 +179,4 @@ func planOutcome(p *plan.Plan, detailed bool) error {
 		return withCode(exitPending, nil)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to path through a temporary file and a rename, so a
-// reader never sees half a file. A missing parent directory is created.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".cbk-sync-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
