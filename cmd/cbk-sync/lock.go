@@ -17,7 +17,7 @@ func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owne
 		env.Log.Warn("--no-lock: not taking the lock on this account; another run at the same time could duplicate tokens")
 		return ctx, func() {}, nil
 	}
-	l, lctx, err := lease.Acquire(ctx, s.writer, lease.Options{Owner: owner, Wait: f.LockTimeout, Logger: env.Log})
+	l, lctx, err := lease.Acquire(ctx, s.writer, lease.Options{Owner: owner, Wait: f.LockTimeout, TTL: f.LockTTL, Logger: env.Log})
 	var held *lease.HeldError
 	switch {
 	case errors.As(err, &held):

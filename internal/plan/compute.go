@@ -433,8 +433,8 @@ func withMarker(m state.Meta, owner string) state.Meta {
 
 // metaChange compares declared meta d with remote meta r and returns the field changes
 // appended to fields and the meta to send. adopt forces the marker to be written even
-// when nothing else drifted; isToken ignores the creation nonce the apply engine
-// writes into token meta, so that exact mode does not fight it.
+// when nothing else drifted; isToken ignores the creation nonce and the pending mark
+// the apply engine writes into token meta, so that exact mode does not fight them.
 func (c *computer) metaChange(fields []FieldChange, d state.Opt[state.Meta], exact bool, r state.Opt[state.Meta], adopt, isToken bool) ([]FieldChange, state.Opt[state.Meta], bool) {
 	rm, known := r.Get()
 	if !known && !r.IsNull() {
@@ -465,7 +465,7 @@ func (c *computer) metaChange(fields []FieldChange, d state.Opt[state.Meta], exa
 		dm := d.Value()
 		fields = c.declaredMetaDrift(fields, dm, rm)
 		for k, rv := range rm {
-			if _, ok := dm[k]; ok || k == state.OwnerKey || (isToken && k == state.NonceKey) || rv == nil {
+			if _, ok := dm[k]; ok || k == state.OwnerKey || (isToken && (k == state.NonceKey || k == state.PendingKey)) || rv == nil {
 				continue
 			}
 			fields = append(fields, FieldChange{Field: "meta." + k, Before: rv, After: nil})

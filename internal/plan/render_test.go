@@ -101,6 +101,8 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 		Tokens: map[string][]state.Token{
 			"u_bob": {
 				token("t_bob_ci", "ci", gMeta(), 45*day),
+				// A successor a crashed run created and never confirmed.
+				token("t_bob_ci_pending", "ci", gMeta(state.NonceKey, "n1", state.PendingKey, true), day),
 				token("t_bob_ops", "ops", gMeta(), 5*day),
 				token("t_bob_legacy", "legacy", gMeta(), 200*day),
 			},
@@ -156,6 +158,12 @@ func renderAll(t *testing.T, p *Plan) map[string][]byte {
 	return out
 }
 
+// goldenSecretsTo is where sync would say the secrets of each golden plan go.
+var goldenSecretsTo = map[string]*SecretsDestination{
+	"plan":    {Kind: "age", Location: "chatbotkit/secrets/", Recipients: 2},
+	"hostile": {Kind: "exec", Location: "sh -c 'vault kv put -\x1b[2J'"},
+}
+
 func TestGolden(t *testing.T) {
 	for name, scenario := range map[string]func() (state.Desired, state.Actual, Options){
 		"plan":   goldenScenario,
@@ -167,6 +175,7 @@ func TestGolden(t *testing.T) {
 			d, a, o := scenario()
 			p, err := Compute(d, a, o)
 			require.NoError(t, err)
+			p.SecretsTo = goldenSecretsTo[name]
 			for ext, got := range renderAll(t, &p) {
 				golden(t, name+"."+ext, got)
 			}
