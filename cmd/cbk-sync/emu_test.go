@@ -76,6 +76,8 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 	fs.Float64Var(&f.RateLost, "lost", 0, "lost-answer rate")
 	fs.Float64Var(&f.RateBadBody, "bad-body", 0, "bad-body rate")
 	fs.IntVar(&f.UserQuota, "quota", 0, "user quota")
+	fs.IntVar(&f.PollLimit, "poll-limit", 0, "poll limit (0 = the emulator's default, -1 = none)")
+	fs.DurationVar(&f.PollWindow, "poll-window", 0, "poll window (0 = the emulator's default)")
 	return f
 }
 

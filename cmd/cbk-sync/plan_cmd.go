@@ -121,6 +121,7 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 		}
 	}
 	progress := newProgress(env, "reading")
+	progress.showPolls(s.reader.PollStatus)
 	actual, err := s.reader.ReadActual(ctx, func(u state.User) bool {
 		progress.add(1)
 		return managed[state.EmailKey(u.Email.Value())]
@@ -133,6 +134,8 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 	if err != nil {
 		return nil, err
 	}
+	st := s.reader.Stats()
+	p.Reads = &plan.Reads{Polls: st.Polls, Rejected: st.PollRejections, WaitMS: st.PollWait.Milliseconds(), PollBudget: st.PollBudget}
 	return &p, nil
 }
 

@@ -120,6 +120,8 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 		return err
 	}
 	report.APICalls, report.Retries = s.stats()
+	st := s.reader.Stats()
+	report.Polls = apply.Polls{Sent: st.Polls, Rejected: st.PollRejections, WaitMS: st.PollWait.Milliseconds(), Budget: st.PollBudget}
 	if f.Report != "" {
 		b, err := json.MarshalIndent(report, "", "  ")
 		if err != nil {

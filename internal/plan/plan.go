@@ -203,6 +203,19 @@ type Plan struct {
 	// TokenUsers are the IDs of the users whose token lists the plan read, so that a
 	// saved plan can be checked by reading exactly the same objects again.
 	TokenUsers []string `json:"token_users"`
+	// Reads is what reading the remote state cost against the poll limit, when the
+	// command recorded it; the JSON view shows it. Never saved: it describes a run,
+	// not the plan.
+	Reads *Reads `json:"-"`
+}
+
+// Reads counts the polls (list requests) a plan's read made, those the poll limit
+// rejected, the time they waited for its window, and the budget in force.
+type Reads struct {
+	Polls      int64 `json:"polls"`
+	Rejected   int64 `json:"poll_rejections"`
+	WaitMS     int64 `json:"poll_wait_ms"`
+	PollBudget int   `json:"poll_budget,omitempty"`
 }
 
 // Summary counts the plan's changes per action.
