@@ -1,6 +1,7 @@
 package client
 
 import (
+	"container/heap"
 	"context"
 	"log/slog"
 	"sync"
@@ -28,16 +29,16 @@ type pollScheduler struct {
 	log    *slog.Logger
 
 	mu     sync.Mutex
-	budget int  // polls per window; 0 = not known yet
-	given  bool // the budget was given, not learned
-	epoch  int  // bumped when the budget changes, so late rejections do not lower it again
+	budget int // polls per window; 0 = not known yet
+	epoch  int // bumped when the budget changes, so late rejections do not lower it again
 	// grows is the epoch whose polls, still in flight when the budget was learned,
 	// add to it when they turn out accepted: the server counted them too. -1: none.
 	grows int
-	// live are the polls that may still count in the server's window: in flight, or
-	// answered less than a window ago. In send order.
-	live    []*pollSlot
-	changed chan struct{} // closed and replaced when a slot ends or is dropped
+	// The polls that may still count in the server's window: inFlight sent and not
+	// answered, and ends, the times the answered ones leave the window (a min-heap).
+	inFlight int
+	ends     endHeap
+	changed  chan struct{} // closed and replaced when a slot ends or is dropped
 	// pauseUntil holds every poll back after a rejection that taught nothing (no poll
 	// of this run was in the window: the account's polls were spent elsewhere).
 	pauseUntil time.Time
@@ -49,10 +50,20 @@ type pollScheduler struct {
 	waited         time.Duration // wall time during which at least one poll waited
 }
 
-type pollSlot struct {
-	epoch int
-	done  bool
-	end   time.Time // when it leaves the window: its answer + window
+type pollSlot struct{ epoch int }
+
+// endHeap is a min-heap of times (container/heap).
+type endHeap []time.Time
+
+func (h endHeap) Len() int           { return len(h) }
+func (h endHeap) Less(i, j int) bool { return h[i].Before(h[j]) }
+func (h endHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *endHeap) Push(x any)        { *h = append(*h, x.(time.Time)) }
+func (h *endHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
 }
 
 // maxPollRejections bounds the rejections of one poll in a row: each comes after a
@@ -60,7 +71,7 @@ type pollSlot struct {
 const maxPollRejections = 10
 
 func newPollScheduler(budget int, window time.Duration, c clock, log *slog.Logger) *pollScheduler {
-	return &pollScheduler{window: window, clock: c, log: log, budget: budget, given: budget > 0, grows: -1, changed: make(chan struct{})}
+	return &pollScheduler{window: window, clock: c, log: log, budget: budget, grows: -1, changed: make(chan struct{})}
 }
 
 // acquire waits until a poll may be sent and takes its slot. It returns how long it
@@ -76,9 +87,9 @@ func (s *pollScheduler) acquire(ctx context.Context) (*pollSlot, time.Duration, 
 		switch {
 		case now.Before(s.pauseUntil):
 			wait = s.pauseUntil.Sub(now)
-		case s.budget == 0 || len(s.live) < s.budget:
+		case s.budget == 0 || s.live() < s.budget:
 			slot := &pollSlot{epoch: s.epoch}
-			s.live = append(s.live, slot)
+			s.inFlight++
 			s.sent++
 			var waited time.Duration
 			if !start.IsZero() {
@@ -128,21 +139,16 @@ func (s *pollScheduler) finish(slot *pollSlot, answered time.Time, rejected bool
 	if answered.IsZero() {
 		answered = now
 	}
+	s.inFlight--
 	if !rejected {
-		slot.done, slot.end = true, answered.Add(s.window)
+		heap.Push(&s.ends, answered.Add(s.window))
 		if slot.epoch == s.grows {
 			s.budget++
 		}
 	} else {
 		s.rejected++
-		s.drop(slot)
 		s.prune(now)
-		accepted := 0
-		for _, l := range s.live {
-			if l.done {
-				accepted++
-			}
-		}
+		accepted := len(s.ends)
 		switch {
 		case accepted == 0:
 			// Nothing of this run is in the window: the account's polls went elsewhere.
@@ -167,36 +173,21 @@ func (s *pollScheduler) finish(slot *pollSlot, answered time.Time, rejected bool
 	s.changed = make(chan struct{})
 }
 
-func (s *pollScheduler) drop(slot *pollSlot) {
-	for i, l := range s.live {
-		if l == slot {
-			s.live = append(s.live[:i], s.live[i+1:]...)
-			return
-		}
-	}
-}
+// live is the number of polls that may count in the server's window now.
+func (s *pollScheduler) live() int { return s.inFlight + len(s.ends) }
 
 // prune forgets the polls that left the window by now.
 func (s *pollScheduler) prune(now time.Time) {
-	kept := s.live[:0]
-	for _, l := range s.live {
-		if !l.done || l.end.After(now) {
-			kept = append(kept, l)
-		}
+	for len(s.ends) > 0 && !s.ends[0].After(now) {
+		heap.Pop(&s.ends)
 	}
-	clear(s.live[len(kept):])
-	s.live = kept
 }
 
 func (s *pollScheduler) earliestEnd() (time.Time, bool) {
-	var end time.Time
-	ok := false
-	for _, l := range s.live {
-		if l.done && (!ok || l.end.Before(end)) {
-			end, ok = l.end, true
-		}
+	if len(s.ends) == 0 {
+		return time.Time{}, false
 	}
-	return end, ok
+	return s.ends[0], true
 }
 
 // startWait counts a poll that waits; one log line per wait, at most one per window.
@@ -207,7 +198,7 @@ func (s *pollScheduler) startWait(now time.Time, wait time.Duration) {
 	}
 	if s.lastLog.IsZero() || now.Sub(s.lastLog) >= s.window {
 		s.lastLog = now
-		attrs := []any{"polls_in_window", len(s.live), "budget", s.budget, "window", s.window}
+		attrs := []any{"polls_in_window", s.live(), "budget", s.budget, "window", s.window}
 		if wait > 0 {
 			attrs = append(attrs, "wait", wait.Round(time.Millisecond))
 		}
@@ -239,7 +230,7 @@ func (s *pollScheduler) status() PollStatus {
 	defer s.mu.Unlock()
 	now := s.clock.Now()
 	s.prune(now)
-	st := PollStatus{Sent: s.sent, Live: len(s.live), Budget: s.budget, Window: s.window, Waiting: s.waiting > 0}
+	st := PollStatus{Sent: s.sent, Live: s.live(), Budget: s.budget, Window: s.window, Waiting: s.waiting > 0}
 	if st.Waiting {
 		if now.Before(s.pauseUntil) {
 			st.Next = s.pauseUntil.Sub(now)
