@@ -34,6 +34,9 @@ type APIFlags struct {
 	PollWindow   time.Duration `name:"poll-window" default:"60s" help:"The poll limit's sliding window (the platform's is 60s; change it only for a test server)."`
 	// RetryBase is the first retry backoff; hidden, for tests that inject many faults.
 	RetryBase time.Duration `name:"retry-base" hidden:"" default:"250ms"`
+	// PageSize is the take of paged lists; hidden, for tests that cross page
+	// boundaries with few users.
+	PageSize int `name:"page-size" hidden:"" default:"100"`
 }
 
 // Validate checks flag values before anything runs.
@@ -55,6 +58,9 @@ func (f *APIFlags) Validate() error {
 	}
 	if f.PollWindow < time.Millisecond || f.PollWindow > time.Hour {
 		return fmt.Errorf("--poll-window must be between 1ms and 1h (got %s)", f.PollWindow)
+	}
+	if f.PageSize < 1 || f.PageSize > 100 {
+		return fmt.Errorf("--page-size must be between 1 and 100 (got %d)", f.PageSize)
 	}
 	if _, err := client.ParsePathFamily(f.APIPaths); err != nil {
 		return fmt.Errorf("--api-paths (or CBK_SYNC_API_PATHS): %w", err)
@@ -117,6 +123,7 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 		RPS:             f.RPS,
 		Timeout:         f.Timeout,
 		JSONL:           f.JSONL,
+		PageSize:        f.PageSize,
 		Logger:          env.Log,
 		RetryBase:       f.RetryBase,
 		RetryMaxElapsed: f.RetryTimeout,

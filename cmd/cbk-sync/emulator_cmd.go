@@ -27,13 +27,17 @@ type EmulatorCmd struct {
 	UserQuota    int           `name:"user-quota" help:"Refuse user creates beyond this many users with 429 LIMITS_REACHED (0 = none)."`
 	PollLimit    int           `name:"poll-limit" default:"1000" help:"The poll limit: list requests (a page, or a JSONL stream) admitted per --poll-window, account-wide; beyond it 429 LIMITS_REACHED rate/poll (0 = none)."`
 	PollWindow   time.Duration `name:"poll-window" default:"60s" help:"The poll limit's sliding window."`
+	DeleteRate   float64       `name:"delete-rate" help:"Concurrent writer: fraction of list pages (users and tokens, also inside streams) after which the page's last item, the next cursor, is deleted."`
+	DeleteEvery  int           `name:"delete-every" placeholder:"N" help:"Concurrent writer: also delete the last user of every N-th user-list page served (deterministic; 0 = never)."`
+	DeleteMax    int           `name:"delete-max" placeholder:"N" help:"Concurrent writer: stop after N deletes (0 = no limit)."`
+	StreamPage   int           `name:"stream-page-size" default:"100" placeholder:"N" help:"Page size a JSONL stream is read in internally (each page starts after the previous one's last item)."`
 	Seed         int64         `help:"Seed of the fault injection, so a run can be repeated."`
 }
 
 // Validate checks rates and the listen address.
 func (c *EmulatorCmd) Validate() error {
-	for name, r := range map[string]float64{"--fail-rate": c.FailRate, "--throttle-rate": c.ThrottleRate, "--lost-rate": c.LostRate, "--bad-body-rate": c.BadBodyRate} {
-		if r < 0 || r > 1 {
+	for name, r := range map[string]float64{"--fail-rate": c.FailRate, "--throttle-rate": c.ThrottleRate, "--lost-rate": c.LostRate, "--bad-body-rate": c.BadBodyRate, "--delete-rate": c.DeleteRate} {
+		if !(r >= 0 && r <= 1) {
 			return fmt.Errorf("%s must be between 0 and 1 (got %g)", name, r)
 		}
 	}
@@ -42,6 +46,14 @@ func (c *EmulatorCmd) Validate() error {
 	}
 	if c.PollWindow <= 0 {
 		return fmt.Errorf("--poll-window must be positive (got %s)", c.PollWindow)
+	}
+	for name, n := range map[string]int{"--delete-every": c.DeleteEvery, "--delete-max": c.DeleteMax} {
+		if n < 0 {
+			return fmt.Errorf("%s must be 0 or more (got %d)", name, n)
+		}
+	}
+	if c.StreamPage < 1 || c.StreamPage > 100 {
+		return fmt.Errorf("--stream-page-size must be between 1 and 100 (got %d)", c.StreamPage)
 	}
 	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {
@@ -62,14 +74,16 @@ func (c *EmulatorCmd) Run(ctx context.Context, env *Env) error {
 	}
 	env.redact.add(token.Reveal())
 	emu, err := emulator.New(emulator.Options{
-		Token:       token.Reveal(),
-		StatePath:   c.State,
-		SaveOnWrite: c.State != "",
-		Paths:       emulator.Paths(c.Paths),
+		Token:          token.Reveal(),
+		StatePath:      c.State,
+		SaveOnWrite:    c.State != "",
+		StreamPageSize: c.StreamPage,
+		Paths:          emulator.Paths(c.Paths),
 		Faults: emulator.Faults{
 			Seed: c.Seed, Latency: c.Latency, Rate5xx: c.FailRate, Rate429: c.ThrottleRate,
 			RetryAfter: c.RetryAfter, RateLost: c.LostRate, RateBadBody: c.BadBodyRate, UserQuota: c.UserQuota,
 			PollLimit: pollLimitFlag(c.PollLimit), PollWindow: c.PollWindow,
+			DeleteRate: c.DeleteRate, DeleteEvery: c.DeleteEvery, DeleteMax: c.DeleteMax,
 		},
 	})
 	if err != nil {

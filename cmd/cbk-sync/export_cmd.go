@@ -33,6 +33,9 @@ func (c *ExportCmd) Run(ctx context.Context, env *Env) error {
 	}
 	defer s.close()
 	include := func(u state.User) bool {
+		if u.IsLease() {
+			return false // another run's lock, never part of a configuration
+		}
 		switch u.Owner() {
 		case c.Owner:
 			return true

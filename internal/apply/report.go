@@ -31,6 +31,9 @@ type Report struct {
 	// Polls counts the run's list requests against the poll limit (filled by the
 	// command, like APICalls).
 	Polls Polls `json:"polls"`
+	// SecretsTo is where the secrets of the tokens created went (never a secret); the
+	// command fills it, as it chose the sink.
+	SecretsTo *plan.SecretsDestination `json:"secrets_to,omitempty"`
 	// Results has one entry per planned change, in plan order.
 	Results []Result `json:"results"`
 }

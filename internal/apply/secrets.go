@@ -83,13 +83,22 @@ type secretLine struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// Deliver writes rec as one JSON line and syncs it to disk before returning.
-func (s *FileSink) Deliver(rec SecretRecord) error {
+// Line is rec as one JSON line (with its newline), the secret revealed: what every sink
+// delivers, so a consumer reads the same record from a file, an age file or stdin.
+func (rec SecretRecord) Line() ([]byte, error) {
 	b, err := json.Marshal(secretLine{rec.Email, rec.UserID, rec.TokenName, rec.TokenID, rec.Token.Reveal(), rec.CreatedAt.UTC()})
 	if err != nil {
-		return fmt.Errorf("secrets: encoding the record of token %s: %w", rec.TokenID, err)
+		return nil, fmt.Errorf("secrets: encoding the record of token %s: %w", rec.TokenID, err)
 	}
-	b = append(b, '\n')
+	return append(b, '\n'), nil
+}
+
+// Deliver writes rec as one JSON line and syncs it to disk before returning.
+func (s *FileSink) Deliver(rec SecretRecord) error {
+	b, err := rec.Line()
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

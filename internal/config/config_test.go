@@ -38,15 +38,17 @@ func TestLoadFullConfig(t *testing.T) {
 
 	alice := d.Users[0]
 	assert.Equal(t, "alice@acme.test", alice.Email)
-	assert.Equal(t, state.Pos{File: "testdata/full.yaml", Line: 18, Column: 5}, alice.Pos)
+	assert.Equal(t, state.Pos{File: "testdata/full.yaml", Line: 20, Column: 5}, alice.Pos)
+	assert.Equal(t, map[string]any{"maxFileSize": 10485760.0}, alice.Limits.Value()["file"])
+	assert.Equal(t, map[string]any{"maxFileSize": 2097152.0}, alice.Limits.Value()["attachment"])
 	assert.Equal(t, state.Some("Alice Doe"), alice.Name)
 	assert.True(t, alice.MetaExact)
 	assert.True(t, alice.ExclusiveTokens)
 	assert.Equal(t, state.Meta{"plan": "standard", "team": "sales", "region": "eu",
 		"tier": map[string]any{"level": float64(2), "flags": []any{"a", "b"}}}, alice.Meta.Value())
 	lim := alice.Limits.Value()
-	assert.Equal(t, state.Some[int64](100000), lim.Tokens)
-	assert.Equal(t, state.Some[int64](100), lim.Database.Value().Files)
+	assert.Equal(t, 100000.0, lim["tokens"])
+	assert.Equal(t, 100.0, lim["database"].(map[string]any)["files"])
 	assert.True(t, alice.ManageTokens)
 	require.Len(t, alice.Tokens, 2)
 	assert.Equal(t, "ci", alice.Tokens[0].Name)
@@ -60,8 +62,11 @@ func TestLoadFullConfig(t *testing.T) {
 	assert.Equal(t, state.Some("Unnamed"), bob.Name)
 	assert.True(t, bob.ManageTokens)
 	assert.Empty(t, bob.Tokens)
-	assert.Equal(t, state.Some[int64](1000), bob.Limits.Value().Conversations)
-	assert.Equal(t, state.Some[int64](10), bob.Limits.Value().Database.Value().Files)
+	assert.Equal(t, 1000.0, bob.Limits.Value()["conversations"])
+	assert.Equal(t, 10.0, bob.Limits.Value()["database"].(map[string]any)["files"])
+	assert.Equal(t, map[string]any{"maxFileSize": 10485760.0}, bob.Limits.Value()["file"], "from defaults")
+	att, has := bob.Limits.Value()["attachment"]
+	assert.True(t, has && att == nil, "defaults' attachment: null is declared")
 
 	carol := d.Users[2]
 	assert.False(t, carol.ManageTokens, "absent tokens are not managed")
@@ -90,11 +95,8 @@ users:
 	a, b := d.Users[0], d.Users[1]
 	assert.Equal(t, state.Some("Default"), a.Name)
 	assert.Equal(t, state.Meta{"plan": "standard", "team": "x", "nested": map[string]any{"a": 1.0, "b": 3.0}, "list": []any{9.0}}, a.Meta.Value())
-	assert.Equal(t, state.Limits{
-		Tokens:        state.Some[int64](5),
-		Conversations: state.Some[int64](1000),
-		Database:      state.Some(state.DatabaseLimits{Files: state.Some[int64](6), Records: state.Some[int64](7)}),
-	}, a.Limits.Value())
+	assert.Equal(t, state.Limits{"tokens": 5.0, "conversations": 1000.0,
+		"database": map[string]any{"files": 6.0, "records": 7.0}}, a.Limits.Value())
 	assert.False(t, a.MetaExact, "the user's metaMode wins over defaults")
 	assert.True(t, b.MetaExact)
 	assert.True(t, b.Name.IsNull())
@@ -123,9 +125,7 @@ users:
 	assert.True(t, u.Image.Absent())
 	assert.True(t, u.Meta.Absent())
 	l := u.Limits.Value()
-	assert.True(t, l.Tokens.IsNull())
-	assert.True(t, l.Messages.Absent())
-	assert.True(t, l.Database.IsNull())
+	assert.Equal(t, state.Limits{"tokens": nil, "database": nil}, l)
 	assert.False(t, u.ManageTokens)
 	assert.False(t, d.PruneUsers)
 }
@@ -156,8 +156,8 @@ users:
 	assert.Equal(t, state.Some("Nobody"), u.Name)
 	assert.Equal(t, state.Some("price is ${AMOUNT} and fallback"), u.Description)
 	assert.Equal(t, state.Meta{"n": 42.0, "q": "42", "lit": "${X}", "s": "hello"}, u.Meta.Value())
-	assert.Equal(t, state.Some[int64](42), u.Limits.Value().Tokens)
-	assert.Equal(t, state.Some[int64](42), u.Limits.Value().Conversations)
+	assert.Equal(t, 42.0, u.Limits.Value()["tokens"])
+	assert.Equal(t, 42.0, u.Limits.Value()["conversations"])
 	assert.Equal(t, 30*24*time.Hour, u.Tokens[0].RotateAfter)
 }
 
@@ -269,8 +269,8 @@ func TestTestdataExamples(t *testing.T) {
 	assert.True(t, d.PruneUsers)
 	require.Len(t, d.Users, 3)
 	assert.Equal(t, "lead@acme.test", d.Users[1].Email)
-	assert.Equal(t, state.Some[int64](25), d.Users[1].Limits.Value().Tokens)
-	assert.Equal(t, state.Some[int64](1000), d.Users[1].Limits.Value().Conversations)
+	assert.Equal(t, 25.0, d.Users[1].Limits.Value()["tokens"])
+	assert.Equal(t, 1000.0, d.Users[1].Limits.Value()["conversations"])
 	assert.Equal(t, state.Meta{"team": "support"}, d.Users[2].Meta.Value())
 	assert.True(t, d.Users[2].MetaExact)
 	assert.False(t, d.Users[0].MetaExact)

@@ -442,6 +442,8 @@ var objectWhere = map[string]string{
 	objUser:     "in a user",
 	objLimits:   "in limits",
 	objDatabase: "in limits.database",
+	objFile:     "in limits.file",
+	objAttach:   "in limits.attachment",
 	objToken:    "in a token",
 }
 
@@ -451,6 +453,8 @@ var objectA = map[string]string{
 	objUser:     "a user",
 	objLimits:   "limits",
 	objDatabase: "limits.database",
+	objFile:     "limits.file",
+	objAttach:   "limits.attachment",
 	objToken:    "a token (under tokens)",
 }
 
@@ -533,7 +537,7 @@ func (d *decoder) unknownKey(k *yaml.Node, obj string) {
 		d.errorf(k, "unknown key %q %s; did you mean %q?", name, where, s)
 		return
 	}
-	for _, other := range []string{objUser, objToken, objLimits, objDatabase, objConfig, objPrune} {
+	for _, other := range []string{objUser, objToken, objLimits, objDatabase, objFile, objConfig, objPrune} {
 		if other != obj && hasKey(other, name) && !(obj == objDefaults && other == objUser) {
 			d.errorf(k, "unknown key %q %s; %q is a key of %s: move it there", name, where, name, objectA[other])
 			return
@@ -722,6 +726,11 @@ func (d *decoder) fields(m *fieldMap) fields {
 	return f
 }
 
+// limitSections are the objects inside limits, by key.
+var limitSections = []struct{ key, obj string }{{"database", objDatabase}, {"file", objFile}, {"attachment", objAttach}}
+
+// limits reads a limits mapping into state.Limits: the declared keys only, numbers as
+// float64 (the form the API's answers decode to), null as nil.
 func (d *decoder) limits(n *yaml.Node) state.Opt[state.Limits] {
 	if r := d.resolve(n); r != nil && r.Kind == yaml.ScalarNode && r.ShortTag() == tagNull {
 		return state.Null[state.Limits]()
@@ -730,40 +739,51 @@ func (d *decoder) limits(n *yaml.Node) state.Opt[state.Limits] {
 	if !ok {
 		return state.Opt[state.Limits]{}
 	}
-	var l state.Limits
-	l.Tokens = d.limit(m, "tokens", "limits.")
-	l.Conversations = d.limit(m, "conversations", "limits.")
-	l.Messages = d.limit(m, "messages", "limits.")
-	if e, ok := m.get("database"); ok {
+	l := state.Limits{}
+	for _, k := range []string{"tokens", "conversations", "messages"} {
+		d.limit(l, m, k, "limits.")
+	}
+	for _, sec := range limitSections {
+		e, ok := m.get(sec.key)
+		if !ok {
+			continue
+		}
+		path := "limits." + sec.key
 		if r := d.resolve(e.val); r != nil && r.Kind == yaml.ScalarNode && r.ShortTag() == tagNull {
-			l.Database = state.Null[state.DatabaseLimits]()
-		} else if dm, ok := d.mapping(e.val, objDatabase, "limits.database"); ok {
-			l.Database = state.Some(state.DatabaseLimits{
-				Datasets:  d.limit(dm, "datasets", "limits.database."),
-				Records:   d.limit(dm, "records", "limits.database."),
-				Skillsets: d.limit(dm, "skillsets", "limits.database."),
-				Abilities: d.limit(dm, "abilities", "limits.database."),
-				Files:     d.limit(dm, "files", "limits.database."),
-			})
+			l[sec.key] = nil
+		} else if sm, ok := d.mapping(e.val, sec.obj, path); ok {
+			sl := map[string]any{}
+			for _, spec := range objects[sec.obj] {
+				d.limit(sl, sm, spec.name, path+".")
+			}
+			l[sec.key] = sl
 		}
 	}
 	return state.Some(l)
 }
 
-func (d *decoder) limit(m *fieldMap, key, prefix string) state.Opt[int64] {
+// limit reads one declared limit of m into out: a whole number from 0 to
+// state.MaxLimit, or null.
+func (d *decoder) limit(out map[string]any, m *fieldMap, key, prefix string) {
 	e, ok := m.get(key)
 	if !ok {
-		return state.Opt[int64]{}
+		return
 	}
 	v, ok := d.integer(e.val, prefix+key)
 	if !ok {
-		return state.Opt[int64]{}
+		return
 	}
-	if n, set := v.Get(); set && n < 0 {
+	n, set := v.Get()
+	switch {
+	case !set:
+		out[key] = nil
+	case n < 0:
 		d.errorf(e.val, "%s%s is %d: a limit must be 0 or more", prefix, key, n)
-		return state.Opt[int64]{}
+	case n > state.MaxLimit:
+		d.errorf(e.val, "%s%s is %d: a limit must be at most %d, the largest whole number the platform stores exactly", prefix, key, n, int64(state.MaxLimit))
+	default:
+		out[key] = float64(n)
 	}
-	return v
 }
 
 // meta reads a meta mapping into encoding/json's form (state.NormalizeMeta).
@@ -796,7 +816,7 @@ func (d *decoder) meta(n *yaml.Node, path string) state.Opt[state.Meta] {
 		case key == "":
 			d.errorf(k, "a %s key is empty: give it a name", path)
 			continue
-		case key == state.OwnerKey || key == state.NonceKey:
+		case state.CbkSyncMetaKey(key):
 			d.errorf(k, "%s key %q is reserved: cbk-sync sets it itself; remove it", path, key)
 			continue
 		case state.MetaKeyReserved(key):
@@ -1201,22 +1221,9 @@ func mergeFields(def, own fields) fields {
 	ol, oset := own.limits.Get()
 	switch {
 	case dset && oset:
-		ol.Tokens = orDefault(ol.Tokens, dl.Tokens)
-		ol.Conversations = orDefault(ol.Conversations, dl.Conversations)
-		ol.Messages = orDefault(ol.Messages, dl.Messages)
-		ddb, dbset := dl.Database.Get()
-		odb, obset := ol.Database.Get()
-		if dbset && obset {
-			odb.Datasets = orDefault(odb.Datasets, ddb.Datasets)
-			odb.Records = orDefault(odb.Records, ddb.Records)
-			odb.Skillsets = orDefault(odb.Skillsets, ddb.Skillsets)
-			odb.Abilities = orDefault(odb.Abilities, ddb.Abilities)
-			odb.Files = orDefault(odb.Files, ddb.Files)
-			ol.Database = state.Some(odb)
-		} else {
-			ol.Database = orDefault(ol.Database, dl.Database)
-		}
-		out.limits = state.Some(ol)
+		out.limits = state.Some(state.Limits(mergeMaps(dl, ol)))
+	case !own.limits.Present() && dset:
+		out.limits = state.Some(dl.Clone())
 	case !own.limits.Present():
 		out.limits = def.limits
 	}

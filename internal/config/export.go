@@ -3,7 +3,9 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -101,9 +103,11 @@ func exportUser(u state.User, tokens map[string][]state.Token) (*yaml.Node, []st
 	}
 	notes = append(notes, dropped...)
 	if l, ok := u.Limits.Get(); ok {
-		if ln := exportLimits(l); ln != nil {
+		ln, lnotes := exportLimits(l)
+		if ln != nil {
 			addPair(n, "limits", ln)
 		}
+		notes = append(notes, lnotes...)
 	}
 	if tokens == nil {
 		return n, notes
@@ -161,7 +165,7 @@ func exportMeta(o state.Opt[state.Meta]) (*yaml.Node, []string) {
 	var dropped []string
 	for _, k := range m.SortedKeys() {
 		switch {
-		case k == state.OwnerKey || k == state.NonceKey:
+		case state.CbkSyncMetaKey(k):
 			continue
 		case k == "" || state.MetaKeyReserved(k) || !state.MetaKeyKeptOnUpdate(k) || strings.Contains(k, "."):
 			dropped = append(dropped, fmt.Sprintf("meta key %q not exported: the format does not allow it (it is kept remotely)", k))
@@ -201,26 +205,60 @@ func escapeValue(v any) any {
 	return v
 }
 
-func exportLimits(l state.Limits) *yaml.Node {
+// exportLimits returns the known limits of l as a node (nil when none is set), and a
+// note for each remote key the format cannot declare: unknown keys, and known ones that
+// are not whole numbers. Those stay as they are remotely, since a limits update lays the
+// declared keys over the remote object.
+func exportLimits(l state.Limits) (*yaml.Node, []string) {
 	n := &yaml.Node{Kind: yaml.MappingNode}
-	addInt(n, "tokens", l.Tokens)
-	addInt(n, "conversations", l.Conversations)
-	addInt(n, "messages", l.Messages)
-	if db, ok := l.Database.Get(); ok {
-		dn := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
-		addInt(dn, "datasets", db.Datasets)
-		addInt(dn, "records", db.Records)
-		addInt(dn, "skillsets", db.Skillsets)
-		addInt(dn, "abilities", db.Abilities)
-		addInt(dn, "files", db.Files)
-		if len(dn.Content) > 0 {
-			addPair(n, "database", dn)
+	var notes []string
+	known := map[string]bool{}
+	for _, k := range []string{"tokens", "conversations", "messages"} {
+		known[k] = true
+		notes = addLimit(n, k, l[k], "limits.", notes)
+	}
+	for _, sec := range limitSections {
+		known[sec.key] = true
+		sm, _ := l[sec.key].(map[string]any)
+		sn := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+		kk := map[string]bool{}
+		for _, spec := range objects[sec.obj] {
+			kk[spec.name] = true
+			if v, ok := sm[spec.name]; ok {
+				notes = addLimit(sn, spec.name, v, "limits."+sec.key+".", notes)
+			}
+		}
+		for _, k := range state.Meta(sm).SortedKeys() {
+			if !kk[k] {
+				notes = append(notes, fmt.Sprintf("limit %s.%s not exported: the format does not know it (updates keep it remotely)", sec.key, k))
+			}
+		}
+		if len(sn.Content) > 0 {
+			addPair(n, sec.key, sn)
+		}
+	}
+	for _, k := range state.Meta(l).SortedKeys() {
+		if !known[k] {
+			notes = append(notes, fmt.Sprintf("limit %s not exported: the format does not know it (updates keep it remotely)", k))
 		}
 	}
 	if len(n.Content) == 0 {
-		return nil
+		return nil, notes
 	}
-	return n
+	return n, notes
+}
+
+// addLimit adds a known limit that is a whole number from 0 to state.MaxLimit; a null
+// one is left out (unmanaged), anything else gets a note.
+func addLimit(m *yaml.Node, key string, v any, prefix string, notes []string) []string {
+	switch f, ok := v.(float64); {
+	case v == nil:
+	case ok && f >= 0 && f <= state.MaxLimit && f == math.Trunc(f):
+		addPair(m, key, &yaml.Node{Kind: yaml.ScalarNode, Tag: tagInt, Value: strconv.FormatInt(int64(f), 10)})
+	default:
+		notes = append(notes, fmt.Sprintf("limit %s%s not exported: %v is not a whole number from 0 to %d", strings.TrimPrefix(prefix, "limits."), key, v, int64(state.MaxLimit)))
+	}
+	return notes
 }
 
 func mappingNode(kv ...any) *yaml.Node {
@@ -244,11 +282,5 @@ func strNode(s string) *yaml.Node {
 func addString(m *yaml.Node, key string, o state.Opt[string]) {
 	if s, ok := o.Get(); ok {
 		addPair(m, key, strNode(escapeEnv(s)))
-	}
-}
-
-func addInt(m *yaml.Node, key string, o state.Opt[int64]) {
-	if v, ok := o.Get(); ok && v >= 0 {
-		addPair(m, key, &yaml.Node{Kind: yaml.ScalarNode, Tag: tagInt, Value: fmt.Sprint(v)})
 	}
 }

@@ -26,8 +26,8 @@ func TestExportPlansNoChanges(t *testing.T) {
 	users := []state.User{
 		{ID: "u1", CreatedAt: 1, Email: state.Some("b@acme.test"), Name: state.Some("B"), Description: state.Null[string](), Image: state.Some("https://x.test/i.png"),
 			Meta: owned(state.Meta{"team": "x", "n": 2.0, "deep": map[string]any{"a": []any{"b", 1.0}}}),
-			Limits: state.Some(state.Limits{Tokens: state.Some[int64](3), Messages: state.Null[int64](),
-				Database: state.Some(state.DatabaseLimits{Files: state.Some[int64](9)})})},
+			Limits: state.Some(state.Limits{"tokens": 3.0, "messages": nil,
+				"database": map[string]any{"files": 9.0}, "file": map[string]any{"maxFileSize": 1e6}, "foo": map[string]any{"bar": 1.0}})},
 		{ID: "u2", CreatedAt: 2, Email: state.Some("A@acme.test"), Meta: owned(nil)},
 		{ID: "u3", CreatedAt: 3, Email: state.Some("c@acme.test"), Name: state.Some("true"), Meta: owned(state.Meta{"s": "${HOME}"})},
 	}

@@ -13,8 +13,8 @@ func remoteUsers() ([]state.User, map[string][]state.Token) {
 	users := []state.User{
 		{ID: "u2", Email: state.Some("zed@acme.test"), Name: state.Some("123"), Description: state.Null[string](),
 			Meta: state.Some(state.Meta{state.OwnerKey: "acme", "n": 3.0, "b": true, "nested": map[string]any{"x": []any{1.0, "two"}}, "tpl": "${HOME} and $${X}"}),
-			Limits: state.Some(state.Limits{Tokens: state.Some[int64](5), Messages: state.Null[int64](),
-				Database: state.Some(state.DatabaseLimits{Files: state.Some[int64](0)})})},
+			Limits: state.Some(state.Limits{"tokens": 5.0, "messages": nil,
+				"database": map[string]any{"files": 0.0}, "attachment": map[string]any{"maxFileSize": 2048.0, "kind": "x"}, "foo": 1.5, "conversations": 2.5})},
 		{ID: "u1", Email: state.Some("Alice@acme.test"), Name: state.Some("Alice\nDoe"), Image: state.Some("null"),
 			Meta: state.Some(state.Meta{state.OwnerKey: "acme", "_hidden": "x", "a.b": "y"})},
 		{ID: "u3", Email: state.Some("bob@acme.test")},
@@ -63,7 +63,7 @@ func TestExportRoundTrip(t *testing.T) {
 	assert.Equal(t, state.Some("123"), zed.Name)
 	assert.True(t, zed.Description.Absent(), "null remote fields are left unmanaged")
 	assert.Equal(t, state.Meta{"n": 3.0, "b": true, "nested": map[string]any{"x": []any{1.0, "two"}}, "tpl": "${HOME} and $${X}"}, zed.Meta.Value())
-	assert.Equal(t, state.Limits{Tokens: state.Some[int64](5), Database: state.Some(state.DatabaseLimits{Files: state.Some[int64](0)})}, zed.Limits.Value())
+	assert.Equal(t, state.Limits{"tokens": 5.0, "database": map[string]any{"files": 0.0}, "attachment": map[string]any{"maxFileSize": 2048.0}}, zed.Limits.Value())
 	assert.True(t, zed.ManageTokens)
 	assert.Empty(t, zed.Tokens)
 
@@ -71,6 +71,9 @@ func TestExportRoundTrip(t *testing.T) {
 	assert.Contains(t, string(out), `user u5: its email "ALICE@acme.test" differs only in case`)
 	assert.Contains(t, string(out), `token t3 not exported`)
 	assert.Contains(t, string(out), `meta key "_hidden" not exported`)
+	assert.Contains(t, string(out), `limit attachment.kind not exported: the format does not know it (updates keep it remotely)`)
+	assert.Contains(t, string(out), `limit foo not exported: the format does not know it (updates keep it remotely)`)
+	assert.Contains(t, string(out), `limit conversations not exported: 2.5 is not a whole number from 0 to 9007199254740991`)
 	assert.NotContains(t, string(out), state.OwnerKey)
 }
 

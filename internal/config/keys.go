@@ -18,6 +18,8 @@ const (
 	objUser     = "user"
 	objLimits   = "limits"
 	objDatabase = "database"
+	objFile     = "file"
+	objAttach   = "attachment"
 	objToken    = "token"
 )
 
@@ -55,6 +57,14 @@ var (
 		{"conversations", "Maximum conversations.", limitType()},
 		{"messages", "Maximum messages.", limitType()},
 		{"database", "Stored-object quotas.", anyOf(ref(objDatabase), nullType())},
+		{"file", "Quotas of uploaded files.", anyOf(ref(objFile), nullType())},
+		{"attachment", "Quotas of conversation attachments.", anyOf(ref(objAttach), nullType())},
+	}
+	fileKeys = []keySpec{
+		{"maxFileSize", "Largest file, in bytes.", limitType()},
+	}
+	attachmentKeys = []keySpec{
+		{"maxFileSize", "Largest attachment, in bytes.", limitType()},
 	}
 	databaseKeys = []keySpec{
 		{"datasets", "Maximum datasets.", limitType()},
@@ -80,6 +90,8 @@ var objects = map[string][]keySpec{
 	objUser:     userKeys,
 	objLimits:   limitsKeys,
 	objDatabase: databaseKeys,
+	objFile:     fileKeys,
+	objAttach:   attachmentKeys,
 	objToken:    tokenKeys,
 }
 

@@ -23,10 +23,10 @@ func Schema() []byte {
 		"meta": map[string]any{
 			"type": "object",
 			"description": "Free-form meta. A key must start with a letter or digit (A-Z, a-z, 0-9: the platform refuses _ and drops or hides other first characters) and must not contain a dot; " +
-				"keys nested in values must not start with # (the platform hides them); cbkSyncOwner and cbkSyncNonce are reserved.",
+				"keys nested in values must not start with # (the platform hides them); cbkSyncOwner, cbkSyncNonce and cbkSyncPending are reserved.",
 			"propertyNames": map[string]any{
 				"pattern": `^[A-Za-z0-9][^.]*$`,
-				"not":     map[string]any{"enum": []any{state.OwnerKey, state.NonceKey}},
+				"not":     map[string]any{"enum": []any{state.OwnerKey, state.NonceKey, state.PendingKey}},
 			},
 			"additionalProperties": ref("metaValue"),
 		},
@@ -90,5 +90,5 @@ func boolType() map[string]any { return anyOf(map[string]any{"type": "boolean"},
 func nullableString() map[string]any { return map[string]any{"type": []string{"string", "null"}} }
 
 func limitType() map[string]any {
-	return anyOf(map[string]any{"type": "integer", "minimum": 0}, nullType(), envRef())
+	return anyOf(map[string]any{"type": "integer", "minimum": 0, "maximum": state.MaxLimit}, nullType(), envRef())
 }

@@ -102,6 +102,10 @@ func TestFullConfigUsesEveryKey(t *testing.T) {
 				keysOf(objLimits, v)
 			case obj == objLimits && k == "database":
 				keysOf(objDatabase, v)
+			case obj == objLimits && k == "file":
+				keysOf(objFile, v)
+			case obj == objLimits && k == "attachment" && v.Kind == yaml.MappingNode:
+				keysOf(objAttach, v)
 			}
 		}
 	}

@@ -24,7 +24,7 @@ func fuzzEmulator(t *testing.T) (*Emulator, []fuzzTarget) {
 		t.Fatal(err)
 	}
 	a, err := e.PutUser(state.User{Email: state.Some("a@x.test"), Meta: state.Some(state.Meta{"team": "t"}),
-		Limits: state.Some(state.Limits{Tokens: state.Some[int64](5)})})
+		Limits: state.Some(state.Limits{"tokens": 5.0, "file": map[string]any{"maxFileSize": 10.0}, "foo": map[string]any{"bar": -1.5}})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,11 +186,7 @@ func checkShown(t *testing.T, who string, v any) {
 
 func checkLimits(t *testing.T, u state.User) {
 	t.Helper()
-	l := u.Limits.Value()
-	d := l.Database.Value()
-	for _, v := range []state.Opt[int64]{l.Tokens, l.Conversations, l.Messages, d.Datasets, d.Records, d.Skillsets, d.Abilities, d.Files} {
-		if v.Value() < 0 {
-			t.Fatalf("user %s: a negative limit was stored: %+v", u.ID, l)
-		}
+	if err := state.CheckLimits(u.Limits.Value()); err != nil {
+		t.Fatalf("user %s: a limit the platform refuses was stored: %v: %+v", u.ID, err, u.Limits.Value())
 	}
 }

@@ -410,81 +410,21 @@ func checkMetaKeys(m map[string]any) *apiError {
 	return nil
 }
 
+// parseLimits reads a body's limits: null, or an object stored as sent — unknown keys
+// at any depth included, as the platform stores them — whose known limits
+// (state.LimitPaths) are whole numbers 0 or more (5 and 5.0 alike) or null.
 func parseLimits(raw json.RawMessage) (state.Opt[state.Limits], *apiError) {
 	if isNull(raw) {
 		return state.Null[state.Limits](), nil
 	}
-	fields, err := parseObject(raw)
-	if err != nil {
+	var l map[string]any
+	if err := json.Unmarshal(raw, &l); err != nil || l == nil {
 		return state.Opt[state.Limits]{}, errBadRequest("limits must be an object or null")
 	}
-	var l state.Limits
-	for k, v := range fields {
-		var err *apiError
-		switch k {
-		case "tokens":
-			l.Tokens, err = parseLimit("limits.tokens", v)
-		case "conversations":
-			l.Conversations, err = parseLimit("limits.conversations", v)
-		case "messages":
-			l.Messages, err = parseLimit("limits.messages", v)
-		case "database":
-			l.Database, err = parseDatabaseLimits(v)
-		default:
-			err = errBadRequest("unknown field limits.%s", k)
-		}
-		if err != nil {
-			return state.Opt[state.Limits]{}, err
-		}
+	if err := state.CheckLimits(l); err != nil {
+		return state.Opt[state.Limits]{}, errBadRequest("%v", err)
 	}
-	return state.Some(l), nil
-}
-
-func parseDatabaseLimits(raw json.RawMessage) (state.Opt[state.DatabaseLimits], *apiError) {
-	if isNull(raw) {
-		return state.Null[state.DatabaseLimits](), nil
-	}
-	fields, err := parseObject(raw)
-	if err != nil {
-		return state.Opt[state.DatabaseLimits]{}, errBadRequest("limits.database must be an object or null")
-	}
-	var d state.DatabaseLimits
-	for k, v := range fields {
-		var err *apiError
-		switch k {
-		case "datasets":
-			d.Datasets, err = parseLimit("limits.database.datasets", v)
-		case "records":
-			d.Records, err = parseLimit("limits.database.records", v)
-		case "skillsets":
-			d.Skillsets, err = parseLimit("limits.database.skillsets", v)
-		case "abilities":
-			d.Abilities, err = parseLimit("limits.database.abilities", v)
-		case "files":
-			d.Files, err = parseLimit("limits.database.files", v)
-		default:
-			err = errBadRequest("unknown field limits.database.%s", k)
-		}
-		if err != nil {
-			return state.Opt[state.DatabaseLimits]{}, err
-		}
-	}
-	return state.Some(d), nil
-}
-
-// parseLimit accepts null or a non-negative whole number (5 and 5.0 alike).
-func parseLimit(field string, raw json.RawMessage) (state.Opt[int64], *apiError) {
-	if isNull(raw) {
-		return state.Null[int64](), nil
-	}
-	var f float64
-	if err := json.Unmarshal(raw, &f); err != nil {
-		return state.Opt[int64]{}, errBadRequest("%s must be a number or null", field)
-	}
-	if f < 0 || f != float64(int64(f)) {
-		return state.Opt[int64]{}, errBadRequest("%s must be a non-negative whole number, got %v", field, f)
-	}
-	return state.Some(int64(f)), nil
+	return state.Some(state.Limits(l)), nil
 }
 
 // orNull turns an absent field into null: stored records know every field.
@@ -516,30 +456,25 @@ func validateMetaValue(m state.Opt[state.Meta]) (state.Opt[state.Meta], *apiErro
 	return state.Some(state.Meta(nm)), nil
 }
 
-// validateLimitsValue checks a seeding call's limits for negative numbers.
-func validateLimitsValue(o state.Opt[state.Limits]) *apiError {
+// validateLimitsValue checks a seeding call's limits like a body's, and brings them
+// into encoding/json's decoded form.
+func validateLimitsValue(o state.Opt[state.Limits]) (state.Opt[state.Limits], *apiError) {
 	l, ok := o.Get()
 	if !ok {
-		return nil
+		return orNull(o), nil
 	}
-	neg := func(name string, v state.Opt[int64]) *apiError {
-		if v.Value() < 0 {
-			return errBadRequest("%s must be non-negative", name)
-		}
-		return nil
+	if l == nil {
+		return state.Null[state.Limits](), nil
 	}
-	d := l.Database.Value()
-	for _, c := range []struct {
-		n string
-		v state.Opt[int64]
-	}{{"tokens", l.Tokens}, {"conversations", l.Conversations}, {"messages", l.Messages},
-		{"database.datasets", d.Datasets}, {"database.records", d.Records}, {"database.skillsets", d.Skillsets},
-		{"database.abilities", d.Abilities}, {"database.files", d.Files}} {
-		if err := neg("limits."+c.n, c.v); err != nil {
-			return err
-		}
+	n, err := state.NormalizeMeta(map[string]any(l))
+	if err != nil {
+		return o, errBadRequest("limits are not JSON: %v", err)
 	}
-	return nil
+	nl, _ := n.(map[string]any)
+	if err := state.CheckLimits(nl); err != nil {
+		return o, errBadRequest("%v", err)
+	}
+	return state.Some(state.Limits(nl)), nil
 }
 
 // cloneJSON deep-copies a value in encoding/json's decoded form, so that snapshots
@@ -571,6 +506,14 @@ func cloneMeta(o state.Opt[state.Meta]) state.Opt[state.Meta] {
 		return o
 	}
 	return state.Some(cloneJSON(v).(state.Meta))
+}
+
+func cloneLimits(o state.Opt[state.Limits]) state.Opt[state.Limits] {
+	v, ok := o.Get()
+	if !ok || v == nil {
+		return o
+	}
+	return state.Some(v.Clone())
 }
 
 // metaMatches reports whether the meta value at the dotted path equals want, compared

@@ -24,7 +24,7 @@ func benchScenario(n int) (state.Desired, state.Actual, Options) {
 		d.Users = append(d.Users, state.DesiredUser{
 			Email: email, Name: state.Some(name), Description: state.Some("sandbox"),
 			Meta:         state.Some(state.Meta{"team": "sales", "region": "eu"}),
-			Limits:       state.Some(state.Limits{Conversations: state.Some[int64](1000)}),
+			Limits:       state.Some(state.Limits{"conversations": 1000.0}),
 			ManageTokens: true,
 			Tokens: []state.DesiredToken{
 				{Name: "ci", Description: state.Some("CI"), Meta: state.Some(state.Meta{"purpose": "ci"}), RotateAfter: 720 * time.Hour},
@@ -39,8 +39,8 @@ func benchScenario(n int) (state.Desired, state.Actual, Options) {
 			Email: state.Some(email), Name: state.Some(remoteName), Description: state.Some("sandbox"),
 			Image: state.Null[string](),
 			Meta:  state.Some(state.Meta{state.OwnerKey: "acme", "team": "sales", "region": "eu", "x": 1.0}),
-			Limits: state.Some(state.Limits{Tokens: state.Some[int64](100), Conversations: state.Some[int64](1000),
-				Database: state.Some(state.DatabaseLimits{Files: state.Some[int64](10)})}),
+			Limits: state.Some(state.Limits{"tokens": 100.0, "conversations": 1000.0,
+				"database": map[string]any{"files": 10.0}}),
 		})
 		tokCreated := created
 		if i%100 == 1 {

@@ -12,18 +12,19 @@ import (
 )
 
 // Options are the command-line choices that change what a plan does.
+// A saved plan carries them (JSON), so that apply computes it again with the same.
 type Options struct {
 	// Takeover adopts users owned by another owner scope instead of refusing.
-	Takeover bool
+	Takeover bool `json:"takeover"`
 	// MaxDeletes caps user deletions per run; negative means no cap.
-	MaxDeletes int
+	MaxDeletes int `json:"max_deletes"`
 	// MaxDeletePercent caps user deletions as a share of the owned users, checked only
 	// when at least MinOwnedForPercent users are owned; negative means no cap.
-	MaxDeletePercent int
+	MaxDeletePercent int `json:"max_delete_percent"`
 	// ForceDeletes lifts both caps for one run.
-	ForceDeletes bool
+	ForceDeletes bool `json:"force_deletes"`
 	// Now is the time token ages (rotateAfter) are measured against.
-	Now time.Time
+	Now time.Time `json:"now"`
 }
 
 // Defaults of the delete caps, as documented for --max-deletes and --max-delete-percent.
@@ -51,8 +52,11 @@ var ErrTokensNotRead = errors.New("token list not read")
 
 // Compute returns the plan that makes the remote state a equal to the desired state d.
 // It is pure and deterministic: the same inputs, in any order, give the same plan.
+//
+// Lease users (state.User.IsLease) are not part of the state a plan manages: they are
+// left out before anything is matched or counted.
 func Compute(d state.Desired, a state.Actual, o Options) (Plan, error) {
-	c := computer{d: d, a: a, o: o, owner: d.Owner}
+	c := computer{d: d, a: a, o: o, owner: d.Owner, ownedOverride: -1}
 	return c.run()
 }
 
@@ -63,6 +67,12 @@ type computer struct {
 	owner    string
 	plan     Plan
 	warnings []string
+	// Set when a saved plan is computed again from part of the remote state (see
+	// Saved.Verify): ownedOverride, when not negative, is the number of owned users to check
+	// the delete caps against; partialTokens plans no token change for a user whose
+	// token list was not read again, instead of failing with ErrTokensNotRead.
+	ownedOverride int
+	partialTokens bool
 }
 
 // ownership is how a remote object relates to this owner scope.
@@ -94,18 +104,7 @@ func (c *computer) run() (Plan, error) {
 	if c.owner == "" {
 		return Plan{}, errors.New("plan: desired state has no owner")
 	}
-	// The fingerprint reads only a and is as costly as the diff at scale, so it is
-	// computed alongside.
-	type fpResult struct {
-		sum string
-		ids []string
-	}
-	fpDone := make(chan fpResult, 1)
-	go func() {
-		sum, ids := fingerprint(c.a)
-		fpDone <- fpResult{sum, ids}
-	}()
-	users := c.a.Users
+	users := withoutLeases(c.a.Users)
 	// byKey picks one remote user per email key. The API keeps emails unique, but
 	// perhaps only case-sensitively; when several share a declared key the preferred
 	// one is matched and the others are left alone (never deleted), with a warning.
@@ -199,6 +198,9 @@ func (c *computer) run() (Plan, error) {
 		}}})
 	}
 
+	if c.ownedOverride >= 0 {
+		ownedCount = c.ownedOverride
+	}
 	c.safety(deletes, ownedCount)
 
 	slices.SortFunc(c.plan.Users, func(x, y UserPlan) int {
@@ -210,10 +212,10 @@ func (c *computer) run() (Plan, error) {
 	slices.Sort(c.warnings)
 	c.plan.Warnings = slices.Compact(c.warnings)
 	slices.Sort(c.plan.Safety.Reasons)
+	slices.Sort(c.plan.Safety.Foreign)
 
 	c.plan.Owner = c.owner
-	fp := <-fpDone
-	c.plan.Fingerprint, c.plan.TokenUsers = fp.sum, fp.ids
+	c.plan.Fingerprint, c.plan.TokenUsers = fingerprint(Dependencies(c.a, &c.plan))
 	if c.plan.Users == nil {
 		c.plan.Users = []UserPlan{}
 	}
@@ -227,6 +229,22 @@ func (c *computer) run() (Plan, error) {
 }
 
 func (c *computer) warn(s string) { c.warnings = append(c.warnings, s) }
+
+// withoutLeases returns us without its lease users; without any, us itself.
+func withoutLeases(us []state.User) []state.User {
+	for i := range us {
+		if us[i].IsLease() {
+			out := slices.Clone(us[:i])
+			for _, u := range us[i+1:] {
+				if !u.IsLease() {
+					out = append(out, u)
+				}
+			}
+			return out
+		}
+	}
+	return us
+}
 
 // preferUser reports whether remote user x should be matched rather than y when both
 // have the same email key: owned before unmanaged before foreign, then the oldest, then
@@ -278,7 +296,7 @@ func (c *computer) create(du *state.DesiredUser) {
 	fields = appendCreated(fields, "image", du.Image)
 	fields = appendMetaCreated(fields, body.Meta.Value())
 	if l, ok := du.Limits.Get(); ok {
-		fields = appendLimitsCreated(fields, l)
+		fields = appendLimitsCreated(fields, "limits", l)
 	} else if du.Limits.IsNull() {
 		fields = append(fields, FieldChange{Field: "limits", After: nil})
 	}
@@ -313,6 +331,7 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 	if own == foreign && !c.o.Takeover {
 		c.plan.Safety.Reasons = append(c.plan.Safety.Reasons,
 			fmt.Sprintf("user %s is owned by %q; pass --takeover to adopt it", du.Email, u.Owner()))
+		c.plan.Safety.Foreign = append(c.plan.Safety.Foreign, u.ID)
 		return nil
 	}
 	var fields []FieldChange
@@ -336,7 +355,7 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 		if du.Limits.IsNull() {
 			body.Limits = state.Null[state.Limits]()
 		} else {
-			body.Limits = state.Some(overlayLimits(u.Limits.Value(), du.Limits.Value()))
+			body.Limits = state.Some(state.OverlayLimits(u.Limits.Value(), du.Limits.Value()))
 		}
 	}
 
@@ -357,10 +376,13 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 
 	if du.ManageTokens {
 		toks, ok := c.a.Tokens[u.ID]
-		if !ok {
+		switch {
+		case ok:
+			up.Changes = c.tokens(up.Changes, du, u.ID, toks)
+		case !c.partialTokens:
 			return fmt.Errorf("plan: user %s (%s) declares tokens: %w", du.Email, u.ID, ErrTokensNotRead)
 		}
-		up.Changes = c.tokens(up.Changes, du, u.ID, toks)
+		// Else its tokens had no change when the plan was saved: not read again.
 	}
 	if len(up.Changes) > 0 {
 		c.plan.Users = append(c.plan.Users, up)
@@ -411,8 +433,8 @@ func withMarker(m state.Meta, owner string) state.Meta {
 
 // metaChange compares declared meta d with remote meta r and returns the field changes
 // appended to fields and the meta to send. adopt forces the marker to be written even
-// when nothing else drifted; isToken ignores the creation nonce the apply engine
-// writes into token meta, so that exact mode does not fight it.
+// when nothing else drifted; isToken ignores the creation nonce and the pending mark
+// the apply engine writes into token meta, so that exact mode does not fight them.
 func (c *computer) metaChange(fields []FieldChange, d state.Opt[state.Meta], exact bool, r state.Opt[state.Meta], adopt, isToken bool) ([]FieldChange, state.Opt[state.Meta], bool) {
 	rm, known := r.Get()
 	if !known && !r.IsNull() {
@@ -443,7 +465,7 @@ func (c *computer) metaChange(fields []FieldChange, d state.Opt[state.Meta], exa
 		dm := d.Value()
 		fields = c.declaredMetaDrift(fields, dm, rm)
 		for k, rv := range rm {
-			if _, ok := dm[k]; ok || k == state.OwnerKey || (isToken && k == state.NonceKey) || rv == nil {
+			if _, ok := dm[k]; ok || k == state.OwnerKey || (isToken && (k == state.NonceKey || k == state.PendingKey)) || rv == nil {
 				continue
 			}
 			fields = append(fields, FieldChange{Field: "meta." + k, Before: rv, After: nil})
@@ -514,92 +536,49 @@ func limitsDrift(fields []FieldChange, d state.Opt[state.Limits], r state.Opt[st
 		if r.IsNull() {
 			return fields, false
 		}
-		return append(fields, FieldChange{Field: "limits", Before: r.Value(), After: nil}), true
+		return append(fields, FieldChange{Field: "limits", Before: map[string]any(r.Value()), After: nil}), true
 	}
 	n := len(fields)
-	dl, rl := d.Value(), r.Value()
-	fields = intDrift(fields, "limits.tokens", dl.Tokens, rl.Tokens)
-	fields = intDrift(fields, "limits.conversations", dl.Conversations, rl.Conversations)
-	fields = intDrift(fields, "limits.messages", dl.Messages, rl.Messages)
-	switch {
-	case dl.Database.IsNull():
-		if rl.Database.IsSet() {
-			fields = append(fields, FieldChange{Field: "limits.database", Before: rl.Database.Value(), After: nil})
-		}
-	case dl.Database.IsSet():
-		dd, rd := dl.Database.Value(), rl.Database.Value()
-		fields = intDrift(fields, "limits.database.datasets", dd.Datasets, rd.Datasets)
-		fields = intDrift(fields, "limits.database.records", dd.Records, rd.Records)
-		fields = intDrift(fields, "limits.database.skillsets", dd.Skillsets, rd.Skillsets)
-		fields = intDrift(fields, "limits.database.abilities", dd.Abilities, rd.Abilities)
-		fields = intDrift(fields, "limits.database.files", dd.Files, rd.Files)
-	}
+	fields = limitTreeDrift(fields, "limits", d.Value(), r.Value())
+	sortFields(fields[n:])
 	return fields, len(fields) > n
 }
 
-// intDrift compares one declared limit with the remote one. Inside a limits object
-// that the API returned, a missing number is not there (the object is stored whole),
-// so it equals null.
-func intDrift(fields []FieldChange, name string, d, r state.Opt[int64]) []FieldChange {
-	if d.Absent() {
-		return fields
-	}
-	dv, dset := d.Get()
-	rv, rset := r.Get()
-	if dset == rset && dv == rv {
-		return fields
-	}
-	return append(fields, FieldChange{Field: name, Before: optAny(r), After: optAny(d)})
-}
-
-// overlayLimits lays the declared limits over the remote ones, since the API replaces
-// the whole object and undeclared limits must be kept.
-func overlayLimits(r, d state.Limits) state.Limits {
-	out := r
-	if d.Tokens.Present() {
-		out.Tokens = d.Tokens
-	}
-	if d.Conversations.Present() {
-		out.Conversations = d.Conversations
-	}
-	if d.Messages.Present() {
-		out.Messages = d.Messages
-	}
-	switch {
-	case d.Database.IsNull():
-		out.Database = d.Database
-	case d.Database.IsSet():
-		db, dd := r.Database.Value(), d.Database.Value()
-		for _, p := range []struct{ dst, src *state.Opt[int64] }{
-			{&db.Datasets, &dd.Datasets}, {&db.Records, &dd.Records}, {&db.Skillsets, &dd.Skillsets},
-			{&db.Abilities, &dd.Abilities}, {&db.Files, &dd.Files},
-		} {
-			if p.src.Present() {
-				*p.dst = *p.src
+// limitTreeDrift compares the declared keys of one limits object with the remote
+// object at the same place. Inside a limits object that the API returned, a missing
+// key is not there (the object is stored whole), so it equals null; a declared object
+// is compared key by key, and an empty one declares nothing.
+func limitTreeDrift(fields []FieldChange, path string, d, r map[string]any) []FieldChange {
+	for k, dv := range d {
+		name := path + "." + k
+		rv, present := r[k]
+		if dm, ok := dv.(map[string]any); ok {
+			rm, _ := rv.(map[string]any)
+			fields = limitTreeDrift(fields, name, dm, rm)
+			continue
+		}
+		if dv == nil {
+			if present && rv != nil {
+				fields = append(fields, FieldChange{Field: name, Before: rv, After: nil})
 			}
+			continue
 		}
-		out.Database = state.Some(db)
+		if !present || !equalValue(dv, rv) {
+			fields = append(fields, FieldChange{Field: name, Before: rv, After: dv})
+		}
 	}
-	return out
+	return fields
 }
 
-func appendLimitsCreated(fields []FieldChange, l state.Limits) []FieldChange {
-	add := func(name string, o state.Opt[int64]) {
-		if o.Present() {
-			fields = append(fields, FieldChange{Field: name, After: optAny(o)})
+// appendLimitsCreated lists the declared limits of a create, one field per number or
+// null, in key order.
+func appendLimitsCreated(fields []FieldChange, path string, l map[string]any) []FieldChange {
+	for _, k := range state.Meta(l).SortedKeys() {
+		if m, ok := l[k].(map[string]any); ok {
+			fields = appendLimitsCreated(fields, path+"."+k, m)
+			continue
 		}
-	}
-	add("limits.tokens", l.Tokens)
-	add("limits.conversations", l.Conversations)
-	add("limits.messages", l.Messages)
-	if l.Database.IsNull() {
-		fields = append(fields, FieldChange{Field: "limits.database", After: nil})
-	} else if db, ok := l.Database.Get(); ok {
-		add("limits.database.datasets", db.Datasets)
-		add("limits.database.records", db.Records)
-		add("limits.database.skillsets", db.Skillsets)
-		add("limits.database.abilities", db.Abilities)
-		add("limits.database.files", db.Files)
+		fields = append(fields, FieldChange{Field: path + "." + k, After: l[k]})
 	}
 	return fields
 }

@@ -147,8 +147,8 @@ func withTokenList(a state.Actual, userID string, toks ...state.Token) state.Act
 }
 
 func TestCompute(t *testing.T) {
-	lim := func(tokens, conv int64) state.Limits {
-		return state.Limits{Tokens: state.Some(tokens), Conversations: state.Some(conv)}
+	lim := func(tokens, conv float64) state.Limits {
+		return state.Limits{"tokens": tokens, "conversations": conv}
 	}
 	cases := []computeCase{
 		{
@@ -166,7 +166,7 @@ func TestCompute(t *testing.T) {
 			}, withTokens(state.DesiredToken{Name: "z"}, state.DesiredToken{Name: "ci", Description: state.Some("CI"), Meta: state.Some(meta("p", "ci"))}))},
 			actual: actual(),
 			want: []string{
-				"user_create a@x.test [email,description,meta.cbkSyncOwner,limits.tokens,limits.conversations]",
+				"user_create a@x.test [email,description,meta.cbkSyncOwner,limits.conversations,limits.tokens]",
 				"token_create a@x.test/ci [description,meta.cbkSyncOwner,meta.p]",
 				"token_create a@x.test/z [meta.cbkSyncOwner]",
 			},
@@ -261,18 +261,53 @@ func TestCompute(t *testing.T) {
 		{
 			name: "limits: only declared sub-fields compared; remote laid under declared",
 			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
-				u.Limits = state.Some(state.Limits{Tokens: state.Some[int64](10), Database: state.Some(state.DatabaseLimits{Files: state.Some[int64](7)})})
+				u.Limits = state.Some(state.Limits{"tokens": 10.0, "database": map[string]any{"files": 7.0}})
 			})},
 			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) {
-				u.Limits = state.Some(state.Limits{Tokens: state.Some[int64](5), Messages: state.Some[int64](99),
-					Database: state.Some(state.DatabaseLimits{Files: state.Some[int64](1), Records: state.Some[int64](3)})})
+				u.Limits = state.Some(state.Limits{"tokens": 5.0, "messages": 99.0,
+					"database": map[string]any{"files": 1.0, "records": 3.0}})
 			})),
-			want:   []string{"user_update a@x.test [limits.tokens,limits.database.files]"},
+			want:   []string{"user_update a@x.test [limits.database.files,limits.tokens]"},
 			bodies: map[string]string{"user_update a@x.test": `{"limits":{"tokens":10,"messages":99,"database":{"records":3,"files":7}}}`},
 		},
 		{
+			name: "limits: every remote key not declared survives an update, at any depth, known or unknown",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
+				u.Limits = state.Some(state.Limits{"tokens": 10.0, "attachment": map[string]any{"maxFileSize": 2048.0}})
+			})},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) {
+				u.Limits = state.Some(state.Limits{"tokens": 5.0, "file": map[string]any{"maxFileSize": 1e6},
+					"attachment": map[string]any{"maxFileSize": 1024.0, "kinds": []any{"pdf"}}, "foo": map[string]any{"bar": 1.5}})
+			})),
+			want: []string{"user_update a@x.test [limits.attachment.maxFileSize,limits.tokens]"},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{"tokens":10,"file":{"maxFileSize":1000000},` +
+				`"attachment":{"maxFileSize":2048,"kinds":["pdf"]},"foo":{"bar":1.5}}}`},
+		},
+		{
+			name: "limits: a declared file section is created under a remote one that is missing or null",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
+				u.Limits = state.Some(state.Limits{"file": map[string]any{"maxFileSize": 7.0}, "attachment": map[string]any{"maxFileSize": nil}})
+			})},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) {
+				u.Limits = state.Some(state.Limits{"attachment": nil, "foo": 1.0})
+			})),
+			want:   []string{"user_update a@x.test [limits.file.maxFileSize]"},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{"file":{"maxFileSize":7},"attachment":{"maxFileSize":null},"foo":1}}`},
+		},
+		{
+			name: "limits: a declared null section clears a remote one; equal unknown keys do not drift",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
+				u.Limits = state.Some(state.Limits{"file": nil, "tokens": 1.0})
+			})},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) {
+				u.Limits = state.Some(state.Limits{"tokens": 1.0, "file": map[string]any{"maxFileSize": 3.0}, "foo": map[string]any{"bar": 1.0}})
+			})),
+			want:   []string{"user_update a@x.test [limits.file]"},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{"tokens":1,"file":null,"foo":{"bar":1}}}`},
+		},
+		{
 			name:   "limits: equal declared sub-fields are no change",
-			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Limits = state.Some(state.Limits{Tokens: state.Some[int64](5)}) })},
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Limits = state.Some(state.Limits{"tokens": 5.0}) })},
 			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Limits = state.Some(lim(5, 100)) })),
 			want:   []string{},
 		},
@@ -404,11 +439,41 @@ func TestCompute(t *testing.T) {
 			bodies: map[string]string{"token_update a@x.test/ci": `{"meta":{"$update":{"cbkSyncOwner":"acme"}}}`},
 		},
 		{
-			name:   "tokens: foreign token with declared name is adopted with a warning",
+			name:   "tokens: foreign token with declared name needs --takeover",
 			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci"}))},
 			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", state.Some(meta(state.OwnerKey, "o")), time.Hour)),
+			want:   []string{},
+			unsafe: []string{`user a@x.test: token ci (t1) is owned by "o"; pass --takeover to adopt it`},
+		},
+		{
+			name:   "tokens: foreign token with declared name is taken over with --takeover, with a warning",
+			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci"}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", state.Some(meta(state.OwnerKey, "o")), time.Hour)),
+			opts:   func(o *Options) { o.Takeover = true },
 			want:   []string{"token_update a@x.test/ci [meta.cbkSyncOwner]"},
-			warn:   []string{`token ci owned by "o" is adopted`},
+			warn:   []string{`token ci owned by "o" is taken over (--takeover)`},
+		},
+		{
+			name:   "tokens: a pending owned token is revoked and its declared name created again",
+			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci"}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", ownedMeta(state.NonceKey, "n", state.PendingKey, true), time.Minute)),
+			want:   []string{"token_create a@x.test/ci [meta.cbkSyncOwner]", "token_revoke a@x.test/ci"},
+		},
+		{
+			name:  "tokens: a pending successor is never the newest: the rotation is planned again and it is revoked",
+			users: []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci", RotateAfter: 24 * time.Hour}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1",
+				remoteToken("t1", "ci", ownedMeta(), 48*time.Hour), remoteToken("t2", "ci", ownedMeta(state.PendingKey, true), time.Minute)),
+			want: []string{"token_rotate a@x.test/ci [meta.cbkSyncOwner]", "token_revoke a@x.test/ci"},
+		},
+		{
+			name:  "tokens: a confirmed successor is kept and the old token revoked; a cleared or unowned pending mark is no mark",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.MetaExact = true }, withTokens(state.DesiredToken{Name: "ci", RotateAfter: 24 * time.Hour}, state.DesiredToken{Name: "cd"}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1",
+				remoteToken("t1", "ci", ownedMeta(), 48*time.Hour), remoteToken("t2", "ci", ownedMeta(state.NonceKey, "n", state.PendingKey, nil), time.Minute),
+				remoteToken("t3", "cd", ownedMeta(state.PendingKey, false), time.Minute), remoteToken("t4", "x", state.Some(meta(state.PendingKey, true)), time.Minute)),
+			want: []string{"token_revoke a@x.test/ci"},
+			warn: []string{"keeping t2, revoking t1"},
 		},
 		{
 			name:  "tokens: duplicates keep the newest owned, revoke other owned, keep unmanaged",
@@ -511,8 +576,8 @@ func runComputeCase(t *testing.T, tc computeCase) {
 		orphans = append(orphans, o.Email)
 	}
 	assert.Equal(t, tc.orphans, orphans)
-	assert.Equal(t, Fingerprint(tc.actual), p.Fingerprint)
-	assert.Equal(t, TokenUserIDs(tc.actual), p.TokenUsers)
+	assert.Equal(t, Fingerprint(Dependencies(tc.actual, &p)), p.Fingerprint)
+	assert.Equal(t, TokenUserIDs(Dependencies(tc.actual, &p)), p.TokenUsers)
 	assertConverges(t, d, tc.actual, &p, o)
 	assertShuffledSame(t, d, tc.actual, o, &p)
 }

@@ -19,9 +19,54 @@ import (
 // token list in a. It does not depend on the order of users, tokens or map keys, and
 // changes when any field of any object changes (updatedAt included), when an object
 // appears or disappears, and when a token list is read or not.
+//
+// A plan's fingerprint is that of its Dependencies: a saved plan stays valid while the
+// objects it changes are unchanged, whatever happens to the rest of the account.
 func Fingerprint(a state.Actual) string {
 	fp, _ := fingerprint(a)
 	return fp
+}
+
+// Dependencies returns the part of a that p's changes were computed from: every
+// existing user that p changes (updates, adopts, deletes, or whose tokens it changes)
+// and the token lists of the users whose tokens it changes. Apply of a saved plan reads
+// exactly these again (a user by fetch, which is not a poll).
+func Dependencies(a state.Actual, p *Plan) state.Actual {
+	users := map[string]bool{}
+	tokens := map[string]bool{}
+	for _, up := range p.Users {
+		for _, c := range up.Changes {
+			id := firstID(c.UserID, up.UserID)
+			if id == "" {
+				continue // a user this plan creates, and its tokens
+			}
+			users[id] = true
+			if c.Action.IsToken() {
+				tokens[id] = true
+			}
+		}
+	}
+	out := state.Actual{Users: []state.User{}, Tokens: map[string][]state.Token{}}
+	for _, u := range a.Users {
+		if users[u.ID] {
+			out.Users = append(out.Users, u)
+		}
+	}
+	for id := range tokens {
+		if ts, ok := a.Tokens[id]; ok {
+			out.Tokens[id] = ts
+		}
+	}
+	return out
+}
+
+func firstID(ids ...string) string {
+	for _, id := range ids {
+		if id != "" {
+			return id
+		}
+	}
+	return ""
 }
 
 // TokenUserIDs returns the IDs of the users whose token lists were read, sorted.
@@ -57,7 +102,7 @@ func fingerprint(a state.Actual) (string, []string) {
 	usersSum := usersDigest(a.Users)
 	tp := <-tokensDone
 	h := sha256.New()
-	h.Write([]byte("cbk-sync fingerprint v1\x00"))
+	h.Write([]byte("cbk-sync fingerprint v2\x00"))
 	h.Write(usersSum)
 	h.Write(tp.sum)
 	return hex.EncodeToString(h.Sum(nil)), tp.ids
@@ -192,13 +237,6 @@ func (e *canonEncoder) optStr(o state.Opt[string]) {
 	}
 }
 
-func (e *canonEncoder) optInt(o state.Opt[int64]) {
-	e.buf = append(e.buf, optKindByte(o))
-	if v, ok := o.Get(); ok {
-		e.varint(v)
-	}
-}
-
 func (e *canonEncoder) optMeta(o state.Opt[state.Meta]) {
 	e.buf = append(e.buf, optKindByte(o))
 	if v, ok := o.Get(); ok {
@@ -253,6 +291,9 @@ func (e *canonEncoder) value(v any) {
 	case state.Meta:
 		e.buf = append(e.buf, 'm')
 		e.object(x)
+	case state.Limits:
+		e.buf = append(e.buf, 'm')
+		e.object(x)
 	default:
 		// Not in encoding/json's decoded form (the reader normalises, so this is rare):
 		// canonical JSON still identifies it.
@@ -275,19 +316,11 @@ func (e *canonEncoder) user(u *state.User) {
 	e.optStr(u.Description)
 	e.optStr(u.Image)
 	e.optMeta(u.Meta)
+	// The whole limits object, unknown keys at any depth included: an update sends
+	// them back, so a change to any of them must make a saved plan stale.
 	e.buf = append(e.buf, optKindByte(u.Limits))
 	if l, ok := u.Limits.Get(); ok {
-		e.optInt(l.Tokens)
-		e.optInt(l.Conversations)
-		e.optInt(l.Messages)
-		e.buf = append(e.buf, optKindByte(l.Database))
-		if db, ok := l.Database.Get(); ok {
-			e.optInt(db.Datasets)
-			e.optInt(db.Records)
-			e.optInt(db.Skillsets)
-			e.optInt(db.Abilities)
-			e.optInt(db.Files)
-		}
+		e.object(l)
 	}
 }
 

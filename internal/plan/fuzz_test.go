@@ -66,23 +66,36 @@ func (s *byteSource) limits() state.Opt[state.Limits] {
 	case 1:
 		return state.Null[state.Limits]()
 	}
-	num := func() state.Opt[int64] {
+	// num sets key in m to nothing (absent), null or a small number.
+	num := func(m map[string]any, key string) {
 		switch v := s.n(4); v {
 		case 0:
-			return state.Opt[int64]{}
 		case 1:
-			return state.Null[int64]()
+			m[key] = nil
 		default:
-			return state.Some(int64(v))
+			m[key] = float64(v)
 		}
 	}
-	l := state.Limits{Tokens: num(), Messages: num()}
-	switch s.n(3) {
-	case 1:
-		l.Database = state.Null[state.DatabaseLimits]()
-	case 2:
-		l.Database = state.Some(state.DatabaseLimits{Files: num(), Records: num()})
+	section := func(l state.Limits, key string, keys ...string) {
+		switch s.n(3) {
+		case 1:
+			l[key] = nil
+		case 2:
+			m := map[string]any{}
+			for _, k := range keys {
+				num(m, k)
+			}
+			l[key] = m
+		}
 	}
+	l := state.Limits{}
+	num(l, "tokens")
+	num(l, "messages")
+	section(l, "database", "files", "records")
+	section(l, "file", "maxFileSize")
+	// Unknown keys, which only the remote side has (the loader refuses them), at
+	// any depth.
+	section(l, "foo", "bar", "maxFileSize")
 	return state.Some(l)
 }
 

@@ -71,8 +71,11 @@ func RenderJSON(w io.Writer, p *Plan) error {
 	jw.field("warnings", nonNil(p.Warnings), false)
 	jw.field("safe", p.Safety.Safe, false)
 	jw.field("unsafe_reasons", nonNil(p.Safety.Reasons), false)
-	if p.Reads != nil {
-		jw.field("reads", p.Reads, false)
+	if p.ReadCost != nil {
+		jw.field("reads", p.ReadCost, false)
+	}
+	if p.SecretsTo != nil { // only sync and apply know it
+		jw.field("secrets_to", p.SecretsTo, false)
 	}
 	jw.field("fingerprint", p.Fingerprint, true)
 	jw.raw("}\n")

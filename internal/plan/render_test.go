@@ -63,7 +63,7 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 			Email: "alice@acme.test", Name: state.Some("Alice Doe"),
 			Description:  state.Some("Sales team sandbox\nOwned by the EU office"),
 			Meta:         state.Some(meta("team", "sales", "region", "eu")),
-			Limits:       state.Some(state.Limits{Conversations: state.Some[int64](5000), Database: state.Some(state.DatabaseLimits{Files: state.Some[int64](100)})}),
+			Limits:       state.Some(state.Limits{"conversations": 5000.0, "database": map[string]any{"files": 100.0}}),
 			ManageTokens: true, Tokens: []state.DesiredToken{
 				{Name: "deploy"},
 				{Name: "ci", Description: state.Some("CI pipeline"), Meta: state.Some(meta("purpose", "ci"))},
@@ -73,7 +73,7 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 			Email: "bob@acme.test", Name: state.Some("Robert Roe"),
 			Description:  state.Some("Support sandbox\nTier 2\nOn call"),
 			Meta:         state.Some(meta("team", "support")),
-			Limits:       state.Some(state.Limits{Tokens: state.Some[int64](200000)}),
+			Limits:       state.Some(state.Limits{"tokens": 200000.0}),
 			ManageTokens: true, Tokens: []state.DesiredToken{
 				{Name: "ci", RotateAfter: 30 * day},
 				{Name: "ops", Description: state.Some("Ops runbooks")},
@@ -89,7 +89,7 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 			user("u_bob", "bob@acme.test", gMeta("team", "sales", "costCenter", "cc-7"), func(u *state.User) {
 				u.Name = state.Some("Bob Roe")
 				u.Description = state.Some("Support sandbox\nTier 1\nOn call")
-				u.Limits = state.Some(state.Limits{Tokens: state.Some[int64](100000), Conversations: state.Some[int64](10)})
+				u.Limits = state.Some(state.Limits{"tokens": 100000.0, "conversations": 10.0})
 			}),
 			user("u_carol", "carol@acme.test", state.Some(meta("createdBy", "console")), func(u *state.User) { u.Name = state.Some("Carol") }),
 			user("u_dave", "dave@acme.test", gMeta(), nil),
@@ -101,6 +101,8 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 		Tokens: map[string][]state.Token{
 			"u_bob": {
 				token("t_bob_ci", "ci", gMeta(), 45*day),
+				// A successor a crashed run created and never confirmed.
+				token("t_bob_ci_pending", "ci", gMeta(state.NonceKey, "n1", state.PendingKey, true), day),
 				token("t_bob_ops", "ops", gMeta(), 5*day),
 				token("t_bob_legacy", "legacy", gMeta(), 200*day),
 			},
@@ -156,6 +158,12 @@ func renderAll(t *testing.T, p *Plan) map[string][]byte {
 	return out
 }
 
+// goldenSecretsTo is where sync would say the secrets of each golden plan go.
+var goldenSecretsTo = map[string]*SecretsDestination{
+	"plan":    {Kind: "age", Location: "chatbotkit/secrets/", Recipients: 2},
+	"hostile": {Kind: "exec", Location: "sh -c 'vault kv put -\x1b[2J'"},
+}
+
 func TestGolden(t *testing.T) {
 	for name, scenario := range map[string]func() (state.Desired, state.Actual, Options){
 		"plan":   goldenScenario,
@@ -167,6 +175,7 @@ func TestGolden(t *testing.T) {
 			d, a, o := scenario()
 			p, err := Compute(d, a, o)
 			require.NoError(t, err)
+			p.SecretsTo = goldenSecretsTo[name]
 			for ext, got := range renderAll(t, &p) {
 				golden(t, name+"."+ext, got)
 			}
@@ -248,14 +257,15 @@ func TestSavedRoundTrip(t *testing.T) {
 	p, err := Compute(d, a, o)
 	require.NoError(t, err)
 	var b bytes.Buffer
-	require.NoError(t, WriteSaved(&b, &p))
+	require.NoError(t, WriteSaved(&b, NewSaved(d, a, o, &p)))
 	first := bytes.Clone(b.Bytes())
 
-	got, err := ReadSaved(bytes.NewReader(first))
+	saved, err := ReadSaved(bytes.NewReader(first))
 	require.NoError(t, err)
 	b.Reset()
-	require.NoError(t, WriteSaved(&b, got))
+	require.NoError(t, WriteSaved(&b, saved))
 	assert.Equal(t, string(first), b.String(), "write(read(write(p))) == write(p)")
+	got := saved.Plan
 	assert.Equal(t, describePlan(&p), describePlan(got))
 	assert.Equal(t, p.Fingerprint, got.Fingerprint)
 	assert.Equal(t, p.TokenUsers, got.TokenUsers)
@@ -271,7 +281,7 @@ func TestSavedRoundTrip(t *testing.T) {
 	var top map[string]json.RawMessage
 	require.NoError(t, json.Unmarshal(first, &top))
 	assert.JSONEq(t, `"cbk-sync-plan"`, string(top["kind"]))
-	assert.JSONEq(t, `"1"`, string(top["format_version"]))
+	assert.JSONEq(t, `"2"`, string(top["format_version"]))
 }
 
 func TestReadSavedIsStrict(t *testing.T) {
@@ -279,24 +289,26 @@ func TestReadSavedIsStrict(t *testing.T) {
 	p, err := Compute(d, a, o)
 	require.NoError(t, err)
 	var b bytes.Buffer
-	require.NoError(t, WriteSaved(&b, &p))
+	require.NoError(t, WriteSaved(&b, NewSaved(d, a, o, &p)))
 	good := b.String()
 
 	for name, tc := range map[string]struct{ in, msg string }{
 		"wrong kind":      {strings.Replace(good, `"kind": "cbk-sync-plan"`, `"kind": "terraform"`, 1), `kind is "terraform"`},
-		"wrong version":   {strings.Replace(good, `"format_version": "1"`, `"format_version": "2"`, 1), `format_version "2" is not supported`},
+		"wrong version":   {strings.Replace(good, `"format_version": "2"`, `"format_version": "1"`, 1), `format_version "1" is not supported`},
 		"unknown key":     {strings.Replace(good, `"owner":`, `"bogus": 1, "owner":`, 1), `unknown field "bogus"`},
+		"owner differs":   {strings.Replace(good, `"owner": "`+gOwner+`"`, `"owner": "other"`, 1), `owner "other" is not the plan's`},
 		"trailing data":   {good + "{}", "unexpected data"},
 		"not json":        {"hello", "not a cbk-sync plan"},
-		"no plan":         {`{"format_version":"1","kind":"cbk-sync-plan"}`, "no plan"},
+		"no plan":         {`{"format_version":"2","kind":"cbk-sync-plan","options":{},"desired":{},"remote":{}}`, "no plan"},
+		"no desired":      {`{"format_version":"2","kind":"cbk-sync-plan","options":{},"remote":{},"plan":{}}`, "no desired"},
 		"unknown action":  {strings.Replace(good, `"action": "user_create"`, `"action": "user_explode"`, 1), `unknown action "user_explode"`},
 		"no fingerprint":  {strings.Replace(good, `"fingerprint": "`+p.Fingerprint+`"`, `"fingerprint": ""`, 1), "no fingerprint"},
 		"missing body":    {strings.Replace(good, `"user_body"`, `"user_body_x"`, 1), "unknown field"},
 		"truncated input": {good[:len(good)/2], "saved plan"},
 		// These were read without a word before, and the misspelt limit dropped.
-		"unknown limit": {strings.Replace(good, `"limits": {`, `"limits": {"tokenz": 5, `, 1), `user_body.limits: unknown key "tokenz"`},
-		"key case":      {strings.Replace(good, `"owner":`, `"Owner":`, 1), `unknown key "Owner"`},
-		"token no user": {`{"format_version":"1","kind":"cbk-sync-plan","plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_revoke","email":"e","token_id":"t","reason":""}]}]}}`, "token_revoke has no user_id"},
+		"fractional limit": {strings.Replace(good, `"limits": {`, `"limits": {"file": {"maxFileSize": 1.5}, `, 1), `limits.file.maxFileSize must be a whole number`},
+		"key case":         {strings.Replace(good, `"owner":`, `"Owner":`, 1), `unknown key "Owner"`},
+		"token no user":    {`{"format_version":"2","kind":"cbk-sync-plan","options":{},"desired":{"owner":"o"},"remote":{},"plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_revoke","email":"e","token_id":"t","reason":""}]}]}}`, "token_revoke has no user_id"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ReadSaved(strings.NewReader(tc.in))
@@ -319,12 +331,21 @@ func TestFingerprintOrderIndependentAndSensitive(t *testing.T) {
 	assert.Equal(t, base, Fingerprint(r))
 
 	mutations := map[string]func(a *state.Actual){
-		"user updatedAt":    func(a *state.Actual) { a.Users[0].UpdatedAt++ },
-		"user name":         func(a *state.Actual) { a.Users[1].Name = state.Some("x") },
-		"null to absent":    func(a *state.Actual) { a.Users[2].Description = state.Opt[string]{} },
-		"null to empty":     func(a *state.Actual) { a.Users[2].Description = state.Some("") },
-		"user meta value":   func(a *state.Actual) { a.Users[0].Meta.Value()["team"] = "x" },
-		"user limits":       func(a *state.Actual) { a.Users[0].Limits = state.Some(state.Limits{}) },
+		"user updatedAt":  func(a *state.Actual) { a.Users[0].UpdatedAt++ },
+		"user name":       func(a *state.Actual) { a.Users[1].Name = state.Some("x") },
+		"null to absent":  func(a *state.Actual) { a.Users[2].Description = state.Opt[string]{} },
+		"null to empty":   func(a *state.Actual) { a.Users[2].Description = state.Some("") },
+		"user meta value": func(a *state.Actual) { a.Users[0].Meta.Value()["team"] = "x" },
+		"user limits":     func(a *state.Actual) { a.Users[0].Limits = state.Some(state.Limits{}) },
+		"unknown limit key": func(a *state.Actual) {
+			a.Users[0].Limits = state.Some(state.Limits{"foo": map[string]any{"bar": 1.0}})
+		},
+		"unknown nested limit value": func(a *state.Actual) {
+			a.Users[0].Limits = state.Some(state.Limits{"foo": map[string]any{"bar": 2.0}})
+		},
+		"file.maxFileSize": func(a *state.Actual) {
+			a.Users[0].Limits = state.Some(state.Limits{"file": map[string]any{"maxFileSize": 1.0}})
+		},
 		"user removed":      func(a *state.Actual) { a.Users = a.Users[1:] },
 		"token updatedAt":   func(a *state.Actual) { a.Tokens["u_bob"][0].UpdatedAt++ },
 		"token meta":        func(a *state.Actual) { a.Tokens["u_carol"][0].Meta = state.Some(state.Meta{}) },

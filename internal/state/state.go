@@ -3,7 +3,9 @@ package state
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"strings"
 )
@@ -15,6 +17,16 @@ const OwnerKey = "cbkSyncOwner"
 // NonceKey is the meta key holding a one-time nonce written into a token at creation,
 // so that a create whose answer was lost can be found again without a blind retry.
 const NonceKey = "cbkSyncNonce"
+
+// PendingKey is the meta key that marks a token created but not yet confirmed: apply
+// writes it true at creation and clears it (null) only once the secret is delivered
+// durably. A token still marked never had its secret delivered, as far as anyone can
+// know, so plans treat it as undelivered.
+const PendingKey = "cbkSyncPending"
+
+// CbkSyncMetaKey reports whether k is one of the meta keys cbk-sync sets itself
+// (owner marker, nonce, pending mark), which a configuration may not declare.
+func CbkSyncMetaKey(k string) bool { return k == OwnerKey || k == NonceKey || k == PendingKey }
 
 // Meta is a free-form JSON object. Values are in encoding/json's decoded form
 // (string, float64, bool, nil, []any, map[string]any); use NormalizeMeta on values
@@ -66,21 +78,132 @@ func EqualJSON(a, b any) bool {
 	return err1 == nil && err2 == nil && bytes.Equal(ab, bb)
 }
 
-// Limits are a user's quotas. The API replaces the whole object on update.
-type Limits struct {
-	Tokens        Opt[int64]          `json:"tokens,omitzero"`
-	Conversations Opt[int64]          `json:"conversations,omitzero"`
-	Messages      Opt[int64]          `json:"messages,omitzero"`
-	Database      Opt[DatabaseLimits] `json:"database,omitzero"`
+// Limits are a user's quotas: a JSON object in encoding/json's decoded form (numbers
+// float64, objects map[string]any), like Meta. The keys the platform knows
+// (LimitPaths) are whole numbers 0 or more, or null, inside the sections database, file
+// and attachment; every other key, at any depth, is kept as it was read, so that an
+// update, which replaces the whole object, sends it back unchanged (OverlayLimits).
+// The platform stores numbers as JavaScript doubles, so float64 loses nothing.
+type Limits map[string]any
+
+// LimitPaths are the limits the platform knows, as dotted paths, in display order.
+var LimitPaths = []string{
+	"tokens", "conversations", "messages",
+	"database.datasets", "database.records", "database.skillsets", "database.abilities", "database.files",
+	"file.maxFileSize", "attachment.maxFileSize",
 }
 
-// DatabaseLimits are the per-user quotas of stored objects.
-type DatabaseLimits struct {
-	Datasets  Opt[int64] `json:"datasets,omitzero"`
-	Records   Opt[int64] `json:"records,omitzero"`
-	Skillsets Opt[int64] `json:"skillsets,omitzero"`
-	Abilities Opt[int64] `json:"abilities,omitzero"`
-	Files     Opt[int64] `json:"files,omitzero"`
+// LimitSections are the known limits that are objects rather than numbers.
+var LimitSections = []string{"database", "file", "attachment"}
+
+// MaxLimit is the largest whole number a limit may be: the platform holds numbers as
+// doubles, which are exact up to 2^53-1 (JavaScript's Number.MAX_SAFE_INTEGER).
+const MaxLimit = 1<<53 - 1
+
+// Clone returns a deep copy of l (nil stays nil).
+func (l Limits) Clone() Limits {
+	if l == nil {
+		return nil
+	}
+	return Limits(cloneTree(map[string]any(l)).(map[string]any))
+}
+
+// Lookup returns the value at a dotted path (LimitPaths) and whether it is there.
+func (l Limits) Lookup(path string) (any, bool) {
+	var cur any = map[string]any(l)
+	for _, part := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[part]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// CheckLimits reports the first known limit of l that is not a whole number from 0 to
+// MaxLimit or null, or a known section that is not an object or null, as the platform
+// validates a body. Unknown keys are not checked: the platform stores them as sent.
+func CheckLimits(l Limits) error {
+	for _, sec := range LimitSections {
+		if v, ok := l[sec]; ok && v != nil {
+			if _, isObj := v.(map[string]any); !isObj {
+				return fmt.Errorf("limits.%s must be an object or null", sec)
+			}
+		}
+	}
+	for _, p := range LimitPaths {
+		v, ok := l.Lookup(p)
+		if !ok || v == nil {
+			continue
+		}
+		f, isNum := v.(float64)
+		if !isNum || f < 0 || f > MaxLimit || f != math.Trunc(f) {
+			return fmt.Errorf("limits.%s must be a whole number from 0 to %d or null, not %s", p, int64(MaxLimit), jsonText(v))
+		}
+	}
+	return nil
+}
+
+// OverlayLimits lays the declared limits over the remote ones and returns a new
+// object: the API replaces the whole object on update, so every remote key that is not
+// declared — at any depth, known or unknown — must be sent back. A declared object is
+// merged into a remote object key by key; any other declared value (a number, a null)
+// replaces the remote one.
+func OverlayLimits(remote, declared Limits) Limits {
+	out := remote.Clone()
+	if out == nil {
+		out = Limits{}
+	}
+	overlayTree(out, declared)
+	return out
+}
+
+func overlayTree(dst, src map[string]any) {
+	for k, v := range src {
+		sv, srcObj := v.(map[string]any)
+		dv, dstObj := dst[k].(map[string]any)
+		switch {
+		case srcObj && dstObj:
+			overlayTree(dv, sv)
+		case srcObj:
+			dst[k] = cloneTree(sv)
+		default:
+			dst[k] = v
+		}
+	}
+}
+
+func cloneTree(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		c := make(map[string]any, len(x))
+		for k, e := range x {
+			c[k] = cloneTree(e)
+		}
+		return c
+	case Limits:
+		return cloneTree(map[string]any(x))
+	case Meta:
+		return cloneTree(map[string]any(x))
+	case []any:
+		c := make([]any, len(x))
+		for i, e := range x {
+			c[i] = cloneTree(e)
+		}
+		return c
+	}
+	return v
+}
+
+func jsonText(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
 }
 
 // User is a partner user (sub-account) as the API returns it.
@@ -158,6 +281,13 @@ type Token struct {
 
 // Owner returns the value of the ownership marker, or "" when there is none.
 func (t Token) Owner() string { return metaOwner(t.Meta) }
+
+// Pending reports whether the token carries the pending mark (PendingKey set to
+// anything but null or false): created, and its secret not confirmed delivered.
+func (t Token) Pending() bool {
+	v, ok := t.Meta.Value()[PendingKey]
+	return ok && v != nil && v != false
+}
 
 // TokenFields is the body of a token create or update (see UserFields for MetaMerge).
 type TokenFields struct {

@@ -19,9 +19,7 @@ func TestOptJSONKeepsMissingNullAndSetApart(t *testing.T) {
 	assert.Equal(t, "a@b.test", u.Email.Value())
 	l, ok := u.Limits.Get()
 	require.True(t, ok)
-	assert.Equal(t, int64(5), l.Tokens.Value())
-	assert.True(t, l.Database.IsNull())
-	assert.True(t, l.Messages.Absent())
+	assert.Equal(t, Limits{"tokens": 5.0, "database": nil}, l)
 
 	out, err := json.Marshal(u)
 	require.NoError(t, err)
@@ -71,6 +69,37 @@ func TestNormalizeMetaComparesYAMLAndJSONForms(t *testing.T) {
 	assert.Equal(t, b, a)
 	assert.True(t, EqualJSON(a, b))
 	assert.False(t, EqualJSON(a, map[string]any{"n": 4}))
+}
+
+func TestOverlayLimitsKeepsEveryRemoteKeyItDoesNotDeclare(t *testing.T) {
+	remote := Limits{"tokens": 1.0, "foo": map[string]any{"bar": 2.0}, "file": map[string]any{"maxFileSize": 3.0, "x": "y"},
+		"database": map[string]any{"files": 4.0, "records": 5.0}, "attachment": nil}
+	before := remote.Clone()
+	declared := Limits{"tokens": 9.0, "database": map[string]any{"files": nil, "datasets": 6.0},
+		"attachment": map[string]any{"maxFileSize": 7.0}, "messages": nil}
+	got := OverlayLimits(remote, declared)
+	assert.Equal(t, Limits{"tokens": 9.0, "messages": nil, "foo": map[string]any{"bar": 2.0},
+		"file":       map[string]any{"maxFileSize": 3.0, "x": "y"},
+		"database":   map[string]any{"files": nil, "records": 5.0, "datasets": 6.0},
+		"attachment": map[string]any{"maxFileSize": 7.0}}, got)
+	assert.Equal(t, before, remote, "the remote limits are not changed")
+	got["foo"].(map[string]any)["bar"] = 0.0
+	assert.Equal(t, 2.0, remote["foo"].(map[string]any)["bar"], "the result shares nothing with remote")
+
+	assert.Equal(t, Limits{"tokens": 1.0}, OverlayLimits(nil, Limits{"tokens": 1.0}))
+	assert.Equal(t, Limits{"database": nil}, OverlayLimits(Limits{"database": map[string]any{"files": 1.0}}, Limits{"database": nil}))
+}
+
+func TestCheckLimits(t *testing.T) {
+	assert.NoError(t, CheckLimits(Limits{"tokens": 0.0, "database": map[string]any{"files": 5.0, "other": -1.5},
+		"file": map[string]any{"maxFileSize": float64(MaxLimit)}, "attachment": nil, "unknown": "anything"}))
+	for _, bad := range []Limits{
+		{"tokens": 1.5}, {"tokens": -1.0}, {"tokens": "5"}, {"messages": true}, {"database": 5.0},
+		{"database": map[string]any{"files": 1e300}}, {"file": map[string]any{"maxFileSize": float64(MaxLimit) + 2}},
+		{"attachment": []any{}},
+	} {
+		assert.Error(t, CheckLimits(bad), "%v", bad)
+	}
 }
 
 func TestEmailKeyFoldsASCIIOnly(t *testing.T) {
