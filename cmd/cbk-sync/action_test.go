@@ -31,7 +31,7 @@ func loadActionStep(t *testing.T, id string) (actionStep, map[string]string) {
 		} `yaml:"inputs"`
 		Runs struct {
 			Steps []struct {
-				ID string `yaml:"id"`
+				ID         string `yaml:"id"`
 				actionStep `yaml:",inline"`
 			} `yaml:"steps"`
 		} `yaml:"runs"`
