@@ -44,6 +44,9 @@ func TestStateRoundTripsThroughTheFile(t *testing.T) {
 	}
 	assert.Equal(t, []string{b, a}, ids(t, h2.ok("GET", "/v1/partner/user/list?cursor="+gone, "")), "a deleted cursor survives a restart")
 	h2.fail(409, "CONFLICT", "POST", "/v1/partner/user/create", `{"email":"A@acme.test"}`)
+	assert.Equal(t, "al", h2.e.Alias(a), "the write-only alias survives a restart")
+	assert.Equal(t, a, h2.ok("GET", "/v1/partner/user/@al/fetch", "")["id"], "and its index")
+	h2.fail(409, "CONFLICT", "POST", "/v1/partner/user/create", `{"alias":"al"}`)
 }
 
 func TestSaveOnWrite(t *testing.T) {

@@ -19,6 +19,12 @@ import (
 // token list in a. It does not depend on the order of users, tokens or map keys, and
 // changes when any field of any object changes (updatedAt included), when an object
 // appears or disappears, and when a token list is read or not.
+//
+// The alias lookups (a.Aliases) are left out on purpose: `apply FILE` re-reads only
+// the listing and the token lists, and needs no alias fetch, because an alias changes
+// only by a user update (or a create or delete), which changes that user's updatedAt
+// (or the user set) and so the fingerprint; a plan saved before an alias was removed or
+// moved is refused like any other stale plan.
 func Fingerprint(a state.Actual) string {
 	fp, _ := fingerprint(a)
 	return fp

@@ -183,6 +183,9 @@ func (p *Plan) validate() error {
 				}
 				// Unknown limit keys are legitimate (remote ones are sent back), but a
 				// known one must be what the platform accepts.
+				if a, ok := c.UserBody.Alias.Get(); ok && !state.ValidAlias(a) {
+					return fmt.Errorf("%s: invalid alias %q", where, a)
+				}
 				if l, ok := c.UserBody.Limits.Get(); ok {
 					if err := state.CheckLimits(l); err != nil {
 						return fmt.Errorf("%s: %w", where, err)
