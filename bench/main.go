@@ -1,7 +1,9 @@
 // Command bench measures cbk-sync's plan and sync against the in-process emulator,
 // served over real HTTP with a fixed latency per request, and checks that they make
-// exactly the API calls the product promises: the fewest reads the API allows, and one
-// write per planned action (two for a rotation).
+// exactly the API calls the product promises: the fewest reads the API allows, and the
+// writes each planned action costs: one per user change, token update or revoke, two
+// per token create (create, then confirm once the secret is delivered), three per
+// rotation (create, confirm, revoke the old).
 //
 //	go run ./bench [-users N] [-tokens K] [-latency L] [-parallelism 8,32] [-json FILE] [-seed S] [-check]
 //

@@ -35,9 +35,10 @@ func TestMainCheckSize(t *testing.T) {
 	sync := rep.Runs[2]
 	assert.Equal(t, "sync", sync.Op)
 	assert.Equal(t, int64(3), sync.Calls[opUserList], "200 users: two full pages and an empty one")
+	assert.Equal(t, int64(1), sync.Calls[opUserFetch], "the empty page's cursor still exists: it was the end")
 	assert.Equal(t, int64(190), sync.Calls[opTokenList])
 	assert.Equal(t, sync.Planned, sync.Writes)
-	assert.Equal(t, int64(120), sync.Planned, "10 + 20 + 10 user writes, 20 creates, 20 revokes, 20 rotations x 2")
+	assert.Equal(t, int64(160), sync.Planned, "10 + 20 + 10 user writes, 20 creates x 2 (create, confirm), 20 revokes, 20 rotations x 3 (create, confirm, revoke)")
 }
 
 // Odd sizes: a short last page, no tokens (declared as tokens: []), no users at all.
@@ -62,7 +63,7 @@ func TestScenarioDrift(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, d.Users, 1000-50+50)
 	assert.Equal(t, plan.Summary{UserCreate: 50, UserUpdate: 100, UserDelete: 50, TokenCreate: 100, TokenRevoke: 100, TokenRotate: 100}, sc.want)
-	assert.Equal(t, map[string]int64{opUserList: 11, opTokenList: 950}, sc.minReads)
+	assert.Equal(t, map[string]int64{opUserList: 11, opTokenList: 950, opUserFetch: 1}, sc.minReads)
 
 	again := newScenario(1000, 2, 7, now)
 	assert.Equal(t, sc.yaml, again.yaml, "the same seed gives the same scenario")
@@ -77,9 +78,9 @@ func TestPlannedWrites(t *testing.T) {
 		{Changes: []plan.Change{{Action: plan.UserDelete}}},
 	}}
 	calls, total, chain := plannedWrites(p)
-	assert.Equal(t, map[string]int64{opUserCreate: 1, opTokenCreate: 2, opUserUpdate: 1, opTokenDelete: 2, opUserDelete: 1}, calls)
-	assert.Equal(t, int64(7), total, "a rotation is two calls")
-	assert.Equal(t, 4, chain)
+	assert.Equal(t, map[string]int64{opUserCreate: 1, opTokenCreate: 2, opTokenUpdate: 2, opUserUpdate: 1, opTokenDelete: 2, opUserDelete: 1}, calls)
+	assert.Equal(t, int64(9), total, "a token create is two calls (create, confirm), a rotation three (create, confirm, revoke)")
+	assert.Equal(t, 5, chain)
 }
 
 func TestCompareCalls(t *testing.T) {

@@ -5,19 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/willabides/kongplete"
 
 	"github.com/cbk-sync/cbk-sync/internal/config"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // CLI is the command line of cbk-sync.
 type CLI struct {
@@ -26,11 +26,15 @@ type CLI struct {
 	Validate ValidateCmd `cmd:"" help:"Check configuration files; no API call."`
 	Plan     PlanCmd     `cmd:"" help:"Show what sync would change (reads only)."`
 	Sync     SyncCmd     `cmd:"" help:"Plan and apply; --dry-run only plans."`
-	Apply    ApplyCmd    `cmd:"" help:"Apply a plan saved with 'plan --out', if the remote state has not changed since."`
+	Apply    ApplyCmd    `cmd:"" help:"Apply a plan saved with 'plan --out', if the remote objects it depends on have not changed since."`
+	Show     ShowCmd     `cmd:"" help:"Show a plan saved with 'plan --out', checked; no API call."`
 	Export   ExportCmd   `cmd:"" help:"Write the remote users (and tokens) as a configuration file."`
 	Emulator EmulatorCmd `cmd:"" help:"Serve the embedded Partner API emulator."`
 	Schema   SchemaCmd   `cmd:"" help:"Print the JSON Schema of the configuration format."`
 	Version  VersionCmd  `cmd:"" help:"Print the version."`
+
+	Completion CompletionCmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
+	Man        ManCmd        `cmd:"" help:"Print the man page (roff)."`
 }
 
 // Globals are the flags every command takes.
@@ -43,6 +47,7 @@ type Globals struct {
 
 // Main runs cbk-sync with args and returns the process exit status.
 func Main(args []string) int {
+	catchSIGPIPE()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return run(ctx, args, SystemStreams())
@@ -60,12 +65,18 @@ func run(ctx context.Context, args []string, io *IOStreams) int {
 		kong.Exit(func(code int) { exitCode = code }),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Vars{"version": version},
+		kong.Vars{"version": versionLine()},
 		kong.BindTo(ctx, (*context.Context)(nil)),
 	)
 	if err != nil {
 		fmt.Fprintf(io.ErrOut, "error: %v\n", err)
 		return exitError
+	}
+	// A shell asking for completions (COMP_LINE set by the script of 'cbk-sync
+	// completion') is answered from the kong model, and nothing else runs.
+	kongplete.Complete(parser, kongplete.WithExitFunc(func(code int) { exitCode = code }))
+	if exitCode >= 0 {
+		return exitCode
 	}
 	kctx, err := parser.Parse(args)
 	if exitCode >= 0 { // --help, or kong exiting by itself
@@ -80,10 +91,21 @@ func run(ctx context.Context, args []string, io *IOStreams) int {
 		return exitError
 	}
 	logger := newLogger(io, cli.Globals, redact)
-	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact}
+	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, facts: &runFacts{start: time.Now()}}
+	mf := metricsFlagsOf(kctx)
+	if mf != nil {
+		if u, err := url.Parse(mf.Pushgateway); err == nil && u.User != nil {
+			if pw, ok := u.User.Password(); ok {
+				redact.add(pw)
+			}
+		}
+	}
 	err = kctx.Run(env)
 	code := exitCodeOf(err)
 	printError(io, redact, err)
+	if mf != nil {
+		emitMetrics(ctx, env, mf, kctx.Selected().Name, code)
+	}
 	return code
 }
 
@@ -121,6 +143,7 @@ type Env struct {
 	Log     *slog.Logger
 	Globals Globals
 	redact  *redactor
+	facts   *runFacts // what the run did, for --metrics-file and --pushgateway
 }
 
 // redactor removes known secrets from text that leaves the process.
@@ -151,20 +174,24 @@ func newLogger(io *IOStreams, g Globals, redact *redactor) *slog.Logger {
 	opts := &slog.HandlerOptions{
 		Level: level,
 		// Every attribute, the message included, passes through the redactor, so a
-		// secret that reached a log call by mistake still never reaches the output, and
-		// then through plan.Printable, so a name or remote text with control or format
-		// characters is escaped alike in both formats (JSON alone would leave C1 and
-		// bidi controls raw for whoever reads the log in a terminal).
+		// secret that reached a log call by mistake still never reaches the output. The
+		// text format quotes any value with a control or format character, escaping it
+		// (Go syntax); JSON would leave C1 and bidi controls raw for whoever reads the
+		// log in a terminal, so there values pass through plan.Printable too.
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) == 0 && a.Key == slog.TimeKey && g.LogFormat == "text" {
 				return slog.Attr{}
 			}
+			clean := redact.String
+			if g.LogFormat == "json" {
+				clean = func(s string) string { return plan.Printable(redact.String(s)) }
+			}
 			switch a.Value.Kind() {
 			case slog.KindString:
-				a.Value = slog.StringValue(plan.Printable(redact.String(a.Value.String())))
+				a.Value = slog.StringValue(clean(a.Value.String()))
 			case slog.KindAny:
 				if err, ok := a.Value.Any().(error); ok {
-					a.Value = slog.StringValue(plan.Printable(redact.String(err.Error())))
+					a.Value = slog.StringValue(clean(err.Error()))
 				}
 			}
 			return a

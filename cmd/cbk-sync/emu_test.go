@@ -77,14 +77,22 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 	fs.Float64Var(&f.RateLost, "lost", 0, "lost-answer rate")
 	fs.Float64Var(&f.RateBadBody, "bad-body", 0, "bad-body rate")
 	fs.IntVar(&f.UserQuota, "quota", 0, "user quota")
+	fs.Float64Var(&f.DeleteRate, "delete-rate", 0, "concurrent writer: fraction of list pages whose last item is deleted")
+	fs.IntVar(&f.DeleteEvery, "delete-every", 0, "concurrent writer: delete the last user of every N-th user page")
+	fs.IntVar(&f.DeleteMax, "delete-max", 0, "concurrent writer: at most N deletes")
 	return f
 }
 
 // cmdEmu implements the script command
 //
 //	emu start [-paths F] [fault flags] [STATE.json]   start an emulator, set CHATBOTKIT_API_URL/TOKEN
+//	                                       (-stream-page N: the internal page size of streams)
 //	emu faults [fault flags]               replace the faults
-//	emu calls OP N                         assert OP was called exactly N times
+//	emu seed N OWNER [TOKEN...]            add users u000@acme.test.. owned by OWNER, each with
+//	                                       the named tokens, owned too
+//	emu writer-deletes N                   assert the concurrent writer deleted exactly N items
+//	emu unique                             assert no email and no token name of a user twice
+//	emu calls OP N                         assert OP was called exactly N times (OP total: all calls)
 //	emu reset-calls                        zero the counters
 //	emu dump                               print users and tokens (no secrets) to stdout
 //	emu add FILE.json                      add {"users": [{...user, "tokens": [...]}]}
@@ -105,6 +113,7 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 	case "start":
 		fs := flag.NewFlagSet("emu start", flag.ContinueOnError)
 		faults := faultFlags(fs)
+		streamPage := fs.Int("stream-page", 0, "internal page size of JSONL streams")
 		paths := fs.String("paths", "partner", "path family served: partner, user or both")
 		ts.Check(fs.Parse(args[1:]))
 		statePath := ""
@@ -114,7 +123,7 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 		b := make([]byte, 32)
 		_, _ = rand.Read(b)
 		token := "sk-" + hex.EncodeToString(b)
-		e, err := emulator.New(emulator.Options{Token: token, StatePath: statePath, Faults: *faults, Paths: emulator.Paths(*paths)})
+		e, err := emulator.New(emulator.Options{Token: token, StatePath: statePath, Faults: *faults, Paths: emulator.Paths(*paths), StreamPageSize: *streamPage})
 		ts.Check(err)
 		slot.emu = e
 		// Served through the handle (not emulator.Listen) so the gate sits in front.
@@ -146,12 +155,58 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		want, err := strconv.ParseInt(args[2], 10, 64)
 		ts.Check(err)
-		got := slot.emu.Counts()[args[1]]
+		counts := slot.emu.Counts()
+		got := counts[args[1]]
+		if args[1] == "total" {
+			for _, n := range counts {
+				got += n
+			}
+		}
 		if (got == want) == neg {
 			ts.Fatalf("emu calls %s: got %d, want %s%d", args[1], got, map[bool]string{true: "not ", false: ""}[neg], want)
 		}
 	case "reset-calls":
 		slot.emu.ResetCounts()
+	case "seed":
+		if len(args) < 3 {
+			ts.Fatalf("usage: emu seed N OWNER [TOKEN...]")
+		}
+		n, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		owned := state.Meta{state.OwnerKey: args[2]}
+		for i := range n {
+			u, err := slot.emu.PutUser(state.User{Email: state.Some(fmt.Sprintf("u%03d@acme.test", i)), Name: state.Some(fmt.Sprint("User ", i)), Meta: state.Some(owned)})
+			ts.Check(err)
+			for _, name := range args[3:] {
+				_, err := slot.emu.PutToken(u.ID, state.Token{Name: state.Some(name), Meta: state.Some(owned)})
+				ts.Check(err)
+			}
+		}
+	case "writer-deletes":
+		if len(args) != 2 {
+			ts.Fatalf("usage: emu writer-deletes N")
+		}
+		want, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		if got := len(slot.emu.WriterDeletes()); (got == want) == neg {
+			ts.Fatalf("emu writer-deletes: got %d, want %d", got, want)
+		}
+	case "unique":
+		emails := map[string]bool{}
+		for _, u := range slot.emu.Users() {
+			key := state.EmailKey(u.Email.Value())
+			if emails[key] {
+				ts.Fatalf("emu unique: two users with email %s", key)
+			}
+			emails[key] = true
+			names := map[string]bool{}
+			for _, t := range slot.emu.Tokens(u.ID) {
+				if names[t.Name.Value()] {
+					ts.Fatalf("emu unique: %s has two tokens named %s", key, t.Name.Value())
+				}
+				names[t.Name.Value()] = true
+			}
+		}
 	case "dump":
 		dumpEmulator(ts, slot.emu)
 	case "post":

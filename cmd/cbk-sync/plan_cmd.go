@@ -5,10 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
 	"github.com/cbk-sync/cbk-sync/internal/config"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
@@ -31,6 +30,8 @@ type PlanFlags struct {
 	MaxDeletes       int    `name:"max-deletes" default:"10" help:"Refuse a plan that deletes more users than this."`
 	MaxDeletePercent int    `name:"max-delete-percent" default:"25" help:"Refuse a plan that deletes more than this percentage of owned users (checked from 10 owned)."`
 	ForceDeletes     bool   `name:"force-deletes" help:"Lift the delete caps for this run."`
+	MaxBytes         int    `name:"max-bytes" placeholder:"N" help:"With -o markdown: cut the plan at a user boundary to at most N bytes, with a note of what was left out (GitHub comments hold 65536 characters)."`
+	FullPlanURL      string `name:"full-plan-url" placeholder:"URL" help:"With --max-bytes: where the note says the full plan is (e.g. the CI run with the plan artifact)."`
 }
 
 func (f *PlanFlags) options() plan.Options {
@@ -42,6 +43,10 @@ func (f *PlanFlags) options() plan.Options {
 	return o
 }
 
+func (f *PlanFlags) markdownOptions() plan.MarkdownOptions {
+	return plan.MarkdownOptions{MaxBytes: f.MaxBytes, FullPlanURL: f.FullPlanURL}
+}
+
 // Validate checks flag values.
 func (f *PlanFlags) Validate() error {
 	if f.MaxDeletes < 0 {
@@ -49,6 +54,15 @@ func (f *PlanFlags) Validate() error {
 	}
 	if f.MaxDeletePercent < 0 || f.MaxDeletePercent > 100 {
 		return fmt.Errorf("--max-delete-percent must be between 0 and 100 (got %d)", f.MaxDeletePercent)
+	}
+	if f.MaxBytes < 0 {
+		return fmt.Errorf("--max-bytes must be 0 (no cap) or more (got %d)", f.MaxBytes)
+	}
+	if f.MaxBytes > 0 && f.Output != "markdown" {
+		return fmt.Errorf("--max-bytes applies to -o markdown only (got -o %s)", f.Output)
+	}
+	if f.FullPlanURL != "" && f.MaxBytes == 0 {
+		return fmt.Errorf("--full-plan-url is shown only in the note of a plan cut by --max-bytes; add --max-bytes N")
 	}
 	return nil
 }
@@ -77,6 +91,7 @@ type PlanCmd struct {
 	ConfigFlags
 	APIFlags
 	PlanFlags
+	MetricsFlags
 	Out string `name:"out" type:"path" placeholder:"FILE" help:"Also save the plan to FILE for 'cbk-sync apply FILE'."`
 }
 
@@ -86,24 +101,29 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
+	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput()}, c.inputs("-f", c.Files...)); err != nil {
+		return err
+	}
 	s, err := c.open(env, false)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	p, err := computePlan(ctx, env, s, d, c.options())
+	o := c.options()
+	p, actual, err := computePlan(ctx, env, s, d, o)
 	if err != nil {
 		return err
 	}
-	if err := showPlan(env, env.IO.Out, p, c.Output); err != nil {
+	if err := showPlan(env, env.IO.Out, p, c.Output, c.markdownOptions()); err != nil {
 		return err
 	}
 	if c.Out != "" {
 		var buf bytes.Buffer
-		if err := plan.WriteSaved(&buf, p); err != nil {
+		if err := plan.WriteSaved(&buf, plan.NewSaved(d, actual, o, p)); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(c.Out, buf.Bytes(), 0o644); err != nil {
+		// A saved plan names every managed user: readable by its owner only.
+		if err := atomicfile.Write(c.Out, buf.Bytes(), 0o600); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
 		env.Log.Info("plan saved", "file", c.Out)
@@ -112,8 +132,8 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 }
 
 // computePlan reads the remote state the desired state needs, with the fewest calls,
-// and computes the plan.
-func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o plan.Options) (*plan.Plan, error) {
+// and computes the plan; it returns the remote state too, for a saved plan.
+func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o plan.Options) (*plan.Plan, state.Actual, error) {
 	managed := make(map[string]bool, len(d.Users))
 	for _, u := range d.Users {
 		if u.ManageTokens {
@@ -127,29 +147,30 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 	})
 	progress.done()
 	if err != nil {
-		return nil, fmt.Errorf("reading the remote state: %w", err)
+		return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", err)
 	}
 	// Aliases are write-only: the declared alias of each existing user is looked up
 	// with one fetch (not a poll), so that a missing or moved alias is planned.
 	if aliases := plan.AliasesToRead(d, actual.Users); len(aliases) > 0 {
 		if actual.Aliases, err = s.reader.ReadAliases(ctx, aliases); err != nil {
-			return nil, fmt.Errorf("reading the remote state: %w", err)
+			return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", err)
 		}
 	}
 	p, err := plan.Compute(d, actual, o)
 	if err != nil {
-		return nil, err
+		return nil, state.Actual{}, err
 	}
-	return &p, nil
+	env.facts.plan = &p
+	return &p, actual, nil
 }
 
 // showPlan renders the plan in the chosen format.
-func showPlan(env *Env, w io.Writer, p *plan.Plan, format string) error {
+func showPlan(env *Env, w io.Writer, p *plan.Plan, format string, md plan.MarkdownOptions) error {
 	switch format {
 	case "json":
 		return plan.RenderJSON(w, p)
 	case "markdown":
-		return plan.RenderMarkdown(w, p)
+		return plan.RenderMarkdownWith(w, p, md)
 	default:
 		return plan.RenderText(w, p, plan.TextOptions{Color: w == env.IO.Out && env.IO.ColorOut(env.Globals.NoColor)})
 	}
@@ -165,33 +186,4 @@ func planOutcome(p *plan.Plan, detailed bool) error {
 		return withCode(exitPending, nil)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to path through a temporary file and a rename, so a
-// reader never sees half a file. A missing parent directory is created.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".cbk-sync-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -3,19 +3,27 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/cbk-sync/cbk-sync/internal/apply"
+	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
 // ApplyFlags are the flags of the commands that write.
 type ApplyFlags struct {
-	SecretsOut string `name:"secrets-out" placeholder:"FILE|-" help:"Where created token secrets go: a JSON-lines file (mode 0600, appended to) or - for stdout (the plan then goes to stderr)."`
-	Report     string `name:"report" type:"path" placeholder:"FILE" help:"Write a JSON report of the run: each action ok/failed/skipped, totals, API calls, retries, duration."`
+	SecretsOut         string        `name:"secrets-out" placeholder:"FILE|-|age:DIR" help:"Where created token secrets go: a JSON-lines file (mode 0600, appended to), - for stdout (the plan then goes to stderr), or age:DIR for one age-encrypted file per secret, DIR/<email>/<token-name>.age."`
+	AgeRecipients      []string      `name:"age-recipient" sep:"none" placeholder:"RECIPIENT" help:"With --secrets-out age:DIR: encrypt to this age (age1...) or SSH (ssh-ed25519 ...) public key. Repeatable."`
+	AgeRecipientsFiles []string      `name:"age-recipients-file" sep:"none" placeholder:"FILE" help:"With --secrets-out age:DIR: encrypt to every recipient in FILE, one per line, # comments (as age -R takes it). Repeatable."`
+	SecretsExec        string        `name:"secrets-exec" placeholder:"'CMD ARGS'" help:"Hand each secret to a command instead: it runs once per secret with the JSON record on stdin (never in argv or the environment); exit 0 means delivered, anything else revokes the token. Split into words like a shell would, without one; $CBK_SYNC_EMAIL, $CBK_SYNC_USER_ID, $CBK_SYNC_TOKEN_NAME, $CBK_SYNC_TOKEN_ID are expanded and set."`
+	SecretsExecTimeout time.Duration `name:"secrets-exec-timeout" default:"1m" help:"Kill a --secrets-exec command that runs longer than this; the delivery fails."`
+	Report             string        `name:"report" type:"path" placeholder:"FILE" help:"Write a JSON report of the run: each action ok/failed/skipped, totals, API calls, retries, duration."`
 }
 
 // SyncCmd plans and applies.
@@ -24,6 +32,7 @@ type SyncCmd struct {
 	APIFlags
 	PlanFlags
 	ApplyFlags
+	MetricsFlags
 	DryRun bool `name:"dry-run" help:"Only plan: the same as 'cbk-sync plan'."`
 	Yes    bool `short:"y" help:"Apply without asking (required when there is no terminal)."`
 }
@@ -34,17 +43,27 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput()), c.inputs("-f", c.Files...)); err != nil {
+		return err
+	}
+	var sink *secretsSink
+	if !c.DryRun {
+		if sink, err = c.prepareSink(env); err != nil {
+			return err
+		}
+	}
 	s, err := c.open(env, !c.DryRun)
 	if err != nil {
 		return err
 	}
 	defer s.close()
 	po := c.options()
-	p, err := computePlan(ctx, env, s, d, po)
+	p, _, err := computePlan(ctx, env, s, d, po)
 	if err != nil {
 		return err
 	}
-	if err := showPlan(env, c.planWriter(env), p, c.Output); err != nil {
+	p.SecretsTo = sink.destinationFor(p)
+	if err := showPlan(env, c.planWriter(env), p, c.Output, c.markdownOptions()); err != nil {
 		return err
 	}
 	if c.DryRun {
@@ -56,7 +75,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	if p.Empty() {
 		return nil
 	}
-	if err := c.checkSink(p); err != nil {
+	if err := checkSink(p, sink); err != nil {
 		return err
 	}
 	if !c.Yes {
@@ -71,7 +90,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 			return fmt.Errorf("apply cancelled; nothing was changed")
 		}
 	}
-	return runApply(ctx, env, s, p, c.ApplyFlags, c.Parallelism, &d, po)
+	return runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &d, po)
 }
 
 // needsSink reports whether applying p creates token secrets.
@@ -88,48 +107,76 @@ func (f *ApplyFlags) planWriter(env *Env) io.Writer {
 	return env.IO.Out
 }
 
-func (f *ApplyFlags) checkSink(p *plan.Plan) error {
-	if needsSink(p) && f.SecretsOut == "" {
-		return fmt.Errorf("the plan creates tokens but no --secrets-out is given: their secrets are shown only once; pass --secrets-out FILE (or - for stdout); nothing was changed")
+// outputs are the files an apply writes: the secrets file (not an age directory or a
+// command, which their sinks check) and the report.
+func (f *ApplyFlags) outputs() []output {
+	var outs []output
+	if !strings.HasPrefix(f.SecretsOut, agePrefix) {
+		outs = append(outs, output{flag: "--secrets-out", path: f.SecretsOut, secrets: true})
+	}
+	return append(outs, output{flag: "--report", path: f.Report})
+}
+
+func checkSink(p *plan.Plan, sink *secretsSink) error {
+	if needsSink(p) && sink == nil {
+		return fmt.Errorf("the plan creates tokens but no --secrets-out is given: their secrets are shown only once; pass --secrets-out FILE (or - for stdout, or age:DIR with --age-recipient) or --secrets-exec 'CMD'; nothing was changed")
 	}
 	return nil
+}
+
+// destinationFor is what the plan p says about where its secrets go: the destination,
+// when p creates tokens and one was given.
+func (s *secretsSink) destinationFor(p *plan.Plan) *plan.SecretsDestination {
+	if s == nil || !needsSink(p) {
+		return nil
+	}
+	d := s.dest
+	return &d
 }
 
 // runApply applies p with the writing client, writes the report, and maps the outcome
 // to an exit status: 3 when anything failed, was skipped or was interrupted. d and po
 // are what p was computed from, for re-planning a user that turns out to exist; d may
 // be nil (see apply.Options.Desired).
-func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFlags, parallelism int, d *state.Desired, po plan.Options) error {
+func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFlags, sink *secretsSink, parallelism int, d *state.Desired, po plan.Options) error {
 	opts := apply.Options{Owner: p.Owner, Parallelism: parallelism, Logger: env.Log, Desired: d, PlanOptions: po}
-	if needsSink(p) {
-		sink, err := apply.OpenSecretsFile(f.SecretsOut, env.IO.Out)
+	// The age and exec sinks are ready already; the file (or stdout) is opened only for
+	// a plan that creates tokens, as before.
+	if sink != nil && (sink.sink != nil || needsSink(p)) {
+		secrets, closeSink, err := sink.open(env, f.SecretsOut)
 		if err != nil {
-			return fmt.Errorf("--secrets-out: %w", err)
+			return err
 		}
-		defer sink.Close()
-		opts.Secrets = sink
+		defer closeSink()
+		opts.Secrets = secrets
 	}
 	bar := newProgress(env, "applying")
 	opts.Progress = func(done, total int) { bar.set(done, total) }
 	report, err := apply.Run(ctx, s.writer, p, opts)
 	bar.done()
+	env.facts.report = report
 	if err != nil {
 		return err
 	}
-	if err := s.save(); err != nil {
-		return err
-	}
+	// From here on writes were made (or may have been): any failure exits 3, never 1
+	// ("nothing applied").
+	saveErr := s.save()
 	report.APICalls, report.Retries = s.stats()
+	report.SecretsTo = p.SecretsTo
 	if f.Report != "" {
 		b, err := json.MarshalIndent(report, "", "  ")
-		if err != nil {
-			return err
+		if err == nil {
+			err = atomicfile.Write(f.Report, append(b, '\n'), 0o600)
 		}
-		if err := writeFileAtomic(f.Report, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("--report: %w", err)
+		if err != nil {
+			printApplySummary(env.IO.ErrOut, report)
+			return withCode(exitPartial, fmt.Errorf("--report %s: the changes above were made but the report could not be written: %w", f.Report, err))
 		}
 	}
 	printApplySummary(env.IO.ErrOut, report)
+	if saveErr != nil {
+		return withCode(exitPartial, saveErr)
+	}
 	if report.Failed() {
 		return withCode(exitPartial, nil)
 	}
@@ -159,20 +206,33 @@ type ApplyCmd struct {
 	PlanFile string `arg:"" type:"existingfile" name:"FILE" help:"Plan saved with 'cbk-sync plan --out FILE'."`
 	APIFlags
 	ApplyFlags
+	MetricsFlags
 	Output string `short:"o" enum:"text,json,markdown" default:"text" help:"Format of the plan shown before applying."`
 }
 
-// Run re-reads every remote object the plan depends on and applies it only if none
-// changed. Applying a saved plan is its approval: it does not ask again.
+// Run computes the saved plan again from the desired state saved with it and a fresh
+// read of the remote objects its changes depend on, and applies that plan only if it
+// equals the saved one and is safe. Applying a saved plan is its approval: it does not
+// ask again.
 func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
-	p, err := readSavedPlan(c.PlanFile)
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput()), c.inputs("the saved plan", c.PlanFile)); err != nil {
+		return err
+	}
+	saved, err := readSavedPlan(c.PlanFile)
 	if err != nil {
 		return err
 	}
-	if !p.Safety.Safe {
-		return unsafef("the saved plan %s is unsafe; compute a new one", c.PlanFile)
+	// Checked against itself first, with no API call: an edited file is refused
+	// before anything is read or written.
+	checked, err := checkSaved(c.PlanFile, saved)
+	if err != nil {
+		return err
 	}
-	if err := c.checkSink(p); err != nil {
+	sink, err := c.prepareSink(env)
+	if err != nil {
+		return err
+	}
+	if err := checkSink(checked, sink); err != nil {
 		return err
 	}
 	s, err := c.open(env, true)
@@ -180,35 +240,84 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer s.close()
-	tokenUsers := make(map[string]bool, len(p.TokenUsers))
-	for _, id := range p.TokenUsers {
-		tokenUsers[id] = true
-	}
-	actual, err := s.reader.ReadActual(ctx, func(u state.User) bool { return tokenUsers[u.ID] })
+	reads := saved.Reads()
+	got, err := s.reader.ReadObjects(ctx, reads.Users, reads.Tokens, reads.Listing)
 	if err != nil {
-		return fmt.Errorf("reading the remote state: %w", err)
+		return fmt.Errorf("reading the remote objects the plan depends on: %w", err)
 	}
-	if fp := plan.Fingerprint(actual); fp != p.Fingerprint {
-		return unsafef("the remote state changed since %s was saved; nothing was applied: run 'cbk-sync plan --out' again and review it", c.PlanFile)
+	p, err := saved.Verify(plan.Fresh{Users: got.Users, Listed: reads.Listing, Tokens: got.Tokens})
+	if err != nil {
+		return savedRefusal(c.PlanFile, err)
 	}
-	if err := showPlan(env, c.planWriter(env), p, c.Output); err != nil {
+	// Where the secrets go is this run's choice, never the file's.
+	p.SecretsTo = sink.destinationFor(p)
+	if err := showPlan(env, c.planWriter(env), p, c.Output, plan.MarkdownOptions{}); err != nil {
 		return err
 	}
 	if p.Empty() {
 		return nil
 	}
-	return runApply(ctx, env, s, p, c.ApplyFlags, c.Parallelism, nil, plan.Options{})
+	// A user found to exist after all (409) is planned again from the saved desired
+	// state, which holds every user the plan concerns.
+	return runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &saved.Desired, saved.Options)
 }
 
-func readSavedPlan(path string) (*plan.Plan, error) {
+// checkSaved computes a saved plan again from what was saved with it (Saved.Check).
+func checkSaved(path string, saved *plan.Saved) (*plan.Plan, error) {
+	p, err := saved.Check()
+	if err != nil {
+		return p, savedRefusal(path, err)
+	}
+	return p, nil
+}
+
+// savedRefusal maps a saved plan that may not run to exit 4, with what to do.
+func savedRefusal(path string, err error) error {
+	switch {
+	case errors.Is(err, plan.ErrEdited):
+		return unsafef("%s: %v; nothing was applied: it was edited after 'cbk-sync plan --out' wrote it; compute a new one", path, err)
+	case errors.Is(err, plan.ErrStale):
+		return unsafef("%s: %v; nothing was applied: run 'cbk-sync plan --out' again and review it", path, err)
+	case errors.Is(err, plan.ErrUnsafe):
+		return unsafef("%s: %v; nothing was applied: compute a new plan", path, err)
+	}
+	return err
+}
+
+func readSavedPlan(path string) (*plan.Saved, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	p, err := plan.ReadSaved(f)
+	s, err := plan.ReadSaved(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return p, nil
+	return s, nil
+}
+
+// ShowCmd prints a saved plan for review, once it is checked.
+type ShowCmd struct {
+	PlanFile string `arg:"" type:"existingfile" name:"FILE" help:"Plan saved with 'cbk-sync plan --out FILE'."`
+	Output   string `short:"o" enum:"text,json,markdown" default:"text" help:"Plan format: text, json or markdown."`
+}
+
+// Run reads the file and computes its plan again from the desired state and remote
+// objects saved with it (no API call), so what it prints is what 'apply FILE' runs
+// while the remote objects are unchanged. An edited file is refused (exit 4); an
+// unsafe plan is shown, with exit 4, as 'plan' does.
+func (c *ShowCmd) Run(env *Env) error {
+	saved, err := readSavedPlan(c.PlanFile)
+	if err != nil {
+		return err
+	}
+	p, err := saved.Check()
+	if err != nil && !errors.Is(err, plan.ErrUnsafe) {
+		return savedRefusal(c.PlanFile, err)
+	}
+	if err := showPlan(env, env.IO.Out, p, c.Output, plan.MarkdownOptions{}); err != nil {
+		return err
+	}
+	return planOutcome(p, false)
 }

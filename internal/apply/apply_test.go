@@ -105,8 +105,8 @@ func TestOneCallPerAction(t *testing.T) {
 	rep := run(t, f, p, sink)
 
 	assert.Equal(t, []string{
-		"CreateUser new@x.test", "CreateToken u4/ci", "Deliver t5",
-		"UpdateUser u1", "CreateToken u1/ci", "Deliver t6", "DeleteToken u1/t2", "DeleteToken u1/t3",
+		"CreateUser new@x.test", "CreateToken u4/ci", "Deliver t5", "UpdateToken u4/t5",
+		"UpdateUser u1", "CreateToken u1/ci", "Deliver t6", "UpdateToken u1/t6", "DeleteToken u1/t2", "DeleteToken u1/t3",
 	}, f.calls())
 	assert.Equal(t, apply.Totals{OK: 5}, rep.Totals)
 	assert.False(t, rep.Failed())
@@ -149,7 +149,7 @@ func TestLostUserCreateIsFoundAndReplanned(t *testing.T) {
 
 	// The user the lost create made is found, its (empty) token list read, and the
 	// fresh plan of it is the planned one: no user change, the token created.
-	assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "ListTokens u1", "CreateToken u1/ci", "Deliver t2"}, f.calls())
+	assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "ListTokens u1", "CreateToken u1/ci", "Deliver t2", "UpdateToken u1/t2"}, f.calls())
 	assert.Equal(t, []string{"user_create:ok", "token_create:ok"}, statuses(rep))
 	assert.Equal(t, "u1", rep.Results[0].UserID)
 	assert.Equal(t, "answer lost; found owned user u1 by email; re-planned from its fresh state (0 tokens read): nothing to change for the user", rep.Results[0].Recovered)
@@ -201,13 +201,29 @@ func TestUserCreateThatMeetsAnExistingUserReplansItsTokens(t *testing.T) {
 		rep := runDesired(t, f, p, sink, desiredOf(desiredUser("a@x.test", "ci", "deploy")))
 
 		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "ListTokens u1", "UpdateUser u1",
-			"CreateToken u1/deploy", "Deliver t4", "DeleteToken u1/" + old}, f.calls())
+			"CreateToken u1/deploy", "Deliver t4", "UpdateToken u1/t4", "DeleteToken u1/" + old}, f.calls())
 		assert.Equal(t, []string{"user_create:ok", "token_create:ok", "token_create:ok", "token_revoke:ok"}, statuses(rep))
 		assert.Contains(t, rep.Results[0].Recovered, "found unmanaged user u1 by email; re-planned from its fresh state (2 tokens read): user_adopt done")
 		assert.Equal(t, old, rep.Results[3].TokenID)
 		assert.Equal(t, "re-planned: owned and not declared", rep.Results[3].Recovered)
 		assert.Equal(t, state.Meta{"theirs": "kept", state.OwnerKey: owner}, f.users[uid].Meta.Value())
 		assert.Equal(t, apply.Totals{OK: 4}, rep.Totals)
+	})
+	t.Run("a pending token a crashed run left is revoked and its name created again", func(t *testing.T) {
+		f := newFake(t)
+		uid := f.addUser("a@x.test", marker())
+		pending := f.addToken(uid, "ci", state.Meta{state.OwnerKey: owner, state.NonceKey: "n", state.PendingKey: true})
+		p := planOf(userPlan("a@x.test", "", userCreate("a@x.test"), tokenCreate("a@x.test", "", "ci")))
+		sink := &fakeSink{f: f}
+		rep := runDesired(t, f, p, sink, desiredOf(desiredUser("a@x.test", "ci")))
+		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "ListTokens u1",
+			"CreateToken u1/ci", "Deliver t3", "UpdateToken u1/t3", "DeleteToken u1/" + pending}, f.calls())
+		assert.Equal(t, []string{"user_create:ok", "token_create:ok", "token_revoke:ok"}, statuses(rep))
+		assert.Equal(t, "re-planned: created but its secret was never confirmed delivered", rep.Results[2].Recovered)
+		live := f.liveTokens(uid)
+		require.Len(t, live, 1)
+		assert.Equal(t, "t3", live[0].ID)
+		assert.False(t, live[0].Pending())
 	})
 	t.Run("a failed token read skips the user's tokens", func(t *testing.T) {
 		f := newFake(t)
@@ -297,7 +313,7 @@ func TestLostTokenCreateIsRevokedAndCreatedAgain(t *testing.T) {
 	sink := &fakeSink{f: f}
 	rep := run(t, f, planOf(userPlan("a@x.test", uid, tokenCreate("a@x.test", uid, "ci"))), sink)
 
-	assert.Equal(t, []string{"CreateToken u1/ci", "ListTokens u1", "DeleteToken u1/t2", "CreateToken u1/ci", "Deliver t3"}, f.calls())
+	assert.Equal(t, []string{"CreateToken u1/ci", "ListTokens u1", "DeleteToken u1/t2", "CreateToken u1/ci", "Deliver t3", "UpdateToken u1/t3"}, f.calls())
 	assert.Equal(t, []string{"token_create:ok"}, statuses(rep))
 	assert.Equal(t, "t3", rep.Results[0].TokenID)
 	assert.Contains(t, rep.Results[0].Recovered, "found token t2 by nonce")
@@ -313,7 +329,7 @@ func TestLostTokenCreateNotFoundIsSentAgain(t *testing.T) {
 	f.inject("CreateToken u1/ci", lostBeforeApply)
 	sink := &fakeSink{f: f}
 	rep := run(t, f, planOf(userPlan("a@x.test", uid, tokenCreate("a@x.test", uid, "ci"))), sink)
-	assert.Equal(t, []string{"CreateToken u1/ci", "ListTokens u1", "CreateToken u1/ci", "Deliver t2"}, f.calls())
+	assert.Equal(t, []string{"CreateToken u1/ci", "ListTokens u1", "CreateToken u1/ci", "Deliver t2", "UpdateToken u1/t2"}, f.calls())
 	assert.Equal(t, []string{"token_create:ok"}, statuses(rep))
 	assert.Equal(t, map[string]int{"t2": 1}, sink.delivered())
 }
@@ -341,7 +357,7 @@ func TestRotation(t *testing.T) {
 		uid := f.addUser("a@x.test", marker())
 		old := f.addToken(uid, "ci", marker())
 		rep := run(t, f, planOf(userPlan("a@x.test", uid, tokenRotate("a@x.test", uid, "ci", old))), &fakeSink{f: f})
-		assert.Equal(t, []string{"CreateToken u1/ci", "Deliver t3", "DeleteToken u1/t2"}, f.calls())
+		assert.Equal(t, []string{"CreateToken u1/ci", "Deliver t3", "UpdateToken u1/t3", "DeleteToken u1/t2"}, f.calls())
 		assert.Equal(t, []string{"token_rotate:ok"}, statuses(rep))
 	})
 	t.Run("failed create keeps the old token", func(t *testing.T) {
@@ -594,4 +610,49 @@ func TestFailedAdoptSkipsTheUsersTokens(t *testing.T) {
 	assert.Equal(t, []string{"UpdateUser u1"}, f.calls())
 	assert.Equal(t, []string{"user_adopt:failed", "token_create:skipped"}, statuses(rep))
 	assert.Contains(t, rep.Results[1].Error, "could not be adopted")
+}
+
+// A token is created pending, its secret delivered, and only then confirmed; a crash
+// between any two of these steps leaves a token the next plan treats as undelivered.
+func TestCreatedTokenIsPendingUntilItsSecretIsDelivered(t *testing.T) {
+	f := newFake(t)
+	uid := f.addUser("a@x.test", marker())
+	sink := &fakeSink{f: f}
+	rep := run(t, f, planOf(userPlan("a@x.test", uid, tokenCreate("a@x.test", uid, "ci"))), sink)
+	assert.Equal(t, []string{"CreateToken u1/ci", "Deliver t2", "UpdateToken u1/t2"}, f.calls())
+	assert.Equal(t, []string{"token_create:ok"}, statuses(rep))
+	assert.Equal(t, []bool{true}, sink.pendingAtDelivery, "pending while the secret is delivered")
+	live := f.liveTokens(uid)
+	require.Len(t, live, 1)
+	assert.False(t, live[0].Pending(), "confirmed after delivery")
+	m := live[0].Meta.Value()
+	assert.Contains(t, m, state.PendingKey, "cleared by a merge of null")
+	assert.Nil(t, m[state.PendingKey])
+	assert.Len(t, m[state.NonceKey], 32)
+}
+
+func TestFailedConfirmationRevokesTheNewToken(t *testing.T) {
+	t.Run("create", func(t *testing.T) {
+		f := newFake(t)
+		uid := f.addUser("a@x.test", marker())
+		f.inject("UpdateToken u1/t2", badReq)
+		rep := run(t, f, planOf(userPlan("a@x.test", uid, tokenCreate("a@x.test", uid, "ci"))), &fakeSink{f: f})
+		assert.Equal(t, []string{"CreateToken u1/ci", "Deliver t2", "UpdateToken u1/t2", "DeleteToken u1/t2"}, f.calls())
+		assert.Equal(t, []string{"token_create:failed"}, statuses(rep))
+		assert.Contains(t, rep.Results[0].Error, "confirming the token failed, so it was revoked")
+		assert.Empty(t, f.liveTokens(uid))
+	})
+	t.Run("rotation keeps the old token", func(t *testing.T) {
+		f := newFake(t)
+		uid := f.addUser("a@x.test", marker())
+		old := f.addToken(uid, "ci", marker())
+		f.inject("UpdateToken u1/t3", badReq)
+		rep := run(t, f, planOf(userPlan("a@x.test", uid, tokenRotate("a@x.test", uid, "ci", old))), &fakeSink{f: f})
+		assert.Equal(t, []string{"CreateToken u1/ci", "Deliver t3", "UpdateToken u1/t3", "DeleteToken u1/t3"}, f.calls())
+		assert.Equal(t, []string{"token_rotate:failed"}, statuses(rep))
+		assert.Contains(t, rep.Results[0].Error, "old token t2 was kept")
+		live := f.liveTokens(uid)
+		require.Len(t, live, 1)
+		assert.Equal(t, old, live[0].ID)
+	})
 }

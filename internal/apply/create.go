@@ -297,8 +297,8 @@ func (r *runner) findToken(userID, nonce string) (state.Token, bool, error) {
 	return state.Token{}, false, nil
 }
 
-// tokenCreateBody is b with the marker and nonce added to its meta (a create has no
-// stored meta to merge with, so meta is sent whole).
+// tokenCreateBody is b with the marker, the nonce and the pending mark added to its
+// meta (a create has no stored meta to merge with, so meta is sent whole).
 func (r *runner) tokenCreateBody(b state.TokenFields, nonce string) state.TokenFields {
 	m := b.Meta.Value().Clone()
 	if m == nil {
@@ -308,9 +308,13 @@ func (r *runner) tokenCreateBody(b state.TokenFields, nonce string) state.TokenF
 		m[state.OwnerKey] = r.o.Owner
 	}
 	m[state.NonceKey] = nonce
+	m[state.PendingKey] = true
 	b.Meta, b.MetaMerge = state.Some(m), false
 	return b
 }
+
+// confirmBody clears the pending mark, merged into the token's stored meta.
+var confirmBody = state.TokenFields{Meta: state.Some(state.Meta{state.PendingKey: nil}), MetaMerge: true}
 
 func newNonce() string {
 	b := make([]byte, 16)
@@ -318,9 +322,27 @@ func newNonce() string {
 	return hex.EncodeToString(b)
 }
 
-// deliver hands a new token's secret to the sink. If the sink fails, the secret is
-// lost for good, so the token is revoked rather than left live and unusable.
+// deliver hands a new token's secret to the sink, and once the sink has it durably,
+// confirms the token by clearing its pending mark: a run that stops in between leaves
+// a token still marked, which the next plan revokes and creates again. If the sink or
+// the confirmation fails, the token is revoked rather than left live and unconfirmed.
 func (r *runner) deliver(userID string, c plan.Change, ct state.CreatedToken) error {
+	if err := r.deliverSecret(userID, c, ct); err != nil {
+		return err
+	}
+	err := r.api.UpdateToken(r.call, userID, ct.ID, confirmBody)
+	if err == nil {
+		return nil
+	}
+	if derr := r.deleteToken(userID, ct.ID); derr != nil {
+		return fmt.Errorf("the secret of new token %s was saved, but confirming the token failed (%v), and revoking it failed: %v (the next run replaces it)", ct.ID, err, derr)
+	}
+	return fmt.Errorf("the secret of new token %s was saved, but confirming the token failed, so it was revoked: %w", ct.ID, err)
+}
+
+// deliverSecret hands a new token's secret to the sink. If the sink fails, the secret
+// is lost for good, so the token is revoked rather than left live and unusable.
+func (r *runner) deliverSecret(userID string, c plan.Change, ct state.CreatedToken) error {
 	created := r.o.Now().UTC()
 	if ct.CreatedAt > 0 {
 		created = time.UnixMilli(ct.CreatedAt).UTC()
@@ -341,8 +363,9 @@ func (r *runner) deliver(userID string, c plan.Change, ct state.CreatedToken) er
 	return fmt.Errorf("saving the secret of new token %s failed, so it was revoked: %w", ct.ID, err)
 }
 
-// rotateToken creates the successor, delivers its secret, and only then revokes the old
-// token, so that a failure at any step leaves a usable token behind.
+// rotateToken creates the successor, delivers its secret and confirms it, and only then
+// revokes the old token, so that a failure or a crash at any step leaves a usable
+// token behind.
 func (r *runner) rotateToken(userID string, c plan.Change, res *Result) error {
 	ct, err := r.createToken(userID, c, res)
 	if err != nil {
@@ -353,7 +376,7 @@ func (r *runner) rotateToken(userID string, c plan.Change, res *Result) error {
 		return fmt.Errorf("%w; old token %s was kept", err, c.TokenID)
 	}
 	if err := r.deleteToken(userID, c.TokenID); err != nil {
-		return fmt.Errorf("successor %s was created and its secret saved, but revoking old token %s failed: %w", ct.ID, c.TokenID, err)
+		return fmt.Errorf("successor %s was created, its secret saved and confirmed, but revoking old token %s failed: %w", ct.ID, c.TokenID, err)
 	}
 	return nil
 }

@@ -334,12 +334,17 @@ type fakeSink struct {
 	f    *fakeAPI
 	fail error
 	recs []apply.SecretRecord
+	// pendingAtDelivery says, per delivery, whether the token was still marked pending.
+	pendingAtDelivery []bool
 }
 
 func (s *fakeSink) Deliver(rec apply.SecretRecord) error {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	s.f.log = append(s.f.log, "Deliver "+rec.TokenID)
+	if t, ok := s.f.tokens[rec.UserID][rec.TokenID]; ok {
+		s.pendingAtDelivery = append(s.pendingAtDelivery, t.Pending())
+	}
 	if s.fail != nil {
 		return s.fail
 	}

@@ -28,6 +28,9 @@ type Report struct {
 	// client's counters after Run returns.
 	APICalls map[string]int64 `json:"api_calls,omitempty"`
 	Retries  int64            `json:"retries"`
+	// SecretsTo is where the secrets of the tokens created went (never a secret); the
+	// command fills it, as it chose the sink.
+	SecretsTo *plan.SecretsDestination `json:"secrets_to,omitempty"`
 	// Results has one entry per planned change, in plan order.
 	Results []Result `json:"results"`
 }

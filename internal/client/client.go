@@ -46,9 +46,12 @@ type Options struct {
 	RetryBase time.Duration
 	// DryRun makes every POST fail with ErrDryRun before it is sent.
 	DryRun bool
-	// JSONL lists with Accept: application/jsonl: one streamed answer per list, the
-	// server paging internally.
+	// JSONL lists the users with Accept: application/jsonl: one streamed answer (one
+	// poll), the server paging internally. Token lists and lookups by email are paged.
 	JSONL bool
+	// PageSize is the take of a paged list, 1..100; default 100 (tests use less to
+	// cross page boundaries with few items).
+	PageSize int
 	// Paths selects the API path family: PathsPartner (/v1/partner/user/..., the
 	// hosted API and the SDKs), PathsUser (/api/v1/user/..., the self-hosted
 	// platform) or PathsAuto (""), which finds it on the first request (see
@@ -70,10 +73,14 @@ type Client struct {
 	retryBase time.Duration
 	dryRun    bool
 	jsonl     bool
+	pageSize  int
 	paths     PathFamily // as asked for; the family in use is in shared.family
 	log       *slog.Logger
-	clock     clock
-	jitter    func(time.Duration) time.Duration // tests make it deterministic
+
+	// The bounds of one listing (MaxListItems, MaxListBytes); tests lower them.
+	maxListItems, maxListBytes int64
+	clock                      clock
+	jitter                     func(time.Duration) time.Duration // tests make it deterministic
 
 	*shared
 }
@@ -164,15 +171,22 @@ func New(opts Options) (*Client, error) {
 		retryBase: orDefault(opts.RetryBase, 250*time.Millisecond),
 		dryRun:    opts.DryRun,
 		jsonl:     opts.JSONL,
+		pageSize:  orDefault(opts.PageSize, pageSize),
 		paths:     opts.Paths,
 		log:       opts.Logger,
-		clock:     realClock{},
-		jitter:    fullJitter,
-		shared:    &shared{calls: make(map[string]*atomic.Int64, len(allOps)), probe: make(chan struct{}, 1)},
+
+		maxListItems: MaxListItems,
+		maxListBytes: MaxListBytes,
+		clock:        realClock{},
+		jitter:       fullJitter,
+		shared:       &shared{calls: make(map[string]*atomic.Int64, len(allOps)), probe: make(chan struct{}, 1)},
 	}
 	c.family.Store(int32(familyCode(opts.Paths)))
 	if c.maxConns < 1 {
 		c.maxConns = 1
+	}
+	if c.pageSize < 1 || c.pageSize > pageSize {
+		return nil, fmt.Errorf("page size %d: want 1..%d", c.pageSize, pageSize)
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

@@ -105,8 +105,10 @@ func TestListStopsWithoutCursorAndOnEmptyPage(t *testing.T) {
 	r := newRegistry(t)
 	// A full page without a cursor ends the list.
 	r.on("GET", usersPath+"?take=100&email=a%40acme.test", reply(200, page(usersJSON(0, 100), "")))
-	// An exact multiple of the page size needs the empty page to know it ended.
-	r.on("GET", "/v1/partner/user/u1/token/list?take=2&order=desc", reply(200, `{"items":[{"id":"t1"},{"id":"t2"}],"cursor":"t2"}`))
+	// An exact multiple of the page size needs the empty page, and, since an empty
+	// page is also the answer for a deleted cursor and a token cannot be fetched, the
+	// page before it once more: it shows t2 still exists, so the list ended.
+	r.on("GET", "/v1/partner/user/u1/token/list?take=2&order=desc", reply(200, `{"items":[{"id":"t1"},{"id":"t2"}],"cursor":"t2"}`)).n(2)
 	r.on("GET", "/v1/partner/user/u1/token/list?take=2&order=desc&cursor=t2", reply(200, `{"items":[]}`))
 	c := newTestClient(t, r)
 	users, err := collect(t, c.ListUsers(context.Background(), ListOptions{Email: "a@acme.test"}))
@@ -157,6 +159,8 @@ func TestJSONLStream(t *testing.T) {
 		assert.Equal(t, "application/jsonl", req.Header.Get("Accept"))
 		reply(200, stream, "Content-Type", "application/jsonl")(w, req)
 	})
+	// The stream's last item still exists (a fetch, not a poll): the stream was whole.
+	r.on("GET", "/v1/partner/user/u2/fetch", reply(200, `{"id":"u2"}`))
 	c := newTestClient(t, r, func(o *Options) { o.JSONL = true })
 	users, err := collect(t, c.ListUsers(context.Background(), ListOptions{Order: "asc", Take: 7}))
 	require.NoError(t, err)
@@ -171,6 +175,7 @@ func TestJSONLErrorLineIsRetriedWithoutDuplicates(t *testing.T) {
 	r.on("GET", usersPath, reply(200, `{"type":"item","data":{"id":"u1"}}`+"\n"+`{"type":"item","data":{"id":"u2"}}`+"\n"+
 		`{"type":"error","data":{"message":"took too long","code":"TIMEOUT"}}`+"\n"))
 	r.on("GET", usersPath, reply(200, `{"type":"item","data":{"id":"u1"}}`+"\n"+`{"type":"item","data":{"id":"u2"}}`+"\n"+`{"type":"item","data":{"id":"u3"}}`+"\n"))
+	r.on("GET", "/v1/partner/user/u3/fetch", reply(200, `{"id":"u3"}`))
 	c := newTestClient(t, r, func(o *Options) { o.JSONL = true })
 	users, err := collect(t, c.ListUsers(context.Background(), ListOptions{}))
 	require.NoError(t, err)

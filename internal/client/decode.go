@@ -16,7 +16,12 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // readObject reads a 2xx JSON answer into v (see decodeObject).
 func readObject(op string, resp *http.Response, v any) error {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJSONBody+1))
+	return readObjectFrom(op, resp.Body, v)
+}
+
+// readObjectFrom is readObject from a body reader.
+func readObjectFrom(op string, body io.Reader, v any) error {
+	b, err := io.ReadAll(io.LimitReader(body, maxJSONBody+1))
 	if err != nil {
 		return fmt.Errorf("%s: reading the answer: %w", op, err)
 	}

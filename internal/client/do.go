@@ -296,6 +296,8 @@ func (c *Client) sortAnswer(ctx, rctx context.Context, r *request, u *url.URL, r
 			return result{}
 		case errors.Is(herr, errStop):
 			return result{err: errStop}
+		case errors.As(herr, new(permanentError)):
+			return result{err: herr}
 		case rctx.Err() != nil:
 			return c.transportFailure(ctx, rctx, r, u, herr)
 		}

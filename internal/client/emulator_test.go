@@ -22,9 +22,17 @@ const emuToken = "sk-test"
 // millisecond per reading so every object has its own createdAt.
 func newEmulator(t *testing.T, f emulator.Faults) (*emulator.Emulator, *httptest.Server) {
 	t.Helper()
+	return newEmulatorWith(t, emulator.Options{Faults: f})
+}
+
+// newEmulatorWith is newEmulator with more options.
+func newEmulatorWith(t *testing.T, o emulator.Options) (*emulator.Emulator, *httptest.Server) {
+	t.Helper()
 	var ms atomic.Int64
 	ms.Store(1_700_000_000_000)
-	e, err := emulator.New(emulator.Options{Token: emuToken, Faults: f, Now: func() time.Time { return time.UnixMilli(ms.Add(1)) }})
+	o.Token = emuToken
+	o.Now = func() time.Time { return time.UnixMilli(ms.Add(1)) }
+	e, err := emulator.New(o)
 	require.NoError(t, err)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
@@ -90,16 +98,18 @@ func TestEmulatorReadActualThroughFaults(t *testing.T) {
 			t.Logf("client stats %+v; emulator counts %v; faults %v", st, counts, faults)
 			assert.Positive(t, st.Retries)
 			assert.Positive(t, st.Throttled)
-			// The fewest calls: 10 full pages and the empty page that shows the 10th
-			// was the last (1,000 is a multiple of 100), or one stream; one token
+			// The fewest calls: 10 full pages and the empty page after the 10th
+			// (1,000 is a multiple of 100), or one stream; then one fetch showing that
+			// the last user listed still exists, so nothing was cut off; one token
 			// list per user.
 			minUserLists := int64(11)
 			if jsonl {
 				minUserLists = 1
 			}
-			assert.Greater(t, counts["user.list"]+counts["token.list"], minUserLists+1000)
-			assert.Equal(t, counts["user.list"]+counts["token.list"], st.Total(), "every attempt reached the emulator")
-			assert.Equal(t, minUserLists+1000, st.Total()-st.Retries, "one success per needed call")
+			reads := counts["user.list"] + counts["token.list"] + counts["user.fetch"]
+			assert.Greater(t, reads, minUserLists+1+1000)
+			assert.Equal(t, reads, st.Total(), "every attempt reached the emulator")
+			assert.Equal(t, minUserLists+1+1000, st.Total()-st.Retries, "one success per needed call")
 		})
 	}
 }

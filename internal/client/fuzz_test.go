@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,13 @@ func newFuzzAPI(f *testing.F) *fuzzAPI {
 		body := a.body
 		a.calls++
 		a.mu.Unlock()
+		if id, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/v1/partner/user/"), "/fetch"); ok {
+			// The check that a streamed list's last item still exists: it does.
+			b, _ := json.Marshal(map[string]string{"id": id})
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(b)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
 	}))

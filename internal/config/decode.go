@@ -820,7 +820,7 @@ func (d *decoder) meta(n *yaml.Node, path string) state.Opt[state.Meta] {
 		case key == "":
 			d.errorf(k, "a %s key is empty: give it a name", path)
 			continue
-		case key == state.OwnerKey || key == state.NonceKey:
+		case state.CbkSyncMetaKey(key):
 			d.errorf(k, "%s key %q is reserved: cbk-sync sets it itself; remove it", path, key)
 			continue
 		case state.MetaKeyReserved(key):

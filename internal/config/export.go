@@ -166,7 +166,7 @@ func exportMeta(o state.Opt[state.Meta]) (*yaml.Node, []string) {
 	var dropped []string
 	for _, k := range m.SortedKeys() {
 		switch {
-		case k == state.OwnerKey || k == state.NonceKey:
+		case state.CbkSyncMetaKey(k):
 			continue
 		case k == "" || state.MetaKeyReserved(k) || !state.MetaKeyKeptOnUpdate(k) || strings.Contains(k, "."):
 			dropped = append(dropped, fmt.Sprintf("meta key %q not exported: the format does not allow it (it is kept remotely)", k))

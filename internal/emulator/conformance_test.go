@@ -439,7 +439,7 @@ func TestConformance(t *testing.T) {
 				}
 			}
 		}},
-		{"pagination: same createdAt sorts by id; a deleted cursor keeps working; an unknown one is 400", func(t *testing.T, h *harness) {
+		{"pagination: same createdAt sorts by id; a deleted cursor selects nothing (the trap); an unknown one is 400", func(t *testing.T, h *harness) {
 			var all []string
 			for i := range 6 {
 				u, err := h.e.PutUser(stateUser(fmt.Sprintf("u%d@acme.test", i), 42))
@@ -451,8 +451,14 @@ func TestConformance(t *testing.T) {
 			assert.Equal(t, sorted, ids(t, h.ok("GET", "/v1/partner/user/list?order=asc", "")))
 			p := h.ok("GET", "/v1/partner/user/list?order=asc&take=2", "")
 			h.ok("POST", "/v1/partner/user/"+p["cursor"].(string)+"/delete", `{}`)
-			assert.Equal(t, sorted[2:4], ids(t, h.ok("GET", "/v1/partner/user/list?order=asc&take=2&cursor="+p["cursor"].(string), "")))
-			assert.Equal(t, sorted[:1], ids(t, h.ok("GET", "/v1/partner/user/list?order=desc&take=2&cursor="+p["cursor"].(string), "")))
+			// As on the platform (Prisma cursor + skip 1): the page after a deleted
+			// cursor is empty, in both orders, and has no cursor, like the real end.
+			for _, order := range []string{"asc", "desc"} {
+				gone := h.ok("GET", "/v1/partner/user/list?order="+order+"&take=2&cursor="+p["cursor"].(string), "")
+				assert.Empty(t, ids(t, gone), order)
+				assert.NotContains(t, gone, "cursor", order)
+			}
+			assert.Equal(t, sorted[2:4], ids(t, h.ok("GET", "/v1/partner/user/list?order=asc&take=2&cursor="+sorted[0], "")), "from a live item the list goes on")
 			h.fail(http.StatusBadRequest, "BAD_REQUEST", "GET", "/v1/partner/user/list?cursor=never-existed", "")
 		}},
 		{"token lists paginate the same way", func(t *testing.T, h *harness) {
@@ -534,7 +540,7 @@ func TestConformance(t *testing.T) {
 			assert.Equal(t, float64(1), calls["user.create"])
 			assert.Equal(t, float64(1), calls["user.list"])
 			assert.Equal(t, float64(1), calls["user.fetch"], "a 404 still reached the operation")
-			assert.Equal(t, map[string]any{"5xx": 0.0, "429": 0.0, "lost": 0.0, "bad_body": 0.0, "quota": 0.0}, m["faults"])
+			assert.Equal(t, map[string]any{"5xx": 0.0, "429": 0.0, "lost": 0.0, "bad_body": 0.0, "quota": 0.0, "writer_delete": 0.0}, m["faults"])
 			h.ok("POST", "/_emulator/reset-counts", "")
 			assert.Zero(t, h.e.Counts()["user.create"])
 			h.fail(http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "POST", "/_emulator/counts", "")

@@ -5,7 +5,8 @@
 // omits description from a user fetch, refuses duplicate emails with 409, merges meta
 // on "$update", cascades user deletes to tokens and shows a token secret only once. It
 // can persist its state to a JSON file, inject faults (latency, 5xx, 429, quota, lost
-// answers, error bodies after a 200) from a seeded RNG, and counts calls per operation
+// answers, error bodies after a 200, a concurrent writer deleting page ends) from a
+// seeded RNG, and counts calls per operation
 // so that tests and benchmarks can assert exact call numbers.
 //
 // The platform's traps it reproduces by default (docs/partner-api.md): on update, a
@@ -21,8 +22,10 @@
 //   - Unknown body fields are refused with 400 (the platform may ignore them).
 //   - A key set to null inside meta "$update" is stored with a null value.
 //   - An empty alias is stored as null (no "@" lookup could find it).
-//   - A list cursor naming an item deleted since keeps working (the emulator remembers
-//     the sort keys of deleted items); a cursor that never existed is a 400.
+//   - A list cursor naming an item deleted since selects nothing: the page is empty, as
+//     on the platform (Prisma's cursor + skip 1), also inside a JSONL stream, which
+//     pages internally. A cursor that never existed is a 400 (the platform answers it
+//     like a deleted one; the emulator is stricter, to catch client bugs).
 //   - An empty page has no "cursor" key at all.
 //   - A wrong method on a known path is 405 METHOD_NOT_ALLOWED; an unknown path is 404.
 //   - Requests without a valid bearer token are answered 401 before routing and are
@@ -72,6 +75,10 @@ type Options struct {
 	Faults Faults
 	// Now is the clock for createdAt/updatedAt; nil means time.Now.
 	Now func() time.Time
+	// StreamPageSize is the size of the pages a JSONL stream is read in internally
+	// (each one query, with the previous one's last item as its cursor, so the cursor
+	// trap can end a stream early); 0 means 100.
+	StreamPageSize int
 	// Paths is the path family served (see Paths); the zero value is PathsPartner.
 	Paths Paths
 }
@@ -105,13 +112,23 @@ func ParsePaths(s string) (Paths, error) {
 // their sum should not exceed 1.
 type Faults struct {
 	Seed        int64         // seeds the fault RNG so a run can be repeated
-	Latency     time.Duration // added to every API request
+	Latency     time.Duration // added to every API request, before acting
+	AnswerDelay time.Duration // of writes that changed something: the wait between acting and answering
 	Rate5xx     float64       // answered 500/502/503/504 without acting
 	Rate429     float64       // answered 429 TOO_MANY_REQUESTS without acting
 	RetryAfter  time.Duration // > 0: 429s carry Retry-After (whole seconds, rounded up)
 	RateLost    float64       // of POSTs that succeed: the change is made, then the connection is dropped
 	RateBadBody float64       // of GETs: a 200 whose body is a JSON-lines error, without acting
 	UserQuota   int           // > 0: a user create beyond this many users gets 429 LIMITS_REACHED
+
+	// The concurrent writer: someone else deleting while cbk-sync lists. After
+	// serving a non-empty page (a JSON page, or one internal page of a JSONL stream) it
+	// may delete that page's last item, the cursor of the next page: on the platform
+	// that ends the listing early, the worst case of a concurrent delete. A user is
+	// deleted with its tokens. The deleted IDs are kept (see WriterDeletes).
+	DeleteRate  float64 // fraction of pages of any list (users and tokens), drawn from its own RNG seeded by Seed
+	DeleteEvery int     // > 0: also after every DeleteEvery-th page of the user list (deterministic)
+	DeleteMax   int     // > 0: the writer stops after this many deletes
 }
 
 // The operation names used by Counts.
@@ -136,9 +153,10 @@ const (
 	faultLost    = "lost"
 	faultBadBody = "bad_body"
 	faultQuota   = "quota"
+	faultDelete  = "writer_delete" // a delete by the concurrent writer
 )
 
-var allFaults = []string{fault5xx, fault429, faultLost, faultBadBody, faultQuota}
+var allFaults = []string{fault5xx, fault429, faultLost, faultBadBody, faultQuota, faultDelete}
 
 // maxBody bounds a request body; the API's bodies are small.
 const maxBody = 1 << 20
@@ -160,14 +178,21 @@ type Emulator struct {
 	tokens    map[string]*sorted[*token]
 	tokenByID map[string]*token
 	tokenUser map[string]string // token id -> user id
-	gone      map[string]int64  // deleted id -> createdAt, so its cursor still works
+	gone      map[string]int64  // deleted id -> createdAt: its cursor selects nothing, its id is never reused
 	foreign   map[string]bool   // ids of users of another partner account: 403 on every route
 	seq       uint64            // id counter
 	version   uint64            // bumped by every change, so saves never go backwards
 
+	streamPage int
+
 	faultMu sync.Mutex
 	faults  Faults
 	rng     *rand.Rand
+	// The concurrent writer's own RNG and counters, so that it does not shift the
+	// draws of the other faults.
+	writerRNG     *rand.Rand
+	userPages     int      // user-list pages served since SetFaults
+	writerDeletes []string // IDs the writer deleted since SetFaults, in order
 
 	countMu     sync.Mutex
 	calls       map[string]int64
@@ -203,6 +228,7 @@ func New(opts Options) (*Emulator, error) {
 		tokenByID:   map[string]*token{},
 		tokenUser:   map[string]string{},
 		gone:        map[string]int64{},
+		streamPage:  orDefaultInt(opts.StreamPageSize, 100),
 		foreign:     map[string]bool{},
 		writeState:  func(w io.Writer, data []byte) error { _, err := w.Write(data); return err },
 	}
@@ -225,6 +251,24 @@ func (e *Emulator) SetFaults(f Faults) {
 	defer e.faultMu.Unlock()
 	e.faults = f
 	e.rng = rand.New(rand.NewPCG(uint64(f.Seed), uint64(f.Seed)^0x9e3779b97f4a7c15))
+	e.writerRNG = rand.New(rand.NewPCG(uint64(f.Seed)^0x5851f42d4c957f2d, uint64(f.Seed)))
+	e.userPages = 0
+	e.writerDeletes = nil
+}
+
+// WriterDeletes returns the IDs of the users and tokens the concurrent writer deleted
+// since the last SetFaults (a user's tokens are not listed separately), oldest first.
+func (e *Emulator) WriterDeletes() []string {
+	e.faultMu.Lock()
+	defer e.faultMu.Unlock()
+	return append([]string(nil), e.writerDeletes...)
+}
+
+func orDefaultInt(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // Counts returns the number of calls per operation, counting every authenticated
@@ -568,6 +612,17 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		dropConnection(w)
 		return
 	}
+	if changed && f.AnswerDelay > 0 {
+		// A server that answers after acting: a client that dies meanwhile never
+		// learns what was done.
+		t := time.NewTimer(f.AnswerDelay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, ans)
 }
 
@@ -832,38 +887,36 @@ func parseListQuery(q map[string][]string) (listQuery, *apiError) {
 	return lq, nil
 }
 
-// cursorKey finds the sort key of a cursor id: a live item of the list, or one that was
-// deleted since the previous page was served.
-func (e *Emulator) cursorKey(id string, live func(string) (sortKey, bool)) (*sortKey, *apiError) {
+// cursorKey finds the sort key of a cursor id, a live item of the list. A cursor whose
+// item was deleted selects nothing (gone is true), as on the platform, where Prisma's
+// cursor query finds no row to start from.
+func (e *Emulator) cursorKey(id string, live func(string) (sortKey, bool)) (after *sortKey, gone bool, aerr *apiError) {
 	if id == "" {
-		return nil, nil
+		return nil, false, nil
 	}
 	if k, ok := live(id); ok {
-		return &k, nil
+		return &k, false, nil
 	}
-	if at, ok := e.gone[id]; ok {
-		return &sortKey{at, id}, nil
+	if _, ok := e.gone[id]; ok {
+		return nil, true, nil
 	}
-	return nil, errBadRequest("unknown cursor %q", id)
+	return nil, false, errBadRequest("unknown cursor %q", id)
 }
 
-// listItems returns the items of a list call (all of them when all is true, for a
-// streamed list) and the page's cursor. The caller holds e.mu.
-func (e *Emulator) listItems(rt routed, lq listQuery, all bool) ([]any, string, *apiError) {
+// listItems returns the items of one page of a list and the page's cursor. The caller
+// holds e.mu.
+func (e *Emulator) listItems(rt routed, lq listQuery) ([]any, string, *apiError) {
 	take := lq.take
-	if all {
-		take = 0
-	}
 	if rt.op == opUserList {
-		after, aerr := e.cursorKey(lq.cursor, func(id string) (sortKey, bool) {
+		after, gone, aerr := e.cursorKey(lq.cursor, func(id string) (sortKey, bool) {
 			u := e.userByID[id]
 			if u == nil {
 				return sortKey{}, false
 			}
 			return userKey(u), true
 		})
-		if aerr != nil {
-			return nil, "", aerr
+		if aerr != nil || gone {
+			return []any{}, "", aerr
 		}
 		keep := func(u *user) bool {
 			if lq.email != "" && state.EmailKey(u.Email.Value()) != state.EmailKey(lq.email) {
@@ -891,15 +944,15 @@ func (e *Emulator) listItems(rt routed, lq listQuery, all bool) ([]any, string, 
 	if ts == nil {
 		return nil, "", errNotFound("user %s not found", rt.userID)
 	}
-	after, aerr := e.cursorKey(lq.cursor, func(id string) (sortKey, bool) {
+	after, gone, aerr := e.cursorKey(lq.cursor, func(id string) (sortKey, bool) {
 		t := e.tokenByID[id]
 		if t == nil || e.tokenUser[id] != rt.userID {
 			return sortKey{}, false
 		}
 		return tokenKey(t), true
 	})
-	if aerr != nil {
-		return nil, "", aerr
+	if aerr != nil || gone {
+		return []any{}, "", aerr
 	}
 	page := ts.page(lq.asc, after, take, nil)
 	items := make([]any, len(page))
@@ -912,43 +965,97 @@ func (e *Emulator) listItems(rt routed, lq listQuery, all bool) ([]any, string, 
 	return items, page[len(page)-1].ID, nil
 }
 
-// streamList answers a list call with Accept: application/jsonl: every item, one line
-// each, after a leading nop line. The items are taken under the lock, written without it.
+// streamList answers a list call with Accept: application/jsonl: a leading nop line,
+// then every item, one line each. Like the platform it reads the list in pages of
+// StreamPageSize, each page one query under the lock that starts after the previous
+// page's last item, and writes each page without the lock. So a page's last item
+// deleted before the next page is read (by anyone, or by the concurrent writer)
+// ends the stream early, exactly as a paged listing would: the trap is the same.
 func (e *Emulator) streamList(w http.ResponseWriter, r *http.Request, rt routed) {
 	lq, aerr := parseListQuery(r.URL.Query())
 	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
-	e.mu.Lock()
-	items, _, aerr := e.listItems(rt, lq, true)
-	var lines [][]byte
-	if aerr == nil {
-		// Encoded under the lock so that the stream is one consistent snapshot; only
-		// the writing, which a slow reader can stall, happens without it.
-		lines = make([][]byte, 0, len(items))
-		for _, it := range items {
-			b, err := json.Marshal(map[string]any{"type": "item", "data": it})
-			if err != nil {
-				aerr = &apiError{status: http.StatusInternalServerError, code: "INTERNAL_SERVER_ERROR", msg: "encoding an item failed"}
-				break
+	lq.take = e.streamPage
+	started := false
+	for {
+		e.mu.Lock()
+		items, cursor, aerr := e.listItems(rt, lq)
+		var lines []byte
+		if aerr == nil {
+			// Encoded under the lock so that a page is one consistent snapshot; only
+			// the writing, which a slow reader can stall, happens without it.
+			for _, it := range items {
+				b, err := json.Marshal(map[string]any{"type": "item", "data": it})
+				if err != nil {
+					aerr = &apiError{status: http.StatusInternalServerError, code: "INTERNAL_SERVER_ERROR", msg: "encoding an item failed"}
+					break
+				}
+				lines = append(append(lines, b...), '\n')
 			}
-			lines = append(lines, b)
+			if aerr == nil && len(items) > 0 {
+				e.concurrentWriter(rt, cursor)
+			}
 		}
-	}
-	e.mu.Unlock()
-	if aerr != nil {
-		writeError(w, aerr)
-		return
-	}
-	w.Header().Set("Content-Type", "application/jsonl")
-	w.WriteHeader(http.StatusOK)
-	_, _ = io.WriteString(w, `{"type":"nop"}`+"\n")
-	for _, l := range lines {
-		if _, err := w.Write(append(l, '\n')); err != nil {
+		e.mu.Unlock()
+		if aerr != nil {
+			if !started {
+				writeError(w, aerr)
+				return
+			}
+			// After the status: the error goes into the stream, as the platform does.
+			b, _ := json.Marshal(map[string]any{"type": "error", "data": errorBody{Message: aerr.msg, Code: aerr.code}})
+			_, _ = w.Write(append(b, '\n'))
 			return
 		}
+		if !started {
+			started = true
+			w.Header().Set("Content-Type", "application/jsonl")
+			w.WriteHeader(http.StatusOK)
+			_, _ = io.WriteString(w, `{"type":"nop"}`+"\n")
+		}
+		if _, err := w.Write(lines); err != nil {
+			return
+		}
+		if len(items) < lq.take {
+			return
+		}
+		lq.cursor = cursor
 	}
+}
+
+// concurrentWriter is the concurrent-writer fault: after a page whose last item is
+// last was served, it may delete that item. The caller holds e.mu.
+func (e *Emulator) concurrentWriter(rt routed, last string) {
+	e.faultMu.Lock()
+	f := e.faults
+	del := false
+	if rt.op == opUserList {
+		e.userPages++
+		del = f.DeleteEvery > 0 && e.userPages%f.DeleteEvery == 0
+	}
+	if f.DeleteRate > 0 && e.writerRNG.Float64() < f.DeleteRate {
+		del = true
+	}
+	if f.DeleteMax > 0 && len(e.writerDeletes) >= f.DeleteMax {
+		del = false
+	}
+	if del {
+		e.writerDeletes = append(e.writerDeletes, last)
+	}
+	e.faultMu.Unlock()
+	if !del {
+		return
+	}
+	if rt.op == opUserList {
+		if u := e.userByID[last]; u != nil {
+			e.deleteUser(u)
+		}
+	} else if t := e.tokenByID[last]; t != nil && e.tokenUser[last] == rt.userID {
+		e.deleteToken(rt.userID, t)
+	}
+	e.countFault(faultDelete)
 }
 
 // handle performs one operation. It reports whether the state changed.
@@ -961,9 +1068,12 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		items, cursor, aerr := e.listItems(rt, lq, false)
+		items, cursor, aerr := e.listItems(rt, lq)
 		if aerr != nil {
 			return nil, false, aerr
+		}
+		if len(items) > 0 {
+			e.concurrentWriter(rt, cursor)
 		}
 		return listAnswer{Items: items, Cursor: cursor}, false, nil
 
@@ -1058,23 +1168,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		if u == nil {
 			return nil, false, errNotFound("user %s not found", rt.userID)
 		}
-		if alias, ok := u.Alias.Get(); ok {
-			delete(e.byAlias, alias)
-		}
-		// Deleting a user deletes its tokens too.
-		for _, t := range e.tokens[u.ID].items {
-			delete(e.tokenByID, t.ID)
-			delete(e.tokenUser, t.ID)
-			e.gone[t.ID] = t.CreatedAt
-		}
-		delete(e.tokens, u.ID)
-		if email, ok := u.Email.Get(); ok {
-			delete(e.byEmail, state.EmailKey(email))
-		}
-		e.users.remove(userKey(u))
-		delete(e.userByID, u.ID)
-		e.gone[u.ID] = u.CreatedAt
-		e.version++
+		e.deleteUser(u)
 		return idAnswer{u.ID}, true, nil
 
 	case opTokenCreate:
@@ -1119,11 +1213,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 			return nil, false, errNotFound("token %s not found", rt.tokenID)
 		}
 		if rt.op == opTokenDelete {
-			e.tokens[rt.userID].remove(tokenKey(t))
-			delete(e.tokenByID, t.ID)
-			delete(e.tokenUser, t.ID)
-			e.gone[t.ID] = t.CreatedAt
-			e.version++
+			e.deleteToken(rt.userID, t)
 			return idAnswer{t.ID}, true, nil
 		}
 		nt := *t
@@ -1134,6 +1224,35 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		return idAnswer{t.ID}, true, nil
 	}
 	return nil, false, errNotFound("no such endpoint")
+}
+
+// deleteUser deletes u and, as the platform does, its tokens. The caller holds e.mu.
+func (e *Emulator) deleteUser(u *user) {
+	if alias, ok := u.Alias.Get(); ok {
+		delete(e.byAlias, alias)
+	}
+	for _, t := range e.tokens[u.ID].items {
+		delete(e.tokenByID, t.ID)
+		delete(e.tokenUser, t.ID)
+		e.gone[t.ID] = t.CreatedAt
+	}
+	delete(e.tokens, u.ID)
+	if email, ok := u.Email.Get(); ok {
+		delete(e.byEmail, state.EmailKey(email))
+	}
+	e.users.remove(userKey(u))
+	delete(e.userByID, u.ID)
+	e.gone[u.ID] = u.CreatedAt
+	e.version++
+}
+
+// deleteToken deletes a token of userID. The caller holds e.mu.
+func (e *Emulator) deleteToken(userID string, t *token) {
+	e.tokens[userID].remove(tokenKey(t))
+	delete(e.tokenByID, t.ID)
+	delete(e.tokenUser, t.ID)
+	e.gone[t.ID] = t.CreatedAt
+	e.version++
 }
 
 func applyUserPatch(u *user, p userPatch) {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -69,7 +71,7 @@ func TestUserQuota(t *testing.T) {
 	h.ok("POST", "/v1/partner/user/"+a+"/update", `{"name":"updates are not creates"}`)
 	h.ok("POST", "/v1/partner/user/"+a+"/delete", `{}`)
 	h.createUser(`{"email":"c@acme.test"}`)
-	assert.Equal(t, map[string]int64{"5xx": 0, "429": 0, "lost": 0, "bad_body": 0, "quota": 1}, h.e.FaultCounts())
+	assert.Equal(t, map[string]int64{"5xx": 0, "429": 0, "lost": 0, "bad_body": 0, "quota": 1, "writer_delete": 0}, h.e.FaultCounts())
 	assert.Equal(t, int64(4), h.e.Counts()["user.create"])
 }
 
@@ -190,4 +192,95 @@ func TestPickFaultPartitionsTheRoll(t *testing.T) {
 		assert.Equal(t, c.want, pickFault(f, c.roll, c.post), "%v %v", c.roll, c.post)
 	}
 	assert.Equal(t, "", pickFault(Faults{}, 0, true), "no rates, no faults")
+}
+
+// TestConcurrentWriterDeletesTheCursor: after serving a page the writer deletes its
+// last item, and the next page from that cursor is empty, as on the platform.
+func TestConcurrentWriterDeletesTheCursor(t *testing.T) {
+	h := newHarness(t, Options{Faults: Faults{DeleteEvery: 1}})
+	var all []string
+	for i := range 7 {
+		all = append(all, h.createUser(fmt.Sprintf(`{"email":"u%d@acme.test"}`, i)))
+	}
+	p := h.ok("GET", "/v1/partner/user/list?order=asc&take=3", "")
+	assert.Equal(t, all[:3], ids(t, p))
+	assert.Equal(t, []string{all[2]}, h.e.WriterDeletes(), "the page's last item, its cursor")
+	h.fail(http.StatusNotFound, "NOT_FOUND", "GET", "/v1/partner/user/"+all[2]+"/fetch", "")
+	assert.Empty(t, ids(t, h.ok("GET", "/v1/partner/user/list?order=asc&take=3&cursor="+all[2], "")), "the trap: a deleted cursor ends the listing")
+	assert.Equal(t, int64(1), h.e.FaultCounts()["writer_delete"], "an empty page has no item to delete")
+	assert.Len(t, h.e.Users(), 6)
+}
+
+// TestStreamsPageInternallyAndMeetTheTrap: a JSONL stream reads the list in pages of
+// StreamPageSize; the writer deleting the last item of one ends the stream there.
+func TestStreamsPageInternallyAndMeetTheTrap(t *testing.T) {
+	h := newHarness(t, Options{StreamPageSize: 3})
+	var all []string
+	for i := range 8 {
+		all = append(all, h.createUser(fmt.Sprintf(`{"email":"u%d@acme.test"}`, i)))
+	}
+	stream := func(query string) []string {
+		r := h.do("GET", "/v1/partner/user/list?order=asc"+query, "", "Accept", "application/jsonl")
+		require.Equal(t, http.StatusOK, r.status)
+		_, got := readJSONL(t, r.body)
+		return got
+	}
+	assert.Equal(t, all, stream(""), "without a writer the stream is whole, across its internal pages")
+	assert.Equal(t, all[3:], stream("&cursor="+all[2]), "a stream starts after its cursor")
+
+	h.e.SetFaults(Faults{DeleteEvery: 2, DeleteMax: 1})
+	assert.Equal(t, all[:6], stream(""), "the 2nd internal page's last item was deleted: the stream ends there")
+	assert.Equal(t, []string{all[5]}, h.e.WriterDeletes())
+	assert.Empty(t, stream("&cursor="+all[5]), "a stream from a deleted cursor is empty")
+	assert.Equal(t, append(all[:5:5], all[6:]...), stream(""), "DeleteMax stops the writer")
+}
+
+// TestConcurrentWriterRateIsSeededAndCoversTokenLists: DeleteRate also deletes from
+// token lists, and the same seed deletes the same items.
+func TestConcurrentWriterRateIsSeededAndCoversTokenLists(t *testing.T) {
+	deleted := func() []int {
+		h := newHarness(t, Options{})
+		uid := h.createUser(`{}`)
+		var made []string
+		for i := range 6 {
+			made = append(made, h.createToken(uid, fmt.Sprintf(`{"name":"t%d"}`, i))["id"].(string))
+		}
+		h.e.SetFaults(Faults{Seed: 9, DeleteRate: 0.5})
+		var got []string
+		for range 6 {
+			p := h.ok("GET", "/v1/partner/user/"+uid+"/token/list?order=asc&take=1", "")
+			got = append(got, ids(t, p)...)
+		}
+		gone := h.e.WriterDeletes()
+		require.NotEmpty(t, gone)
+		assert.Len(t, h.e.Tokens(uid), 6-len(gone))
+		var at []int
+		for _, id := range gone {
+			assert.Contains(t, got, id, "only a served page's last item is deleted")
+			at = append(at, slices.Index(made, id))
+		}
+		return at
+	}
+	assert.Equal(t, deleted(), deleted())
+}
+
+// AnswerDelay acts first and answers later: a client gone in between (here, before it
+// sent the request at all) is never answered, yet the change is made.
+func TestAnswerDelayActsBeforeAnswering(t *testing.T) {
+	h := newHarness(t, Options{Faults: Faults{AnswerDelay: time.Hour}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequestWithContext(ctx, "POST", "/v1/partner/user/create", strings.NewReader(`{"email":"a@acme.test"}`))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	rec := httptest.NewRecorder()
+	h.e.ServeHTTP(rec, req) // returns at once: the client is gone
+	assert.Empty(t, rec.Body.String(), "no answer")
+	require.Len(t, h.e.Users(), 1, "the change was made")
+
+	// Reads and writes that change nothing are answered at once.
+	req = httptest.NewRequestWithContext(ctx, "POST", "/v1/partner/user/create", strings.NewReader(`{"email":"a@acme.test"}`))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	rec = httptest.NewRecorder()
+	h.e.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusConflict, rec.Code)
 }

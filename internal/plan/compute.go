@@ -12,18 +12,19 @@ import (
 )
 
 // Options are the command-line choices that change what a plan does.
+// A saved plan carries them (JSON), so that apply computes it again with the same.
 type Options struct {
 	// Takeover adopts users owned by another owner scope instead of refusing.
-	Takeover bool
+	Takeover bool `json:"takeover"`
 	// MaxDeletes caps user deletions per run; negative means no cap.
-	MaxDeletes int
+	MaxDeletes int `json:"max_deletes"`
 	// MaxDeletePercent caps user deletions as a share of the owned users, checked only
 	// when at least MinOwnedForPercent users are owned; negative means no cap.
-	MaxDeletePercent int
+	MaxDeletePercent int `json:"max_delete_percent"`
 	// ForceDeletes lifts both caps for one run.
-	ForceDeletes bool
+	ForceDeletes bool `json:"force_deletes"`
 	// Now is the time token ages (rotateAfter) are measured against.
-	Now time.Time
+	Now time.Time `json:"now"`
 }
 
 // Defaults of the delete caps, as documented for --max-deletes and --max-delete-percent.
@@ -51,8 +52,11 @@ var ErrTokensNotRead = errors.New("token list not read")
 
 // Compute returns the plan that makes the remote state a equal to the desired state d.
 // It is pure and deterministic: the same inputs, in any order, give the same plan.
+//
+// Lease users (state.User.IsLease) are not part of the state a plan manages: they are
+// left out before anything is matched or counted.
 func Compute(d state.Desired, a state.Actual, o Options) (Plan, error) {
-	c := computer{d: d, a: a, o: o, owner: d.Owner}
+	c := computer{d: d, a: a, o: o, owner: d.Owner, ownedOverride: -1}
 	return c.run()
 }
 
@@ -66,6 +70,12 @@ type computer struct {
 	// noAlias counts the user updates and adoptions of users that declare no alias:
 	// each clears whatever alias the user had.
 	noAlias int
+	// Set when a saved plan is computed again from part of the remote state (see
+	// Saved.Verify): ownedOverride, when not negative, is the number of owned users to check
+	// the delete caps against; partialTokens plans no token change for a user whose
+	// token list was not read again, instead of failing with ErrTokensNotRead.
+	ownedOverride int
+	partialTokens bool
 }
 
 // ownership is how a remote object relates to this owner scope.
@@ -97,18 +107,7 @@ func (c *computer) run() (Plan, error) {
 	if c.owner == "" {
 		return Plan{}, errors.New("plan: desired state has no owner")
 	}
-	// The fingerprint reads only a and is as costly as the diff at scale, so it is
-	// computed alongside.
-	type fpResult struct {
-		sum string
-		ids []string
-	}
-	fpDone := make(chan fpResult, 1)
-	go func() {
-		sum, ids := fingerprint(c.a)
-		fpDone <- fpResult{sum, ids}
-	}()
-	users := c.a.Users
+	users := withoutLeases(c.a.Users)
 	// byKey picks one remote user per email key. The API keeps emails unique, but
 	// perhaps only case-sensitively; when several share a declared key the preferred
 	// one is matched and the others are left alone (never deleted), with a warning.
@@ -202,6 +201,9 @@ func (c *computer) run() (Plan, error) {
 		}}})
 	}
 
+	if c.ownedOverride >= 0 {
+		ownedCount = c.ownedOverride
+	}
 	c.safety(deletes, ownedCount)
 	c.aliasWarning()
 
@@ -214,10 +216,10 @@ func (c *computer) run() (Plan, error) {
 	slices.Sort(c.warnings)
 	c.plan.Warnings = slices.Compact(c.warnings)
 	slices.Sort(c.plan.Safety.Reasons)
+	slices.Sort(c.plan.Safety.Foreign)
 
 	c.plan.Owner = c.owner
-	fp := <-fpDone
-	c.plan.Fingerprint, c.plan.TokenUsers = fp.sum, fp.ids
+	c.plan.Fingerprint, c.plan.TokenUsers = fingerprint(Dependencies(c.a, &c.plan))
 	if c.plan.Users == nil {
 		c.plan.Users = []UserPlan{}
 	}
@@ -244,6 +246,22 @@ func (c *computer) aliasWarning() {
 	}
 	c.warn(what + " without a declared alias, and the platform clears the alias of every user it updates without one " +
 		"(aliases are write-only, so cbk-sync cannot tell which users have one): declare `alias` for each user that has one")
+}
+
+// withoutLeases returns us without its lease users; without any, us itself.
+func withoutLeases(us []state.User) []state.User {
+	for i := range us {
+		if us[i].IsLease() {
+			out := slices.Clone(us[:i])
+			for _, u := range us[i+1:] {
+				if !u.IsLease() {
+					out = append(out, u)
+				}
+			}
+			return out
+		}
+	}
+	return us
 }
 
 // preferUser reports whether remote user x should be matched rather than y when both
@@ -333,6 +351,7 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 	if own == foreign && !c.o.Takeover {
 		c.plan.Safety.Reasons = append(c.plan.Safety.Reasons,
 			fmt.Sprintf("user %s is owned by %q; pass --takeover to adopt it", du.Email, u.Owner()))
+		c.plan.Safety.Foreign = append(c.plan.Safety.Foreign, u.ID)
 		return nil
 	}
 	var fields []FieldChange
@@ -382,10 +401,13 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 
 	if du.ManageTokens {
 		toks, ok := c.a.Tokens[u.ID]
-		if !ok {
+		switch {
+		case ok:
+			up.Changes = c.tokens(up.Changes, du, u.ID, toks)
+		case !c.partialTokens:
 			return fmt.Errorf("plan: user %s (%s) declares tokens: %w", du.Email, u.ID, ErrTokensNotRead)
 		}
-		up.Changes = c.tokens(up.Changes, du, u.ID, toks)
+		// Else its tokens had no change when the plan was saved: not read again.
 	}
 	if len(up.Changes) > 0 {
 		c.plan.Users = append(c.plan.Users, up)
@@ -490,8 +512,8 @@ func withMarker(m state.Meta, owner string) state.Meta {
 
 // metaChange compares declared meta d with remote meta r and returns the field changes
 // appended to fields and the meta to send. adopt forces the marker to be written even
-// when nothing else drifted; isToken ignores the creation nonce the apply engine
-// writes into token meta, so that exact mode does not fight it.
+// when nothing else drifted; isToken ignores the creation nonce and the pending mark
+// the apply engine writes into token meta, so that exact mode does not fight them.
 func (c *computer) metaChange(fields []FieldChange, d state.Opt[state.Meta], exact bool, r state.Opt[state.Meta], adopt, isToken bool) ([]FieldChange, state.Opt[state.Meta], bool) {
 	rm, known := r.Get()
 	if !known && !r.IsNull() {
@@ -522,7 +544,7 @@ func (c *computer) metaChange(fields []FieldChange, d state.Opt[state.Meta], exa
 		dm := d.Value()
 		fields = c.declaredMetaDrift(fields, dm, rm)
 		for k, rv := range rm {
-			if _, ok := dm[k]; ok || k == state.OwnerKey || (isToken && k == state.NonceKey) || rv == nil {
+			if _, ok := dm[k]; ok || k == state.OwnerKey || (isToken && (k == state.NonceKey || k == state.PendingKey)) || rv == nil {
 				continue
 			}
 			fields = append(fields, FieldChange{Field: "meta." + k, Before: rv, After: nil})

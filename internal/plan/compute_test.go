@@ -439,11 +439,41 @@ func TestCompute(t *testing.T) {
 			bodies: map[string]string{"token_update a@x.test/ci": `{"meta":{"$update":{"cbkSyncOwner":"acme"}}}`},
 		},
 		{
-			name:   "tokens: foreign token with declared name is adopted with a warning",
+			name:   "tokens: foreign token with declared name needs --takeover",
 			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci"}))},
 			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", state.Some(meta(state.OwnerKey, "o")), time.Hour)),
+			want:   []string{},
+			unsafe: []string{`user a@x.test: token ci (t1) is owned by "o"; pass --takeover to adopt it`},
+		},
+		{
+			name:   "tokens: foreign token with declared name is taken over with --takeover, with a warning",
+			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci"}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", state.Some(meta(state.OwnerKey, "o")), time.Hour)),
+			opts:   func(o *Options) { o.Takeover = true },
 			want:   []string{"token_update a@x.test/ci [meta.cbkSyncOwner]"},
-			warn:   []string{`token ci owned by "o" is adopted`},
+			warn:   []string{`token ci owned by "o" is taken over (--takeover)`},
+		},
+		{
+			name:   "tokens: a pending owned token is revoked and its declared name created again",
+			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci"}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", ownedMeta(state.NonceKey, "n", state.PendingKey, true), time.Minute)),
+			want:   []string{"token_create a@x.test/ci [meta.cbkSyncOwner]", "token_revoke a@x.test/ci"},
+		},
+		{
+			name:  "tokens: a pending successor is never the newest: the rotation is planned again and it is revoked",
+			users: []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci", RotateAfter: 24 * time.Hour}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1",
+				remoteToken("t1", "ci", ownedMeta(), 48*time.Hour), remoteToken("t2", "ci", ownedMeta(state.PendingKey, true), time.Minute)),
+			want: []string{"token_rotate a@x.test/ci [meta.cbkSyncOwner]", "token_revoke a@x.test/ci"},
+		},
+		{
+			name:  "tokens: a confirmed successor is kept and the old token revoked; a cleared or unowned pending mark is no mark",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.MetaExact = true }, withTokens(state.DesiredToken{Name: "ci", RotateAfter: 24 * time.Hour}, state.DesiredToken{Name: "cd"}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1",
+				remoteToken("t1", "ci", ownedMeta(), 48*time.Hour), remoteToken("t2", "ci", ownedMeta(state.NonceKey, "n", state.PendingKey, nil), time.Minute),
+				remoteToken("t3", "cd", ownedMeta(state.PendingKey, false), time.Minute), remoteToken("t4", "x", state.Some(meta(state.PendingKey, true)), time.Minute)),
+			want: []string{"token_revoke a@x.test/ci"},
+			warn: []string{"keeping t2, revoking t1"},
 		},
 		{
 			name:  "tokens: duplicates keep the newest owned, revoke other owned, keep unmanaged",
@@ -546,8 +576,8 @@ func runComputeCase(t *testing.T, tc computeCase) {
 		orphans = append(orphans, o.Email)
 	}
 	assert.Equal(t, tc.orphans, orphans)
-	assert.Equal(t, Fingerprint(tc.actual), p.Fingerprint)
-	assert.Equal(t, TokenUserIDs(tc.actual), p.TokenUsers)
+	assert.Equal(t, Fingerprint(Dependencies(tc.actual, &p)), p.Fingerprint)
+	assert.Equal(t, TokenUserIDs(Dependencies(tc.actual, &p)), p.TokenUsers)
 	assertConverges(t, d, tc.actual, &p, o)
 	assertShuffledSame(t, d, tc.actual, o, &p)
 }

@@ -20,14 +20,60 @@ import (
 // changes when any field of any object changes (updatedAt included), when an object
 // appears or disappears, and when a token list is read or not.
 //
-// The alias lookups (a.Aliases) are left out on purpose: `apply FILE` re-reads only
-// the listing and the token lists, and needs no alias fetch, because an alias changes
-// only by a user update (or a create or delete), which changes that user's updatedAt
-// (or the user set) and so the fingerprint; a plan saved before an alias was removed or
-// moved is refused like any other stale plan.
+// A plan's fingerprint is that of its Dependencies: a saved plan stays valid while the
+// objects it changes are unchanged, whatever happens to the rest of the account.
+//
+// The alias lookups (a.Aliases) are left out on purpose, and `apply FILE` does not
+// make them again (the saved plan keeps those of its users): an alias changes only by
+// a write to a user (update, create, delete), which changes that user's updatedAt or
+// the user set, so a plan saved before the alias of a user it changes was removed or
+// moved is refused like any other stale plan. (An alias that names another user may
+// have been freed since: the update then succeeds instead of meeting 409.)
 func Fingerprint(a state.Actual) string {
 	fp, _ := fingerprint(a)
 	return fp
+}
+
+// Dependencies returns the part of a that p's changes were computed from: every
+// existing user that p changes (updates, adopts, deletes, or whose tokens it changes)
+// and the token lists of the users whose tokens it changes. Apply of a saved plan reads
+// exactly these again (a user by fetch, which is not a poll).
+func Dependencies(a state.Actual, p *Plan) state.Actual {
+	users := map[string]bool{}
+	tokens := map[string]bool{}
+	for _, up := range p.Users {
+		for _, c := range up.Changes {
+			id := firstID(c.UserID, up.UserID)
+			if id == "" {
+				continue // a user this plan creates, and its tokens
+			}
+			users[id] = true
+			if c.Action.IsToken() {
+				tokens[id] = true
+			}
+		}
+	}
+	out := state.Actual{Users: []state.User{}, Tokens: map[string][]state.Token{}}
+	for _, u := range a.Users {
+		if users[u.ID] {
+			out.Users = append(out.Users, u)
+		}
+	}
+	for id := range tokens {
+		if ts, ok := a.Tokens[id]; ok {
+			out.Tokens[id] = ts
+		}
+	}
+	return out
+}
+
+func firstID(ids ...string) string {
+	for _, id := range ids {
+		if id != "" {
+			return id
+		}
+	}
+	return ""
 }
 
 // TokenUserIDs returns the IDs of the users whose token lists were read, sorted.

@@ -6,6 +6,7 @@ package plan
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
@@ -123,6 +124,9 @@ type Safety struct {
 	Reasons []string `json:"reasons,omitempty"`
 	Deletes int      `json:"deletes"` // user deletions planned
 	Owned   int      `json:"owned"`   // users owned remotely
+	// Foreign are the IDs of the declared users that another owner manages and that
+	// make the plan unsafe without --takeover: a saved plan depends on them too.
+	Foreign []string `json:"foreign,omitempty"`
 }
 
 // Summary counts changes per action, with the JSON keys of PRODUCT.md.
@@ -197,12 +201,51 @@ type Plan struct {
 	Orphans  []Orphan   `json:"orphans"`
 	Warnings []string   `json:"warnings"`
 	Safety   Safety     `json:"safety"`
-	// Fingerprint is Fingerprint(actual) of the remote state the plan was computed
-	// from; a saved plan is applied only if a fresh read gives the same.
+	// Fingerprint is Fingerprint(Dependencies(actual, plan)): of the remote objects the
+	// changes were computed from. A saved plan is applied only if a fresh read of those
+	// objects gives the same.
 	Fingerprint string `json:"fingerprint"`
-	// TokenUsers are the IDs of the users whose token lists the plan read, so that a
-	// saved plan can be checked by reading exactly the same objects again.
+	// TokenUsers are the IDs of the users whose token lists the changes depend on (the
+	// users with token changes), so that a saved plan is checked by reading exactly
+	// those token lists again.
 	TokenUsers []string `json:"token_users"`
+	// SecretsTo says where the secrets of the tokens the plan creates go, set by the
+	// command that applies it (sync, apply) from its flags; nil when not known (plan).
+	// It is part of what a reviewer approves, so every view shows it, but it is not a
+	// change: Compute never sets it and saved plans are compared without it.
+	SecretsTo *SecretsDestination `json:"secrets_to,omitempty"`
+}
+
+// SecretsDestination is where created token secrets are delivered: the kind of sink and
+// its location, never a secret.
+type SecretsDestination struct {
+	// Kind is "file" (a JSON-lines file), "stdout", "age" (age-encrypted files in a
+	// directory) or "exec" (a command, the record on its stdin).
+	Kind string `json:"kind"`
+	// Location is the file, the directory, or the command line ("-" for stdout).
+	Location string `json:"location"`
+	// Recipients is the number of age recipients each file is encrypted to.
+	Recipients int `json:"recipients,omitempty"`
+}
+
+// Describe says in words where the secrets go, for the text and Markdown views.
+func (d SecretsDestination) Describe() string {
+	loc := Printable(d.Location)
+	switch d.Kind {
+	case "file":
+		return "the JSON-lines file " + loc + " (mode 0600)"
+	case "stdout":
+		return "stdout, as JSON lines"
+	case "age":
+		noun := "recipients"
+		if d.Recipients == 1 {
+			noun = "recipient"
+		}
+		return fmt.Sprintf("age-encrypted files %s/<email>/<token-name>.age, for %d %s", strings.TrimSuffix(loc, "/"), d.Recipients, noun)
+	case "exec":
+		return "the command " + loc + ", one run per secret with the record on its stdin"
+	}
+	return Printable(d.Kind) + " " + loc
 }
 
 // Summary counts the plan's changes per action.

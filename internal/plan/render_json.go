@@ -71,6 +71,9 @@ func RenderJSON(w io.Writer, p *Plan) error {
 	jw.field("warnings", nonNil(p.Warnings), false)
 	jw.field("safe", p.Safety.Safe, false)
 	jw.field("unsafe_reasons", nonNil(p.Safety.Reasons), false)
+	if p.SecretsTo != nil { // only sync and apply know it
+		jw.field("secrets_to", p.SecretsTo, false)
+	}
 	jw.field("fingerprint", p.Fingerprint, true)
 	jw.raw("}\n")
 	if jw.err != nil {

@@ -101,6 +101,8 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 		Tokens: map[string][]state.Token{
 			"u_bob": {
 				token("t_bob_ci", "ci", gMeta(), 45*day),
+				// A successor a crashed run created and never confirmed.
+				token("t_bob_ci_pending", "ci", gMeta(state.NonceKey, "n1", state.PendingKey, true), day),
 				token("t_bob_ops", "ops", gMeta(), 5*day),
 				token("t_bob_legacy", "legacy", gMeta(), 200*day),
 			},
@@ -158,6 +160,12 @@ func renderAll(t *testing.T, p *Plan) map[string][]byte {
 	return out
 }
 
+// goldenSecretsTo is where sync would say the secrets of each golden plan go.
+var goldenSecretsTo = map[string]*SecretsDestination{
+	"plan":    {Kind: "age", Location: "chatbotkit/secrets/", Recipients: 2},
+	"hostile": {Kind: "exec", Location: "sh -c 'vault kv put -\x1b[2J'"},
+}
+
 func TestGolden(t *testing.T) {
 	for name, scenario := range map[string]func() (state.Desired, state.Actual, Options){
 		"plan":   goldenScenario,
@@ -169,6 +177,7 @@ func TestGolden(t *testing.T) {
 			d, a, o := scenario()
 			p, err := Compute(d, a, o)
 			require.NoError(t, err)
+			p.SecretsTo = goldenSecretsTo[name]
 			for ext, got := range renderAll(t, &p) {
 				golden(t, name+"."+ext, got)
 			}
@@ -250,14 +259,15 @@ func TestSavedRoundTrip(t *testing.T) {
 	p, err := Compute(d, a, o)
 	require.NoError(t, err)
 	var b bytes.Buffer
-	require.NoError(t, WriteSaved(&b, &p))
+	require.NoError(t, WriteSaved(&b, NewSaved(d, a, o, &p)))
 	first := bytes.Clone(b.Bytes())
 
-	got, err := ReadSaved(bytes.NewReader(first))
+	saved, err := ReadSaved(bytes.NewReader(first))
 	require.NoError(t, err)
 	b.Reset()
-	require.NoError(t, WriteSaved(&b, got))
+	require.NoError(t, WriteSaved(&b, saved))
 	assert.Equal(t, string(first), b.String(), "write(read(write(p))) == write(p)")
+	got := saved.Plan
 	assert.Equal(t, describePlan(&p), describePlan(got))
 	assert.Equal(t, p.Fingerprint, got.Fingerprint)
 	assert.Equal(t, p.TokenUsers, got.TokenUsers)
@@ -273,7 +283,7 @@ func TestSavedRoundTrip(t *testing.T) {
 	var top map[string]json.RawMessage
 	require.NoError(t, json.Unmarshal(first, &top))
 	assert.JSONEq(t, `"cbk-sync-plan"`, string(top["kind"]))
-	assert.JSONEq(t, `"1"`, string(top["format_version"]))
+	assert.JSONEq(t, `"2"`, string(top["format_version"]))
 }
 
 func TestReadSavedIsStrict(t *testing.T) {
@@ -281,25 +291,27 @@ func TestReadSavedIsStrict(t *testing.T) {
 	p, err := Compute(d, a, o)
 	require.NoError(t, err)
 	var b bytes.Buffer
-	require.NoError(t, WriteSaved(&b, &p))
+	require.NoError(t, WriteSaved(&b, NewSaved(d, a, o, &p)))
 	good := b.String()
 
 	for name, tc := range map[string]struct{ in, msg string }{
 		"wrong kind":      {strings.Replace(good, `"kind": "cbk-sync-plan"`, `"kind": "terraform"`, 1), `kind is "terraform"`},
-		"wrong version":   {strings.Replace(good, `"format_version": "1"`, `"format_version": "2"`, 1), `format_version "2" is not supported`},
+		"wrong version":   {strings.Replace(good, `"format_version": "2"`, `"format_version": "1"`, 1), `format_version "1" is not supported`},
 		"unknown key":     {strings.Replace(good, `"owner":`, `"bogus": 1, "owner":`, 1), `unknown field "bogus"`},
+		"owner differs":   {strings.Replace(good, `"owner": "`+gOwner+`"`, `"owner": "other"`, 1), `owner "other" is not the plan's`},
 		"trailing data":   {good + "{}", "unexpected data"},
 		"not json":        {"hello", "not a cbk-sync plan"},
-		"no plan":         {`{"format_version":"1","kind":"cbk-sync-plan"}`, "no plan"},
+		"no plan":         {`{"format_version":"2","kind":"cbk-sync-plan","options":{},"desired":{},"remote":{}}`, "no plan"},
+		"no desired":      {`{"format_version":"2","kind":"cbk-sync-plan","options":{},"remote":{},"plan":{}}`, "no desired"},
 		"unknown action":  {strings.Replace(good, `"action": "user_create"`, `"action": "user_explode"`, 1), `unknown action "user_explode"`},
 		"no fingerprint":  {strings.Replace(good, `"fingerprint": "`+p.Fingerprint+`"`, `"fingerprint": ""`, 1), "no fingerprint"},
 		"missing body":    {strings.Replace(good, `"user_body"`, `"user_body_x"`, 1), "unknown field"},
 		"truncated input": {good[:len(good)/2], "saved plan"},
 		// These were read without a word before, and the misspelt limit dropped.
-		"bad alias":        {strings.Replace(good, `"alias": "alice-eu"`, `"alias": "Not/An/Alias"`, 1), `invalid alias "Not/An/Alias"`},
+		"bad alias":        {strings.Replace(good, `"alias": "alice-eu"`, `"alias": "Not/An/Alias"`, -1), `invalid alias "Not/An/Alias"`},
 		"fractional limit": {strings.Replace(good, `"limits": {`, `"limits": {"file": {"maxFileSize": 1.5}, `, 1), `limits.file.maxFileSize must be a whole number`},
 		"key case":         {strings.Replace(good, `"owner":`, `"Owner":`, 1), `unknown key "Owner"`},
-		"token no user":    {`{"format_version":"1","kind":"cbk-sync-plan","plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_revoke","email":"e","token_id":"t","reason":""}]}]}}`, "token_revoke has no user_id"},
+		"token no user":    {`{"format_version":"2","kind":"cbk-sync-plan","options":{},"desired":{"owner":"o"},"remote":{},"plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_revoke","email":"e","token_id":"t","reason":""}]}]}}`, "token_revoke has no user_id"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ReadSaved(strings.NewReader(tc.in))

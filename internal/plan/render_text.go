@@ -92,6 +92,9 @@ func RenderText(w io.Writer, p *Plan, o TextOptions) error {
 		}
 		t.w.WriteByte('\n')
 	}
+	if line := secretsLine(p); line != "" {
+		t.line(0, line)
+	}
 	t.line(0, t.paint(ansiBold, SummaryLine(p.Summary())))
 	return t.w.Flush()
 }
@@ -103,6 +106,16 @@ func SummaryLine(s Summary) string {
 	}
 	return fmt.Sprintf("Plan: %d users to create, %d to update, %d to delete, %d to adopt; %d tokens to create, %d to update, %d to revoke, %d to rotate.",
 		s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt, s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenRotate)
+}
+
+// secretsLine says where the secrets of the plan's new tokens go, or "" when the plan
+// creates none or the destination is not known.
+func secretsLine(p *Plan) string {
+	s := p.Summary()
+	if p.SecretsTo == nil || s.TokenCreate+s.TokenRotate == 0 {
+		return ""
+	}
+	return "Secrets of new tokens go to " + p.SecretsTo.Describe() + "."
 }
 
 func orphanLine(o Orphan) string {

@@ -16,15 +16,35 @@ import (
 // `apply` is recognised as not a plan.
 const SavedKind = "cbk-sync-plan"
 
-type savedPlan struct {
+// SavedFormatVersion is the format_version of saved plans. Version 1 carried the plan
+// alone, which apply had to trust; version 2 carries what it was computed from.
+const SavedFormatVersion = "2"
+
+// Saved is a plan saved for `apply FILE` (`plan --out FILE`), with everything it was
+// computed from: the options, the desired state of the users it concerns, and the
+// remote objects its changes depend on (Dependencies). Nothing in it is trusted: apply
+// computes the plan again from the desired state and a fresh read of those objects,
+// and runs that, only if it equals the saved plan. The plan is kept for review and
+// for the comparison, and is what `show FILE` prints once it is checked.
+type Saved struct {
+	Options Options       `json:"options"`
+	Desired state.Desired `json:"desired"`
+	Remote  state.Actual  `json:"remote"`
+	Plan    *Plan         `json:"plan"`
+}
+
+type savedFile struct {
 	FormatVersion string `json:"format_version"`
 	Kind          string `json:"kind"`
-	Plan          *Plan  `json:"plan"`
+	*Saved
 }
 
 type savedHeader struct {
 	FormatVersion string          `json:"format_version"`
 	Kind          string          `json:"kind"`
+	Options       json.RawMessage `json:"options"`
+	Desired       json.RawMessage `json:"desired"`
+	Remote        json.RawMessage `json:"remote"`
 	Plan          json.RawMessage `json:"plan"`
 }
 
@@ -32,18 +52,56 @@ type savedHeader struct {
 // that a wrong file cannot exhaust memory.
 const maxSavedPlan = 1 << 30
 
-// WriteSaved writes p as a saved plan (`plan --out FILE`): the full plan, request
-// bodies and fingerprint included, for `apply FILE` to run exactly.
-func WriteSaved(w io.Writer, p *Plan) error {
+// NewSaved returns p, computed by Compute(d, a, o), as a plan to save: with the desired
+// users it concerns (those it changes and those that make it unsafe) and the part of a
+// its changes depend on.
+func NewSaved(d state.Desired, a state.Actual, o Options, p *Plan) *Saved {
+	remote := Dependencies(a, p)
+	for _, id := range p.Safety.Foreign {
+		for _, u := range a.Users {
+			if u.ID == id {
+				remote.Users = append(remote.Users, u)
+			}
+		}
+	}
+	keys := map[string]bool{}
+	for _, up := range p.Users {
+		keys[state.EmailKey(up.Email)] = true
+	}
+	for _, u := range remote.Users {
+		keys[state.EmailKey(u.Email.Value())] = true
+	}
+	desired := state.Desired{Owner: d.Owner, PruneUsers: d.PruneUsers, Users: []state.DesiredUser{}}
+	for _, du := range d.Users {
+		if keys[state.EmailKey(du.Email)] {
+			desired.Users = append(desired.Users, du)
+		}
+	}
+	// The alias lookups of the saved users go with them: Check and Verify plan an
+	// alias update again from them (see Fingerprint for why they stay valid).
+	for _, du := range desired.Users {
+		if holder, ok := a.Aliases[du.Alias]; ok && du.Alias != "" {
+			if remote.Aliases == nil {
+				remote.Aliases = map[string]string{}
+			}
+			remote.Aliases[du.Alias] = holder
+		}
+	}
+	return &Saved{Options: o, Desired: desired, Remote: remote, Plan: p}
+}
+
+// WriteSaved writes s as a saved plan file.
+func WriteSaved(w io.Writer, s *Saved) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
-	return enc.Encode(savedPlan{FormatVersion: JSONFormatVersion, Kind: SavedKind, Plan: p})
+	return enc.Encode(savedFile{FormatVersion: SavedFormatVersion, Kind: SavedKind, Saved: s})
 }
 
 // ReadSaved reads a plan written by WriteSaved. It is strict: an unknown key, another
-// kind or format version, trailing data or an inconsistent change is an error.
-func ReadSaved(r io.Reader) (*Plan, error) {
+// kind or format version, trailing data or an inconsistent change is an error. It
+// checks the file's form only; Check and Verify decide whether it may run.
+func ReadSaved(r io.Reader) (*Saved, error) {
 	data, err := io.ReadAll(io.LimitReader(r, maxSavedPlan+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading saved plan: %w", err)
@@ -58,31 +116,47 @@ func ReadSaved(r io.Reader) (*Plan, error) {
 	if h.Kind != SavedKind {
 		return nil, fmt.Errorf("saved plan: kind is %q, want %q: is this a file written by `cbk-sync plan --out`?", h.Kind, SavedKind)
 	}
-	if h.FormatVersion != JSONFormatVersion {
-		return nil, fmt.Errorf("saved plan: format_version %q is not supported (this cbk-sync reads %q); run `cbk-sync plan --out` again with this version", h.FormatVersion, JSONFormatVersion)
+	if h.FormatVersion != SavedFormatVersion {
+		return nil, fmt.Errorf("saved plan: format_version %q is not supported (this cbk-sync reads %q); run `cbk-sync plan --out` again with this version", h.FormatVersion, SavedFormatVersion)
 	}
-	if len(h.Plan) == 0 || bytes.Equal(bytes.TrimSpace(h.Plan), []byte("null")) {
-		return nil, errors.New("saved plan: no plan in the file")
+	s := &Saved{}
+	for _, part := range []struct {
+		name string
+		raw  json.RawMessage
+		v    any
+	}{{"options", h.Options, &s.Options}, {"desired", h.Desired, &s.Desired}, {"remote", h.Remote, &s.Remote}, {"plan", h.Plan, &s.Plan}} {
+		if len(part.raw) == 0 || bytes.Equal(bytes.TrimSpace(part.raw), []byte("null")) {
+			return nil, fmt.Errorf("saved plan: no %s in the file", part.name)
+		}
+		if err := strictDecode(part.raw, part.v); err != nil {
+			return nil, fmt.Errorf("saved plan: %s: %w", part.name, err)
+		}
+		if err := checkKept(part.name, part.raw, part.v); err != nil {
+			return nil, fmt.Errorf("saved plan: %w", err)
+		}
 	}
-	var p Plan
-	if err := strictDecode(h.Plan, &p); err != nil {
+	if err := s.Plan.validate(); err != nil {
 		return nil, fmt.Errorf("saved plan: %w", err)
 	}
-	if err := p.validate(); err != nil {
-		return nil, fmt.Errorf("saved plan: %w", err)
+	for _, du := range s.Desired.Users {
+		if l, ok := du.Limits.Get(); ok {
+			if err := state.CheckLimits(l); err != nil {
+				return nil, fmt.Errorf("saved plan: desired user %s: %w", du.Email, err)
+			}
+		}
 	}
-	if err := checkKept(h.Plan, &p); err != nil {
-		return nil, fmt.Errorf("saved plan: %w", err)
+	if s.Desired.Owner != s.Plan.Owner {
+		return nil, fmt.Errorf("saved plan: the desired state's owner %q is not the plan's %q", s.Desired.Owner, s.Plan.Owner)
 	}
-	return &p, nil
+	return s, nil
 }
 
 // checkKept makes sure that nothing of the file was silently dropped. encoding/json
 // matches keys case-insensitively, and DisallowUnknownFields does not reach into the
 // fields that state.Opt decodes itself (limits): without this check, a misspelt limit
 // in a hand-edited plan would vanish, and apply would send limits without it.
-func checkKept(raw []byte, p *Plan) error {
-	written, err := json.Marshal(p)
+func checkKept(name string, raw []byte, v any) error {
+	written, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
@@ -93,7 +167,7 @@ func checkKept(raw []byte, p *Plan) error {
 	if err := json.Unmarshal(written, &out); err != nil {
 		return err
 	}
-	return keptIn("plan", in, out)
+	return keptIn(name, in, out)
 }
 
 // keptIn reports the first key of in that is missing from out, the plan as written

@@ -55,7 +55,9 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 	for i := range remote {
 		di := declIndex(&remote[i])
 		idx[i] = di
-		if di < 0 {
+		// A pending token's secret was never confirmed delivered: it is never kept,
+		// so it is never the successor of a rotation either.
+		if di < 0 || c.pending(&remote[i]) {
 			continue
 		}
 		if b := best[di]; b < 0 || c.preferToken(&remote[i], &remote[b]) {
@@ -82,6 +84,12 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 			}
 		}
 		own, prev := c.ownershipOf(t.Meta)
+		if own == foreign && !c.o.Takeover {
+			// Like a foreign user: adopting another owner's token needs --takeover.
+			c.plan.Safety.Reasons = append(c.plan.Safety.Reasons,
+				fmt.Sprintf("user %s: token %s (%s) is owned by %q; pass --takeover to adopt it", du.Email, dt.Name, t.ID, prev))
+			continue
+		}
 		var fields []FieldChange
 		var body state.TokenFields
 		if stringDrift(dt.Description, t.Description) {
@@ -96,7 +104,7 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 		if own != owned {
 			reason = ReasonAdopt
 			if own == foreign {
-				c.warn(fmt.Sprintf("user %s: token %s owned by %q is adopted", du.Email, dt.Name, prev))
+				c.warn(fmt.Sprintf("user %s: token %s owned by %q is taken over (--takeover)", du.Email, dt.Name, prev))
 			}
 		}
 		changes = append(changes, Change{Action: TokenUpdate, Email: du.Email, UserID: userID, TokenName: dt.Name,
@@ -114,6 +122,8 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 		own, _ := c.ownershipOf(t.Meta)
 		var reason string
 		switch {
+		case own == owned && t.Pending():
+			reason = ReasonPending
 		case di >= 0 && own == owned:
 			reason = "duplicate of the kept token with the same name"
 			c.warn(fmt.Sprintf("user %s: several tokens named %s; keeping %s, revoking %s", du.Email, decl[di].Name, remote[best[di]].ID, t.ID))
@@ -134,6 +144,19 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 	}
 	sortTokenChanges(changes[revStart:])
 	return changes
+}
+
+// ReasonPending is the Reason of a token_revoke of an owned token still marked pending.
+const ReasonPending = "created but its secret was never confirmed delivered"
+
+// pending reports whether t is an owned token whose secret was never confirmed
+// delivered (a run that created it stopped before confirming it).
+func (c *computer) pending(t *state.Token) bool {
+	if !t.Pending() {
+		return false
+	}
+	own, _ := c.ownershipOf(t.Meta)
+	return own == owned
 }
 
 // tokenBodyPtr copies a body to the heap only for a planned change.

@@ -18,6 +18,16 @@ const OwnerKey = "cbkSyncOwner"
 // so that a create whose answer was lost can be found again without a blind retry.
 const NonceKey = "cbkSyncNonce"
 
+// PendingKey is the meta key that marks a token created but not yet confirmed: apply
+// writes it true at creation and clears it (null) only once the secret is delivered
+// durably. A token still marked never had its secret delivered, as far as anyone can
+// know, so plans treat it as undelivered.
+const PendingKey = "cbkSyncPending"
+
+// CbkSyncMetaKey reports whether k is one of the meta keys cbk-sync sets itself
+// (owner marker, nonce, pending mark), which a configuration may not declare.
+func CbkSyncMetaKey(k string) bool { return k == OwnerKey || k == NonceKey || k == PendingKey }
+
 // Meta is a free-form JSON object. Values are in encoding/json's decoded form
 // (string, float64, bool, nil, []any, map[string]any); use NormalizeMeta on values
 // from other sources (YAML) before comparing.
@@ -274,6 +284,13 @@ type Token struct {
 
 // Owner returns the value of the ownership marker, or "" when there is none.
 func (t Token) Owner() string { return metaOwner(t.Meta) }
+
+// Pending reports whether the token carries the pending mark (PendingKey set to
+// anything but null or false): created, and its secret not confirmed delivered.
+func (t Token) Pending() bool {
+	v, ok := t.Meta.Value()[PendingKey]
+	return ok && v != nil && v != false
+}
 
 // TokenFields is the body of a token create or update (see UserFields for MetaMerge).
 type TokenFields struct {

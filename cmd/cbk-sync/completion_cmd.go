@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/alecthomas/kong"
+	mangokong "github.com/alecthomas/mango-kong"
+	"github.com/muesli/roff"
+)
+
+// CompletionCmd prints a shell completion script.
+//
+// Completion itself is kongplete's: the shell runs cbk-sync with COMP_LINE set, and
+// run() answers from the kong model (every command, flag and enum value), so the
+// scripts never go stale. kongplete only writes these scripts into a shell's rc file
+// (InstallCompletions), which a packaged tool must not do; the three lines per shell
+// are its templates, printed instead.
+type CompletionCmd struct {
+	Shell string `arg:"" enum:"bash,zsh,fish" help:"bash, zsh or fish."`
+}
+
+// Run prints the script for the shell; it completes the cbk-sync found on PATH.
+func (c *CompletionCmd) Run(env *Env, kctx *kong.Context) error {
+	_, err := fmt.Fprint(env.IO.Out, completionScript(c.Shell, kctx.Model.Name, kctx.Model.Name))
+	return err
+}
+
+// completionScript is the script for shell that completes cmd by running bin.
+func completionScript(shell, cmd, bin string) string {
+	switch shell {
+	case "zsh":
+		return "#compdef " + cmd + "\nautoload -U +X bashcompinit && bashcompinit\ncomplete -o nospace -C " + bin + " " + cmd + "\n"
+	case "fish":
+		fn := "__complete_" + strings.ReplaceAll(cmd, "-", "_")
+		return "function " + fn + "\n" +
+			"    set -lx COMP_LINE (commandline -cp)\n" +
+			"    test -z (commandline -ct)\n" +
+			"    and set COMP_LINE \"$COMP_LINE \"\n" +
+			"    " + bin + "\n" +
+			"end\n" +
+			"complete -f -c " + cmd + " -a \"(" + fn + ")\"\n"
+	default:
+		return "complete -o default -C " + bin + " " + cmd + "\n"
+	}
+}
+
+// ManCmd prints the man page, generated from the same kong model as --help.
+type ManCmd struct{}
+
+// Run writes cbk-sync(1) in roff.
+func (c *ManCmd) Run(env *Env, kctx *kong.Context) error {
+	man := mangokong.NewManPage(1, kctx.Model).
+		WithSection("Exit status", "0 success and nothing pending; 1 error, nothing applied; "+
+			"2 changes pending (with --detailed-exitcode); 3 apply partly failed or was interrupted; "+
+			"4 refused as unsafe (delete caps, stale saved plan, takeover needed).").
+		WithSection("Environment", "CHATBOTKIT_API_TOKEN (or CHATBOTKIT_API_SECRET, CHATBOTKIT_API_KEY): the partner "+
+			"account's API token, unless --api-token-file is given. CHATBOTKIT_API_URL: the API base URL. "+
+			"NO_COLOR: never colour output.").
+		WithSection("See also", "The README and docs/ of the source repository; "+
+			"cbk-sync schema prints the JSON Schema of the configuration.")
+	_, err := fmt.Fprint(env.IO.Out, man.Build(roff.NewDocument()))
+	return err
+}

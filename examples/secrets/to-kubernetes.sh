@@ -1,0 +1,22 @@
+#!/bin/sh
+# cbk-sync --secrets-exec hand-off: stores one new token secret as a Kubernetes Secret.
+# Needs: sh, sed, kubectl with a context (or in-cluster service account) allowed to
+# create and update Secrets in $CBK_SYNC_NAMESPACE (default: the current namespace).
+# Copy it into your repository and call it as
+#   cbk-sync sync ... --secrets-exec 'sh ci/to-kubernetes.sh'
+# cbk-sync runs it once per secret with the JSON record on stdin, and CBK_SYNC_EMAIL,
+# CBK_SYNC_TOKEN_NAME, CBK_SYNC_TOKEN_ID, CBK_SYNC_USER_ID in the environment. The
+# Secret is named cbk-<email>-<token-name> (lower-cased, other characters as "-",
+# at most 63 characters), with the key "token" (the secret) and labels saying whose it
+# is. The secret goes to kubectl on stdin, never on a command line; exit 0 = stored.
+set -eu
+record=$(cat)
+token=$(printf '%s' "$record" | sed -n 's/.*"token":"\(sk-[0-9a-f]*\)".*/\1/p')
+[ -n "$token" ] || { echo "no token in the record" >&2; exit 1; }
+name=$(printf 'cbk-%s-%s' "$CBK_SYNC_EMAIL" "$CBK_SYNC_TOKEN_NAME" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9-' '-' | cut -c1-63 | sed 's/-*$//')
+ns=${CBK_SYNC_NAMESPACE:+--namespace=$CBK_SYNC_NAMESPACE}
+printf '%s' "$token" |
+  kubectl create secret generic "$name" $ns --from-file=token=/dev/stdin --dry-run=client -o yaml |
+  kubectl label --local -f - -o yaml app.kubernetes.io/managed-by=cbk-sync "chatbotkit.com/token-id=$CBK_SYNC_TOKEN_ID" |
+  kubectl apply $ns -f - >/dev/null
+echo "stored secret/$name"

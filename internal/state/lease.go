@@ -1,0 +1,28 @@
+package state
+
+import "strings"
+
+// The lease user is how concurrent runs exclude each other (see internal/lease): a
+// partner user whose email is derived from the owner, so that the API's unique-email
+// rule lets exactly one run create it. Its domain is under .invalid, which RFC 6761
+// reserves so that no real address can ever use it, while every email validator the
+// platform could use (a syntax check with an alphabetic TLD) accepts it.
+const (
+	// LeaseDomain is the domain of every lease user's email.
+	LeaseDomain = "lock.cbk-sync.invalid"
+	// leasePrefix starts the local part; the owner follows the plus sign.
+	leasePrefix = "cbk-sync-lock+"
+)
+
+// LeaseEmail is the email of the lease user of owner.
+func LeaseEmail(owner string) string { return leasePrefix + owner + "@" + LeaseDomain }
+
+// IsLeaseEmail reports whether email is a lease user's, of any owner: such a user is
+// never planned, exported, adopted or deleted by a plan.
+func IsLeaseEmail(email string) bool {
+	k := EmailKey(email)
+	return strings.HasPrefix(k, leasePrefix) && strings.HasSuffix(k, "@"+LeaseDomain)
+}
+
+// IsLease reports whether u is a lease user.
+func (u User) IsLease() bool { return IsLeaseEmail(u.Email.Value()) }
