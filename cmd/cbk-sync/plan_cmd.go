@@ -55,13 +55,18 @@ func (f *PlanFlags) Validate() error {
 	if f.MaxDeletePercent < 0 || f.MaxDeletePercent > 100 {
 		return fmt.Errorf("--max-delete-percent must be between 0 and 100 (got %d)", f.MaxDeletePercent)
 	}
-	if f.MaxBytes < 0 {
-		return fmt.Errorf("--max-bytes must be 0 (no cap) or more (got %d)", f.MaxBytes)
+	return checkMarkdownCap(f.Output, f.MaxBytes, f.FullPlanURL)
+}
+
+// checkMarkdownCap checks --max-bytes and --full-plan-url against -o.
+func checkMarkdownCap(output string, maxBytes int, fullPlanURL string) error {
+	if maxBytes < 0 {
+		return fmt.Errorf("--max-bytes must be 0 (no cap) or more (got %d)", maxBytes)
 	}
-	if f.MaxBytes > 0 && f.Output != "markdown" {
-		return fmt.Errorf("--max-bytes applies to -o markdown only (got -o %s)", f.Output)
+	if maxBytes > 0 && output != "markdown" {
+		return fmt.Errorf("--max-bytes applies to -o markdown only (got -o %s)", output)
 	}
-	if f.FullPlanURL != "" && f.MaxBytes == 0 {
+	if fullPlanURL != "" && maxBytes == 0 {
 		return fmt.Errorf("--full-plan-url is shown only in the note of a plan cut by --max-bytes; add --max-bytes N")
 	}
 	return nil
