@@ -209,6 +209,22 @@ func TestUserCreateThatMeetsAnExistingUserReplansItsTokens(t *testing.T) {
 		assert.Equal(t, state.Meta{"theirs": "kept", state.OwnerKey: owner}, f.users[uid].Meta.Value())
 		assert.Equal(t, apply.Totals{OK: 4}, rep.Totals)
 	})
+	t.Run("a pending token a crashed run left is revoked and its name created again", func(t *testing.T) {
+		f := newFake(t)
+		uid := f.addUser("a@x.test", marker())
+		pending := f.addToken(uid, "ci", state.Meta{state.OwnerKey: owner, state.NonceKey: "n", state.PendingKey: true})
+		p := planOf(userPlan("a@x.test", "", userCreate("a@x.test"), tokenCreate("a@x.test", "", "ci")))
+		sink := &fakeSink{f: f}
+		rep := runDesired(t, f, p, sink, desiredOf(desiredUser("a@x.test", "ci")))
+		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "ListTokens u1",
+			"CreateToken u1/ci", "Deliver t3", "UpdateToken u1/t3", "DeleteToken u1/" + pending}, f.calls())
+		assert.Equal(t, []string{"user_create:ok", "token_create:ok", "token_revoke:ok"}, statuses(rep))
+		assert.Equal(t, "re-planned: created but its secret was never confirmed delivered", rep.Results[2].Recovered)
+		live := f.liveTokens(uid)
+		require.Len(t, live, 1)
+		assert.Equal(t, "t3", live[0].ID)
+		assert.False(t, live[0].Pending())
+	})
 	t.Run("a failed token read skips the user's tokens", func(t *testing.T) {
 		f := newFake(t)
 		f.addUser("a@x.test", marker())
@@ -241,6 +257,41 @@ func TestConflictOnUserCreate(t *testing.T) {
 		assert.Contains(t, rep.Results[0].Error, `belongs to owner "someone-else"`)
 		assert.Contains(t, rep.Results[1].Error, "could not be created")
 		assert.True(t, rep.Failed())
+	})
+}
+
+// A create that meets 409 and adopts the user it finds sends the plan's declared alias
+// with the adopting update, re-planned or not: an update without it would clear it.
+func TestAdoptionAfterConflictKeepsTheDeclaredAlias(t *testing.T) {
+	withAlias := func(c plan.Change) plan.Change {
+		b := *c.UserBody
+		b.Alias = state.Some("acme-eu")
+		c.UserBody = &b
+		return c
+	}
+	t.Run("without the desired state: the create body is sent as the update", func(t *testing.T) {
+		f := newFake(t)
+		id := f.addUser("a@x.test", state.Meta{"theirs": "kept"})
+		rep := run(t, f, planOf(userPlan("a@x.test", "", withAlias(userCreate("a@x.test")))), nil)
+		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "UpdateUser " + id}, f.calls())
+		assert.Equal(t, []string{"user_create:ok"}, statuses(rep))
+		assert.Equal(t, "acme-eu", f.aliases[id])
+	})
+	t.Run("re-planned from the desired state", func(t *testing.T) {
+		f := newFake(t)
+		id := f.addUser("a@x.test", state.Meta{"theirs": "kept"})
+		du := desiredUser("a@x.test")
+		du.Alias = "acme-eu"
+		rep := runDesired(t, f, planOf(userPlan("a@x.test", "", withAlias(userCreate("a@x.test")))), &fakeSink{f: f}, desiredOf(du))
+		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "ListTokens " + id, "UpdateUser " + id}, f.calls())
+		assert.Contains(t, rep.Results[0].Recovered, "user_adopt done")
+		assert.Equal(t, "acme-eu", f.aliases[id])
+	})
+	t.Run("a plain create sends it", func(t *testing.T) {
+		f := newFake(t)
+		rep := run(t, f, planOf(userPlan("a@x.test", "", withAlias(userCreate("a@x.test")))), nil)
+		assert.Equal(t, []string{"user_create:ok"}, statuses(rep))
+		assert.Equal(t, "acme-eu", f.aliases[rep.Results[0].UserID])
 	})
 }
 
