@@ -299,8 +299,15 @@ func readSavedPlan(path string) (*plan.Saved, error) {
 
 // ShowCmd prints a saved plan for review, once it is checked.
 type ShowCmd struct {
-	PlanFile string `arg:"" type:"existingfile" name:"FILE" help:"Plan saved with 'cbk-sync plan --out FILE'."`
-	Output   string `short:"o" enum:"text,json,markdown" default:"text" help:"Plan format: text, json or markdown."`
+	PlanFile    string `arg:"" type:"existingfile" name:"FILE" help:"Plan saved with 'cbk-sync plan --out FILE'."`
+	Output      string `short:"o" enum:"text,json,markdown" default:"text" help:"Plan format: text, json or markdown."`
+	MaxBytes    int    `name:"max-bytes" placeholder:"N" help:"With -o markdown: cut the plan at a user boundary to at most N bytes, with a note of what was left out."`
+	FullPlanURL string `name:"full-plan-url" placeholder:"URL" help:"With --max-bytes: where the note says the full plan is."`
+}
+
+// Validate checks the Markdown cap like plan's.
+func (c *ShowCmd) Validate() error {
+	return checkMarkdownCap(c.Output, c.MaxBytes, c.FullPlanURL)
 }
 
 // Run reads the file and computes its plan again from the desired state and remote
@@ -316,7 +323,7 @@ func (c *ShowCmd) Run(env *Env) error {
 	if err != nil && !errors.Is(err, plan.ErrUnsafe) {
 		return savedRefusal(c.PlanFile, err)
 	}
-	if err := showPlan(env, env.IO.Out, p, c.Output, plan.MarkdownOptions{}); err != nil {
+	if err := showPlan(env, env.IO.Out, p, c.Output, plan.MarkdownOptions{MaxBytes: c.MaxBytes, FullPlanURL: c.FullPlanURL}); err != nil {
 		return err
 	}
 	return planOutcome(p, false)
