@@ -146,6 +146,7 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 		}
 	}
 	progress := newProgress(env, "reading")
+	progress.showPolls(s.reader.PollStatus)
 	actual, err := s.reader.ReadActual(ctx, func(u state.User) bool {
 		progress.add(1)
 		return managed[state.EmailKey(u.Email.Value())]
@@ -154,10 +155,19 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 	if err != nil {
 		return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", err)
 	}
+	// Aliases are write-only: the declared alias of each existing user is looked up
+	// with one fetch (not a poll), so that a missing or moved alias is planned.
+	if aliases := plan.AliasesToRead(d, actual.Users); len(aliases) > 0 {
+		if actual.Aliases, err = s.reader.ReadAliases(ctx, aliases); err != nil {
+			return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", err)
+		}
+	}
 	p, err := plan.Compute(d, actual, o)
 	if err != nil {
 		return nil, state.Actual{}, err
 	}
+	st := s.reader.Stats()
+	p.ReadCost = &plan.ReadCost{Polls: st.Polls, Rejected: st.PollRejections, WaitMS: st.PollWait.Milliseconds(), PollBudget: st.PollBudget}
 	env.facts.plan = &p
 	return &p, actual, nil
 }
