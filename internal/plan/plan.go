@@ -81,7 +81,9 @@ type FieldChange struct {
 	BeforeUnknown bool `json:"before_unknown,omitempty"`
 }
 
-// Change is one planned API write (two for a rotation: create the new, revoke the old).
+// Change is one planned action: one API write, but two for a token create (create, then
+// confirm once the secret is delivered) and three for a rotation (create, confirm, revoke
+// the old).
 type Change struct {
 	Action Action `json:"action"`
 	Email  string `json:"email"`             // the user's email as declared (or as remote, for deletes)
