@@ -52,6 +52,7 @@ type settings struct {
 	seed          uint64
 	syncBaseline  bool
 	jsonPath      string
+	paged         bool // list users in pages instead of one JSONL stream (cbk-sync's default)
 }
 
 // Main runs the benchmark and returns the exit code.
@@ -97,6 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 	fs.Uint64Var(&s.seed, "seed", 1, "seed `S` that picks which users and tokens drift")
 	fs.BoolVar(&s.syncBaseline, "sync-baseline", false, "also run sync at P=1 (slow: every write one after the other)")
 	fs.StringVar(&s.jsonPath, "json", "", "also write the results as JSON to `FILE`")
+	listing := fs.String("listing", "jsonl", "how users are listed, as cbk-sync's --listing: `jsonl` (one stream) or paged")
 	check := fs.Bool("check", false, "CI size: -users 200 -latency 1ms unless given")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./bench [flags]")
@@ -118,6 +120,13 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 		if !set["latency"] {
 			s.latency = time.Millisecond
 		}
+	}
+	switch *listing {
+	case "jsonl":
+	case "paged":
+		s.paged = true
+	default:
+		return s, fmt.Errorf("-listing %q: want jsonl or paged", *listing)
 	}
 	switch {
 	case s.users < 0 || s.users > 90_000:
@@ -148,6 +157,7 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 // then plan and sync at each parallelism.
 func benchmark(ctx context.Context, s settings, progress io.Writer) (*report, error) {
 	sc := newScenario(s.users, s.tokens, s.seed, time.Now())
+	sc.setListing(s.paged)
 	t0 := time.Now()
 	d, err := config.LoadBytes("bench.yaml", sc.yaml, nil)
 	if err != nil {
@@ -172,7 +182,7 @@ func benchmark(ctx context.Context, s settings, progress io.Writer) (*report, er
 			return nil, err
 		}
 		fmt.Fprintf(progress, "bench: %s P=%d ...\n", st.op, st.p)
-		r, err := measure(ctx, sc, d, s.latency, st.op, st.p)
+		r, err := measure(ctx, sc, d, s.latency, st.op, st.p, s.paged)
 		if err != nil {
 			return nil, err
 		}

@@ -96,7 +96,7 @@ type env struct {
 	stop func(context.Context) error
 }
 
-func startEnv(sc *scenario, latency time.Duration, parallelism int, log *slog.Logger) (*env, error) {
+func startEnv(sc *scenario, latency time.Duration, parallelism int, paged bool, log *slog.Logger) (*env, error) {
 	emu, err := emulator.New(emulator.Options{Token: apiToken, Faults: emulator.Faults{Latency: latency}})
 	if err != nil {
 		return nil, err
@@ -108,7 +108,7 @@ func startEnv(sc *scenario, latency time.Duration, parallelism int, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("starting the emulator: %w", err)
 	}
-	api, err := client.New(client.Options{BaseURL: url, Token: state.Secret(apiToken), MaxConns: parallelism, Logger: log})
+	api, err := client.New(client.Options{BaseURL: url, Token: state.Secret(apiToken), MaxConns: parallelism, JSONL: !paged, Logger: log})
 	if err != nil {
 		_ = stop(context.Background())
 		return nil, err
@@ -176,9 +176,9 @@ func (s *countingSink) Deliver(apply.SecretRecord) error {
 // measure runs op at parallelism p on a fresh emulator and checks its call counts.
 // An error means the run could not be made; a run that made the wrong calls has
 // Failures instead.
-func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Duration, op string, p int) (*run, error) {
+func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Duration, op string, p int, paged bool) (*run, error) {
 	calls := &callTimes{}
-	e, err := startEnv(sc, latency, p, slog.New(calls))
+	e, err := startEnv(sc, latency, p, paged, slog.New(calls))
 	if err != nil {
 		return nil, err
 	}
@@ -234,10 +234,11 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 		}
 	}
 
-	// The lower bounds: the user pages are a chain of R calls, the token lists T calls
-	// p at a time; the writes W calls p at a time, but each user's in order.
+	// The lower bounds: the user listing is a chain of R calls (its pages or stream,
+	// then the fetch that proves its end), the token lists T calls p at a time; the
+	// writes W calls p at a time, but each user's in order.
 	L := latency
-	R, T := sc.minReads[opUserList], sc.minReads[opTokenList]
+	R, T := sc.minReads[opUserList]+sc.minReads[opUserFetch], sc.minReads[opTokenList]
 	r.ReadBound = L * time.Duration(max(R, ceilDiv(T, int64(p))))
 	if op == opSync {
 		r.WriteBound = L * time.Duration(max(ceilDiv(total, int64(p)), int64(chain)))
@@ -281,11 +282,11 @@ func compareCalls(got, want map[string]int64, op string) []string {
 func why(o, op string) string {
 	switch o {
 	case opUserList:
-		return "the user pages: floor(users/100)+1, the last one short or empty"
+		return "the user listing: one stream (paged: floor(users/100)+1 pages, the last one short or empty)"
 	case opTokenList:
 		return "one token list per existing declared user"
 	case opUserFetch:
-		return "one fetch after an empty last page, proving its cursor was not deleted; else none"
+		return "one fetch proving the listing's end (the stream's last user, or an empty last page's cursor, still exists)"
 	}
 	if op == opPlan {
 		return "a plan writes nothing"

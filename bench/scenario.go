@@ -37,10 +37,9 @@ type scenario struct {
 	tokensPerUser                               int
 	revokedOf                                   map[string]int // email -> tokens left undeclared
 
-	// minReads are the fewest calls that read what the plan needs: every user page
-	// (the last one short or empty) and one token list per existing declared user (more
-	// past 100 tokens).
+	// minReads are the fewest calls that read what the plan needs (see setListing).
 	minReads map[string]int64
+	users    int // remote users
 	// want is the plan summary the drift must produce.
 	want plan.Summary
 }
@@ -54,6 +53,27 @@ type remoteUser struct {
 type remoteToken struct {
 	name      string
 	createdAt int64
+}
+
+// setListing sets the minimum reads for a listing: one token list per existing declared
+// user (more past 100 tokens), and the users as one JSONL stream, then one fetch of its
+// last user (a stream's end is not proof: a deleted cursor also ends it); or, paged,
+// every user page (the last one short or empty), and after an empty last page one
+// fetch of its cursor, for the same reason.
+func (sc *scenario) setListing(paged bool) {
+	n := sc.users
+	delete(sc.minReads, opUserFetch)
+	if !paged {
+		sc.minReads[opUserList] = 1
+		if n > 0 {
+			sc.minReads[opUserFetch] = 1
+		}
+		return
+	}
+	sc.minReads[opUserList] = int64(n/pageSize + 1)
+	if n > 0 && n%pageSize == 0 {
+		sc.minReads[opUserFetch] = 1
+	}
 }
 
 // newScenario builds n remote users with k owned tokens each and a configuration
@@ -164,15 +184,9 @@ func newScenario(n, k int, seed uint64, now time.Time) *scenario {
 	sc.yaml = y.Bytes()
 
 	declaredRemote := int64(n - sc.orphans)
-	sc.minReads = map[string]int64{
-		opUserList:  int64(n/pageSize + 1),
-		opTokenList: declaredRemote * int64(k/pageSize+1),
-	}
-	if n > 0 && n%pageSize == 0 {
-		// The empty page after a full last one is also the answer for a deleted
-		// cursor: one fetch shows the last user still exists.
-		sc.minReads[opUserFetch] = 1
-	}
+	sc.users = n
+	sc.minReads = map[string]int64{opTokenList: declaredRemote * int64(k/pageSize+1)}
+	sc.setListing(false) // the default: one stream
 	sc.want = plan.Summary{
 		UserCreate:  sc.created,
 		UserUpdate:  sc.updated,
