@@ -52,7 +52,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	}
 	defer s.close()
 	po := c.options()
-	p, _, err := computePlan(ctx, env, s, d, po)
+	p, _, err := computePlan(ctx, env, s, d, po, nil)
 	if err != nil {
 		return err
 	}

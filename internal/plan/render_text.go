@@ -95,6 +95,9 @@ func RenderText(w io.Writer, p *Plan, o TextOptions) error {
 	if line := secretsLine(p); line != "" {
 		t.line(0, line)
 	}
+	if line := p.UncheckedLine(); line != "" {
+		t.line(0, t.paint(ansiYellow, line))
+	}
 	t.line(0, t.paint(ansiBold, SummaryLine(p.Summary())))
 	return t.w.Flush()
 }
