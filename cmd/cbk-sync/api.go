@@ -30,7 +30,7 @@ type APIFlags struct {
 	Listing      string        `name:"listing" env:"CBK_SYNC_LISTING" enum:"jsonl,paged" default:"jsonl" placeholder:"jsonl|paged" help:"How users are listed: jsonl (one streamed answer: one poll) or paged (one poll per 100 users). Token lists are paged either way."`
 	// JSONL is the v1 spelling of --listing jsonl, now the default; hidden, kept so
 	// that scripts written for v1 still run.
-	JSONL bool `name:"jsonl" hidden:""`
+	JSONL        bool          `name:"jsonl" hidden:""`
 	APIPaths     string        `name:"api-paths" env:"CBK_SYNC_API_PATHS" default:"auto" placeholder:"auto|partner|user" help:"API path family: partner (/v1/partner/user/..., the hosted API), user (/api/v1/user/..., self-hosted), or auto (found on the first request; nothing is written before)."`
 	RetryTimeout time.Duration `name:"retry-timeout" default:"2m" help:"How long one read (or update, delete) may keep retrying network errors, 5xx and 429s."`
 	// RetryBase is the first retry backoff; hidden, for tests that inject many faults.
