@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"strings"
 	"time"
 
@@ -40,19 +40,32 @@ type APIFlags struct {
 	PageSize int `name:"page-size" hidden:"" default:"100"`
 }
 
+// Bounds of the timing flags: below a millisecond nothing can answer, and a run
+// must never wait longer than these on one request, one retry budget or one
+// rate-limited call (--rps 1e-9 would wait 30 years).
+const (
+	minDuration     = time.Millisecond
+	maxTimeout      = 10 * time.Minute
+	maxRetryTimeout = time.Hour
+	minRPS          = 0.1 // one request every 10 s
+	maxRPS          = 1e6
+)
+
 // Validate checks flag values before anything runs.
 func (f *APIFlags) Validate() error {
 	if f.Parallelism < 1 {
 		return fmt.Errorf("--parallelism must be at least 1 (got %d)", f.Parallelism)
 	}
-	if f.RPS < 0 {
-		return fmt.Errorf("--rps must be 0 (no cap) or positive (got %g)", f.RPS)
+	if f.RPS != 0 && !(f.RPS >= minRPS && f.RPS <= maxRPS) { // also refuses NaN and ±Inf
+		return fmt.Errorf("--rps must be 0 (no cap) or between %g and %g requests per second (got %g)", minRPS, maxRPS, f.RPS)
 	}
-	if f.RetryTimeout <= 0 {
-		return fmt.Errorf("--retry-timeout must be positive (got %s)", f.RetryTimeout)
-	}
-	if f.Timeout <= 0 {
-		return fmt.Errorf("--timeout must be positive (got %s)", f.Timeout)
+	for _, d := range []struct {
+		flag     string
+		v, limit time.Duration
+	}{{"--timeout", f.Timeout, maxTimeout}, {"--retry-timeout", f.RetryTimeout, maxRetryTimeout}} {
+		if d.v < minDuration || d.v > d.limit {
+			return fmt.Errorf("%s must be between %s and %s (got %s)", d.flag, minDuration, d.limit, d.v)
+		}
 	}
 	if f.PageSize < 1 || f.PageSize > 100 {
 		return fmt.Errorf("--page-size must be between 1 and 100 (got %d)", f.PageSize)
@@ -62,6 +75,19 @@ func (f *APIFlags) Validate() error {
 	}
 	return nil
 }
+
+// inputs are the files the API flags read, besides the given ones (configuration
+// files, a saved plan), which no output may name.
+func (f *APIFlags) inputs(flag string, files ...string) []input {
+	in := []input{{flag: "--api-token-file", path: f.APITokenFile}}
+	for _, p := range files {
+		in = append(in, input{flag: flag, path: p})
+	}
+	return in
+}
+
+// emulatorOutput is the --emulator state file, which an apply rewrites.
+func (f *APIFlags) emulatorOutput() output { return output{flag: "--emulator", path: f.Emulator} }
 
 // session is an open connection to the Partner API (or to an in-process emulator),
 // with a read-only client for planning and a writing one for applying.
@@ -135,6 +161,7 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 	if write {
 		s.writer = c
 	}
+	env.facts.session = s
 	return s, nil
 }
 
@@ -171,12 +198,42 @@ func (s *session) stats() (map[string]int64, int64) {
 	return st.Calls, st.Retries
 }
 
+// maxTokenFile bounds the token file: an API token is under 100 bytes, so anything
+// much larger is the wrong file (and /dev/zero must not fill the memory).
+const maxTokenFile = 4 << 10
+
+// readTokenFile reads a token file, which must be a regular file of at most
+// maxTokenFile bytes. It is opened non-blocking and checked after opening, so a FIFO
+// named by mistake is refused instead of hanging the run.
+func readTokenFile(path string) ([]byte, error) {
+	f, err := openNonBlocking(path)
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("is a %s, not a regular file: put the token in a file", fileKind(fi.Mode()))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	if len(b) > maxTokenFile {
+		return nil, fmt.Errorf("is larger than %d KiB, which no API token is: name the file that holds only the token", maxTokenFile>>10)
+	}
+	return b, nil
+}
+
 // readToken finds the API token: --api-token-file, else the environment.
 func (f *APIFlags) readToken(env *Env) (state.Secret, error) {
 	if f.APITokenFile != "" {
-		b, err := os.ReadFile(f.APITokenFile)
+		b, err := readTokenFile(f.APITokenFile)
 		if err != nil {
-			return "", fmt.Errorf("--api-token-file: %w", err)
+			return "", fmt.Errorf("--api-token-file %s: %w", f.APITokenFile, err)
 		}
 		t := strings.TrimSpace(string(b))
 		if t == "" {

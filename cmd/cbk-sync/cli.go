@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 	"github.com/willabides/kongplete"
@@ -45,6 +47,7 @@ type Globals struct {
 
 // Main runs cbk-sync with args and returns the process exit status.
 func Main(args []string) int {
+	catchSIGPIPE()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return run(ctx, args, SystemStreams())
@@ -88,10 +91,21 @@ func run(ctx context.Context, args []string, io *IOStreams) int {
 		return exitError
 	}
 	logger := newLogger(io, cli.Globals, redact)
-	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact}
+	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, facts: &runFacts{start: time.Now()}}
+	mf := metricsFlagsOf(kctx)
+	if mf != nil {
+		if u, err := url.Parse(mf.Pushgateway); err == nil && u.User != nil {
+			if pw, ok := u.User.Password(); ok {
+				redact.add(pw)
+			}
+		}
+	}
 	err = kctx.Run(env)
 	code := exitCodeOf(err)
 	printError(io, redact, err)
+	if mf != nil {
+		emitMetrics(ctx, env, mf, kctx.Selected().Name, code)
+	}
 	return code
 }
 
@@ -129,6 +143,7 @@ type Env struct {
 	Log     *slog.Logger
 	Globals Globals
 	redact  *redactor
+	facts   *runFacts // what the run did, for --metrics-file and --pushgateway
 }
 
 // redactor removes known secrets from text that leaves the process.

@@ -91,7 +91,7 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 //	                                       the named tokens, owned too
 //	emu writer-deletes N                   assert the concurrent writer deleted exactly N items
 //	emu unique                             assert no email and no token name of a user twice
-//	emu calls OP N                         assert OP was called exactly N times
+//	emu calls OP N                         assert OP was called exactly N times (OP total: all calls)
 //	emu reset-calls                        zero the counters
 //	emu dump                               print users and tokens (no secrets) to stdout
 //	emu add FILE.json                      add {"users": [{...user, "tokens": [...]}]}
@@ -152,7 +152,13 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		want, err := strconv.ParseInt(args[2], 10, 64)
 		ts.Check(err)
-		got := slot.emu.Counts()[args[1]]
+		counts := slot.emu.Counts()
+		got := counts[args[1]]
+		if args[1] == "total" {
+			for _, n := range counts {
+				got += n
+			}
+		}
 		if (got == want) == neg {
 			ts.Fatalf("emu calls %s: got %d, want %s%d", args[1], got, map[bool]string{true: "not ", false: ""}[neg], want)
 		}

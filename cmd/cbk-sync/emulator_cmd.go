@@ -18,7 +18,8 @@ type EmulatorCmd struct {
 	AllowNonLoopback bool   `name:"allow-non-loopback" help:"Allow listening on an address that is not loopback."`
 	Paths            string `enum:"partner,user,both" default:"partner" help:"API path family served: partner (/v1/partner/user/..., the hosted API), user (/api/v1/user/..., self-hosted) or both."`
 
-	Latency      time.Duration `help:"Latency added to every request."`
+	Latency      time.Duration `help:"Latency added to every request, before it is acted on."`
+	AnswerDelay  time.Duration `name:"answer-delay" help:"Wait between making a change and answering it (a client killed meanwhile never learns what was done)."`
 	FailRate     float64       `name:"fail-rate" help:"Fraction of requests answered 5xx without acting."`
 	ThrottleRate float64       `name:"throttle-rate" help:"Fraction of requests answered 429 TOO_MANY_REQUESTS."`
 	RetryAfter   time.Duration `name:"retry-after" help:"Send Retry-After with injected 429s (0 = no header)."`
@@ -72,7 +73,7 @@ func (c *EmulatorCmd) Run(ctx context.Context, env *Env) error {
 		StreamPageSize: c.StreamPage,
 		Paths:          emulator.Paths(c.Paths),
 		Faults: emulator.Faults{
-			Seed: c.Seed, Latency: c.Latency, Rate5xx: c.FailRate, Rate429: c.ThrottleRate,
+			Seed: c.Seed, Latency: c.Latency, AnswerDelay: c.AnswerDelay, Rate5xx: c.FailRate, Rate429: c.ThrottleRate,
 			RetryAfter: c.RetryAfter, RateLost: c.LostRate, RateBadBody: c.BadBodyRate, UserQuota: c.UserQuota,
 			DeleteRate: c.DeleteRate, DeleteEvery: c.DeleteEvery, DeleteMax: c.DeleteMax,
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
 	"github.com/cbk-sync/cbk-sync/internal/config"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
@@ -27,6 +28,9 @@ func (c *ExportCmd) Validate() error {
 
 // Run reads the users (and tokens) and writes them as YAML.
 func (c *ExportCmd) Run(ctx context.Context, env *Env) error {
+	if err := prepareOutputs([]output{{flag: "--output", path: c.Out}, c.emulatorOutput()}, c.inputs("")); err != nil {
+		return err
+	}
 	s, err := c.open(env, false)
 	if err != nil {
 		return err
@@ -74,7 +78,7 @@ func (c *ExportCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	if c.Out != "" {
-		if err := writeFileAtomic(c.Out, out, 0o644); err != nil {
+		if err := atomicfile.Write(c.Out, out, 0o644); err != nil {
 			return fmt.Errorf("--output: %w", err)
 		}
 		env.Log.Info("exported", "users", len(users), "file", c.Out)

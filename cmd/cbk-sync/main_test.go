@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 // mainForTest is Main with stdout and stderr also copied to the transcript. The
 // stdout of a run with --secrets-out - is the secrets sink itself, so it is left out.
 func mainForTest(args []string) int {
+	catchSIGPIPE()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	useTestDNS()
@@ -88,7 +89,7 @@ func TestScripts(t *testing.T) {
 
 func checkNoSecrets(t testscript.T, dir string) {
 	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.Contains(d.Name(), "secrets") {
+		if err != nil || !d.Type().IsRegular() || strings.Contains(d.Name(), "secrets") {
 			return nil
 		}
 		b, err := os.ReadFile(path)

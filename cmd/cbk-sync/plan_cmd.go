@@ -5,10 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
 	"github.com/cbk-sync/cbk-sync/internal/config"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
@@ -56,13 +55,18 @@ func (f *PlanFlags) Validate() error {
 	if f.MaxDeletePercent < 0 || f.MaxDeletePercent > 100 {
 		return fmt.Errorf("--max-delete-percent must be between 0 and 100 (got %d)", f.MaxDeletePercent)
 	}
-	if f.MaxBytes < 0 {
-		return fmt.Errorf("--max-bytes must be 0 (no cap) or more (got %d)", f.MaxBytes)
+	return checkMarkdownCap(f.Output, f.MaxBytes, f.FullPlanURL)
+}
+
+// checkMarkdownCap checks --max-bytes and --full-plan-url against -o.
+func checkMarkdownCap(output string, maxBytes int, fullPlanURL string) error {
+	if maxBytes < 0 {
+		return fmt.Errorf("--max-bytes must be 0 (no cap) or more (got %d)", maxBytes)
 	}
-	if f.MaxBytes > 0 && f.Output != "markdown" {
-		return fmt.Errorf("--max-bytes applies to -o markdown only (got -o %s)", f.Output)
+	if maxBytes > 0 && output != "markdown" {
+		return fmt.Errorf("--max-bytes applies to -o markdown only (got -o %s)", output)
 	}
-	if f.FullPlanURL != "" && f.MaxBytes == 0 {
+	if fullPlanURL != "" && maxBytes == 0 {
 		return fmt.Errorf("--full-plan-url is shown only in the note of a plan cut by --max-bytes; add --max-bytes N")
 	}
 	return nil
@@ -92,6 +96,7 @@ type PlanCmd struct {
 	ConfigFlags
 	APIFlags
 	PlanFlags
+	MetricsFlags
 	Out string `name:"out" type:"path" placeholder:"FILE" help:"Also save the plan to FILE for 'cbk-sync apply FILE'."`
 	// Base is the configuration before the change under review (a PR's base branch).
 	Base []string `name:"base" placeholder:"PATH" help:"Configuration before the change (file or directory; repeatable): read token lists only for users whose declared tokens the change adds or alters. The plan says how many users' tokens it did not check."`
@@ -105,14 +110,15 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 	}
 	var need map[string]bool // nil: every token list
 	if len(c.Base) > 0 {
-		if c.Out != "" {
-			return fmt.Errorf("--base and --out: a plan with --base does not check every user's tokens, so it cannot be applied; save a plan without --base")
-		}
 		base, err := config.Load(c.Base, env.IO.lookupEnv)
 		if err != nil {
 			return fmt.Errorf("--base: %w", err)
 		}
 		need = plan.TokenListsNeeded(base, d)
+	}
+	inputs := append(c.inputs("-f", c.Files...), c.inputs("--base", c.Base...)[1:]...)
+	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput()}, inputs); err != nil {
+		return err
 	}
 	s, err := c.open(env, false)
 	if err != nil {
@@ -132,7 +138,8 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 		if err := plan.WriteSaved(&buf, plan.NewSaved(d, actual, o, p)); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(c.Out, buf.Bytes(), 0o644); err != nil {
+		// A saved plan names every managed user: readable by its owner only.
+		if err := atomicfile.Write(c.Out, buf.Bytes(), 0o600); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
 		env.Log.Info("plan saved", "file", c.Out)
@@ -168,6 +175,7 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 	if err != nil {
 		return nil, state.Actual{}, err
 	}
+	env.facts.plan = &p
 	return &p, actual, nil
 }
 
@@ -193,33 +201,4 @@ func planOutcome(p *plan.Plan, detailed bool) error {
 		return withCode(exitPending, nil)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to path through a temporary file and a rename, so a
-// reader never sees half a file. A missing parent directory is created.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".cbk-sync-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -178,6 +178,7 @@ func TestSavedPlanAppliesAndShows(t *testing.T) {
 		assert.Contains(t, out, "Planned", format)
 	}
 	code, out = h.run("show", planFile)
+	require.Equal(t, 0, code, out)
 	assert.Contains(t, out, "~ user a@acme.test")
 	assert.Contains(t, out, "Plan: 0 users to create, 1 to update")
 	for op, n := range h.e.Counts() {

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cbk-sync/cbk-sync/internal/apply"
+	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
@@ -30,6 +32,7 @@ type SyncCmd struct {
 	APIFlags
 	PlanFlags
 	ApplyFlags
+	MetricsFlags
 	DryRun bool `name:"dry-run" help:"Only plan: the same as 'cbk-sync plan'."`
 	Yes    bool `short:"y" help:"Apply without asking (required when there is no terminal)."`
 }
@@ -38,6 +41,9 @@ type SyncCmd struct {
 func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	d, err := c.load(env)
 	if err != nil {
+		return err
+	}
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput()), c.inputs("-f", c.Files...)); err != nil {
 		return err
 	}
 	var sink *secretsSink
@@ -101,6 +107,16 @@ func (f *ApplyFlags) planWriter(env *Env) io.Writer {
 	return env.IO.Out
 }
 
+// outputs are the files an apply writes: the secrets file (not an age directory or a
+// command, which their sinks check) and the report.
+func (f *ApplyFlags) outputs() []output {
+	var outs []output
+	if !strings.HasPrefix(f.SecretsOut, agePrefix) {
+		outs = append(outs, output{flag: "--secrets-out", path: f.SecretsOut, secrets: true})
+	}
+	return append(outs, output{flag: "--report", path: f.Report})
+}
+
 func checkSink(p *plan.Plan, sink *secretsSink) error {
 	if needsSink(p) && sink == nil {
 		return fmt.Errorf("the plan creates tokens but no --secrets-out is given: their secrets are shown only once; pass --secrets-out FILE (or - for stdout, or age:DIR with --age-recipient) or --secrets-exec 'CMD'; nothing was changed")
@@ -138,24 +154,29 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	opts.Progress = func(done, total int) { bar.set(done, total) }
 	report, err := apply.Run(ctx, s.writer, p, opts)
 	bar.done()
+	env.facts.report = report
 	if err != nil {
 		return err
 	}
-	if err := s.save(); err != nil {
-		return err
-	}
+	// From here on writes were made (or may have been): any failure exits 3, never 1
+	// ("nothing applied").
+	saveErr := s.save()
 	report.APICalls, report.Retries = s.stats()
 	report.SecretsTo = p.SecretsTo
 	if f.Report != "" {
 		b, err := json.MarshalIndent(report, "", "  ")
-		if err != nil {
-			return err
+		if err == nil {
+			err = atomicfile.Write(f.Report, append(b, '\n'), 0o600)
 		}
-		if err := writeFileAtomic(f.Report, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("--report: %w", err)
+		if err != nil {
+			printApplySummary(env.IO.ErrOut, report)
+			return withCode(exitPartial, fmt.Errorf("--report %s: the changes above were made but the report could not be written: %w", f.Report, err))
 		}
 	}
 	printApplySummary(env.IO.ErrOut, report)
+	if saveErr != nil {
+		return withCode(exitPartial, saveErr)
+	}
 	if report.Failed() {
 		return withCode(exitPartial, nil)
 	}
@@ -185,6 +206,7 @@ type ApplyCmd struct {
 	PlanFile string `arg:"" type:"existingfile" name:"FILE" help:"Plan saved with 'cbk-sync plan --out FILE'."`
 	APIFlags
 	ApplyFlags
+	MetricsFlags
 	Output string `short:"o" enum:"text,json,markdown" default:"text" help:"Format of the plan shown before applying."`
 }
 
@@ -193,6 +215,9 @@ type ApplyCmd struct {
 // equals the saved one and is safe. Applying a saved plan is its approval: it does not
 // ask again.
 func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput()), c.inputs("the saved plan", c.PlanFile)); err != nil {
+		return err
+	}
 	saved, err := readSavedPlan(c.PlanFile)
 	if err != nil {
 		return err
@@ -274,8 +299,15 @@ func readSavedPlan(path string) (*plan.Saved, error) {
 
 // ShowCmd prints a saved plan for review, once it is checked.
 type ShowCmd struct {
-	PlanFile string `arg:"" type:"existingfile" name:"FILE" help:"Plan saved with 'cbk-sync plan --out FILE'."`
-	Output   string `short:"o" enum:"text,json,markdown" default:"text" help:"Plan format: text, json or markdown."`
+	PlanFile    string `arg:"" type:"existingfile" name:"FILE" help:"Plan saved with 'cbk-sync plan --out FILE'."`
+	Output      string `short:"o" enum:"text,json,markdown" default:"text" help:"Plan format: text, json or markdown."`
+	MaxBytes    int    `name:"max-bytes" placeholder:"N" help:"With -o markdown: cut the plan at a user boundary to at most N bytes, with a note of what was left out."`
+	FullPlanURL string `name:"full-plan-url" placeholder:"URL" help:"With --max-bytes: where the note says the full plan is."`
+}
+
+// Validate checks the Markdown cap like plan's.
+func (c *ShowCmd) Validate() error {
+	return checkMarkdownCap(c.Output, c.MaxBytes, c.FullPlanURL)
 }
 
 // Run reads the file and computes its plan again from the desired state and remote
@@ -291,7 +323,7 @@ func (c *ShowCmd) Run(env *Env) error {
 	if err != nil && !errors.Is(err, plan.ErrUnsafe) {
 		return savedRefusal(c.PlanFile, err)
 	}
-	if err := showPlan(env, env.IO.Out, p, c.Output, plan.MarkdownOptions{}); err != nil {
+	if err := showPlan(env, env.IO.Out, p, c.Output, plan.MarkdownOptions{MaxBytes: c.MaxBytes, FullPlanURL: c.FullPlanURL}); err != nil {
 		return err
 	}
 	return planOutcome(p, false)

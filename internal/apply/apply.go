@@ -237,8 +237,16 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 		if res.UserID == "" {
 			res.UserID = userID // a token of a user created earlier in this run
 		}
+		if c.Action == plan.NoOp {
+			// A planned change that a re-plan found already done.
+			res.Status = StatusOK
+			r.log.Info("not needed", resultAttrs(res)...)
+			r.progress()
+			continue
+		}
 		var err error
 		if c.Action == plan.UserCreate {
+			// create says why the user's later changes cannot run, if they cannot.
 			changes, results, blocked, err = r.create(c, &userID, changes, results, j)
 			res = &results[j]
 		} else {
@@ -247,8 +255,6 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 		r.finish(res, err)
 		if err != nil {
 			switch c.Action {
-			case plan.UserCreate:
-				blocked = "skipped: the user could not be created"
 			case plan.UserAdopt:
 				blocked = "skipped: the user could not be adopted"
 			}
@@ -261,6 +267,10 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 func (r *runner) do(c plan.Change, userID *string, res *Result) error {
 	if c.Action != plan.NoOp && *userID == "" {
 		return fmt.Errorf("%s: the plan does not say which user ID", c.Action)
+	}
+	if (c.Action == plan.TokenCreate || c.Action == plan.TokenRotate) && r.o.Secrets == nil {
+		// Run refuses a plan that creates tokens without a sink; a re-plan may add one.
+		return ErrNoSecretsSink
 	}
 	switch c.Action {
 	case plan.NoOp:

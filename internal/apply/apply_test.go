@@ -209,6 +209,22 @@ func TestUserCreateThatMeetsAnExistingUserReplansItsTokens(t *testing.T) {
 		assert.Equal(t, state.Meta{"theirs": "kept", state.OwnerKey: owner}, f.users[uid].Meta.Value())
 		assert.Equal(t, apply.Totals{OK: 4}, rep.Totals)
 	})
+	t.Run("a pending token a crashed run left is revoked and its name created again", func(t *testing.T) {
+		f := newFake(t)
+		uid := f.addUser("a@x.test", marker())
+		pending := f.addToken(uid, "ci", state.Meta{state.OwnerKey: owner, state.NonceKey: "n", state.PendingKey: true})
+		p := planOf(userPlan("a@x.test", "", userCreate("a@x.test"), tokenCreate("a@x.test", "", "ci")))
+		sink := &fakeSink{f: f}
+		rep := runDesired(t, f, p, sink, desiredOf(desiredUser("a@x.test", "ci")))
+		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "ListTokens u1",
+			"CreateToken u1/ci", "Deliver t3", "UpdateToken u1/t3", "DeleteToken u1/" + pending}, f.calls())
+		assert.Equal(t, []string{"user_create:ok", "token_create:ok", "token_revoke:ok"}, statuses(rep))
+		assert.Equal(t, "re-planned: created but its secret was never confirmed delivered", rep.Results[2].Recovered)
+		live := f.liveTokens(uid)
+		require.Len(t, live, 1)
+		assert.Equal(t, "t3", live[0].ID)
+		assert.False(t, live[0].Pending())
+	})
 	t.Run("a failed token read skips the user's tokens", func(t *testing.T) {
 		f := newFake(t)
 		f.addUser("a@x.test", marker())

@@ -56,8 +56,13 @@ func OpenSecretsFile(path string, stdout io.Writer) (*FileSink, error) {
 	if path == "" {
 		return nil, errors.New("secrets: empty file name")
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	// O_NOFOLLOW: a symbolic link is refused, not followed to wherever it points;
+	// O_NONBLOCK: a FIFO is opened without waiting for a reader, then refused below.
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY|noFollowNonBlock, 0o600)
 	if err != nil {
+		if isSymlinkRefused(err) {
+			return nil, fmt.Errorf("secrets: %s is a symbolic link: name the file itself", path)
+		}
 		return nil, fmt.Errorf("secrets: %w", err)
 	}
 	// Check the opened file, not the name, so the file checked is the file written.
@@ -65,6 +70,10 @@ func OpenSecretsFile(path string, stdout io.Writer) (*FileSink, error) {
 	if err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("secrets: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, fmt.Errorf("secrets: %s is not a regular file: name a file", path)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		_ = f.Close()

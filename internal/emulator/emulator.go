@@ -108,7 +108,8 @@ func ParsePaths(s string) (Paths, error) {
 // their sum should not exceed 1.
 type Faults struct {
 	Seed        int64         // seeds the fault RNG so a run can be repeated
-	Latency     time.Duration // added to every API request
+	Latency     time.Duration // added to every API request, before acting
+	AnswerDelay time.Duration // of writes that changed something: the wait between acting and answering
 	Rate5xx     float64       // answered 500/502/503/504 without acting
 	Rate429     float64       // answered 429 TOO_MANY_REQUESTS without acting
 	RetryAfter  time.Duration // > 0: 429s carry Retry-After (whole seconds, rounded up)
@@ -568,6 +569,17 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.countFault(faultLost)
 		dropConnection(w)
 		return
+	}
+	if changed && f.AnswerDelay > 0 {
+		// A server that answers after acting: a client that dies meanwhile never
+		// learns what was done.
+		t := time.NewTimer(f.AnswerDelay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, ans)
 }

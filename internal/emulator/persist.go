@@ -8,8 +8,9 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
+
+	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
 )
 
 // stateFileVersion is the format version of the state file.
@@ -62,7 +63,7 @@ func (e *Emulator) Save() error {
 	if version < e.savedVersion {
 		return nil
 	}
-	if err := writeFileAtomic(e.statePath, data, e.writeState); err != nil {
+	if err := atomicfile.WriteFunc(e.statePath, 0o600, func(w io.Writer) error { return e.writeState(w, data) }); err != nil {
 		return fmt.Errorf("emulator: saving state to %s: %w", e.statePath, err)
 	}
 	e.savedVersion = version
@@ -71,39 +72,6 @@ func (e *Emulator) Save() error {
 
 // Close saves the state (see Save).
 func (e *Emulator) Close() error { return e.Save() }
-
-func writeFileAtomic(path string, data []byte, write func(w io.Writer, data []byte) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err = write(f, data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	// Sync the directory so the rename itself survives a crash; not every platform
-	// allows it, and the data is already safe, so a failure here is not an error.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
-}
 
 // load reads StatePath when it exists. A file that cannot be parsed or that breaks
 // the API's rules (duplicate ids or emails) is an error naming the file.

@@ -258,7 +258,7 @@ func parseTokenPatch(body []byte, update bool) (tokenPatch, *apiError) {
 			} else if _, err2 := parseObject(raw); err2 != nil {
 				err = errBadRequest("config must be an object or null")
 			} else {
-				p.Config = state.Some(json.RawMessage(slices.Clone(raw)))
+				p.Config = state.Some(slices.Clone(raw))
 			}
 		default:
 			err = errBadRequest("unknown field %q", k)
