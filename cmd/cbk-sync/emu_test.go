@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strconv"
 	"strings"
@@ -95,6 +96,8 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 //	emu reset-calls                        zero the counters
 //	emu dump                               print users and tokens (no secrets) to stdout
 //	emu add FILE.json                      add {"users": [{...user, "tokens": [...]}]}
+//	emu post PATH JSON                     POST JSON to the API path (another client's
+//	                                       write, behind cbk-sync's back); must answer 200
 //	emu gate PATH-SUFFIX N                 hold POSTs to PATH-SUFFIX after the first N
 //	emu gate-wait                          wait until a request is held
 //	emu gate-open                          release held requests
@@ -206,6 +209,18 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	case "dump":
 		dumpEmulator(ts, slot.emu)
+	case "post":
+		if len(args) != 3 {
+			ts.Fatalf("usage: emu post PATH JSON")
+		}
+		req := httptest.NewRequest(http.MethodPost, args[1], strings.NewReader(args[2]))
+		req.Header.Set("Authorization", "Bearer "+ts.Getenv("CHATBOTKIT_API_TOKEN"))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		slot.emu.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			ts.Fatalf("emu post %s: %d %s", args[1], rec.Code, rec.Body.String())
+		}
 	case "add":
 		if len(args) != 2 {
 			ts.Fatalf("usage: emu add FILE.json")
@@ -238,7 +253,7 @@ func dumpEmulator(ts *testscript.TestScript, e *emulator.Emulator) {
 	sort.Slice(users, func(i, j int) bool { return users[i].Email.Value() < users[j].Email.Value() })
 	out := ts.Stdout()
 	for _, u := range users {
-		fmt.Fprintf(out, "user %s name=%q owner=%q meta=%s limits=%s\n", u.Email.Value(), u.Name.Value(), u.Owner(), jsonOf(u.Meta), jsonOf(u.Limits))
+		fmt.Fprintf(out, "user %s name=%q owner=%q meta=%s limits=%s alias=%q\n", u.Email.Value(), u.Name.Value(), u.Owner(), jsonOf(u.Meta), jsonOf(u.Limits), e.Alias(u.ID))
 		toks := e.Tokens(u.ID)
 		sort.Slice(toks, func(i, j int) bool { return toks[i].Name.Value() < toks[j].Name.Value() })
 		for _, t := range toks {

@@ -167,6 +167,13 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 	if err != nil {
 		return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", err)
 	}
+	// Aliases are write-only: the declared alias of each existing user is looked up
+	// with one fetch (not a poll), so that a missing or moved alias is planned.
+	if aliases := plan.AliasesToRead(d, actual.Users); len(aliases) > 0 {
+		if actual.Aliases, err = s.reader.ReadAliases(ctx, aliases); err != nil {
+			return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", err)
+		}
+	}
 	compute := plan.Compute
 	if need != nil {
 		compute = plan.ComputePartial

@@ -260,6 +260,41 @@ func TestConflictOnUserCreate(t *testing.T) {
 	})
 }
 
+// A create that meets 409 and adopts the user it finds sends the plan's declared alias
+// with the adopting update, re-planned or not: an update without it would clear it.
+func TestAdoptionAfterConflictKeepsTheDeclaredAlias(t *testing.T) {
+	withAlias := func(c plan.Change) plan.Change {
+		b := *c.UserBody
+		b.Alias = state.Some("acme-eu")
+		c.UserBody = &b
+		return c
+	}
+	t.Run("without the desired state: the create body is sent as the update", func(t *testing.T) {
+		f := newFake(t)
+		id := f.addUser("a@x.test", state.Meta{"theirs": "kept"})
+		rep := run(t, f, planOf(userPlan("a@x.test", "", withAlias(userCreate("a@x.test")))), nil)
+		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "UpdateUser " + id}, f.calls())
+		assert.Equal(t, []string{"user_create:ok"}, statuses(rep))
+		assert.Equal(t, "acme-eu", f.aliases[id])
+	})
+	t.Run("re-planned from the desired state", func(t *testing.T) {
+		f := newFake(t)
+		id := f.addUser("a@x.test", state.Meta{"theirs": "kept"})
+		du := desiredUser("a@x.test")
+		du.Alias = "acme-eu"
+		rep := runDesired(t, f, planOf(userPlan("a@x.test", "", withAlias(userCreate("a@x.test")))), &fakeSink{f: f}, desiredOf(du))
+		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "ListTokens " + id, "UpdateUser " + id}, f.calls())
+		assert.Contains(t, rep.Results[0].Recovered, "user_adopt done")
+		assert.Equal(t, "acme-eu", f.aliases[id])
+	})
+	t.Run("a plain create sends it", func(t *testing.T) {
+		f := newFake(t)
+		rep := run(t, f, planOf(userPlan("a@x.test", "", withAlias(userCreate("a@x.test")))), nil)
+		assert.Equal(t, []string{"user_create:ok"}, statuses(rep))
+		assert.Equal(t, "acme-eu", f.aliases[rep.Results[0].UserID])
+	})
+}
+
 func TestLostUserCreateNotFoundIsSentAgain(t *testing.T) {
 	f := newFake(t)
 	// The first create never reached the server: the lookup finds nothing.

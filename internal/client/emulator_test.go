@@ -259,3 +259,40 @@ func TestEmulatorFaultsOnWrites(t *testing.T) {
 		assert.NotContains(t, err.Error(), "sk-wrong-secret")
 	})
 }
+
+// TestReadAliasesAgainstTheEmulator: each alias costs one fetch (not a poll), a missing
+// one answers "", a moved one the other user's ID; an invalid alias is refused before
+// any call, so it cannot change the path.
+func TestReadAliasesAgainstTheEmulator(t *testing.T) {
+	e, srv := newEmulator(t, emulator.Faults{})
+	c := newClient(t, srv)
+	ctx := context.Background()
+	a, err := c.CreateUser(ctx, state.UserFields{Email: state.Some("a@acme.test"), Alias: state.Some("acme-eu")})
+	require.NoError(t, err)
+	b, err := c.CreateUser(ctx, state.UserFields{Email: state.Some("b@acme.test"), Alias: state.Some("b_2")})
+	require.NoError(t, err)
+	e.ResetCounts()
+
+	got, err := c.ReadAliases(ctx, []string{"acme-eu", "b_2", "gone"})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"acme-eu": a, "b_2": b, "gone": ""}, got)
+	assert.Equal(t, int64(3), e.Counts()["user.fetch"])
+	assert.Zero(t, e.Counts()["user.list"], "no poll")
+
+	u, err := c.FetchUserByAlias(ctx, "acme-eu")
+	require.NoError(t, err)
+	assert.Equal(t, "a@acme.test", u.Email.Value())
+	_, err = c.FetchUserByAlias(ctx, "gone")
+	assert.True(t, client.IsNotFound(err), "%v", err)
+	for _, bad := range []string{"", "../x", "A", "a/b", "a?b"} {
+		_, err := c.FetchUserByAlias(ctx, bad)
+		assert.ErrorContains(t, err, "invalid alias", bad)
+		_, err = c.ReadAliases(ctx, []string{"acme-eu", bad})
+		assert.Error(t, err, bad)
+	}
+	assert.Equal(t, int64(5), e.Counts()["user.fetch"], "invalid aliases make no call")
+
+	got, err = c.ReadAliases(ctx, nil)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+}

@@ -50,6 +50,9 @@ var (
 	userKeys = append([]keySpec{
 		{"email", "Identity key of the user, unique case-insensitively across all files.",
 			map[string]any{"type": "string", "format": "email"}},
+		{"alias", "The user's alias (1-128 characters of a-z, 0-9, _ and -), unique across all files. The platform never returns it and clears it on every update that leaves it out, so declare it for every user that has one.",
+			map[string]any{"type": "string", "pattern": "^[a-z0-9_-]{1,128}$|\\$\\{",
+				"patternErrorMessage": "An alias is 1-128 characters of a-z, 0-9, _ and - (or a ${VAR})."}},
 	}, append(append([]keySpec{}, userFieldKeys...),
 		keySpec{"tokens", "The user's API tokens. Absent: tokens are not managed; []: revoke all owned tokens.",
 			map[string]any{"type": "array", "items": ref(objToken)}})...)

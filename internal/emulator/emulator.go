@@ -13,11 +13,15 @@
 // top-level meta key whose first character is not a word character is dropped, and
 // meta keys starting with "#" are hidden on read at any depth; limits are stored as
 // sent, unknown keys at any depth included, and only the known ones are validated
-// (whole numbers 0 or more).
+// (whole numbers 0 or more); the alias is write-only (never in a list or fetch answer),
+// unique (409 CONFLICT), checked against ^[a-z0-9_-]*$ (at most 128 characters, else
+// 400), cleared by every update that leaves it out, and fetch, update and delete accept
+// "@alias" in place of the user id (token routes take ids only).
 //
 // Where the platform's behaviour is not documented the emulator chooses, and says so:
 //   - Unknown body fields are refused with 400 (the platform may ignore them).
 //   - A key set to null inside meta "$update" is stored with a null value.
+//   - An empty alias is stored as null (no "@" lookup could find it).
 //   - A list cursor naming an item deleted since selects nothing: the page is empty, as
 //     on the platform (Prisma's cursor + skip 1), also inside a JSONL stream, which
 //     pages internally. A cursor that never existed is a 400 (the platform answers it
@@ -170,6 +174,7 @@ type Emulator struct {
 	users     sorted[*user]
 	userByID  map[string]*user
 	byEmail   map[string]string // state.EmailKey(email) -> user id
+	byAlias   map[string]string // alias -> user id
 	tokens    map[string]*sorted[*token]
 	tokenByID map[string]*token
 	tokenUser map[string]string // token id -> user id
@@ -218,6 +223,7 @@ func New(opts Options) (*Emulator, error) {
 		users:       sorted[*user]{key: userKey},
 		userByID:    map[string]*user{},
 		byEmail:     map[string]string{},
+		byAlias:     map[string]string{},
 		tokens:      map[string]*sorted[*token]{},
 		tokenByID:   map[string]*token{},
 		tokenUser:   map[string]string{},
@@ -467,6 +473,9 @@ func (e *Emulator) insertUser(u *user) {
 	if email, ok := u.Email.Get(); ok {
 		e.byEmail[state.EmailKey(email)] = u.ID
 	}
+	if alias, ok := u.Alias.Get(); ok {
+		e.byAlias[alias] = u.ID
+	}
 	e.tokens[u.ID] = &sorted[*token]{key: tokenKey}
 }
 
@@ -474,6 +483,39 @@ func (e *Emulator) insertToken(userID string, t *token) {
 	e.tokens[userID].insert(t)
 	e.tokenByID[t.ID] = t
 	e.tokenUser[t.ID] = userID
+}
+
+// userRef finds the user a fetch, update or delete path names: by id, or by alias as
+// "@alias" (token routes take ids only, so they look users up by id). The caller
+// holds e.mu.
+func (e *Emulator) userRef(ref string) *user {
+	if alias, ok := strings.CutPrefix(ref, "@"); ok {
+		return e.userByID[e.byAlias[alias]]
+	}
+	return e.userByID[ref]
+}
+
+// checkAliasFree refuses an alias that another user (not self) already has.
+func (e *Emulator) checkAliasFree(alias state.Opt[string], self string) *apiError {
+	s, ok := alias.Get()
+	if !ok {
+		return nil
+	}
+	if other, taken := e.byAlias[s]; taken && other != self {
+		return &apiError{status: http.StatusConflict, code: "CONFLICT", msg: "a user with this alias already exists"}
+	}
+	return nil
+}
+
+// Alias returns the alias of a user, which the API never shows, for tests and for
+// `emu dump`; "" when it has none or does not exist.
+func (e *Emulator) Alias(userID string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if u := e.userByID[userID]; u != nil {
+		return u.Alias.Value()
+	}
+	return ""
 }
 
 // checkEmailFree refuses an email that another user (not self) already has, compared
@@ -1038,7 +1080,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 	case opUserFetch:
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		u := e.userByID[rt.userID]
+		u := e.userRef(rt.userID)
 		if u == nil {
 			return nil, false, errNotFound("user %s not found", rt.userID)
 		}
@@ -1053,6 +1095,9 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		if aerr := e.checkEmailFree(p.Email, ""); aerr != nil {
+			return nil, false, aerr
+		}
+		if aerr := e.checkAliasFree(p.Alias, ""); aerr != nil {
 			return nil, false, aerr
 		}
 		if f.UserQuota > 0 && len(e.users.items) >= f.UserQuota {
@@ -1078,16 +1123,30 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		u := e.userByID[rt.userID]
+		u := e.userRef(rt.userID)
 		if u == nil {
 			return nil, false, errNotFound("user %s not found", rt.userID)
 		}
 		if aerr := e.checkEmailFree(p.Email, u.ID); aerr != nil {
 			return nil, false, aerr
 		}
-		// Work on a copy so the email index can be moved from the old address.
+		if aerr := e.checkAliasFree(p.Alias, u.ID); aerr != nil {
+			return nil, false, aerr
+		}
+		if p.Alias.Absent() {
+			// TRAP: the platform's schema gives alias a default of null, so an update
+			// that leaves it out clears it.
+			p.Alias = state.Null[string]()
+		}
+		// Work on a copy so the email and alias indexes can be moved.
 		nu := *u
 		applyUserPatch(&nu, p)
+		if old, ok := u.Alias.Get(); ok {
+			delete(e.byAlias, old)
+		}
+		if alias, ok := nu.Alias.Get(); ok {
+			e.byAlias[alias] = u.ID
+		}
 		nu.UpdatedAt = max(e.nowMilli(), u.CreatedAt)
 		if old, ok := u.Email.Get(); ok {
 			delete(e.byEmail, state.EmailKey(old))
@@ -1105,7 +1164,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		u := e.userByID[rt.userID]
+		u := e.userRef(rt.userID)
 		if u == nil {
 			return nil, false, errNotFound("user %s not found", rt.userID)
 		}
@@ -1169,6 +1228,9 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 
 // deleteUser deletes u and, as the platform does, its tokens. The caller holds e.mu.
 func (e *Emulator) deleteUser(u *user) {
+	if alias, ok := u.Alias.Get(); ok {
+		delete(e.byAlias, alias)
+	}
 	for _, t := range e.tokens[u.ID].items {
 		delete(e.tokenByID, t.ID)
 		delete(e.tokenUser, t.ID)
