@@ -77,6 +77,8 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 	fs.Float64Var(&f.RateLost, "lost", 0, "lost-answer rate")
 	fs.Float64Var(&f.RateBadBody, "bad-body", 0, "bad-body rate")
 	fs.IntVar(&f.UserQuota, "quota", 0, "user quota")
+	fs.IntVar(&f.PollLimit, "poll-limit", 0, "poll limit (0 = the emulator's default, -1 = none)")
+	fs.DurationVar(&f.PollWindow, "poll-window", 0, "poll window (0 = the emulator's default)")
 	fs.Float64Var(&f.DeleteRate, "delete-rate", 0, "concurrent writer: fraction of list pages whose last item is deleted")
 	fs.IntVar(&f.DeleteEvery, "delete-every", 0, "concurrent writer: delete the last user of every N-th user page")
 	fs.IntVar(&f.DeleteMax, "delete-max", 0, "concurrent writer: at most N deletes")

@@ -201,6 +201,9 @@ func TestSavedPlanAppliesAndShows(t *testing.T) {
 func TestApplySavedPlanReadsOnlyWhatItChanges(t *testing.T) {
 	const n = 5000
 	h := newSavedHarness(t)
+	// About which objects apply reads, not the poll limit: a 5,000-user plan would
+	// wait out the emulator's default limit (1,000 polls a minute) five times.
+	h.e.SetFaults(emulator.Faults{PollLimit: -1})
 	var cfg strings.Builder
 	cfg.WriteString("version: 1\nowner: acme\nusers:\n")
 	ids := map[int]string{}

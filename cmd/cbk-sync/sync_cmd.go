@@ -162,6 +162,8 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	// ("nothing applied").
 	saveErr := s.save()
 	report.APICalls, report.Retries = s.stats()
+	st := s.reader.Stats()
+	report.Polls = apply.Polls{Sent: st.Polls, Rejected: st.PollRejections, WaitMS: st.PollWait.Milliseconds(), Budget: st.PollBudget}
 	report.SecretsTo = p.SecretsTo
 	if f.Report != "" {
 		b, err := json.MarshalIndent(report, "", "  ")
