@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 	"github.com/willabides/kongplete"
@@ -41,18 +39,27 @@ type Globals struct {
 	NoColor   bool   `name:"no-color" help:"Never colour output (also NO_COLOR)."`
 	Quiet     bool   `short:"q" help:"Log only errors."`
 	Verbose   bool   `short:"v" help:"Log every API request (debug)."`
+	// InterruptGrace is how long the calls in flight may finish after a first
+	// interrupt; hidden, for tests.
+	InterruptGrace time.Duration `name:"interrupt-grace" hidden:"" default:"10s"`
 }
 
 // Main runs cbk-sync with args and returns the process exit status.
 func Main(args []string) int {
 	catchSIGPIPE()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return run(ctx, args, SystemStreams())
+	in, release := notifyInterrupts()
+	defer release()
+	return runInterruptible(in, args, SystemStreams())
 }
 
-// run is Main with its dependencies passed in, for tests.
+// run is Main with its dependencies passed in, for tests: cancelling ctx is the first
+// interrupt; there is no second.
 func run(ctx context.Context, args []string, io *IOStreams) int {
+	return runInterruptible(interrupts{stop: ctx, abort: context.WithoutCancel(ctx)}, args, io)
+}
+
+func runInterruptible(in interrupts, args []string, io *IOStreams) int {
+	ctx := in.stop
 	var cli CLI
 	redact := &redactor{}
 	exitCode := -1
@@ -89,7 +96,7 @@ func run(ctx context.Context, args []string, io *IOStreams) int {
 		return exitError
 	}
 	logger := newLogger(io, cli.Globals, redact)
-	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact}
+	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, abort: in.abort}
 	err = kctx.Run(env)
 	code := exitCodeOf(err)
 	printError(io, redact, err)
@@ -130,6 +137,8 @@ type Env struct {
 	Log     *slog.Logger
 	Globals Globals
 	redact  *redactor
+	// abort is cancelled by a second interrupt: calls in flight stop at once.
+	abort context.Context
 }
 
 // redactor removes known secrets from text that leaves the process.

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -33,8 +30,8 @@ func TestMain(m *testing.M) {
 // stdout of a run with --secrets-out - is the secrets sink itself, so it is left out.
 func mainForTest(args []string) int {
 	catchSIGPIPE()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	in, release := notifyInterrupts()
+	defer release()
 	useTestDNS()
 	streams := SystemStreams()
 	if path := os.Getenv(transcriptEnv); path != "" {
@@ -47,7 +44,7 @@ func mainForTest(args []string) int {
 			streams.ErrOut = io.MultiWriter(streams.ErrOut, f)
 		}
 	}
-	code := run(ctx, args, streams)
+	code := runInterruptible(in, args, streams)
 	if code != 0 {
 		// testscript's exec checks only zero or not; the exit codes are part of the
 		// contract, so the test binary states its code for scripts to assert on.
@@ -82,7 +79,7 @@ func TestScripts(t *testing.T) {
 			env.Defer(func() { checkNoSecrets(env.T(), env.WorkDir) })
 			return nil
 		},
-		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu, "unreachable": cmdUnreachable},
+		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu, "unreachable": cmdUnreachable, "pty": cmdPty},
 		RequireExplicitExec: true,
 	})
 }

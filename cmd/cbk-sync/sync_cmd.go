@@ -81,7 +81,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 		if !env.IO.CanPrompt() {
 			return fmt.Errorf("refusing to apply without confirmation: there is no terminal to ask on; review the plan and pass --yes")
 		}
-		ok, err := env.IO.Confirm("Do you want to apply these changes?")
+		ok, err := env.IO.Confirm(ctx, "Do you want to apply these changes?")
 		if err != nil {
 			return err
 		}
@@ -151,6 +151,17 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	}
 	bar := newProgress(env, "applying")
 	opts.Progress = func(done, total int) { bar.set(done, total) }
+	calls, cancelCalls := context.WithCancel(env.abort)
+	defer cancelCalls()
+	opts.Calls = calls
+	// The first interrupt stops new actions (ctx); the calls in flight get a short
+	// grace period, then are cancelled, as they are at once by a second interrupt.
+	stopGrace := context.AfterFunc(ctx, func() {
+		env.Log.Warn("interrupted: starting nothing new; interrupt again to cancel the calls in flight now",
+			"grace_period", env.Globals.InterruptGrace)
+		time.AfterFunc(env.Globals.InterruptGrace, cancelCalls)
+	})
+	defer stopGrace()
 	report, err := apply.Run(ctx, s.writer, p, opts)
 	bar.done()
 	if err != nil {
@@ -167,11 +178,11 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 			err = atomicfile.Write(f.Report, append(b, '\n'), 0o600)
 		}
 		if err != nil {
-			printApplySummary(env.IO.ErrOut, report)
+			printApplySummary(env.IO.ErrOut, report, env.Globals.Verbose)
 			return withCode(exitPartial, fmt.Errorf("--report %s: the changes above were made but the report could not be written: %w", f.Report, err))
 		}
 	}
-	printApplySummary(env.IO.ErrOut, report)
+	printApplySummary(env.IO.ErrOut, report, env.Globals.Verbose)
 	if saveErr != nil {
 		return withCode(exitPartial, saveErr)
 	}
@@ -181,9 +192,21 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	return nil
 }
 
-func printApplySummary(w io.Writer, r *apply.Report) {
+// printApplySummary ends an apply on stderr: each failure on its own line, the
+// skipped actions counted by reason in one line each (each of them only with
+// --verbose: an interrupted run may skip thousands), then the totals.
+func printApplySummary(w io.Writer, r *apply.Report, verbose bool) {
+	var reasons []string
+	skipped := map[string]int{}
 	for _, res := range r.Results {
-		if res.Status == "ok" {
+		if res.Status == apply.StatusOK {
+			continue
+		}
+		if res.Status == apply.StatusSkipped && !verbose {
+			if skipped[res.Error] == 0 {
+				reasons = append(reasons, res.Error)
+			}
+			skipped[res.Error]++
 			continue
 		}
 		what := res.Email
@@ -192,11 +215,22 @@ func printApplySummary(w io.Writer, r *apply.Report) {
 		}
 		fmt.Fprintf(w, "%s %s %s: %s\n", res.Status, res.Action, plan.Printable(what), plan.Printable(res.Error))
 	}
+	for _, reason := range reasons {
+		fmt.Fprintf(w, "%s %s: %s (each is in the report and with --verbose)\n", count(skipped[reason], "action", "actions"), "skipped", plan.Printable(reason))
+	}
 	msg := "Apply complete"
 	if r.Interrupted {
 		msg = "Apply interrupted"
 	}
 	fmt.Fprintf(w, "%s: %d ok, %d failed, %d skipped.\n", msg, r.Totals.OK, r.Totals.Failed, r.Totals.Skipped)
+}
+
+// count is n with the singular or plural noun.
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // ApplyCmd applies a saved plan exactly, or nothing.
