@@ -338,7 +338,7 @@ func plannedWrites(p *plan.Plan) (map[string]int64, int64, int) {
 			case plan.TokenCreate:
 				// created pending, then confirmed once its secret is delivered
 				ops = []string{opTokenCreate, opTokenUpdate}
-			case plan.TokenUpdate:
+			case plan.TokenUpdate, plan.TokenAdopt:
 				ops = []string{opTokenUpdate}
 			case plan.TokenRevoke:
 				ops = []string{opTokenDelete}

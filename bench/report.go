@@ -135,7 +135,7 @@ func (rep *report) writeText(w io.Writer) {
 
 func summaryLine(s plan.Summary) string {
 	return fmt.Sprintf("%d users to create, %d to update, %d to delete, %d to adopt; %d tokens to create, %d to update, %d to revoke, %d to rotate",
-		s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt, s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenRotate)
+		s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt, s.TokenCreate, s.TokenUpdate+s.TokenAdopt, s.TokenRevoke, s.TokenRotate)
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }

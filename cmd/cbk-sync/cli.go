@@ -28,6 +28,7 @@ type CLI struct {
 	Emulator EmulatorCmd `cmd:"" help:"Serve the embedded Partner API emulator."`
 	Schema   SchemaCmd   `cmd:"" help:"Print the JSON Schema of the configuration format."`
 	Version  VersionCmd  `cmd:"" help:"Print the version."`
+	Help     HelpCmd     `cmd:"" help:"Show the help of cbk-sync or of a command: help [COMMAND]."`
 
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
 	Man        ManCmd        `cmd:"" help:"Print the man page (roff)."`
@@ -35,10 +36,11 @@ type CLI struct {
 
 // Globals are the flags every command takes.
 type Globals struct {
-	LogFormat string `name:"log-format" enum:"text,json" default:"text" help:"Log format on stderr: text or json."`
-	NoColor   bool   `name:"no-color" help:"Never colour output (also NO_COLOR)."`
-	Quiet     bool   `short:"q" help:"Log only errors."`
-	Verbose   bool   `short:"v" help:"Log every API request (debug)."`
+	ShowVersion kong.VersionFlag `name:"version" help:"Print the version and exit."`
+	LogFormat   string           `name:"log-format" enum:"text,json" default:"text" help:"Log format on stderr: text or json."`
+	NoColor     bool             `name:"no-color" help:"Never colour output (also NO_COLOR)."`
+	Quiet       bool             `short:"q" help:"Log only errors."`
+	Verbose     bool             `short:"v" help:"Log every API request (debug)."`
 	// InterruptGrace is how long the calls in flight may finish after a first
 	// interrupt; hidden, for tests.
 	InterruptGrace time.Duration `name:"interrupt-grace" hidden:"" default:"10s"`
@@ -63,20 +65,23 @@ func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 	var cli CLI
 	redact := &redactor{}
 	exitCode := -1
+	help := &helpParser{}
 	parser, err := kong.New(&cli,
+		kong.Bind(help),
 		kong.Name("cbk-sync"),
 		kong.Description("Keep ChatBotKit partner users and their API tokens equal to reviewed YAML files."),
 		kong.Writers(io.Out, io.ErrOut),
 		kong.Exit(func(code int) { exitCode = code }),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Vars{"version": versionLine()},
+		kong.Vars{"version": versionLine(), "default_api_url": defaultAPIURL},
 		kong.BindTo(ctx, (*context.Context)(nil)),
 	)
 	if err != nil {
 		fmt.Fprintf(io.ErrOut, "error: %v\n", err)
 		return exitError
 	}
+	help.k, help.exit = parser, &exitCode
 	// A shell asking for completions (COMP_LINE set by the script of 'cbk-sync
 	// completion') is answered from the kong model, and nothing else runs.
 	kongplete.Complete(parser, kongplete.WithExitFunc(func(code int) { exitCode = code }))
@@ -91,7 +96,7 @@ func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 		fmt.Fprintf(io.ErrOut, "error: %v\n", err)
 		var pe *kong.ParseError
 		if errors.As(err, &pe) {
-			fmt.Fprintln(io.ErrOut, "Run 'cbk-sync --help' for usage.")
+			fmt.Fprintf(io.ErrOut, "Run '%s --help' for usage.\n", helpPath(pe.Context))
 		}
 		return exitError
 	}
@@ -101,6 +106,38 @@ func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 	code := exitCodeOf(err)
 	printError(io, redact, err)
 	return code
+}
+
+// HelpCmd shows the help of a command, as --help does.
+type HelpCmd struct {
+	Command []string `arg:"" optional:"" help:"The command, e.g. sync."`
+}
+
+// helpParser holds the parser, for help to parse "COMMAND --help" with.
+type helpParser struct {
+	k    *kong.Kong
+	exit *int // set by the parser's exit hook once the help is printed
+}
+
+// Run prints the help of the named command (kong prints it and exits 0 through the
+// parser's exit hook); an unknown command is an error that lists the commands.
+func (c *HelpCmd) Run(h *helpParser) error {
+	_, err := h.k.Parse(append(append([]string{}, c.Command...), "--help"))
+	if *h.exit >= 0 {
+		return nil // the help was printed; what kong parses after it does not matter
+	}
+	return err
+}
+
+// helpPath is the command whose --help an error points at: the subcommand that was
+// being parsed, else cbk-sync itself.
+func helpPath(kctx *kong.Context) string {
+	if kctx != nil {
+		if n := kctx.Selected(); n != nil {
+			return n.FullPath()
+		}
+	}
+	return "cbk-sync"
 }
 
 // printError shows a command's error on stderr: configuration problems one per line

@@ -36,6 +36,25 @@ type SyncCmd struct {
 	Yes    bool `short:"y" help:"Apply without asking (required when there is no terminal)."`
 }
 
+// Validate refuses flags that --dry-run would silently ignore.
+func (c *SyncCmd) Validate() error {
+	if !c.DryRun {
+		return nil
+	}
+	for _, f := range []struct {
+		set  bool
+		flag string
+	}{
+		{c.Yes, "--yes"}, {c.SecretsOut != "", "--secrets-out"}, {c.SecretsExec != "", "--secrets-exec"},
+		{c.Report != "", "--report"}, {len(c.AgeRecipients)+len(c.AgeRecipientsFiles) > 0, "--age-recipient"},
+	} {
+		if f.set {
+			return fmt.Errorf("--dry-run with %s: a dry run applies nothing, so %s would do nothing; drop one of them (the plan itself: 'cbk-sync plan -o json')", f.flag, f.flag)
+		}
+	}
+	return nil
+}
+
 // Run plans, shows the plan, and applies it after the safety checks and confirmation.
 func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	d, err := c.load(env)

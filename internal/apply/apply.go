@@ -308,7 +308,7 @@ func (r *runner) do(c plan.Change, userID *string, res *Result) error {
 		return r.deliver(*userID, c, ct)
 	case plan.TokenRotate:
 		return r.rotateToken(*userID, c, res)
-	case plan.TokenUpdate:
+	case plan.TokenUpdate, plan.TokenAdopt:
 		if c.TokenBody == nil {
 			return fmt.Errorf("%s: the plan has no token body", c.Action)
 		}

@@ -36,10 +36,6 @@ const (
 	MinOwnedForPercent = 10
 )
 
-// ReasonAdopt is the Reason of a token_update that adopts an unmanaged or foreign
-// token (adds the ownership marker).
-const ReasonAdopt = "adopt"
-
 // DefaultOptions returns the options a command uses when no flag changes them.
 func DefaultOptions(now time.Time) Options {
 	return Options{MaxDeletes: DefaultMaxDeletes, MaxDeletePercent: DefaultMaxDeletePercent, Now: now}
