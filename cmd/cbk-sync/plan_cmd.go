@@ -30,6 +30,9 @@ type PlanFlags struct {
 	MaxDeletes       int    `name:"max-deletes" default:"10" help:"Refuse a plan that deletes more users than this."`
 	MaxDeletePercent int    `name:"max-delete-percent" default:"25" help:"Refuse a plan that deletes more than this percentage of owned users (checked from 10 owned)."`
 	ForceDeletes     bool   `name:"force-deletes" help:"Lift the delete caps for this run."`
+	MaxUpdates       int    `name:"max-updates" default:"-1" help:"Refuse a plan that updates more users than this (-1 = no absolute cap)."`
+	MaxUpdatePercent int    `name:"max-update-percent" default:"30" help:"Refuse a plan that updates more than this percentage of owned users (checked from 10 owned)."`
+	ForceUpdates     bool   `name:"force-updates" help:"Lift the update caps for this run."`
 	MaxBytes         int    `name:"max-bytes" placeholder:"N" help:"With -o markdown: cut the plan at a user boundary to at most N bytes, with a note of what was left out (GitHub comments hold 65536 characters)."`
 	FullPlanURL      string `name:"full-plan-url" placeholder:"URL" help:"With --max-bytes: where the note says the full plan is (e.g. the CI run with the plan artifact)."`
 }
@@ -40,6 +43,9 @@ func (f *PlanFlags) options() plan.Options {
 	o.MaxDeletes = f.MaxDeletes
 	o.MaxDeletePercent = f.MaxDeletePercent
 	o.ForceDeletes = f.ForceDeletes
+	o.MaxUpdates = f.MaxUpdates
+	o.MaxUpdatePercent = f.MaxUpdatePercent
+	o.ForceUpdates = f.ForceUpdates
 	return o
 }
 
@@ -51,6 +57,12 @@ func (f *PlanFlags) markdownOptions() plan.MarkdownOptions {
 func (f *PlanFlags) Validate() error {
 	if f.MaxDeletes < 0 {
 		return fmt.Errorf("--max-deletes must be 0 or more (got %d)", f.MaxDeletes)
+	}
+	if f.MaxUpdates < -1 {
+		return fmt.Errorf("--max-updates must be -1 (no cap), 0 or more (got %d)", f.MaxUpdates)
+	}
+	if f.MaxUpdatePercent < 0 || f.MaxUpdatePercent > 100 {
+		return fmt.Errorf("--max-update-percent must be between 0 and 100 (got %d)", f.MaxUpdatePercent)
 	}
 	if f.MaxDeletePercent < 0 || f.MaxDeletePercent > 100 {
 		return fmt.Errorf("--max-delete-percent must be between 0 and 100 (got %d)", f.MaxDeletePercent)

@@ -129,6 +129,7 @@ type Safety struct {
 	// needs --takeover.
 	Reasons []string `json:"reasons,omitempty"`
 	Deletes int      `json:"deletes"` // user deletions planned
+	Updates int      `json:"updates"` // user updates planned (adoptions not counted)
 	Owned   int      `json:"owned"`   // users owned remotely
 	// Foreign are the IDs of the declared users that another owner manages and that
 	// make the plan unsafe without --takeover: a saved plan depends on them too.
