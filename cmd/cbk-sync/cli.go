@@ -93,10 +93,19 @@ func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 		return exitCode
 	}
 	if err != nil {
-		fmt.Fprintf(io.ErrOut, "error: %v\n", err)
+		help := "cbk-sync"
 		var pe *kong.ParseError
 		if errors.As(err, &pe) {
-			fmt.Fprintf(io.ErrOut, "Run '%s --help' for usage.\n", helpPath(pe.Context))
+			help = helpPath(pe.Context)
+		}
+		if jsonRequested(args) {
+			g := Globals{LogFormat: "json"}
+			newLogger(io, g, redact).Error("error", "error", err.Error(), "help", help+" --help", "exit_code", exitError)
+			return exitError
+		}
+		fmt.Fprintf(io.ErrOut, "error: %v\n", err)
+		if pe != nil {
+			fmt.Fprintf(io.ErrOut, "Run '%s --help' for usage.\n", help)
 		}
 		return exitError
 	}
@@ -104,8 +113,45 @@ func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, abort: in.abort}
 	err = kctx.Run(env)
 	code := exitCodeOf(err)
-	printError(io, redact, err)
+	if cli.LogFormat == "json" {
+		logError(logger, err, code)
+	} else {
+		printError(io, redact, err)
+	}
 	return code
+}
+
+// jsonRequested reports whether args ask for --log-format json, for an error met
+// while parsing them (when the flags are not known yet).
+func jsonRequested(args []string) bool {
+	for i, a := range args {
+		if a == "--log-format=json" || (a == "--log-format" && i+1 < len(args) && args[i+1] == "json") {
+			return true
+		}
+	}
+	return false
+}
+
+// logError is printError for --log-format json: one record per configuration problem
+// (msg "configuration problem", with file, line, column, problem), then one record
+// msg "error" with the error and the exit code.
+func logError(log *slog.Logger, err error, code int) {
+	if err == nil {
+		return
+	}
+	var ce *codedError
+	if errors.As(err, &ce) && ce.err == nil {
+		return
+	}
+	var cerrs config.Errors
+	if errors.As(err, &cerrs) {
+		for _, e := range cerrs {
+			log.Error("configuration problem", "file", e.Pos.File, "line", e.Pos.Line, "column", e.Pos.Column, "problem", e.Msg)
+		}
+		log.Error("error", "error", fmt.Sprintf("%s in the configuration; nothing was read or changed remotely", plan.Count(len(cerrs), "problem", "problems")), "exit_code", code)
+		return
+	}
+	log.Error("error", "error", err.Error(), "exit_code", code)
 }
 
 // HelpCmd shows the help of a command, as --help does.
@@ -219,6 +265,11 @@ func newLogger(io *IOStreams, g Globals, redact *redactor) *slog.Logger {
 				clean = func(s string) string { return plan.Printable(redact.String(s)) }
 			}
 			switch a.Value.Kind() {
+			case slog.KindDuration:
+				// Durations are milliseconds in JSON, under a key that says so.
+				if g.LogFormat == "json" {
+					return slog.Int64(a.Key+"_ms", a.Value.Duration().Milliseconds())
+				}
 			case slog.KindString:
 				a.Value = slog.StringValue(clean(a.Value.String()))
 			case slog.KindAny:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -79,7 +80,7 @@ func TestScripts(t *testing.T) {
 			env.Defer(func() { checkNoSecrets(env.T(), env.WorkDir) })
 			return nil
 		},
-		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu, "unreachable": cmdUnreachable, "pty": cmdPty},
+		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu, "unreachable": cmdUnreachable, "pty": cmdPty, "jsonlines": cmdJSONLines},
 		RequireExplicitExec: true,
 	})
 }
@@ -95,4 +96,44 @@ func checkNoSecrets(t testscript.T, dir string) {
 		}
 		return nil
 	})
+}
+
+// cmdJSONLines implements the script command
+//
+//	jsonlines FILE
+//
+// which fails unless every line of FILE is a JSON object with "time", "level" and
+// "msg" (the --log-format json contract); the test binary's own "cbk-sync-test: exit
+// N" line is skipped. With !, it fails if every line is.
+func cmdJSONLines(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: jsonlines FILE")
+	}
+	bad := ""
+	n := 0
+	for _, line := range strings.Split(strings.TrimRight(ts.ReadFile(args[0]), "\n"), "\n") {
+		if line == "" || strings.HasPrefix(line, "cbk-sync-test: exit ") {
+			continue
+		}
+		n++
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			bad = fmt.Sprintf("not JSON: %q (%v)", line, err)
+			break
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := rec[k]; !ok {
+				bad = fmt.Sprintf("no %q key: %s", k, line)
+			}
+		}
+	}
+	if n == 0 {
+		bad = "no line at all"
+	}
+	if (bad == "") == neg {
+		if neg {
+			ts.Fatalf("jsonlines %s: every line is a JSON record", args[0])
+		}
+		ts.Fatalf("jsonlines %s: %s", args[0], bad)
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -169,6 +170,16 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 
 // showPlan renders the plan in the chosen format.
 func showPlan(env *Env, w io.Writer, p *plan.Plan, format string, md plan.MarkdownOptions) error {
+	if w == env.IO.ErrOut && env.Globals.LogFormat == "json" {
+		// Every stderr line is a JSON record: the plan there is one, with the -o json
+		// view (compact) under "plan".
+		var b bytes.Buffer
+		if err := plan.RenderJSON(&b, p); err != nil {
+			return err
+		}
+		env.Log.Info("plan", "plan", json.RawMessage(b.Bytes()))
+		return nil
+	}
 	switch format {
 	case "json":
 		return plan.RenderJSON(w, p)

@@ -23,7 +23,7 @@ type ApplyFlags struct {
 	AgeRecipientsFiles []string      `name:"age-recipients-file" sep:"none" placeholder:"FILE" help:"With --secrets-out age:DIR: encrypt to every recipient in FILE, one per line, # comments (as age -R takes it). Repeatable."`
 	SecretsExec        string        `name:"secrets-exec" placeholder:"'CMD ARGS'" help:"Hand each secret to a command instead: it runs once per secret with the JSON record on stdin (never in argv or the environment); exit 0 means delivered, anything else revokes the token. Split into words like a shell would, without one; $CBK_SYNC_EMAIL, $CBK_SYNC_USER_ID, $CBK_SYNC_TOKEN_NAME, $CBK_SYNC_TOKEN_ID are expanded and set."`
 	SecretsExecTimeout time.Duration `name:"secrets-exec-timeout" default:"1m" help:"Kill a --secrets-exec command that runs longer than this; the delivery fails."`
-	Report             string        `name:"report" type:"path" placeholder:"FILE" help:"Write a JSON report of the run: each action ok/failed/skipped, totals, API calls, retries, duration."`
+	Report             string        `name:"report" placeholder:"FILE|-" help:"Write a JSON report of the run (mode 0600): each action ok/failed/skipped, totals, API calls, retries, duration, exit code; - writes it as one line to stdout (the plan then goes to stderr)."`
 }
 
 // SyncCmd plans and applies.
@@ -117,9 +117,11 @@ func needsSink(p *plan.Plan) bool {
 	return sum.TokenCreate+sum.TokenRotate > 0
 }
 
-// planWriter is where the plan is shown: stdout, unless the secrets go there.
+// planWriter is where the plan is shown: stdout, unless the secrets or the report
+// go there. On stderr under --log-format json the plan is one log record (see
+// showPlan).
 func (f *ApplyFlags) planWriter(env *Env) io.Writer {
-	if f.SecretsOut == "-" {
+	if f.SecretsOut == "-" || f.Report == "-" {
 		return env.IO.ErrOut
 	}
 	return env.IO.Out
@@ -191,24 +193,76 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	saveErr := s.save()
 	report.APICalls, report.Retries = s.stats()
 	report.SecretsTo = p.SecretsTo
-	if f.Report != "" {
-		b, err := json.MarshalIndent(report, "", "  ")
-		if err == nil {
-			err = atomicfile.Write(f.Report, append(b, '\n'), 0o600)
-		}
-		if err != nil {
-			printApplySummary(env.IO.ErrOut, report, env.Globals.Verbose)
-			return withCode(exitPartial, fmt.Errorf("--report %s: the changes above were made but the report could not be written: %w", f.Report, err))
-		}
+	report.ToolVersion = buildVersion()
+	report.ExitCode = exitOK
+	if report.Failed() || saveErr != nil {
+		report.ExitCode = exitPartial
 	}
-	printApplySummary(env.IO.ErrOut, report, env.Globals.Verbose)
+	if err := writeReport(env, f.Report, report); err != nil {
+		report.ExitCode = exitPartial
+		summarizeApply(env, report)
+		return withCode(exitPartial, fmt.Errorf("--report %s: the changes above were made but the report could not be written: %w", f.Report, err))
+	}
+	summarizeApply(env, report)
 	if saveErr != nil {
 		return withCode(exitPartial, saveErr)
 	}
-	if report.Failed() {
-		return withCode(exitPartial, nil)
+	if report.ExitCode != exitOK {
+		return withCode(report.ExitCode, nil)
 	}
 	return nil
+}
+
+// writeReport writes the report to path: indented JSON in a 0600 file, or with "-"
+// one compact line on stdout for a pipe. No path, no report.
+func writeReport(env *Env, path string, r *apply.Report) error {
+	switch path {
+	case "":
+		return nil
+	case "-":
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		_, err = env.IO.Out.Write(append(b, '\n'))
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, append(b, '\n'), 0o600)
+}
+
+// summarizeApply ends an apply on stderr, as text or, with --log-format json, as log
+// records: "not started" (count, reason) per reason of the skipped actions, then
+// "apply complete" or "apply interrupted" (ok, failed, skipped, exit_code). The
+// failures were logged as they happened.
+func summarizeApply(env *Env, r *apply.Report) {
+	if env.Globals.LogFormat != "json" {
+		printApplySummary(env.IO.ErrOut, r, env.Globals.Verbose)
+		return
+	}
+	if !env.Globals.Verbose { // with --verbose, each skip was logged
+		var reasons []string
+		skipped := map[string]int{}
+		for _, res := range r.Results {
+			if res.Status == apply.StatusSkipped {
+				if skipped[res.Error] == 0 {
+					reasons = append(reasons, res.Error)
+				}
+				skipped[res.Error]++
+			}
+		}
+		for _, reason := range reasons {
+			env.Log.Warn("not started", "count", skipped[reason], "reason", reason)
+		}
+	}
+	msg := "apply complete"
+	if r.Interrupted {
+		msg = "apply interrupted"
+	}
+	env.Log.Info(msg, "ok", r.Totals.OK, "failed", r.Totals.Failed, "skipped", r.Totals.Skipped, "exit_code", r.ExitCode)
 }
 
 // printApplySummary ends an apply on stderr: each failure on its own line, the

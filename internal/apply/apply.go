@@ -116,7 +116,7 @@ func Run(ctx context.Context, api API, p *plan.Plan, o Options) (*Report, error)
 			r.desired[state.EmailKey(o.Desired.Users[i].Email)] = &o.Desired.Users[i]
 		}
 	}
-	rep := &Report{Owner: o.Owner, StartedAt: o.Now()}
+	rep := &Report{FormatVersion: ReportFormatVersion, Owner: o.Owner, StartedAt: o.Now()}
 
 	// Results are laid out in plan order up front; each user's worker writes only its
 	// own window (which a re-planned user may replace by a longer one), so the

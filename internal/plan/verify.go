@@ -58,12 +58,9 @@ func (s *Saved) Reads() Reads {
 	}
 	sum := s.Plan.Summary()
 	percentCap := s.Options.MaxDeletePercent >= 0 && !s.Options.ForceDeletes
-	// The update percentage needs the number of owned users too, unless so few users
-	// are updated that no number could put them over it: the cap applies from
-	// MinOwnedForPercent owned users, where that many updates are still within it.
-	updatePercentCap := s.Options.MaxUpdatePercent >= 0 && !s.Options.ForceUpdates &&
-		sum.UserUpdate*100 > s.Options.MaxUpdatePercent*MinOwnedForPercent
-	r.Listing = sum.UserCreate > 0 || (sum.UserDelete > 0 && percentCap) || updatePercentCap
+	// The update percentage uses the owned count of the saved plan unless the listing
+	// is read anyway: an update-only plan stays a few fetches.
+	r.Listing = sum.UserCreate > 0 || (sum.UserDelete > 0 && percentCap)
 	return r
 }
 
