@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
@@ -16,11 +18,23 @@ import (
 
 // ConfigFlags name the configuration files.
 type ConfigFlags struct {
-	Files []string `short:"f" name:"file" required:"" placeholder:"PATH" help:"Configuration file or directory (its *.yaml/*.yml); repeatable."`
+	Files []string `short:"f" name:"file" required:"" placeholder:"PATH" help:"Configuration file or directory (its *.yaml/*.yml); repeatable; - reads it from stdin."`
 }
 
 func (f *ConfigFlags) load(env *Env) (state.Desired, error) {
-	return config.Load(f.Files, env.IO.lookupEnv)
+	if !slices.Contains(f.Files, "-") {
+		return config.Load(f.Files, env.IO.lookupEnv)
+	}
+	// -f - reads one configuration from stdin (a pipe, a generator); merging it with
+	// files would make positions ambiguous, so it comes alone.
+	if len(f.Files) > 1 {
+		return state.Desired{}, errors.New("-f - reads the whole configuration from stdin: give no other -f with it")
+	}
+	data, err := io.ReadAll(io.LimitReader(env.IO.In, config.MaxFileSize+1))
+	if err != nil {
+		return state.Desired{}, fmt.Errorf("-f -: reading stdin: %w", err)
+	}
+	return config.LoadBytes("<stdin>", data, env.IO.lookupEnv)
 }
 
 // PlanFlags shape how a plan is computed and shown.
@@ -95,7 +109,7 @@ func (c *ValidateCmd) Run(env *Env) error {
 	for _, u := range d.Users {
 		tokens += len(u.Tokens)
 	}
-	fmt.Fprintf(env.IO.Out, "Configuration is valid: owner %q, %d users, %d tokens.\n", d.Owner, len(d.Users), tokens)
+	fmt.Fprintf(env.IO.Out, "Configuration is valid: owner %q, %s, %s.\n", d.Owner, plan.Count(len(d.Users), "user", "users"), plan.Count(tokens, "token", "tokens"))
 	return nil
 }
 
