@@ -58,7 +58,9 @@ func TestWritesArrivingTogetherShareOneSave(t *testing.T) {
 	wg.Go(func() { codes[0] = serve(h.e, "POST", "/v1/partner/user/"+ids[0]+"/update", `{"name":"n0"}`) })
 	<-first // the first save is writing, and holds the others back
 	for i := 1; i < len(ids); i++ {
-		wg.Go(func() { codes[i] = serve(h.e, "POST", "/v1/partner/user/"+ids[i]+"/update", fmt.Sprintf(`{"name":"n%d"}`, i)) })
+		wg.Go(func() {
+			codes[i] = serve(h.e, "POST", "/v1/partner/user/"+ids[i]+"/update", fmt.Sprintf(`{"name":"n%d"}`, i))
+		})
 	}
 	// Wait until every update is made in memory (and so waits for its save); this
 	// spins on the state, it does not sleep.
