@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -110,13 +111,24 @@ func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 		return exitError
 	}
 	logger := newLogger(io, cli.Globals, redact)
-	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, abort: in.abort}
+	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, abort: in.abort, facts: &runFacts{start: time.Now()}}
+	mf := metricsFlagsOf(kctx)
+	if mf != nil {
+		if u, err := url.Parse(mf.Pushgateway); err == nil && u.User != nil {
+			if pw, ok := u.User.Password(); ok {
+				redact.add(pw)
+			}
+		}
+	}
 	err = kctx.Run(env)
 	code := exitCodeOf(err)
 	if cli.LogFormat == "json" {
 		logError(logger, err, code)
 	} else {
 		printError(io, redact, err)
+	}
+	if mf != nil {
+		emitMetrics(ctx, env, mf, kctx.Selected().Name, code)
 	}
 	return code
 }
@@ -222,6 +234,7 @@ type Env struct {
 	redact  *redactor
 	// abort is cancelled by a second interrupt: calls in flight stop at once.
 	abort context.Context
+	facts *runFacts // what the run did, for --metrics-file and --pushgateway
 }
 
 // redactor removes known secrets from text that leaves the process.

@@ -82,13 +82,18 @@ func (f *PlanFlags) Validate() error {
 	if f.MaxDeletePercent < 0 || f.MaxDeletePercent > 100 {
 		return fmt.Errorf("--max-delete-percent must be between 0 and 100 (got %d)", f.MaxDeletePercent)
 	}
-	if f.MaxBytes < 0 {
-		return fmt.Errorf("--max-bytes must be 0 (no cap) or more (got %d)", f.MaxBytes)
+	return checkMarkdownCap(f.Output, f.MaxBytes, f.FullPlanURL)
+}
+
+// checkMarkdownCap checks --max-bytes and --full-plan-url against -o.
+func checkMarkdownCap(output string, maxBytes int, fullPlanURL string) error {
+	if maxBytes < 0 {
+		return fmt.Errorf("--max-bytes must be 0 (no cap) or more (got %d)", maxBytes)
 	}
-	if f.MaxBytes > 0 && f.Output != "markdown" {
-		return fmt.Errorf("--max-bytes applies to -o markdown only (got -o %s)", f.Output)
+	if maxBytes > 0 && output != "markdown" {
+		return fmt.Errorf("--max-bytes applies to -o markdown only (got -o %s)", output)
 	}
-	if f.FullPlanURL != "" && f.MaxBytes == 0 {
+	if fullPlanURL != "" && maxBytes == 0 {
 		return fmt.Errorf("--full-plan-url is shown only in the note of a plan cut by --max-bytes; add --max-bytes N")
 	}
 	return nil
@@ -118,6 +123,7 @@ type PlanCmd struct {
 	ConfigFlags
 	APIFlags
 	PlanFlags
+	MetricsFlags
 	Out string `name:"out" type:"path" placeholder:"FILE" help:"Also save the plan to FILE for 'cbk-sync apply FILE'."`
 }
 
@@ -127,7 +133,7 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput()}, c.inputs("-f", c.Files...)); err != nil {
+	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput()}, c.inputs("-f", c.Files...)); err != nil {
 		return err
 	}
 	s, err := c.open(env, false)
@@ -167,6 +173,7 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 		}
 	}
 	progress := newProgress(env, "reading")
+	progress.showPolls(s.reader.PollStatus)
 	actual, err := s.reader.ReadActual(ctx, func(u state.User) bool {
 		progress.add(1)
 		return managed[state.EmailKey(u.Email.Value())]
@@ -175,10 +182,20 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 	if err != nil {
 		return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", err)
 	}
+	// Aliases are write-only: the declared alias of each existing user is looked up
+	// with one fetch (not a poll), so that a missing or moved alias is planned.
+	if aliases := plan.AliasesToRead(d, actual.Users); len(aliases) > 0 {
+		if actual.Aliases, err = s.reader.ReadAliases(ctx, aliases); err != nil {
+			return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", err)
+		}
+	}
 	p, err := plan.Compute(d, actual, o)
 	if err != nil {
 		return nil, state.Actual{}, err
 	}
+	st := s.reader.Stats()
+	p.ReadCost = &plan.ReadCost{Polls: st.Polls, Rejected: st.PollRejections, WaitMS: st.PollWait.Milliseconds(), PollBudget: st.PollBudget}
+	env.facts.plan = &p
 	return &p, actual, nil
 }
 

@@ -24,6 +24,12 @@ type ApplyFlags struct {
 	SecretsExec        string        `name:"secrets-exec" placeholder:"'CMD ARGS'" help:"Hand each secret to a command instead: it runs once per secret with the JSON record on stdin (never in argv or the environment); exit 0 means delivered, anything else revokes the token. Split into words like a shell would, without one; $CBK_SYNC_EMAIL, $CBK_SYNC_USER_ID, $CBK_SYNC_TOKEN_NAME, $CBK_SYNC_TOKEN_ID are expanded and set."`
 	SecretsExecTimeout time.Duration `name:"secrets-exec-timeout" default:"1m" help:"Kill a --secrets-exec command that runs longer than this; the delivery fails."`
 	Report             string        `name:"report" placeholder:"FILE|-" help:"Write a JSON report of the run (mode 0600): each action ok/failed/skipped, totals, API calls, retries, duration, exit code; - writes it as one line to stdout (the plan then goes to stderr)."`
+	// LockTimeout and NoLock govern the account lock every writing run takes.
+	LockTimeout time.Duration `name:"lock-timeout" default:"0s" help:"How long to wait for another run's lock on the account before giving up (exit 5); 0 gives up at once."`
+	NoLock      bool          `name:"no-lock" help:"Do not take the account lock (only when no other run can start meanwhile, e.g. an account at its user quota)."`
+	// LockTTL is the lease's lifetime; hidden, for tests in which a killed run's lease
+	// must expire quickly.
+	LockTTL time.Duration `name:"lock-ttl" hidden:"" default:"2m"`
 }
 
 // SyncCmd plans and applies.
@@ -32,6 +38,7 @@ type SyncCmd struct {
 	APIFlags
 	PlanFlags
 	ApplyFlags
+	MetricsFlags
 	DryRun bool `name:"dry-run" help:"Only plan: the same as 'cbk-sync plan'."`
 	Yes    bool `short:"y" help:"Apply without asking (required when there is no terminal)."`
 }
@@ -61,7 +68,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput()), c.inputs("-f", c.Files...)); err != nil {
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput()), c.inputs("-f", c.Files...)); err != nil {
 		return err
 	}
 	var sink *secretsSink
@@ -75,6 +82,16 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer s.close()
+	if !c.DryRun {
+		// The lock is taken before reading, so the plan is computed from a state no
+		// other run is changing.
+		lctx, release, err := c.lockAccount(ctx, env, s, d.Owner)
+		if err != nil {
+			return err
+		}
+		defer release()
+		ctx = lctx
+	}
 	po := c.options()
 	p, _, err := computePlan(ctx, env, s, d, po)
 	if err != nil {
@@ -108,7 +125,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 			return fmt.Errorf("apply cancelled; nothing was changed")
 		}
 	}
-	return runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &d, po)
+	return lockLost(ctx, runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &d, po))
 }
 
 // needsSink reports whether applying p creates token secrets.
@@ -185,6 +202,7 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	defer stopGrace()
 	report, err := apply.Run(ctx, s.writer, p, opts)
 	bar.done()
+	env.facts.report = report
 	if err != nil {
 		return err
 	}
@@ -192,6 +210,8 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	// ("nothing applied").
 	saveErr := s.save()
 	report.APICalls, report.Retries = s.stats()
+	st := s.reader.Stats()
+	report.Polls = apply.Polls{Sent: st.Polls, Rejected: st.PollRejections, WaitMS: st.PollWait.Milliseconds(), Budget: st.PollBudget}
 	report.SecretsTo = p.SecretsTo
 	report.ToolVersion = buildVersion()
 	report.ExitCode = exitOK
@@ -311,6 +331,7 @@ type ApplyCmd struct {
 	PlanFile string `arg:"" type:"existingfile" name:"FILE" help:"Plan saved with 'cbk-sync plan --out FILE'."`
 	APIFlags
 	ApplyFlags
+	MetricsFlags
 	Output string `short:"o" enum:"text,json,markdown" default:"text" help:"Format of the plan shown before applying."`
 }
 
@@ -319,7 +340,7 @@ type ApplyCmd struct {
 // equals the saved one and is safe. Applying a saved plan is its approval: it does not
 // ask again.
 func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
-	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput()), c.inputs("the saved plan", c.PlanFile)); err != nil {
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput()), c.inputs("the saved plan", c.PlanFile)); err != nil {
 		return err
 	}
 	saved, err := readSavedPlan(c.PlanFile)
@@ -344,6 +365,12 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer s.close()
+	lctx, release, err := c.lockAccount(ctx, env, s, saved.Desired.Owner)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx = lctx
 	reads := saved.Reads()
 	got, err := s.reader.ReadObjects(ctx, reads.Users, reads.Tokens, reads.Listing)
 	if err != nil {
@@ -363,7 +390,7 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 	}
 	// A user found to exist after all (409) is planned again from the saved desired
 	// state, which holds every user the plan concerns.
-	return runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &saved.Desired, saved.Options)
+	return lockLost(ctx, runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &saved.Desired, saved.Options))
 }
 
 // checkSaved computes a saved plan again from what was saved with it (Saved.Check).
@@ -403,8 +430,15 @@ func readSavedPlan(path string) (*plan.Saved, error) {
 
 // ShowCmd prints a saved plan for review, once it is checked.
 type ShowCmd struct {
-	PlanFile string `arg:"" type:"existingfile" name:"FILE" help:"Plan saved with 'cbk-sync plan --out FILE'."`
-	Output   string `short:"o" enum:"text,json,markdown" default:"text" help:"Plan format: text, json or markdown."`
+	PlanFile    string `arg:"" type:"existingfile" name:"FILE" help:"Plan saved with 'cbk-sync plan --out FILE'."`
+	Output      string `short:"o" enum:"text,json,markdown" default:"text" help:"Plan format: text, json or markdown."`
+	MaxBytes    int    `name:"max-bytes" placeholder:"N" help:"With -o markdown: cut the plan at a user boundary to at most N bytes, with a note of what was left out."`
+	FullPlanURL string `name:"full-plan-url" placeholder:"URL" help:"With --max-bytes: where the note says the full plan is."`
+}
+
+// Validate checks the Markdown cap like plan's.
+func (c *ShowCmd) Validate() error {
+	return checkMarkdownCap(c.Output, c.MaxBytes, c.FullPlanURL)
 }
 
 // Run reads the file and computes its plan again from the desired state and remote
@@ -420,7 +454,7 @@ func (c *ShowCmd) Run(env *Env) error {
 	if err != nil && !errors.Is(err, plan.ErrUnsafe) {
 		return savedRefusal(c.PlanFile, err)
 	}
-	if err := showPlan(env, env.IO.Out, p, c.Output, plan.MarkdownOptions{}); err != nil {
+	if err := showPlan(env, env.IO.Out, p, c.Output, plan.MarkdownOptions{MaxBytes: c.MaxBytes, FullPlanURL: c.FullPlanURL}); err != nil {
 		return err
 	}
 	return planOutcome(p, false)

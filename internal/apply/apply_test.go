@@ -260,6 +260,41 @@ func TestConflictOnUserCreate(t *testing.T) {
 	})
 }
 
+// A create that meets 409 and adopts the user it finds sends the plan's declared alias
+// with the adopting update, re-planned or not: an update without it would clear it.
+func TestAdoptionAfterConflictKeepsTheDeclaredAlias(t *testing.T) {
+	withAlias := func(c plan.Change) plan.Change {
+		b := *c.UserBody
+		b.Alias = state.Some("acme-eu")
+		c.UserBody = &b
+		return c
+	}
+	t.Run("without the desired state: the create body is sent as the update", func(t *testing.T) {
+		f := newFake(t)
+		id := f.addUser("a@x.test", state.Meta{"theirs": "kept"})
+		rep := run(t, f, planOf(userPlan("a@x.test", "", withAlias(userCreate("a@x.test")))), nil)
+		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "UpdateUser " + id}, f.calls())
+		assert.Equal(t, []string{"user_create:ok"}, statuses(rep))
+		assert.Equal(t, "acme-eu", f.aliases[id])
+	})
+	t.Run("re-planned from the desired state", func(t *testing.T) {
+		f := newFake(t)
+		id := f.addUser("a@x.test", state.Meta{"theirs": "kept"})
+		du := desiredUser("a@x.test")
+		du.Alias = "acme-eu"
+		rep := runDesired(t, f, planOf(userPlan("a@x.test", "", withAlias(userCreate("a@x.test")))), &fakeSink{f: f}, desiredOf(du))
+		assert.Equal(t, []string{"CreateUser a@x.test", "ListUsers a@x.test", "ListTokens " + id, "UpdateUser " + id}, f.calls())
+		assert.Contains(t, rep.Results[0].Recovered, "user_adopt done")
+		assert.Equal(t, "acme-eu", f.aliases[id])
+	})
+	t.Run("a plain create sends it", func(t *testing.T) {
+		f := newFake(t)
+		rep := run(t, f, planOf(userPlan("a@x.test", "", withAlias(userCreate("a@x.test")))), nil)
+		assert.Equal(t, []string{"user_create:ok"}, statuses(rep))
+		assert.Equal(t, "acme-eu", f.aliases[rep.Results[0].UserID])
+	})
+}
+
 func TestLostUserCreateNotFoundIsSentAgain(t *testing.T) {
 	f := newFake(t)
 	// The first create never reached the server: the lookup finds nothing.
@@ -540,6 +575,7 @@ func TestReportJSON(t *testing.T) {
 		FormatVersion: apply.ReportFormatVersion, ToolVersion: "v1.2.3", ExitCode: 3,
 		StartedAt: fixedNow(), Duration: 1500 * time.Millisecond, Retries: 2,
 		APICalls: map[string]int64{"user.create": 1},
+		Polls:    apply.Polls{Sent: 3, Rejected: 1, WaitMS: 2500, Budget: 2},
 		Totals:   apply.Totals{OK: 1},
 		Results:  []apply.Result{{Action: plan.UserCreate, Email: "a@x.test", UserID: "u1", Status: "ok"}},
 	}
@@ -550,6 +586,7 @@ func TestReportJSON(t *testing.T) {
 		"started_at": "2025-01-01T00:00:00Z", "duration": "1.5s", "duration_ms": 1500,
 		"interrupted": false, "totals": {"ok": 1, "failed": 0, "skipped": 0},
 		"api_calls": {"user.create": 1}, "retries": 2,
+		"polls": {"sent": 3, "rejected": 1, "wait_ms": 2500, "budget": 2},
 		"results": [{"action": "user_create", "email": "a@x.test", "user_id": "u1", "status": "ok"}]
 	}`, string(b))
 }

@@ -44,7 +44,10 @@ type fakeAPI struct {
 	faults map[string][]fault
 	users  map[string]*state.User
 	tokens map[string]map[string]*state.Token // user ID -> token ID -> token
-	nextID int
+	// aliases are the users' write-only aliases, by user ID: like the platform, an
+	// update that leaves alias out clears it.
+	aliases map[string]string
+	nextID  int
 
 	// hook, if set, runs at the start of every call, outside the lock (to hold calls).
 	hook        func(call string)
@@ -53,7 +56,8 @@ type fakeAPI struct {
 }
 
 func newFake(t *testing.T) *fakeAPI {
-	return &fakeAPI{t: t, faults: map[string][]fault{}, users: map[string]*state.User{}, tokens: map[string]map[string]*state.Token{}}
+	return &fakeAPI{t: t, faults: map[string][]fault{}, users: map[string]*state.User{}, tokens: map[string]map[string]*state.Token{},
+		aliases: map[string]string{}}
 }
 
 // inject makes the next call named call meet f.
@@ -208,6 +212,9 @@ func (f *fakeAPI) CreateUser(ctx context.Context, uf state.UserFields) (string, 
 	f.nextID++
 	id := fmt.Sprintf("u%d", f.nextID)
 	f.users[id] = &state.User{ID: id, Email: uf.Email, Name: uf.Name, Meta: mergeMeta(state.Opt[state.Meta]{}, uf.Meta, false), Limits: uf.Limits}
+	if a, ok := uf.Alias.Get(); ok {
+		f.aliases[id] = a
+	}
 	return id, faultErr("user.create", ft)
 }
 
@@ -229,6 +236,11 @@ func (f *fakeAPI) UpdateUser(ctx context.Context, id string, uf state.UserFields
 	}
 	if uf.Limits.Present() {
 		u.Limits = uf.Limits
+	}
+	if a, ok := uf.Alias.Get(); ok {
+		f.aliases[id] = a
+	} else {
+		delete(f.aliases, id)
 	}
 	return faultErr("user.update", ft)
 }

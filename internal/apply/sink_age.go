@@ -16,6 +16,7 @@ import (
 	"filippo.io/age"
 	"filippo.io/age/agessh"
 
+	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
@@ -27,7 +28,7 @@ import (
 // file it replaces is kept as <token-name>~previous.age, so a secret whose successor
 // did not stick is never lost. Every write is atomic and durable before Deliver returns:
 // a temporary file in the same directory, fsynced, renamed into place, and the directory
-// fsynced.
+// fsynced (atomicfile).
 type AgeSink struct {
 	dir        string
 	recipients []age.Recipient
@@ -187,42 +188,21 @@ func (s *AgeSink) Deliver(rec SecretRecord) error {
 		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("age: %w", err)
 		}
-		if err := syncDir(s.dir); err != nil {
-			return err
+		if err := atomicfile.SyncDir(s.dir); err != nil {
+			return fmt.Errorf("age: syncing %s: %w", s.dir, err)
 		}
 	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*.age")
-	if err != nil {
-		return fmt.Errorf("age: %w", err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(ct.Bytes()); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("age: writing %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("age: syncing %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("age: %w", err)
-	}
-
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := keepPrevious(path); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("age: %w", err)
+	// The temporary file, its sync, the rename and the directory sync (which also
+	// makes keepPrevious's rename durable) are atomicfile's.
+	if err := atomicfile.Write(path, ct.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("age: writing %s: %w", path, err)
 	}
-	committed = true
-	return syncDir(dir)
+	return nil
 }
 
 // keepPrevious keeps the file at path, if there is one, as its previous version. A hard
@@ -243,18 +223,6 @@ func keepPrevious(path string) error {
 	}
 	if err := os.Rename(path, prev); err != nil {
 		return fmt.Errorf("age: keeping the previous %s: %w", path, err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("age: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("age: syncing directory %s: %w", dir, err)
 	}
 	return nil
 }

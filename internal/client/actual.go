@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"sync"
 
@@ -131,6 +132,43 @@ func (c *Client) readAhead(ctx context.Context) iter.Seq2[state.User, error] {
 			}
 		}
 	}
+}
+
+// ReadAliases looks up each alias with FetchUserByAlias, in parallel up to MaxConns,
+// and returns the ID of the user each names, or "" for one that names no user (404):
+// the answers state.Actual.Aliases holds. Any other failure is returned.
+func (c *Client) ReadAliases(ctx context.Context, aliases []string) (map[string]string, error) {
+	out := make(map[string]string, len(aliases))
+	for _, a := range aliases {
+		if !state.ValidAlias(a) {
+			return nil, fmt.Errorf("%s: invalid alias %q", OpUserFetch, a)
+		}
+	}
+	if len(aliases) == 0 {
+		return out, nil
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.maxConns)
+	for _, a := range aliases {
+		g.Go(func() error {
+			u, err := c.FetchUserByAlias(gctx, a)
+			switch {
+			case IsNotFound(err):
+				u.ID = ""
+			case err != nil:
+				return fmt.Errorf("looking up alias %q: %w", a, err)
+			}
+			mu.Lock()
+			out[a] = u.ID
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *Client) readTokens(ctx context.Context, userID string) ([]state.Token, error) {

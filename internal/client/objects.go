@@ -28,6 +28,17 @@ func (c *Client) FetchUser(ctx context.Context, id string) (state.User, error) {
 	return u, err
 }
 
+// FetchUserByAlias reads the user whose alias is alias, with `GET user/@ALIAS/fetch`:
+// the only way to see an alias, which list and fetch never return. A fetch is not a
+// poll (it does not count against the poll limit). No user with the alias is a 404
+// (IsNotFound). The alias must be valid (state.ValidAlias), so it cannot change the path.
+func (c *Client) FetchUserByAlias(ctx context.Context, alias string) (state.User, error) {
+	if !state.ValidAlias(alias) {
+		return state.User{}, fmt.Errorf("%s: invalid alias %q", OpUserFetch, alias)
+	}
+	return c.FetchUser(ctx, "@"+alias)
+}
+
 // CreateUser creates a user and returns its ID. It is not repeated once it may have
 // reached the server: a lost answer is a *LostAnswerError, for the caller to resolve
 // by looking the user up by email.

@@ -235,6 +235,7 @@ func (l *loader) finish() (state.Desired, error) {
 
 	out.Users = make([]state.DesiredUser, 0, n)
 	first := make(map[string]state.Pos, n)
+	aliases := make(map[string]state.Pos)
 	for _, fc := range l.files {
 		for _, du := range fc.users {
 			key := state.EmailKey(du.user.Email)
@@ -244,6 +245,14 @@ func (l *loader) finish() (state.Desired, error) {
 				continue
 			}
 			first[key] = du.emailPos
+			if a := du.user.Alias; a != "" {
+				if prev, dup := aliases[a]; dup {
+					l.errs = append(l.errs, Error{Pos: du.aliasPos, Msg: fmt.Sprintf(
+						"duplicate alias %q: %s already declares it (an alias is unique per partner account); give one of the two users another alias", a, prev)})
+					continue
+				}
+				aliases[a] = du.aliasPos
+			}
 			out.Users = append(out.Users, du.user)
 		}
 	}

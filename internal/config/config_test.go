@@ -39,6 +39,7 @@ func TestLoadFullConfig(t *testing.T) {
 	alice := d.Users[0]
 	assert.Equal(t, "alice@acme.test", alice.Email)
 	assert.Equal(t, state.Pos{File: "testdata/full.yaml", Line: 20, Column: 5}, alice.Pos)
+	assert.Equal(t, "alice-sales", alice.Alias)
 	assert.Equal(t, map[string]any{"maxFileSize": 10485760.0}, alice.Limits.Value()["file"])
 	assert.Equal(t, map[string]any{"maxFileSize": 2097152.0}, alice.Limits.Value()["attachment"])
 	assert.Equal(t, state.Some("Alice Doe"), alice.Name)
@@ -285,4 +286,24 @@ func TestInternationalEmailsAreAccepted(t *testing.T) {
 		require.Len(t, d.Users, 1, email)
 		assert.Equal(t, email, d.Users[0].Email)
 	}
+}
+
+// TestAliasesAreUniqueAcrossFiles: like emails, a duplicate alias in another file is
+// reported at its position, naming the first.
+func TestAliasesAreUniqueAcrossFiles(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.yaml")
+	b := filepath.Join(dir, "b.yaml")
+	require.NoError(t, os.WriteFile(a, []byte("version: 1\nowner: acme\nusers:\n  - email: a@acme.test\n    alias: shared\n  - email: c@acme.test\n    alias: c-only\n"), 0o644))
+	require.NoError(t, os.WriteFile(b, []byte("version: 1\nowner: acme\nusers:\n  - email: b@acme.test\n    alias: shared\n"), 0o644))
+	_, err := Load([]string{a, b}, nil)
+	require.Error(t, err)
+	assert.Equal(t, b+`:5:12: duplicate alias "shared": `+a+`:5:12 already declares it (an alias is unique per partner account); give one of the two users another alias`, err.Error())
+
+	d, err := Load([]string{a}, env("X", "y"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"shared", "c-only"}, []string{d.Users[0].Alias, d.Users[1].Alias})
+	d = load(t, "version: 1\nowner: acme\nusers:\n  - email: a@acme.test\n    alias: ${A:-from-env}\n  - email: b@acme.test\n", nil)
+	assert.Equal(t, "from-env", d.Users[0].Alias)
+	assert.Equal(t, "", d.Users[1].Alias, "no alias declared")
 }

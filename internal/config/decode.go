@@ -75,6 +75,7 @@ type fileConfig struct {
 type declaredUser struct {
 	user     state.DesiredUser
 	emailPos state.Pos
+	aliasPos state.Pos
 }
 
 // fields are the user fields that defaults may also give; absent ones are not managed.
@@ -88,8 +89,8 @@ type fields struct {
 
 type entry struct{ key, val *yaml.Node }
 
-// maxObjectKeys is the most keys any object of the format has (a user's nine).
-const maxObjectKeys = 9
+// maxObjectKeys is the most keys any object of the format has (a user's ten).
+const maxObjectKeys = 10
 
 // fieldMap holds the entries of one mapping by key, in a fixed array rather than a
 // map: it is built for every user and token, and a map costs allocations.
@@ -528,6 +529,9 @@ func (d *decoder) unknownKey(k *yaml.Node, obj string) {
 		return
 	case obj == objDefaults && name == "email":
 		d.errorf(k, `"email" cannot be in defaults: each user needs its own email; move it into the users`)
+		return
+	case obj == objDefaults && name == "alias":
+		d.errorf(k, `"alias" cannot be in defaults: an alias is unique per partner account; give each user its own`)
 		return
 	case obj == objDefaults && name == "tokens":
 		d.errorf(k, `"tokens" cannot be in defaults: token names are unique per user; declare tokens under each user`)
@@ -1019,8 +1023,25 @@ func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool])
 	} else if !validEmail(s) {
 		d.errorf(e.val, "invalid email %q: write a plain address such as name@example.com", s)
 		ok = false
+	} else if strings.HasSuffix(state.EmailKey(s), "@"+state.LeaseDomain) {
+		d.errorf(e.val, "email %q: the domain %s is reserved for the lock cbk-sync takes on an account; use another address", s, state.LeaseDomain)
+		ok = false
 	} else {
 		u.Email, du.emailPos = s, d.pos(e.val)
+	}
+
+	if e, has := m.get("alias"); has {
+		if v, sok := d.str(e.val, "alias"); !sok {
+			ok = false
+		} else if s, set := v.Get(); !set {
+			d.errorf(e.val, "alias must be a string, not null: remove the key if the user has no alias (an update clears an alias the file does not declare)")
+			ok = false
+		} else if !state.ValidAlias(s) {
+			d.errorf(e.val, "invalid alias %q: use 1 to 128 characters of a-z, 0-9, _ and -", s)
+			ok = false
+		} else {
+			u.Alias, du.aliasPos = s, d.pos(e.val)
+		}
 	}
 
 	f := mergeFields(defaults, d.fields(m))

@@ -75,7 +75,8 @@ func Export(owner string, users []state.User, tokens map[string][]state.Token) (
 		"owner", strNode(owner),
 		"users", list,
 	)
-	doc.HeadComment = "Exported by cbk-sync from the remote state: null and unknown remote fields are left\nout (unmanaged). Review it before committing."
+	doc.HeadComment = "Exported by cbk-sync from the remote state: null and unknown remote fields are left\nout (unmanaged). Review it before committing.\n" +
+		"Aliases cannot be exported: the platform never returns them. Every update clears the\nalias of a user that does not declare one, so add `alias:` to each user that has one."
 	if len(skipped) > 0 {
 		doc.FootComment = "Not exported:\n" + strings.Join(skipped, "\n")
 	}

@@ -75,6 +75,7 @@ func TestExportRoundTrip(t *testing.T) {
 	assert.Contains(t, string(out), `limit foo not exported: the format does not know it (updates keep it remotely)`)
 	assert.Contains(t, string(out), `limit conversations not exported: 2.5 is not a whole number from 0 to 9007199254740991`)
 	assert.NotContains(t, string(out), state.OwnerKey)
+	assert.Contains(t, string(out), "# Aliases cannot be exported: the platform never returns them.")
 }
 
 func TestExportWithoutTokensAndEmpty(t *testing.T) {

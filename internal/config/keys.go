@@ -27,7 +27,8 @@ var (
 	configKeys = []keySpec{
 		{"version", "Format version; must be 1.", anyOf(map[string]any{"const": 1}, envRef())},
 		{"owner", "The ownership scope: users and tokens carry it in meta.cbkSyncOwner. 1-63 characters of a-z, 0-9 and -.",
-			map[string]any{"type": "string", "pattern": "^[a-z0-9-]{1,63}$|\\$\\{"}},
+			map[string]any{"type": "string", "pattern": "^[a-z0-9-]{1,63}$|\\$\\{",
+				"patternErrorMessage": "The owner is 1-63 characters of a-z, 0-9 and - (or a ${VAR})."}},
 		{"prune", "What to delete when the files no longer declare it.", anyOf(ref(objPrune), nullType())},
 		{"defaults", "User fields deep-merged under every user of this file; the user's own values win.", anyOf(ref(objDefaults), nullType())},
 		{"metaMode", "How meta is enforced for the users of this file unless defaults or the user say otherwise.", ref("metaMode")},
@@ -49,6 +50,9 @@ var (
 	userKeys = append([]keySpec{
 		{"email", "Identity key of the user, unique case-insensitively across all files.",
 			map[string]any{"type": "string", "format": "email"}},
+		{"alias", "The user's alias (1-128 characters of a-z, 0-9, _ and -), unique across all files. The platform never returns it and clears it on every update that leaves it out, so declare it for every user that has one.",
+			map[string]any{"type": "string", "pattern": "^[a-z0-9_-]{1,128}$|\\$\\{",
+				"patternErrorMessage": "An alias is 1-128 characters of a-z, 0-9, _ and - (or a ${VAR})."}},
 	}, append(append([]keySpec{}, userFieldKeys...),
 		keySpec{"tokens", "The user's API tokens. Absent: tokens are not managed; []: revoke all owned tokens.",
 			map[string]any{"type": "array", "items": ref(objToken)}})...)
@@ -78,7 +82,7 @@ var (
 		{"description", "Description; null clears it.", nullableString()},
 		{"meta", "Meta keys to enforce (see the user's metaMode). null clears all.", anyOf(ref("meta"), nullType())},
 		{"rotateAfter", "Replace the token when it is older than this: a Go duration or whole days, e.g. 30d, 720h, 1d12h.",
-			anyOf(map[string]any{"type": "string", "pattern": durationPattern}, nullType())},
+			durationType()},
 	}
 )
 

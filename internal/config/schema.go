@@ -6,9 +6,17 @@ import (
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
-// durationPattern is what parseDuration accepts: optional whole days, then a Go
-// duration, or a ${VAR} reference.
-const durationPattern = `^([0-9]+d)?([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))*$|\$\{`
+// durationPattern is the shape parseDuration accepts: optional whole days, then a Go
+// duration without a sign; durationNonZero is its other rule, greater than zero (every
+// part is 0 or more, so one non-zero digit makes the total positive).
+const (
+	durationPattern = `^([0-9]+d)?([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))*$`
+	durationNonZero = `[1-9]`
+)
+
+// SchemaURL is the schema's $id: the file attached to every release, so the newest is
+// always at this address (.goreleaser.yaml's release.extra_files).
+const SchemaURL = "https://github.com/cbk-sync/cbk-sync/releases/latest/download/cbk-sync.schema.json"
 
 // envPattern matches a value that contains a ${VAR} reference, which the schema cannot
 // type-check because it is expanded at load time.
@@ -25,21 +33,24 @@ func Schema() []byte {
 			"description": "Free-form meta. A key must start with a letter or digit (A-Z, a-z, 0-9: the platform refuses _ and drops or hides other first characters) and must not contain a dot; " +
 				"keys nested in values must not start with # (the platform hides them); cbkSyncOwner, cbkSyncNonce and cbkSyncPending are reserved.",
 			"propertyNames": map[string]any{
-				"pattern": `^[A-Za-z0-9][^.]*$`,
-				"not":     map[string]any{"enum": []any{state.OwnerKey, state.NonceKey, state.PendingKey}},
+				"pattern":             `^[A-Za-z0-9][^.]*$`,
+				"patternErrorMessage": "A meta key starts with a letter or digit and has no dot (cbkSyncOwner, cbkSyncNonce and cbkSyncPending are reserved).",
+				"not":                 map[string]any{"enum": []any{state.OwnerKey, state.NonceKey, state.PendingKey}},
 			},
 			"additionalProperties": ref("metaValue"),
 		},
 		"metaValue": map[string]any{
 			"description": "A meta value: any JSON value; the keys of its objects must not start with #.",
 			"anyOf": []any{
-				map[string]any{"type": "object", "propertyNames": map[string]any{"pattern": "^([^#]|$)"}, "additionalProperties": ref("metaValue")},
+				map[string]any{"type": "object", "propertyNames": map[string]any{"pattern": "^([^#]|$)",
+					"patternErrorMessage": "A key inside a meta value must not start with # (the platform hides such keys)."}, "additionalProperties": ref("metaValue")},
 				map[string]any{"type": "array", "items": ref("metaValue")},
 				map[string]any{"type": []string{"string", "number", "boolean", "null"}},
 			},
 		},
 		"envRef": map[string]any{"type": "string", "pattern": envPattern,
-			"description": "A ${VAR} or ${VAR:-default} reference, expanded from the environment at load time."},
+			"patternErrorMessage": "Not a ${VAR} or ${VAR:-default} reference.",
+			"description":         "A ${VAR} or ${VAR:-default} reference, expanded from the environment at load time."},
 	}
 	for name, keys := range objects {
 		if name == objConfig {
@@ -49,7 +60,7 @@ func Schema() []byte {
 	}
 	root := objectSchema(configKeys)
 	root["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-	root["$id"] = "https://github.com/cbk-sync/cbk-sync/config.schema.json"
+	root["$id"] = SchemaURL
 	root["title"] = "cbk-sync configuration (version 1)"
 	root["required"] = []string{"version", "owner"}
 	root["$defs"] = defs
@@ -91,4 +102,14 @@ func nullableString() map[string]any { return map[string]any{"type": []string{"s
 
 func limitType() map[string]any {
 	return anyOf(map[string]any{"type": "integer", "minimum": 0, "maximum": state.MaxLimit}, nullType(), envRef())
+}
+
+// durationType is rotateAfter's value: what parseDuration accepts, a ${VAR}, or null.
+func durationType() map[string]any {
+	return anyOf(map[string]any{"type": "string", "allOf": []any{
+		map[string]any{"pattern": durationPattern,
+			"patternErrorMessage": "Not a duration: write a number with a unit, such as 30d, 720h, 1d12h or 90m (units: d, h, m, s, ms, us, ns)."},
+		map[string]any{"pattern": durationNonZero,
+			"patternErrorMessage": "A duration must be greater than zero; remove rotateAfter to never rotate."},
+	}}, envRef(), nullType())
 }

@@ -239,6 +239,67 @@ func TestConformance(t *testing.T) {
 			assert.JSONEq(t, want, mustJSON(t, h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")["limits"]))
 			assert.JSONEq(t, want, mustJSON(t, h.ok("GET", "/v1/partner/user/list", "")["items"].([]any)[0].(map[string]any)["limits"]))
 		}},
+		{"TRAP: alias is write-only: never in a list, fetch or JSONL answer", func(t *testing.T, h *harness) {
+			id := h.createUser(`{"email":"a@acme.test","alias":"acme-eu"}`)
+			assert.Equal(t, "acme-eu", h.e.Alias(id))
+			u := h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")
+			_, has := u["alias"]
+			assert.False(t, has, "fetch: %v", u)
+			l := h.ok("GET", "/v1/partner/user/list", "")["items"].([]any)[0].(map[string]any)
+			_, has = l["alias"]
+			assert.False(t, has, "list: %v", l)
+			res := h.do("GET", "/v1/partner/user/list", "", "Accept", "application/jsonl")
+			assert.NotContains(t, string(res.body), "acme-eu")
+		}},
+		{"TRAP: an update that leaves alias out clears it (its default is null)", func(t *testing.T, h *harness) {
+			id := h.createUser(`{"email":"a@acme.test","alias":"acme-eu"}`)
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"alias":"acme-eu","name":"kept"}`)
+			assert.Equal(t, "acme-eu", h.e.Alias(id), "sent again: kept")
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"name":"renamed"}`)
+			assert.Equal(t, "", h.e.Alias(id), "left out: cleared")
+			h.fail(http.StatusNotFound, "NOT_FOUND", "GET", "/v1/partner/user/@acme-eu/fetch", "")
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"alias":"acme-eu"}`)
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"alias":null}`)
+			assert.Equal(t, "", h.e.Alias(id), "null clears")
+			h.ok("POST", "/v1/partner/user/"+id+"/update", `{"alias":""}`)
+			assert.Equal(t, "", h.e.Alias(id), "empty is none")
+			h.createUser(`{"alias":""}`) // two users without alias do not conflict
+		}},
+		{"@alias in place of the user id on fetch, update and delete; token routes take ids only", func(t *testing.T, h *harness) {
+			id := h.createUser(`{"email":"a@acme.test","alias":"acme_eu-1"}`)
+			h.createToken(id, `{"name":"t"}`)
+			for _, prefix := range prefixes {
+				u := h.ok("GET", prefix+"/user/@acme_eu-1/fetch", "")
+				assert.Equal(t, id, u["id"])
+			}
+			h.ok("POST", "/v1/partner/user/@acme_eu-1/update", `{"alias":"acme_eu-1","name":"by alias"}`)
+			assert.Equal(t, "by alias", h.e.Users()[0].Name.Value())
+			h.fail(http.StatusNotFound, "NOT_FOUND", "GET", "/v1/partner/user/@nobody/fetch", "")
+			h.fail(http.StatusNotFound, "NOT_FOUND", "POST", "/v1/partner/user/@nobody/update", `{}`)
+			h.fail(http.StatusNotFound, "NOT_FOUND", "GET", "/v1/partner/user/@acme_eu-1/token/list", "")
+			h.fail(http.StatusNotFound, "NOT_FOUND", "POST", "/v1/partner/user/@acme_eu-1/token/create", `{"name":"x"}`)
+			assert.Len(t, h.e.Tokens(id), 1)
+			h.ok("POST", "/v1/partner/user/@acme_eu-1/delete", `{}`)
+			assert.Empty(t, h.e.Users())
+			assert.Zero(t, len(h.e.Tokens(id)), "the delete by alias cascades")
+			h.fail(http.StatusNotFound, "NOT_FOUND", "GET", "/v1/partner/user/@acme_eu-1/fetch", "")
+			h.createUser(`{"alias":"acme_eu-1"}`) // freed by the delete
+		}},
+		{"alias: 409 CONFLICT on a duplicate, 400 outside ^[a-z0-9_-]*$ or over 128 characters", func(t *testing.T, h *harness) {
+			a := h.createUser(`{"email":"a@acme.test","alias":"shared"}`)
+			b := h.createUser(`{"email":"b@acme.test"}`)
+			h.fail(http.StatusConflict, "CONFLICT", "POST", "/v1/partner/user/create", `{"alias":"shared"}`)
+			h.fail(http.StatusConflict, "CONFLICT", "POST", "/v1/partner/user/"+b+"/update", `{"alias":"shared"}`)
+			assert.Equal(t, "", h.e.Alias(b), "a refused update changes nothing")
+			h.ok("POST", "/v1/partner/user/"+a+"/update", `{"name":"x"}`) // clears a's alias
+			h.ok("POST", "/v1/partner/user/"+b+"/update", `{"alias":"shared"}`)
+			assert.Equal(t, "shared", h.e.Alias(b))
+			for _, bad := range []string{`"Acme"`, `"a.b"`, `"a b"`, `"@x"`, `"é"`, `5`, `"` + strings.Repeat("a", 129) + `"`} {
+				h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/create", `{"alias":`+bad+`}`)
+			}
+			h.createUser(`{"alias":"` + strings.Repeat("a", 128) + `"}`)
+			assert.Len(t, h.e.Users(), 3)
+		}},
 		{"bodies must be JSON objects of known fields; alias is accepted", func(t *testing.T, h *harness) {
 			for _, bad := range []string{"", "{", "[]", "null", `"x"`, `{"metaMerge":true}`, `{"name":5}`} {
 				h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/create", bad)
@@ -479,7 +540,7 @@ func TestConformance(t *testing.T) {
 			assert.Equal(t, float64(1), calls["user.create"])
 			assert.Equal(t, float64(1), calls["user.list"])
 			assert.Equal(t, float64(1), calls["user.fetch"], "a 404 still reached the operation")
-			assert.Equal(t, map[string]any{"5xx": 0.0, "429": 0.0, "lost": 0.0, "bad_body": 0.0, "quota": 0.0, "writer_delete": 0.0}, m["faults"])
+			assert.Equal(t, map[string]any{"5xx": 0.0, "429": 0.0, "lost": 0.0, "bad_body": 0.0, "quota": 0.0, "writer_delete": 0.0, "poll_limit": 0.0}, m["faults"])
 			h.ok("POST", "/_emulator/reset-counts", "")
 			assert.Zero(t, h.e.Counts()["user.create"])
 			h.fail(http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "POST", "/_emulator/counts", "")

@@ -13,11 +13,15 @@
 // top-level meta key whose first character is not a word character is dropped, and
 // meta keys starting with "#" are hidden on read at any depth; limits are stored as
 // sent, unknown keys at any depth included, and only the known ones are validated
-// (whole numbers 0 or more).
+// (whole numbers 0 or more); the alias is write-only (never in a list or fetch answer),
+// unique (409 CONFLICT), checked against ^[a-z0-9_-]*$ (at most 128 characters, else
+// 400), cleared by every update that leaves it out, and fetch, update and delete accept
+// "@alias" in place of the user id (token routes take ids only).
 //
 // Where the platform's behaviour is not documented the emulator chooses, and says so:
 //   - Unknown body fields are refused with 400 (the platform may ignore them).
 //   - A key set to null inside meta "$update" is stored with a null value.
+//   - An empty alias is stored as null (no "@" lookup could find it).
 //   - A list cursor naming an item deleted since selects nothing: the page is empty, as
 //     on the platform (Prisma's cursor + skip 1), also inside a JSONL stream, which
 //     pages internally. A cursor that never existed is a 400 (the platform answers it
@@ -108,13 +112,19 @@ func ParsePaths(s string) (Paths, error) {
 // their sum should not exceed 1.
 type Faults struct {
 	Seed        int64         // seeds the fault RNG so a run can be repeated
-	Latency     time.Duration // added to every API request
+	Latency     time.Duration // added to every API request, before acting
+	AnswerDelay time.Duration // of writes that changed something: the wait between acting and answering
 	Rate5xx     float64       // answered 500/502/503/504 without acting
 	Rate429     float64       // answered 429 TOO_MANY_REQUESTS without acting
 	RetryAfter  time.Duration // > 0: 429s carry Retry-After (whole seconds, rounded up)
 	RateLost    float64       // of POSTs that succeed: the change is made, then the connection is dropped
 	RateBadBody float64       // of GETs: a 200 whose body is a JSON-lines error, without acting
 	UserQuota   int           // > 0: a user create beyond this many users gets 429 LIMITS_REACHED
+	// PollLimit is the poll limit (see admitPoll): list requests per PollWindow,
+	// account-wide. 0 means DefaultPollLimit; a negative value turns it off.
+	PollLimit int
+	// PollWindow is the poll limit's sliding window; 0 means DefaultPollWindow.
+	PollWindow time.Duration
 
 	// The concurrent writer: someone else deleting while cbk-sync lists. After
 	// serving a non-empty page (a JSON page, or one internal page of a JSONL stream) it
@@ -124,6 +134,28 @@ type Faults struct {
 	DeleteRate  float64 // fraction of pages of any list (users and tokens), drawn from its own RNG seeded by Seed
 	DeleteEvery int     // > 0: also after every DeleteEvery-th page of the user list (deterministic)
 	DeleteMax   int     // > 0: the writer stops after this many deletes
+}
+
+// The poll limit is on by default, as every trap is, at a value that the demo and the
+// test suite never reach (the hosted value is unconfirmed; the platform makes it
+// deployment configuration): a client that floods the list routes meets it exactly
+// as on the platform. Tests and benchmarks that want it set it lower; runs that
+// measure something else with many thousands of polls turn it off.
+const (
+	DefaultPollLimit  = 1000
+	DefaultPollWindow = 60 * time.Second
+)
+
+// pollLimit returns the limit in force and its window; limit 0 means none.
+func (f Faults) pollLimit() (int, time.Duration) {
+	limit, window := f.PollLimit, f.PollWindow
+	if limit == 0 {
+		limit = DefaultPollLimit
+	}
+	if window <= 0 {
+		window = DefaultPollWindow
+	}
+	return max(limit, 0), window
 }
 
 // The operation names used by Counts.
@@ -148,10 +180,11 @@ const (
 	faultLost    = "lost"
 	faultBadBody = "bad_body"
 	faultQuota   = "quota"
+	faultPoll    = "poll_limit"    // a poll refused by the poll limit (not a random fault)
 	faultDelete  = "writer_delete" // a delete by the concurrent writer
 )
 
-var allFaults = []string{fault5xx, fault429, faultLost, faultBadBody, faultQuota, faultDelete}
+var allFaults = []string{fault5xx, fault429, faultLost, faultBadBody, faultQuota, faultDelete, faultPoll}
 
 // maxBody bounds a request body; the API's bodies are small.
 const maxBody = 1 << 20
@@ -169,6 +202,7 @@ type Emulator struct {
 	users     sorted[*user]
 	userByID  map[string]*user
 	byEmail   map[string]string // state.EmailKey(email) -> user id
+	byAlias   map[string]string // alias -> user id
 	tokens    map[string]*sorted[*token]
 	tokenByID map[string]*token
 	tokenUser map[string]string // token id -> user id
@@ -187,6 +221,11 @@ type Emulator struct {
 	writerRNG     *rand.Rand
 	userPages     int      // user-list pages served since SetFaults
 	writerDeletes []string // IDs the writer deleted since SetFaults, in order
+
+	pollMu  sync.Mutex
+	pollNow func() time.Time // the poll limit's clock; tests replace it
+	pollLog []time.Time      // admitted polls still in the window, oldest first
+	polls   int64            // admitted polls since ResetCounts
 
 	countMu     sync.Mutex
 	calls       map[string]int64
@@ -218,12 +257,14 @@ func New(opts Options) (*Emulator, error) {
 		users:       sorted[*user]{key: userKey},
 		userByID:    map[string]*user{},
 		byEmail:     map[string]string{},
+		byAlias:     map[string]string{},
 		tokens:      map[string]*sorted[*token]{},
 		tokenByID:   map[string]*token{},
 		tokenUser:   map[string]string{},
 		gone:        map[string]int64{},
 		streamPage:  orDefaultInt(opts.StreamPageSize, 100),
 		foreign:     map[string]bool{},
+		pollNow:     time.Now,
 		writeState:  func(w io.Writer, data []byte) error { _, err := w.Write(data); return err },
 	}
 	if e.now == nil {
@@ -239,8 +280,12 @@ func New(opts Options) (*Emulator, error) {
 	return e, nil
 }
 
-// SetFaults replaces the injected faults and reseeds the fault RNG.
+// SetFaults replaces the injected faults, reseeds the fault RNG, and empties the
+// poll limit's window (a new limit starts afresh).
 func (e *Emulator) SetFaults(f Faults) {
+	e.pollMu.Lock()
+	e.pollLog = nil
+	e.pollMu.Unlock()
 	e.faultMu.Lock()
 	defer e.faultMu.Unlock()
 	e.faults = f
@@ -290,6 +335,9 @@ func (e *Emulator) FaultCounts() map[string]int64 {
 
 // ResetCounts sets every call and fault count to zero.
 func (e *Emulator) ResetCounts() {
+	e.pollMu.Lock()
+	e.polls = 0 // the window itself is the account's, and stays
+	e.pollMu.Unlock()
 	e.countMu.Lock()
 	defer e.countMu.Unlock()
 	e.calls = make(map[string]int64, len(allOps))
@@ -467,6 +515,9 @@ func (e *Emulator) insertUser(u *user) {
 	if email, ok := u.Email.Get(); ok {
 		e.byEmail[state.EmailKey(email)] = u.ID
 	}
+	if alias, ok := u.Alias.Get(); ok {
+		e.byAlias[alias] = u.ID
+	}
 	e.tokens[u.ID] = &sorted[*token]{key: tokenKey}
 }
 
@@ -474,6 +525,39 @@ func (e *Emulator) insertToken(userID string, t *token) {
 	e.tokens[userID].insert(t)
 	e.tokenByID[t.ID] = t
 	e.tokenUser[t.ID] = userID
+}
+
+// userRef finds the user a fetch, update or delete path names: by id, or by alias as
+// "@alias" (token routes take ids only, so they look users up by id). The caller
+// holds e.mu.
+func (e *Emulator) userRef(ref string) *user {
+	if alias, ok := strings.CutPrefix(ref, "@"); ok {
+		return e.userByID[e.byAlias[alias]]
+	}
+	return e.userByID[ref]
+}
+
+// checkAliasFree refuses an alias that another user (not self) already has.
+func (e *Emulator) checkAliasFree(alias state.Opt[string], self string) *apiError {
+	s, ok := alias.Get()
+	if !ok {
+		return nil
+	}
+	if other, taken := e.byAlias[s]; taken && other != self {
+		return &apiError{status: http.StatusConflict, code: "CONFLICT", msg: "a user with this alias already exists"}
+	}
+	return nil
+}
+
+// Alias returns the alias of a user, which the API never shows, for tests and for
+// `emu dump`; "" when it has none or does not exist.
+func (e *Emulator) Alias(userID string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if u := e.userByID[userID]; u != nil {
+		return u.Alias.Value()
+	}
+	return ""
 }
 
 // checkEmailFree refuses an email that another user (not self) already has, compared
@@ -527,6 +611,11 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return // the client is gone; act on nothing
 		}
 	}
+	if (rt.op == opUserList || rt.op == opTokenList) && !e.admitPoll(f) {
+		e.countFault(faultPoll)
+		writeError(w, &apiError{status: http.StatusTooManyRequests, code: "LIMITS_REACHED", msg: "You have exceeded your allocated rate limits: rate/poll"})
+		return
+	}
 	if fault := pickFault(f, roll, r.Method == http.MethodPost); fault != "" && fault != faultLost {
 		e.countFault(fault)
 		e.injectFault(w, fault, f, roll, acceptsJSONL(r))
@@ -573,6 +662,17 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		dropConnection(w)
 		return
 	}
+	if changed && f.AnswerDelay > 0 {
+		// A server that answers after acting: a client that dies meanwhile never
+		// learns what was done.
+		t := time.NewTimer(f.AnswerDelay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, ans)
 }
 
@@ -580,6 +680,41 @@ func (e *Emulator) isForeign(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.foreign[id]
+}
+
+// admitPoll counts a poll (a list request: one JSON page or one whole JSONL stream)
+// against the poll limit, as the platform does: a sliding log of the polls admitted
+// in the trailing window, account-wide; over the limit the poll is refused and, like
+// every refused request, not counted. The platform raises it inside the list handler,
+// so its 429 carries no X-Failure-Code and no Retry-After.
+func (e *Emulator) admitPoll(f Faults) bool {
+	limit, window := f.pollLimit()
+	e.pollMu.Lock()
+	now := e.pollNow()
+	defer e.pollMu.Unlock()
+	cut := now.Add(-window)
+	i := 0
+	for i < len(e.pollLog) && !e.pollLog[i].After(cut) {
+		i++
+	}
+	e.pollLog = e.pollLog[i:]
+	if limit > 0 && len(e.pollLog) >= limit {
+		return false
+	}
+	if limit > 0 {
+		e.pollLog = append(e.pollLog, now)
+	}
+	e.polls++
+	return true
+}
+
+// PollCounts returns the polls admitted since ResetCounts and those refused by the
+// poll limit.
+func (e *Emulator) PollCounts() (admitted, rejected int64) {
+	e.pollMu.Lock()
+	admitted = e.polls
+	e.pollMu.Unlock()
+	return admitted, e.FaultCounts()[faultPoll]
 }
 
 func (e *Emulator) authorized(r *http.Request) bool {
@@ -598,7 +733,12 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
 			writeError(w, methodNotAllowed(http.MethodGet))
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"calls": e.Counts(), "faults": e.FaultCounts()})
+		admitted, rejected := e.PollCounts()
+		e.faultMu.Lock()
+		limit, window := e.faults.pollLimit()
+		e.faultMu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"calls": e.Counts(), "faults": e.FaultCounts(),
+			"polls": map[string]any{"admitted": admitted, "rejected": rejected, "limit": limit, "window_ms": window.Milliseconds()}})
 	case "/_emulator/reset-counts":
 		if r.Method != http.MethodPost {
 			writeError(w, methodNotAllowed(http.MethodPost))
@@ -1030,7 +1170,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 	case opUserFetch:
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		u := e.userByID[rt.userID]
+		u := e.userRef(rt.userID)
 		if u == nil {
 			return nil, false, errNotFound("user %s not found", rt.userID)
 		}
@@ -1047,10 +1187,13 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		if aerr := e.checkEmailFree(p.Email, ""); aerr != nil {
 			return nil, false, aerr
 		}
+		if aerr := e.checkAliasFree(p.Alias, ""); aerr != nil {
+			return nil, false, aerr
+		}
 		if f.UserQuota > 0 && len(e.users.items) >= f.UserQuota {
 			e.countFault(faultQuota)
 			return nil, false, &apiError{status: http.StatusTooManyRequests, code: "LIMITS_REACHED",
-				msg: "the partner user limit is reached", header: http.Header{"X-Failure-Code": {"LIMITS_REACHED"}}}
+				msg: "You have exceeded your allocated account limits: users", header: http.Header{"X-Failure-Code": {"LIMITS_REACHED"}}}
 		}
 		now := e.nowMilli()
 		u := &user{User: state.User{CreatedAt: now, UpdatedAt: now,
@@ -1070,16 +1213,30 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		u := e.userByID[rt.userID]
+		u := e.userRef(rt.userID)
 		if u == nil {
 			return nil, false, errNotFound("user %s not found", rt.userID)
 		}
 		if aerr := e.checkEmailFree(p.Email, u.ID); aerr != nil {
 			return nil, false, aerr
 		}
-		// Work on a copy so the email index can be moved from the old address.
+		if aerr := e.checkAliasFree(p.Alias, u.ID); aerr != nil {
+			return nil, false, aerr
+		}
+		if p.Alias.Absent() {
+			// TRAP: the platform's schema gives alias a default of null, so an update
+			// that leaves it out clears it.
+			p.Alias = state.Null[string]()
+		}
+		// Work on a copy so the email and alias indexes can be moved.
 		nu := *u
 		applyUserPatch(&nu, p)
+		if old, ok := u.Alias.Get(); ok {
+			delete(e.byAlias, old)
+		}
+		if alias, ok := nu.Alias.Get(); ok {
+			e.byAlias[alias] = u.ID
+		}
 		nu.UpdatedAt = max(e.nowMilli(), u.CreatedAt)
 		if old, ok := u.Email.Get(); ok {
 			delete(e.byEmail, state.EmailKey(old))
@@ -1097,7 +1254,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		u := e.userByID[rt.userID]
+		u := e.userRef(rt.userID)
 		if u == nil {
 			return nil, false, errNotFound("user %s not found", rt.userID)
 		}
@@ -1161,6 +1318,9 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 
 // deleteUser deletes u and, as the platform does, its tokens. The caller holds e.mu.
 func (e *Emulator) deleteUser(u *user) {
+	if alias, ok := u.Alias.Get(); ok {
+		delete(e.byAlias, alias)
+	}
 	for _, t := range e.tokens[u.ID].items {
 		delete(e.tokenByID, t.ID)
 		delete(e.tokenUser, t.ID)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -70,7 +71,7 @@ func TestUserQuota(t *testing.T) {
 	h.ok("POST", "/v1/partner/user/"+a+"/update", `{"name":"updates are not creates"}`)
 	h.ok("POST", "/v1/partner/user/"+a+"/delete", `{}`)
 	h.createUser(`{"email":"c@acme.test"}`)
-	assert.Equal(t, map[string]int64{"5xx": 0, "429": 0, "lost": 0, "bad_body": 0, "quota": 1, "writer_delete": 0}, h.e.FaultCounts())
+	assert.Equal(t, map[string]int64{"5xx": 0, "429": 0, "lost": 0, "bad_body": 0, "quota": 1, "writer_delete": 0, "poll_limit": 0}, h.e.FaultCounts())
 	assert.Equal(t, int64(4), h.e.Counts()["user.create"])
 }
 
@@ -261,4 +262,25 @@ func TestConcurrentWriterRateIsSeededAndCoversTokenLists(t *testing.T) {
 		return at
 	}
 	assert.Equal(t, deleted(), deleted())
+}
+
+// AnswerDelay acts first and answers later: a client gone in between (here, before it
+// sent the request at all) is never answered, yet the change is made.
+func TestAnswerDelayActsBeforeAnswering(t *testing.T) {
+	h := newHarness(t, Options{Faults: Faults{AnswerDelay: time.Hour}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequestWithContext(ctx, "POST", "/v1/partner/user/create", strings.NewReader(`{"email":"a@acme.test"}`))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	rec := httptest.NewRecorder()
+	h.e.ServeHTTP(rec, req) // returns at once: the client is gone
+	assert.Empty(t, rec.Body.String(), "no answer")
+	require.Len(t, h.e.Users(), 1, "the change was made")
+
+	// Reads and writes that change nothing are answered at once.
+	req = httptest.NewRequestWithContext(ctx, "POST", "/v1/partner/user/create", strings.NewReader(`{"email":"a@acme.test"}`))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	rec = httptest.NewRecorder()
+	h.e.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusConflict, rec.Code)
 }

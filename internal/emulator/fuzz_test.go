@@ -69,6 +69,7 @@ func FuzzRequestBody(f *testing.F) {
 		[]byte(`{"limits":{"tokens":-0,"database":null},"alias":null}`))
 	f.Add(ops(create, create, updateA), []byte(`{"email":"<d@x.test>"}`), []byte(`{"meta":{"$update":{"a":1},"b":2}}`), []byte(`null`))
 	f.Add(ops(tokUpd, tokenB, updateB), []byte(`{"config":[]}`), []byte(`{}`), []byte(`{"email":"b@x.test","bogus":1}`))
+	f.Add(ops(create, updateA, updateB), []byte(`{"alias":"al","email":"c@x.test"}`), []byte(`{"alias":"al"}`), []byte(`{"alias":"al","name":"n"}`))
 	f.Add(ops(create, updateA, tokUpd), []byte(`{"meta":{"#h":{"#i":[{"#j":1}]},"-d":1}}`), []byte(`{"meta":{"$update":{"-x":1,"#y":{"#z":2},"$k":3}}}`),
 		[]byte(`{"meta":{"a":[{"#b":1}],"\u00e9":2}}`))
 	f.Fuzz(func(t *testing.T, ops uint16, b1, b2, b3 []byte) {
@@ -144,6 +145,21 @@ func checkInvariants(t *testing.T, e *Emulator) {
 		for _, tk := range e.tokens[u.ID].items {
 			checkShown(t, "token "+tk.ID, answerToken(tk).Meta.Value())
 		}
+	}
+	aliased := 0
+	for _, u := range e.users.items {
+		if a, ok := u.Alias.Get(); ok {
+			aliased++
+			if !state.ValidAlias(a) {
+				t.Fatalf("user %s: invalid alias %q stored", u.ID, a)
+			}
+			if e.byAlias[a] != u.ID {
+				t.Fatalf("the alias index maps %q to %q, not %q", a, e.byAlias[a], u.ID)
+			}
+		}
+	}
+	if len(e.byAlias) != aliased {
+		t.Fatalf("the alias index has %d entries for %d users with an alias", len(e.byAlias), aliased)
 	}
 	if len(e.byEmail) != len(byKey) {
 		t.Fatalf("the email index has %d entries for %d users with an email", len(e.byEmail), len(byKey))

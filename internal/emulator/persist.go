@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
+	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
 // stateFileVersion is the format version of the state file.
@@ -113,6 +114,9 @@ func (e *Emulator) load() error {
 		u.Meta, u.Limits, u.Alias = orNull(u.Meta), orNull(u.Limits), orNull(u.Alias)
 		if aerr := e.checkEmailFree(u.Email, ""); aerr != nil {
 			return bad("email of user %s is used twice", u.ID)
+		}
+		if a, ok := u.Alias.Get(); ok && (!state.ValidAlias(a) || e.checkAliasFree(u.Alias, "") != nil) {
+			return bad("alias of user %s is invalid or used twice", u.ID)
 		}
 		e.insertUser(&u)
 		for _, t := range fu.Tokens {

@@ -45,6 +45,9 @@ func TestStateRoundTripsThroughTheFile(t *testing.T) {
 	assert.Empty(t, ids(t, h2.ok("GET", "/v1/partner/user/list?cursor="+gone, "")), "a deleted cursor still selects nothing after a restart")
 	h2.fail(400, "BAD_REQUEST", "GET", "/v1/partner/user/list?cursor=never-existed", "")
 	h2.fail(409, "CONFLICT", "POST", "/v1/partner/user/create", `{"email":"A@acme.test"}`)
+	assert.Equal(t, "al", h2.e.Alias(a), "the write-only alias survives a restart")
+	assert.Equal(t, a, h2.ok("GET", "/v1/partner/user/@al/fetch", "")["id"], "and its index")
+	h2.fail(409, "CONFLICT", "POST", "/v1/partner/user/create", `{"alias":"al"}`)
 }
 
 func TestSaveOnWrite(t *testing.T) {

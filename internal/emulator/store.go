@@ -222,6 +222,9 @@ func parseUserPatch(body []byte, update bool) (userPatch, *apiError) {
 			p.Image, err = parseString(k, raw)
 		case "alias":
 			p.Alias, err = parseString(k, raw)
+			if err == nil {
+				p.Alias, err = normaliseAlias(p.Alias)
+			}
 		case "meta":
 			p.Meta, err = parseMeta(raw, update)
 		case "limits":
@@ -258,7 +261,7 @@ func parseTokenPatch(body []byte, update bool) (tokenPatch, *apiError) {
 			} else if _, err2 := parseObject(raw); err2 != nil {
 				err = errBadRequest("config must be an object or null")
 			} else {
-				p.Config = state.Some(json.RawMessage(slices.Clone(raw)))
+				p.Config = state.Some(slices.Clone(raw))
 			}
 		default:
 			err = errBadRequest("unknown field %q", k)
@@ -281,6 +284,22 @@ func parseString(field string, raw json.RawMessage) (state.Opt[string], *apiErro
 		return state.Opt[string]{}, errBadRequest("%s must be a string or null", field)
 	}
 	return state.Some(s), nil
+}
+
+// normaliseAlias refuses an alias outside the platform's pattern ^[a-z0-9_-]*$ (at most
+// 128 characters) and stores "" as null: an empty alias names no user.
+func normaliseAlias(o state.Opt[string]) (state.Opt[string], *apiError) {
+	s, ok := o.Get()
+	if !ok {
+		return o, nil
+	}
+	if s == "" {
+		return state.Null[string](), nil
+	}
+	if !state.ValidAlias(s) {
+		return o, errBadRequest("alias %q must match ^[a-z0-9_-]*$ and have at most 128 characters", s)
+	}
+	return o, nil
 }
 
 // normaliseEmail stores "" as null and refuses anything that is not a bare address.

@@ -76,6 +76,9 @@ type computer struct {
 	owner    string
 	plan     Plan
 	warnings []string
+	// noAlias counts the user updates and adoptions of users that declare no alias:
+	// each clears whatever alias the user had.
+	noAlias int
 	// Set when a saved plan is computed again from part of the remote state (see
 	// Saved.Verify): ownedOverride, when not negative, is the number of owned users to check
 	// the delete caps against; partialTokens plans no token change for a user whose
@@ -211,6 +214,7 @@ func (c *computer) run() (Plan, error) {
 		ownedCount = c.ownedOverride
 	}
 	c.safety(deletes, ownedCount)
+	c.aliasWarning()
 
 	slices.SortFunc(c.plan.Users, func(x, y UserPlan) int {
 		return cmp.Or(strings.Compare(state.EmailKey(x.Email), state.EmailKey(y.Email)), strings.Compare(x.UserID, y.UserID))
@@ -238,6 +242,20 @@ func (c *computer) run() (Plan, error) {
 }
 
 func (c *computer) warn(s string) { c.warnings = append(c.warnings, s) }
+
+// aliasWarning says how many planned user writes clear an alias, if any: the platform
+// clears the alias of every user updated without one, and cannot say who has one.
+func (c *computer) aliasWarning() {
+	if c.noAlias == 0 {
+		return
+	}
+	what := fmt.Sprintf("%d users are updated", c.noAlias)
+	if c.noAlias == 1 {
+		what = "1 user is updated"
+	}
+	c.warn(what + " without a declared alias, and the platform clears the alias of every user it updates without one " +
+		"(aliases are write-only, so cbk-sync cannot tell which users have one): declare `alias` for each user that has one")
+}
 
 // withoutLeases returns us without its lease users; without any, us itself.
 func withoutLeases(us []state.User) []state.User {
@@ -321,6 +339,7 @@ func (c *computer) updateCaps(updates, ownedCount int) {
 // create plans a declared user that does not exist remotely, with its tokens.
 func (c *computer) create(du *state.DesiredUser) {
 	body := &state.UserFields{
+		Alias:       optAlias(du.Alias),
 		Email:       state.Some(du.Email),
 		Name:        du.Name,
 		Description: du.Description,
@@ -329,6 +348,7 @@ func (c *computer) create(du *state.DesiredUser) {
 		Limits:      du.Limits,
 	}
 	fields := []FieldChange{{Field: "email", After: du.Email}}
+	fields = appendCreated(fields, "alias", body.Alias)
 	fields = appendCreated(fields, "name", du.Name)
 	fields = appendCreated(fields, "description", du.Description)
 	fields = appendCreated(fields, "image", du.Image)
@@ -373,7 +393,9 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 		return nil
 	}
 	var fields []FieldChange
-	body := state.UserFields{}
+	// A declared alias goes into every body: an update that leaves it out clears it.
+	body := state.UserFields{Alias: optAlias(du.Alias)}
+	fields, aliasNote := c.aliasDrift(fields, du, u)
 	if stringDrift(du.Name, u.Name) {
 		fields = append(fields, FieldChange{Field: "name", Before: optAny(u.Name), After: optAny(du.Name)})
 		body.Name = du.Name
@@ -403,13 +425,16 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 	switch {
 	case own == unmanaged:
 		up.Changes = append(up.Changes, Change{Action: UserAdopt, Email: du.Email, UserID: u.ID,
-			Reason: "unmanaged user with a declared email: adopt it", Fields: fields, UserBody: bodyPtr()})
+			Reason: "unmanaged user with a declared email: adopt it" + aliasNote, Fields: fields, UserBody: bodyPtr()})
 	case own == foreign:
 		up.Changes = append(up.Changes, Change{Action: UserAdopt, Email: du.Email, UserID: u.ID,
-			Reason: fmt.Sprintf("owned by %q: taken over (--takeover)", u.Owner()), Fields: fields, UserBody: bodyPtr()})
+			Reason: fmt.Sprintf("owned by %q: taken over (--takeover)", u.Owner()) + aliasNote, Fields: fields, UserBody: bodyPtr()})
 	case len(fields) > 0:
 		up.Changes = append(up.Changes, Change{Action: UserUpdate, Email: du.Email, UserID: u.ID,
-			Reason: "drifted from the configuration", Fields: fields, UserBody: bodyPtr()})
+			Reason: "drifted from the configuration" + aliasNote, Fields: fields, UserBody: bodyPtr()})
+	}
+	if len(up.Changes) > 0 && du.Alias == "" {
+		c.noAlias++
 	}
 
 	if du.ManageTokens {
@@ -426,6 +451,60 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 		c.plan.Users = append(c.plan.Users, up)
 	}
 	return nil
+}
+
+// aliasDrift compares a declared alias with the answer of its `@alias` fetch, the only
+// view of an alias the platform gives: it drifts when the alias names no user (it was
+// removed, by an update that left it out) or another user. An alias that was not
+// looked up is unknown and never drifts. The note is for the change's reason.
+func (c *computer) aliasDrift(fields []FieldChange, du *state.DesiredUser, u *state.User) ([]FieldChange, string) {
+	if du.Alias == "" {
+		return fields, ""
+	}
+	holder, read := c.a.Aliases[du.Alias]
+	if !read || holder == u.ID {
+		return fields, ""
+	}
+	fields = append(fields, FieldChange{Field: "alias", After: du.Alias, BeforeUnknown: true})
+	if holder == "" {
+		return fields, fmt.Sprintf("; alias %q names no user", du.Alias)
+	}
+	c.warn(fmt.Sprintf("alias %q, declared for %s (%s), names user %s: the update that moves it fails with 409 CONFLICT while %s keeps it",
+		du.Alias, du.Email, u.ID, holder, holder))
+	return fields, fmt.Sprintf("; alias %q names user %s", du.Alias, holder)
+}
+
+func optAlias(a string) state.Opt[string] {
+	if a == "" {
+		return state.Opt[string]{}
+	}
+	return state.Some(a)
+}
+
+// AliasesToRead returns the declared aliases of the declared users that exist in users
+// (matched by email key), sorted: the `@alias` fetches whose answers, in
+// Actual.Aliases, let Compute find a missing or moved alias. A user to be created needs
+// none, since its create sends the alias.
+func AliasesToRead(d state.Desired, users []state.User) []string {
+	var want map[string]string
+	for _, du := range d.Users {
+		if du.Alias != "" {
+			if want == nil {
+				want = make(map[string]string)
+			}
+			want[state.EmailKey(du.Email)] = du.Alias
+		}
+	}
+	var out []string
+	for _, u := range users {
+		k := state.EmailKey(u.Email.Value())
+		if a, ok := want[k]; ok {
+			out = append(out, a)
+			delete(want, k) // two remote users with one email key: look up once
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // stringDrift reports whether a declared string field differs from the remote one.
@@ -665,6 +744,7 @@ func UserChanges(du *state.DesiredUser, owner string, u state.User, tokens []sta
 	if len(c.plan.Users) > 0 {
 		up = c.plan.Users[0]
 	}
+	c.aliasWarning()
 	slices.Sort(c.warnings)
 	return up, c.plan.Safety.Reasons, slices.Compact(c.warnings), nil
 }

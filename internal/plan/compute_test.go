@@ -600,7 +600,7 @@ func assertShuffledSame(t *testing.T, d state.Desired, a state.Actual, o Options
 	for i := range rd.Users {
 		rd.Users[i].Tokens = reversed(rd.Users[i].Tokens)
 	}
-	ra := state.Actual{Users: reversed(a.Users), Tokens: map[string][]state.Token{}}
+	ra := state.Actual{Users: reversed(a.Users), Tokens: map[string][]state.Token{}, Aliases: a.Aliases}
 	for id, ts := range a.Tokens {
 		ra.Tokens[id] = reversed(ts)
 	}
@@ -707,4 +707,122 @@ func TestUserChangesIsComputeForOneUser(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, up.Changes)
 	assert.Equal(t, []string{`user a@acme.test is owned by "other"; pass --takeover to adopt it`}, reasons)
+}
+
+// TestComputeAliases: a declared alias is in every user body (create, update, adopt),
+// drift is found from the @alias lookups alone, and updates of users that declare no
+// alias are counted in one warning, since each clears whatever alias the user had.
+func TestComputeAliases(t *testing.T) {
+	withAlias := func(a string) func(*state.DesiredUser) { return func(u *state.DesiredUser) { u.Alias = a } }
+	aliases := func(a state.Actual, kv ...string) state.Actual {
+		a.Aliases = map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			a.Aliases[kv[i]] = kv[i+1]
+		}
+		return a
+	}
+	const clears = "without a declared alias, and the platform clears the alias of every user it updates without one"
+	cases := []struct {
+		computeCase
+		warnings []string // exactly these warnings (substrings, in order)
+		reason   string   // substring of the user change's reason
+	}{
+		{computeCase: computeCase{
+			name:   "create sends the alias",
+			users:  []state.DesiredUser{du("a@x.test", withAlias("acme-eu"), withName("A"))},
+			actual: actual(),
+			want:   []string{"user_create a@x.test [email,alias,name,meta.cbkSyncOwner]"},
+			bodies: map[string]string{"user_create a@x.test": `{"alias":"acme-eu","email":"a@x.test","name":"A","meta":{"cbkSyncOwner":"acme"}}`},
+		}},
+		{computeCase: computeCase{
+			name:   "the alias names this user: no change",
+			users:  []state.DesiredUser{du("a@x.test", withAlias("acme-eu"))},
+			actual: aliases(actual(remoteUser("u1", "a@x.test", ownedMeta())), "acme-eu", "u1"),
+			want:   []string{},
+		}},
+		{computeCase: computeCase{
+			name:   "the alias was not looked up: unknown, no change",
+			users:  []state.DesiredUser{du("a@x.test", withAlias("acme-eu"))},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta())),
+			want:   []string{},
+		}},
+		{computeCase: computeCase{
+			name:   "the alias names no user (removed behind our back): restored",
+			users:  []state.DesiredUser{du("a@x.test", withAlias("acme-eu"))},
+			actual: aliases(actual(remoteUser("u1", "a@x.test", ownedMeta())), "acme-eu", ""),
+			want:   []string{"user_update a@x.test [alias]"},
+			bodies: map[string]string{"user_update a@x.test": `{"alias":"acme-eu"}`},
+		}, reason: `drifted from the configuration; alias "acme-eu" names no user`},
+		{computeCase: computeCase{
+			name:  "the alias names another user: moved, with a warning",
+			users: []state.DesiredUser{du("a@x.test", withAlias("acme-eu"))},
+			actual: aliases(actual(remoteUser("u1", "a@x.test", ownedMeta()), remoteUser("u2", "b@x.test", state.Opt[state.Meta]{})),
+				"acme-eu", "u2"),
+			want:   []string{"user_update a@x.test [alias]"},
+			bodies: map[string]string{"user_update a@x.test": `{"alias":"acme-eu"}`},
+		}, warnings: []string{`alias "acme-eu", declared for a@x.test (u1), names user u2: the update that moves it fails with 409 CONFLICT while u2 keeps it`},
+			reason: `alias "acme-eu" names user u2`},
+		{computeCase: computeCase{
+			name:   "a rename sends the alias too",
+			users:  []state.DesiredUser{du("a@x.test", withAlias("acme-eu"), withName("New"))},
+			actual: aliases(actual(remoteUser("u1", "a@x.test", ownedMeta())), "acme-eu", "u1"),
+			want:   []string{"user_update a@x.test [name]"},
+			bodies: map[string]string{"user_update a@x.test": `{"alias":"acme-eu","name":"New"}`},
+		}},
+		{computeCase: computeCase{
+			name: "a limits change sends the alias too",
+			users: []state.DesiredUser{du("a@x.test", withAlias("acme-eu"), func(u *state.DesiredUser) {
+				u.Limits = state.Some(state.Limits{"tokens": 2.0})
+			})},
+			actual: aliases(actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) {
+				u.Limits = state.Some(state.Limits{"tokens": 1.0, "file": map[string]any{"maxFileSize": 5.0}})
+			})), "acme-eu", "u1"),
+			want:   []string{"user_update a@x.test [limits.tokens]"},
+			bodies: map[string]string{"user_update a@x.test": `{"alias":"acme-eu","limits":{"tokens":2,"file":{"maxFileSize":5}}}`},
+		}},
+		{computeCase: computeCase{
+			name:   "an adoption sends the alias",
+			users:  []state.DesiredUser{du("a@x.test", withAlias("acme-eu"))},
+			actual: aliases(actual(remoteUser("u1", "a@x.test", state.Some(meta("k", "v")))), "acme-eu", "u1"),
+			want:   []string{"user_adopt a@x.test [meta.cbkSyncOwner]"},
+			bodies: map[string]string{"user_adopt a@x.test": `{"alias":"acme-eu","meta":{"$update":{"cbkSyncOwner":"acme"}}}`},
+		}},
+		{computeCase: computeCase{
+			name: "updates of users without a declared alias are counted in one warning",
+			users: []state.DesiredUser{du("a@x.test", withName("A")), du("b@x.test", withName("B")),
+				du("c@x.test", withName("C"), withAlias("c")), du("d@x.test"), du("e@x.test", withName("E"))},
+			actual: aliases(actual(remoteUser("u1", "a@x.test", ownedMeta()), remoteUser("u2", "b@x.test", state.Some(meta("k", "v"))),
+				remoteUser("u3", "c@x.test", ownedMeta()), remoteUser("u4", "d@x.test", ownedMeta())), "c", "u3"),
+			want: []string{"user_update a@x.test [name]", "user_adopt b@x.test [name,meta.cbkSyncOwner]",
+				"user_update c@x.test [name]", "user_create e@x.test [email,name,meta.cbkSyncOwner]"},
+		}, warnings: []string{"2 users are updated " + clears + " (aliases are write-only, so cbk-sync cannot tell which users have one): declare `alias` for each user that has one"}},
+		{computeCase: computeCase{
+			name:   "one user: singular",
+			users:  []state.DesiredUser{du("a@x.test", withName("A"))},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta())),
+			want:   []string{"user_update a@x.test [name]"},
+		}, warnings: []string{"1 user is updated " + clears}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			runComputeCase(t, tc.computeCase)
+			p, err := Compute(state.Desired{Owner: testOwner, Users: tc.users}, tc.actual, DefaultOptions(testNow))
+			require.NoError(t, err)
+			require.Len(t, p.Warnings, len(tc.warnings), "%q", p.Warnings)
+			for i, w := range tc.warnings {
+				assert.Contains(t, p.Warnings[i], w)
+			}
+			if tc.reason != "" {
+				assert.Contains(t, p.Users[0].Changes[0].Reason, tc.reason)
+			}
+		})
+	}
+
+	// AliasesToRead: the declared aliases of existing users only, sorted, once each.
+	d := state.Desired{Owner: testOwner, Users: []state.DesiredUser{du("a@x.test", withAlias("zz")),
+		du("b@x.test", withAlias("bb")), du("new@x.test", withAlias("new")), du("c@x.test")}}
+	got := AliasesToRead(d, []state.User{remoteUser("u1", "A@x.test", ownedMeta()), remoteUser("u1b", "a@X.test", ownedMeta()),
+		remoteUser("u2", "b@x.test", ownedMeta()), remoteUser("u3", "c@x.test", ownedMeta()), remoteUser("u4", "other@x.test", ownedMeta())})
+	assert.Equal(t, []string{"bb", "zz"}, got)
+	assert.Empty(t, AliasesToRead(state.Desired{Owner: testOwner, Users: []state.DesiredUser{du("a@x.test")}}, nil))
 }

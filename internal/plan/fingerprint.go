@@ -22,6 +22,13 @@ import (
 //
 // A plan's fingerprint is that of its Dependencies: a saved plan stays valid while the
 // objects it changes are unchanged, whatever happens to the rest of the account.
+//
+// The alias lookups (a.Aliases) are left out on purpose, and `apply FILE` does not
+// make them again (the saved plan keeps those of its users): an alias changes only by
+// a write to a user (update, create, delete), which changes that user's updatedAt or
+// the user set, so a plan saved before the alias of a user it changes was removed or
+// moved is refused like any other stale plan. (An alias that names another user may
+// have been freed since: the update then succeeds instead of meeting 409.)
 func Fingerprint(a state.Actual) string {
 	fp, _ := fingerprint(a)
 	return fp

@@ -151,6 +151,28 @@ func fuzzInputs(b []byte) (state.Desired, state.Actual, Options) {
 			a.Tokens[u.ID] = toks
 		}
 	}
+	// Aliases last, so that the older seeds still build the same users: some declared
+	// users declare one, and its lookup is missing, names no user, or names a user.
+	for i := range d.Users {
+		if s.n(2) == 0 {
+			continue
+		}
+		alias := fmt.Sprintf("al-%d", i)
+		d.Users[i].Alias = alias
+		switch v := s.n(5); v {
+		case 0:
+		case 1:
+			if a.Aliases == nil {
+				a.Aliases = map[string]string{}
+			}
+			a.Aliases[alias] = ""
+		default:
+			if a.Aliases == nil {
+				a.Aliases = map[string]string{}
+			}
+			a.Aliases[alias] = fmt.Sprintf("u%d", v-2)
+		}
+	}
 	return d, a, o
 }
 

@@ -60,7 +60,7 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 	}
 	d := state.Desired{Owner: gOwner, PruneUsers: true, Users: []state.DesiredUser{
 		{
-			Email: "alice@acme.test", Name: state.Some("Alice Doe"),
+			Email: "alice@acme.test", Alias: "alice-eu", Name: state.Some("Alice Doe"),
 			Description:  state.Some("Sales team sandbox\nOwned by the EU office"),
 			Meta:         state.Some(meta("team", "sales", "region", "eu")),
 			Limits:       state.Some(state.Limits{"conversations": 5000.0, "database": map[string]any{"files": 100.0}}),
@@ -70,7 +70,7 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 			},
 		},
 		{
-			Email: "bob@acme.test", Name: state.Some("Robert Roe"),
+			Email: "bob@acme.test", Alias: "bob-support", Name: state.Some("Robert Roe"),
 			Description:  state.Some("Support sandbox\nTier 2\nOn call"),
 			Meta:         state.Some(meta("team", "support")),
 			Limits:       state.Some(state.Limits{"tokens": 200000.0}),
@@ -82,7 +82,7 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 		{Email: "carol@acme.test", Name: state.Some("Carol"), ManageTokens: true, Tokens: []state.DesiredToken{{Name: "manual"}}},
 		{Email: "erin@acme.test", Name: state.Some("Erin")},
 		{Email: "frank@acme.test"},
-		{Email: "gina@acme.test", Name: state.Some("Gina")},
+		{Email: "gina@acme.test", Alias: "gina", Name: state.Some("Gina")},
 	}}
 	a := state.Actual{
 		Users: []state.User{
@@ -108,6 +108,8 @@ func goldenScenario() (state.Desired, state.Actual, Options) {
 			},
 			"u_carol": {token("t_carol_manual", "manual", state.Null[state.Meta](), 3*day)},
 		},
+		// bob's alias was removed behind cbk-sync's back; gina's is where it should be.
+		Aliases: map[string]string{"bob-support": "", "gina": "u_gina"},
 	}
 	return d, a, DefaultOptions(now)
 }
@@ -306,6 +308,7 @@ func TestReadSavedIsStrict(t *testing.T) {
 		"missing body":    {strings.Replace(good, `"user_body"`, `"user_body_x"`, 1), "unknown field"},
 		"truncated input": {good[:len(good)/2], "saved plan"},
 		// These were read without a word before, and the misspelt limit dropped.
+		"bad alias":        {strings.Replace(good, `"alias": "alice-eu"`, `"alias": "Not/An/Alias"`, -1), `invalid alias "Not/An/Alias"`},
 		"fractional limit": {strings.Replace(good, `"limits": {`, `"limits": {"file": {"maxFileSize": 1.5}, `, 1), `limits.file.maxFileSize must be a whole number`},
 		"key case":         {strings.Replace(good, `"owner":`, `"Owner":`, 1), `unknown key "Owner"`},
 		"token no user":    {`{"format_version":"2","kind":"cbk-sync-plan","options":{},"desired":{"owner":"o"},"remote":{},"plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_revoke","email":"e","token_id":"t","reason":""}]}]}}`, "token_revoke has no user_id"},
@@ -353,6 +356,12 @@ func TestFingerprintOrderIndependentAndSensitive(t *testing.T) {
 		"token list read":   func(a *state.Actual) { a.Tokens["u_gina"] = []state.Token{} },
 		"token list unread": func(a *state.Actual) { delete(a.Tokens, "u_carol") },
 	}
+	// The alias lookups are not part of it: an alias changes only by an update, which
+	// moves the user's updatedAt, so a saved plan is still refused when one moved.
+	_, noAliases, _ := goldenScenario()
+	noAliases.Aliases = map[string]string{"bob-support": "u_bob"}
+	assert.Equal(t, base, Fingerprint(noAliases))
+
 	seen := map[string]string{base: "base"}
 	for name, mutate := range mutations {
 		_, c, _ := goldenScenario()

@@ -77,6 +77,16 @@ func NewSaved(d state.Desired, a state.Actual, o Options, p *Plan) *Saved {
 			desired.Users = append(desired.Users, du)
 		}
 	}
+	// The alias lookups of the saved users go with them: Check and Verify plan an
+	// alias update again from them (see Fingerprint for why they stay valid).
+	for _, du := range desired.Users {
+		if holder, ok := a.Aliases[du.Alias]; ok && du.Alias != "" {
+			if remote.Aliases == nil {
+				remote.Aliases = map[string]string{}
+			}
+			remote.Aliases[du.Alias] = holder
+		}
+	}
 	return &Saved{Options: o, Desired: desired, Remote: remote, Plan: p}
 }
 
@@ -247,6 +257,9 @@ func (p *Plan) validate() error {
 				}
 				// Unknown limit keys are legitimate (remote ones are sent back), but a
 				// known one must be what the platform accepts.
+				if a, ok := c.UserBody.Alias.Get(); ok && !state.ValidAlias(a) {
+					return fmt.Errorf("%s: invalid alias %q", where, a)
+				}
 				if l, ok := c.UserBody.Limits.Get(); ok {
 					if err := state.CheckLimits(l); err != nil {
 						return fmt.Errorf("%s: %w", where, err)

@@ -13,10 +13,36 @@ import (
 // shallow merge, limits replaced whole, cascading user delete, a nonce written into a
 // created token's meta by the apply engine) and returns the new remote state. The
 // input is not modified. Every user that declares tokens gets its token list read, as
-// the reader would on the next run.
+// the reader would on the next run. Aliases follow the platform too: a body's alias
+// moves to its user, and an update without one clears the user's alias; an alias that
+// was looked up is looked up again.
 func simulate(t testing.TB, d state.Desired, a state.Actual, p *Plan, now time.Time) state.Actual {
 	t.Helper()
 	out := state.Actual{Tokens: map[string][]state.Token{}}
+	if a.Aliases != nil {
+		out.Aliases = make(map[string]string, len(a.Aliases))
+		for k, v := range a.Aliases {
+			out.Aliases[k] = v
+		}
+	}
+	// setAlias records what a write of body b to user id does to the aliases.
+	setAlias := func(id string, b *state.UserFields, update bool) {
+		if out.Aliases == nil {
+			return
+		}
+		if update {
+			for k, v := range out.Aliases {
+				if v == id {
+					out.Aliases[k] = ""
+				}
+			}
+		}
+		if al, ok := b.Alias.Get(); ok {
+			if _, read := out.Aliases[al]; read {
+				out.Aliases[al] = id
+			}
+		}
+	}
 	idx := map[string]int{}
 	for _, u := range a.Users {
 		u.Meta = cloneMetaOpt(u.Meta)
@@ -48,6 +74,7 @@ func simulate(t testing.TB, d state.Desired, a state.Actual, p *Plan, now time.T
 					Email: orNull(b.Email), Name: orNull(b.Name), Description: orNull(b.Description),
 					Image: orNull(b.Image), Meta: orNull(cloneMetaOpt(b.Meta)), Limits: orNull(b.Limits)}
 				userID = u.ID
+				setAlias(u.ID, b, false)
 				idx[u.ID] = len(out.Users)
 				out.Users = append(out.Users, u)
 				out.Tokens[u.ID] = []state.Token{}
@@ -60,6 +87,7 @@ func simulate(t testing.TB, d state.Desired, a state.Actual, p *Plan, now time.T
 				setIfPresent(&u.Image, b.Image)
 				u.Meta = applyMeta(u.Meta, b.Meta, b.MetaMerge)
 				setIfPresent(&u.Limits, b.Limits)
+				setAlias(u.ID, b, true)
 				u.UpdatedAt = ms
 			case UserDelete:
 				deleted[c.UserID] = true

@@ -83,7 +83,9 @@ func (s *Saved) Verify(f Fresh) (*Plan, error) {
 	for _, u := range f.Users {
 		fresh[u.ID] = u
 	}
-	a := state.Actual{Users: []state.User{}, Tokens: map[string][]state.Token{}}
+	// The alias lookups are not made again: an alias changes only by a write to a user,
+	// which moves its updatedAt, compared below (see Fingerprint).
+	a := state.Actual{Users: []state.User{}, Tokens: map[string][]state.Token{}, Aliases: s.Remote.Aliases}
 	inPlan := map[string]bool{}
 	for _, su := range s.Remote.Users {
 		fu, ok := fresh[su.ID]

@@ -25,7 +25,11 @@ type Desired struct {
 
 // DesiredUser is one declared partner user.
 type DesiredUser struct {
-	Email       string      `json:"email"`
+	Email string `json:"email"`
+	// Alias is the user's declared alias, "" when none is declared. The platform never
+	// returns an alias and clears it on every update that leaves it out, so a declared
+	// one is sent with every create, update and adopt.
+	Alias       string      `json:"alias,omitempty"`
 	Name        Opt[string] `json:"name,omitzero"`
 	Description Opt[string] `json:"description,omitzero"`
 	Image       Opt[string] `json:"image,omitzero"`

@@ -247,6 +247,8 @@ func (u User) Owner() string { return metaOwner(u.Meta) }
 // When MetaMerge is true, Meta is sent as {"$update": meta}, which the API merges
 // shallowly into the stored meta instead of replacing it.
 type UserFields struct {
+	// Alias is write-only on the platform, and an update without it clears it.
+	Alias       Opt[string] `json:"alias,omitzero"`
 	Email       Opt[string] `json:"email,omitzero"`
 	Name        Opt[string] `json:"name,omitzero"`
 	Description Opt[string] `json:"description,omitzero"`
@@ -259,6 +261,7 @@ type UserFields struct {
 // WireJSON returns the request body as the API expects it (with $update for a merge).
 func (f UserFields) WireJSON() ([]byte, error) {
 	type wire struct {
+		Alias       Opt[string] `json:"alias,omitzero"`
 		Email       Opt[string] `json:"email,omitzero"`
 		Name        Opt[string] `json:"name,omitzero"`
 		Description Opt[string] `json:"description,omitzero"`
@@ -266,7 +269,7 @@ func (f UserFields) WireJSON() ([]byte, error) {
 		Meta        any         `json:"meta,omitempty"`
 		Limits      Opt[Limits] `json:"limits,omitzero"`
 	}
-	return json.Marshal(wire{f.Email, f.Name, f.Description, f.Image, wireMeta(f.Meta, f.MetaMerge), f.Limits})
+	return json.Marshal(wire{f.Alias, f.Email, f.Name, f.Description, f.Image, wireMeta(f.Meta, f.MetaMerge), f.Limits})
 }
 
 // Token is a partner user's API token as the list answer shows it (never the secret).
@@ -320,6 +323,27 @@ type Actual struct {
 	// Tokens holds the token lists that were read, by user ID. A user whose tokens
 	// were not read has no entry (which differs from an empty list).
 	Tokens map[string][]Token `json:"tokens"`
+	// Aliases holds the answers of `GET user/@ALIAS/fetch` for the declared aliases of
+	// existing users, the only way to see an alias (list and fetch never return it):
+	// the ID of the user the alias names, or "" when no user has it (404). An alias
+	// that was not looked up has no entry, and is never planned.
+	Aliases map[string]string `json:"aliases,omitempty"`
+}
+
+// ValidAlias reports whether s is an alias the platform accepts and cbk-sync can look
+// up: 1 to 128 characters of a-z, 0-9, _ and -. (The platform's pattern allows an empty
+// alias too, which no `@alias` lookup can find.)
+func ValidAlias(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z') {
+			return false
+		}
+	}
+	return true
 }
 
 // Secret is a credential (the API token, a created token's secret). Every way of

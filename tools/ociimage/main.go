@@ -88,7 +88,6 @@ func buildCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	os.MkdirAll(*out, 0o755)
 	osArch := strings.SplitN(*platform, "/", 2)
 	if err := p.AppendImage(img, layout.WithPlatform(v1.Platform{OS: osArch[0], Architecture: osArch[1]})); err != nil {
 		return err
@@ -270,13 +269,21 @@ func tarOf(files []file, mtime time.Time) []byte {
 			dirs[d] = true
 		}
 		for _, d := range parents {
-			tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: mtime})
+			must(tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: mtime}))
 		}
-		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: mtime})
-		tw.Write(f.data)
+		must(tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: mtime}))
+		_, err := tw.Write(f.data)
+		must(err)
 	}
-	tw.Close()
+	must(tw.Close())
 	return buf.Bytes()
+}
+
+// must panics on an error that writing to memory cannot have.
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
 }
 
 func smokeCmd(args []string) error {
@@ -399,7 +406,7 @@ func Smoke(img v1.Image, maxMiB float64) ([]byte, *v1.ConfigFile, error) {
 	tr := tar.NewReader(rc)
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil, nil, fmt.Errorf("the entrypoint %s is not in the image", cf.Config.Entrypoint[0])
 		}
 		if err != nil {
