@@ -5,13 +5,16 @@
 // per token create (create, then confirm once the secret is delivered), three per
 // rotation (create, confirm, revoke the old).
 //
-//	go run ./bench [-users N] [-tokens K] [-latency L] [-parallelism 8,32] [-json FILE] [-seed S] [-check]
+//	go run ./bench [-users N] [-tokens K] [-latency L] [-parallelism 8,32] [-poll-limit B] [-poll-window W] [-json FILE] [-seed S] [-check]
 //
 // Each run reports its wall time, its lower bound (what the latency makes unavoidable
 // at that parallelism), the ratio of the two, and the speed-up over the naive plan
-// (one request at a time). Timings are reported, never asserted: the command exits 1
-// only when a call count or an outcome differs from what is expected, which is how CI
-// catches regressions.
+// (one request at a time). Then, with a poll limit of B polls per window W on the
+// emulator, plan and sync with the budget given and plan with the budget learned, each
+// against the poll bound W x (ceil(polls/B) - 1) + L x ceil(last window's polls/P).
+// Timings are reported, never asserted: the command exits 1 only when a call count or
+// an outcome differs from what is expected (more polls than the minimum, a rejection
+// with the budget given), which is how CI catches regressions.
 package main
 
 import (
@@ -52,6 +55,8 @@ type settings struct {
 	seed          uint64
 	syncBaseline  bool
 	jsonPath      string
+	pollLimit     int           // B of the poll-limit runs; 0: none
+	pollWindow    time.Duration // W of the poll-limit runs
 }
 
 // Main runs the benchmark and returns the exit code.
@@ -97,7 +102,9 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 	fs.Uint64Var(&s.seed, "seed", 1, "seed `S` that picks which users and tokens drift")
 	fs.BoolVar(&s.syncBaseline, "sync-baseline", false, "also run sync at P=1 (slow: every write one after the other)")
 	fs.StringVar(&s.jsonPath, "json", "", "also write the results as JSON to `FILE`")
-	check := fs.Bool("check", false, "CI size: -users 200 -latency 1ms unless given")
+	fs.IntVar(&s.pollLimit, "poll-limit", 500, "poll limit `B` per -poll-window of the poll-limit runs (0: no such runs)")
+	fs.DurationVar(&s.pollWindow, "poll-window", 10*time.Second, "sliding window `W` of the poll limit")
+	check := fs.Bool("check", false, "CI size: -users 200 -latency 1ms -poll-limit 50 -poll-window 250ms unless given")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./bench [flags]")
 		fmt.Fprintln(stderr, "Measures plan and sync against the in-process emulator and checks their API calls.")
@@ -118,6 +125,12 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 		if !set["latency"] {
 			s.latency = time.Millisecond
 		}
+		if !set["poll-limit"] {
+			s.pollLimit = 50
+		}
+		if !set["poll-window"] {
+			s.pollWindow = 250 * time.Millisecond
+		}
 	}
 	switch {
 	case s.users < 0 || s.users > 90_000:
@@ -126,6 +139,10 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 		return s, fmt.Errorf("-tokens %d: want 0..1000", s.tokens)
 	case s.latency < 0:
 		return s, fmt.Errorf("-latency %s: want 0 or more", s.latency)
+	case s.pollLimit < 0:
+		return s, fmt.Errorf("-poll-limit %d: want 0 (no poll-limit runs) or more", s.pollLimit)
+	case s.pollWindow <= 0:
+		return s, fmt.Errorf("-poll-window %s: want more than 0", s.pollWindow)
 	}
 	seen := map[int]bool{1: true}
 	for _, f := range strings.Split(*par, ",") {
@@ -157,22 +174,30 @@ func benchmark(ctx context.Context, s settings, progress io.Writer) (*report, er
 	rep.timer = timerLatency(s.latency)
 
 	type step struct {
-		op string
-		p  int
+		op   string
+		p    int
+		poll pollRun
 	}
-	steps := []step{{opPlan, 1}}
+	steps := []step{{opPlan, 1, pollRun{}}}
 	if s.syncBaseline {
-		steps = append(steps, step{opSync, 1})
+		steps = append(steps, step{opSync, 1, pollRun{}})
 	}
 	for _, p := range s.parallelism {
-		steps = append(steps, step{opPlan, p}, step{opSync, p})
+		steps = append(steps, step{opPlan, p, pollRun{}}, step{opSync, p, pollRun{}})
+	}
+	if s.pollLimit > 0 {
+		given := pollRun{limit: s.pollLimit, window: s.pollWindow, budget: s.pollLimit}
+		learned := pollRun{limit: s.pollLimit, window: s.pollWindow}
+		for _, p := range s.parallelism {
+			steps = append(steps, step{opPlan, p, given}, step{opPlan, p, learned}, step{opSync, p, given})
+		}
 	}
 	for _, st := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(progress, "bench: %s P=%d ...\n", st.op, st.p)
-		r, err := measure(ctx, sc, d, s.latency, st.op, st.p)
+		fmt.Fprintf(progress, "bench: %s P=%d%s ...\n", st.op, st.p, st.poll.label())
+		r, err := measure(ctx, sc, d, s.latency, st.op, st.p, st.poll)
 		if err != nil {
 			return nil, err
 		}

@@ -31,13 +31,33 @@ func TestMainCheckSize(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &rep))
 	assert.True(t, rep.OK)
 	assert.Equal(t, 200, rep.Users)
-	require.Len(t, rep.Runs, 3, "plan P=1, plan P=4, sync P=4")
+	require.Len(t, rep.Runs, 6, "plan P=1, plan P=4, sync P=4, then under the poll limit plan given, plan learned, sync given")
+	for i, budget := range []string{"given", "learned", "given"} {
+		r := rep.Runs[3+i]
+		assert.Equal(t, budget, r.PollBudget)
+		assert.Equal(t, 50, r.PollLimit)
+		if r.Op == "sync" {
+			// 201 users with the lease: still 3 pages, and the lock's lookup.
+			assert.Equal(t, int64(194), r.Polls, "the minimum: the lock's lookup, 3 user pages and 190 token lists")
+		} else {
+			assert.Equal(t, int64(193), r.Polls, "the minimum: 3 user pages and 190 token lists")
+		}
+		assert.Equal(t, r.MinPolls, r.Polls)
+		if budget == "given" {
+			assert.Zero(t, r.PollRejections)
+		} else {
+			assert.LessOrEqual(t, r.PollRejections, int64(4), "at most P while learning")
+		}
+		assert.Positive(t, r.PollBoundMS)
+		assert.Empty(t, r.Failures)
+	}
 	sync := rep.Runs[2]
 	assert.Equal(t, "sync", sync.Op)
-	assert.Equal(t, int64(3), sync.Calls[opUserList], "200 users: two full pages and an empty one")
-	assert.Equal(t, int64(1), sync.Calls[opUserFetch], "the empty page's cursor still exists: it was the end")
+	assert.Equal(t, int64(4), sync.Calls[opUserList], "201 users with the lease: two full pages and a short one, and the lock's lookup")
+	assert.Equal(t, int64(0), sync.Calls[opUserFetch], "with the lease 201 users: the last page is short, no fetch needed")
 	assert.Equal(t, int64(190), sync.Calls[opTokenList])
-	assert.Equal(t, sync.Planned, sync.Writes)
+	assert.Equal(t, sync.Planned+2, sync.Writes, "the planned writes and the lock's create and delete")
+	assert.Equal(t, int64(10+1), sync.Calls[opUserCreate], "10 planned and the lock")
 	assert.Equal(t, int64(160), sync.Planned, "10 + 20 + 10 user writes, 20 creates x 2 (create, confirm), 20 revokes, 20 rotations x 3 (create, confirm, revoke)")
 }
 
@@ -107,4 +127,17 @@ func TestFlags(t *testing.T) {
 		_, err := parseFlags(bad, &bytes.Buffer{})
 		assert.Error(t, err, "%v", bad)
 	}
+}
+
+// A run under the poll limit fails its checks when the budget given is wrong (here
+// above the limit, so the emulator rejects polls): the command would exit 1.
+func TestPollRunFailsOnRejection(t *testing.T) {
+	sc := newScenario(50, 1, 1, time.Now())
+	d, err := config.LoadBytes("bench.yaml", sc.yaml, nil)
+	require.NoError(t, err)
+	r, err := measure(context.Background(), sc, d, 0, opPlan, 4, pollRun{limit: 10, window: 100 * time.Millisecond, budget: 20})
+	require.NoError(t, err)
+	require.Positive(t, r.PollRejections)
+	assert.Contains(t, strings.Join(r.Failures, "\n"), "rejected by the poll limit with the budget given, want 0")
+	assert.Equal(t, r.MinPolls, r.Polls, "and yet every poll was made once, in the end")
 }

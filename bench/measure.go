@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"runtime/metrics"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/cbk-sync/cbk-sync/internal/apply"
 	"github.com/cbk-sync/cbk-sync/internal/client"
 	"github.com/cbk-sync/cbk-sync/internal/emulator"
+	"github.com/cbk-sync/cbk-sync/internal/lease"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
@@ -45,11 +47,52 @@ const (
 
 const apiToken = "bench-secret"
 
+// pollRun says whether a run meets a poll limit: limit polls per window on the
+// emulator, and the budget the client is given (0: learned). The zero value is a run
+// without a poll limit.
+type pollRun struct {
+	limit  int
+	window time.Duration
+	budget int
+}
+
+func (p pollRun) on() bool { return p.limit > 0 }
+
+// label names the run's poll limit for the progress and the table ("" for none).
+func (p pollRun) label() string {
+	if !p.on() {
+		return ""
+	}
+	how := "learned"
+	if p.budget > 0 {
+		how = "given"
+	}
+	return fmt.Sprintf(" poll limit %d/%s, budget %s", p.limit, p.window, how)
+}
+
+// short is the suffix of the run's name in the table: "/given", "/learned" or "".
+func (p pollRun) short() string {
+	switch {
+	case !p.on():
+		return ""
+	case p.budget > 0:
+		return "/given"
+	}
+	return "/learned"
+}
+
 // run is one measured operation at one parallelism, on a fresh emulator.
 type run struct {
 	Op          string
 	Parallelism int
 	Baseline    bool // the naive way: one connection, one user at a time
+	Poll        pollRun
+	// Polls are the list requests the emulator admitted, PollRejections those its
+	// poll limit refused, PollWait the client's time waiting for the window;
+	// PollBound the read's lower bound under the limit (ReadBound includes it).
+	Polls, MinPolls, PollRejections int64
+	PollWait, PollBound             time.Duration
+	PollBudget                      int // the budget the client ended with
 
 	Wall      time.Duration // the whole operation
 	ReadWall  time.Duration // ReadActual + Compute
@@ -96,8 +139,14 @@ type env struct {
 	stop func(context.Context) error
 }
 
-func startEnv(sc *scenario, latency time.Duration, parallelism int, log *slog.Logger) (*env, error) {
-	emu, err := emulator.New(emulator.Options{Token: apiToken, Faults: emulator.Faults{Latency: latency}})
+func startEnv(sc *scenario, latency time.Duration, parallelism int, log *slog.Logger, poll pollRun) (*env, error) {
+	// Without a poll limit asked for, the emulator's default one is off: those runs
+	// measure the latency bound, and a 5,000-user plan is 5,000 polls.
+	f := emulator.Faults{Latency: latency, PollLimit: -1}
+	if poll.on() {
+		f.PollLimit, f.PollWindow = poll.limit, poll.window
+	}
+	emu, err := emulator.New(emulator.Options{Token: apiToken, Faults: f})
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +157,8 @@ func startEnv(sc *scenario, latency time.Duration, parallelism int, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("starting the emulator: %w", err)
 	}
-	api, err := client.New(client.Options{BaseURL: url, Token: state.Secret(apiToken), MaxConns: parallelism, Logger: log})
+	api, err := client.New(client.Options{BaseURL: url, Token: state.Secret(apiToken), MaxConns: parallelism, Logger: log,
+		PollBudget: poll.budget, PollWindow: poll.window})
 	if err != nil {
 		_ = stop(context.Background())
 		return nil, err
@@ -176,15 +226,15 @@ func (s *countingSink) Deliver(apply.SecretRecord) error {
 // measure runs op at parallelism p on a fresh emulator and checks its call counts.
 // An error means the run could not be made; a run that made the wrong calls has
 // Failures instead.
-func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Duration, op string, p int) (*run, error) {
+func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Duration, op string, p int, poll pollRun) (*run, error) {
 	calls := &callTimes{}
-	e, err := startEnv(sc, latency, p, slog.New(calls))
+	e, err := startEnv(sc, latency, p, slog.New(calls), poll)
 	if err != nil {
 		return nil, err
 	}
 	defer e.close()
 
-	r := &run{Op: op, Parallelism: p, Baseline: p == 1}
+	r := &run{Op: op, Parallelism: p, Baseline: p == 1, Poll: poll}
 	sink := &countingSink{}
 	opts := plan.DefaultOptions(sc.now)
 	opts.ForceDeletes = true // 5% orphans are far more than the default cap of 10
@@ -194,12 +244,24 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 	mem := startMemSampler()
 	r.HeapBefore = mem.start
 	t0 := time.Now()
+	var lk *lease.Lease
+	if op == opSync {
+		// A sync takes the account's lock first, as cbk-sync sync does: a lookup and
+		// a create before the plan, a delete after the apply.
+		lk, ctx, err = lease.Acquire(ctx, e.api, lease.Options{Owner: d.Owner})
+		if err != nil {
+			return nil, fmt.Errorf("%s P=%d: %w", op, p, err)
+		}
+	}
 	pl, err := readAndPlan(ctx, e.api.ReadOnly(), d, opts)
 	r.ReadWall = time.Since(t0)
 	var rep *apply.Report
 	if err == nil && op == opSync {
 		t1 := time.Now()
 		rep, err = apply.Run(ctx, e.api, &pl, apply.Options{Parallelism: p, Owner: d.Owner, Secrets: sink})
+		if rerr := lk.Release(ctx); rerr != nil && err == nil {
+			err = rerr
+		}
 		r.WriteWall = time.Since(t1)
 	}
 	r.Wall = time.Since(t0)
@@ -209,7 +271,10 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 	}
 
 	r.Calls = e.emu.Counts()
-	r.Retries = e.api.Stats().Retries
+	st := e.api.Stats()
+	r.Retries = st.Retries
+	r.Polls, r.PollRejections = e.emu.PollCounts()
+	r.PollWait, r.PollBudget = st.PollWait, st.PollBudget
 	r.CallP50, r.CallP99, r.CallMax = calls.percentiles()
 	r.Summary = pl.Summary()
 	for _, o := range readOps {
@@ -232,15 +297,35 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 		for o, n := range planned {
 			want[o] += n
 		}
+		// The lock: its lookup, its create and its delete; and the plan lists the
+		// lease user too.
+		pages, fetches := userListReads(sc.users + 1)
+		want[opUserList] += pages - sc.minReads[opUserList] + 1
+		want[opUserFetch] += fetches - sc.minReads[opUserFetch]
+		want[opUserCreate]++
+		want[opUserDelete]++
 	}
+	r.MinPolls = want[opUserList] + want[opTokenList] // a sync's: with the lock's lookup
 
 	// The lower bounds: the user pages are a chain of R calls, the token lists T calls
 	// p at a time; the writes W calls p at a time, but each user's in order.
 	L := latency
 	R, T := sc.minReads[opUserList], sc.minReads[opTokenList]
 	r.ReadBound = L * time.Duration(max(R, ceilDiv(T, int64(p))))
+	if poll.on() && r.MinPolls > 0 {
+		// Under the limit the polls go in k = ceil(polls/B) windows' worth: the last
+		// cannot start before k-1 windows have passed, and then takes its own calls.
+		B := int64(poll.limit)
+		k := ceilDiv(r.MinPolls, B)
+		last := r.MinPolls - (k-1)*B
+		r.PollBound = poll.window*time.Duration(k-1) + L*time.Duration(ceilDiv(last, int64(p)))
+		r.ReadBound = max(r.ReadBound, r.PollBound)
+	}
 	if op == opSync {
-		r.WriteBound = L * time.Duration(max(ceilDiv(total, int64(p)), int64(chain)))
+		// The lock's lookup and create come before the reads, its delete after the
+		// writes: three calls in a row.
+		r.ReadBound += 2 * L
+		r.WriteBound = L * time.Duration(max(ceilDiv(total, int64(p)), int64(chain))+1)
 	}
 
 	// The checks CI relies on: exact calls, the plan the drift must give, and for a
@@ -251,7 +336,24 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 	if !pl.Safety.Safe {
 		r.failf("the plan is unsafe: %s", strings.Join(pl.Safety.Reasons, "; "))
 	}
-	r.Failures = append(r.Failures, compareCalls(r.Calls, want, op)...)
+	if poll.on() {
+		// Refused polls are calls the emulator counts but did not serve: the reads
+		// that count are the polls it admitted.
+		if r.Polls != r.MinPolls {
+			r.failf("polls: %d admitted, want the minimum %d (user pages + token lists, and a sync's lock lookup)", r.Polls, r.MinPolls)
+		}
+		if poll.budget > 0 && r.PollRejections > 0 {
+			r.failf("polls: %d rejected by the poll limit with the budget given, want 0", r.PollRejections)
+		}
+		if poll.budget == 0 && r.PollRejections > int64(p) {
+			r.failf("polls: %d rejected while learning the budget, want at most P = %d (those in flight)", r.PollRejections, p)
+		}
+		got := maps.Clone(r.Calls)
+		got[opUserList], got[opTokenList] = want[opUserList], want[opTokenList]
+		r.Failures = append(r.Failures, compareCalls(got, want, op)...)
+	} else {
+		r.Failures = append(r.Failures, compareCalls(r.Calls, want, op)...)
+	}
 	if rep != nil {
 		if rep.Failed() {
 			r.failf("apply: %d ok, %d failed, %d skipped; first problem: %s", rep.Totals.OK, rep.Totals.Failed, rep.Totals.Skipped, firstProblem(rep))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -16,6 +17,9 @@ import (
 const (
 	targetRatio   = 1.2
 	targetSpeedUp = 0.8
+	// targetPollRatio is issue 10's: under a poll limit, wall time within 1.15x of
+	// the poll bound.
+	targetPollRatio = 1.15
 )
 
 // report is every run of one benchmark.
@@ -32,7 +36,7 @@ type report struct {
 // baseline returns the P=1 run of op, or nil.
 func (rep *report) baseline(op string) *run {
 	for _, r := range rep.runs {
-		if r.Op == op && r.Baseline {
+		if r.Op == op && r.Baseline && !r.Poll.on() {
 			return r
 		}
 	}
@@ -42,7 +46,7 @@ func (rep *report) baseline(op string) *run {
 // speedUp is the baseline's wall time over r's, or 0 without a baseline.
 func (rep *report) speedUp(r *run) float64 {
 	b := rep.baseline(r.Op)
-	if b == nil {
+	if b == nil || r.Poll.on() {
 		return 0
 	}
 	return ratio(b.Wall, r.Wall)
@@ -50,6 +54,12 @@ func (rep *report) speedUp(r *run) float64 {
 
 // targets says whether a plan run meets the issue's targets ("" for other runs).
 func (rep *report) targets(r *run) string {
+	if r.Poll.on() {
+		if q := r.Ratio(); q > targetPollRatio {
+			return fmt.Sprintf("missed: ratio %.2f > %.2f", q, targetPollRatio)
+		}
+		return "met"
+	}
 	if r.Op != opPlan || r.Baseline {
 		return ""
 	}
@@ -105,7 +115,7 @@ func (rep *report) writeText(w io.Writer) {
 			sp = fmt.Sprintf("%.1fx", v)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n",
-			r.Op, r.Parallelism, seconds(r.Wall), seconds(r.Bound()), r.Ratio(), sp,
+			r.Op+r.Poll.short(), r.Parallelism, seconds(r.Wall), seconds(r.Bound()), r.Ratio(), sp,
 			r.Reads, r.MinReads, r.Writes, r.Planned, r.Retries,
 			fmt.Sprintf("%.1f/%.1f/%.1fms", ms(r.CallP50), ms(r.CallP99), ms(r.CallMax)),
 			fmt.Sprintf("%s (+%.1f)", mib(r.PeakHeap), float64(r.PeakHeap-r.HeapBefore)/(1<<20)), mib(r.Allocated))
@@ -120,16 +130,26 @@ func (rep *report) writeText(w io.Writer) {
 		}
 	}
 	for _, r := range rep.runs {
-		if t := rep.targets(r); t != "" {
+		if t := rep.targets(r); t != "" && !r.Poll.on() {
 			fmt.Fprintf(w, "plan P=%d targets (ratio <= %.1f, speed-up >= %.1f x P): %s\n", r.Parallelism, targetRatio, targetSpeedUp, t)
 		}
 	}
-	fmt.Fprintln(w, "bound: reads L x max(R, ceil(T/P)); writes L x max(ceil(W/P), longest chain); sync = both.")
+	for _, r := range rep.runs {
+		if r.Poll.on() {
+			fmt.Fprintf(w, "%s P=%d%s: read %s, poll bound %s (ratio %.2f); polls %d admitted (minimum %d), %d rejected, waited %s; budget %d; target ratio <= %.2f: %s\n",
+				r.Op, r.Parallelism, r.Poll.label(), seconds(r.ReadWall), seconds(r.PollBound), ratio(r.ReadWall, r.PollBound),
+				r.Polls, r.MinPolls, r.PollRejections, seconds(r.PollWait), r.PollBudget, targetPollRatio, rep.targets(r))
+		}
+	}
+	fmt.Fprintln(w, "bound: reads L x max(R, ceil(T/P)); writes L x max(ceil(W/P), longest chain); sync = both + 3 L (the lock).")
+	if rep.settings.pollLimit > 0 {
+		fmt.Fprintln(w, "poll bound (runs marked /given, /learned): reads under a limit of B polls per window W: W x (ceil(polls/B) - 1) + L x ceil(last window's polls / P), or the latency bound if larger.")
+	}
 	fmt.Fprintln(w, "call: one request as the client times it, from sending to the answer's headers (waiting for a connection included).")
 	fmt.Fprintln(w, "peak heap: live heap sampled every 2ms (runtime/metrics heap objects, ~HeapAlloc), the in-process emulator included;\n"+
 		"  growth: over the heap at the start of the run; allocated: bytes allocated during the run, emulator included.")
 	if len(rep.failures()) == 0 {
-		fmt.Fprintln(w, "calls: every run made exactly the minimum reads and one write per planned call.")
+		fmt.Fprintln(w, "calls: every run made exactly the minimum reads and one write per planned call (a sync: and the lock's 3 calls).")
 	}
 }
 
@@ -193,6 +213,16 @@ type jsonRun struct {
 	Allocated    uint64           `json:"allocated_bytes"`
 	Targets      string           `json:"targets,omitempty"`
 	Failures     []string         `json:"failures"`
+	// Poll-limit runs only.
+	PollLimit      int     `json:"poll_limit,omitempty"`
+	PollWindowMS   float64 `json:"poll_window_ms,omitempty"`
+	PollBudget     string  `json:"poll_budget,omitempty"` // "given" or "learned"
+	LearnedBudget  int     `json:"budget_end,omitempty"`
+	Polls          int64   `json:"polls,omitempty"`
+	MinPolls       int64   `json:"min_polls,omitempty"`
+	PollRejections int64   `json:"poll_rejections,omitempty"`
+	PollWaitMS     float64 `json:"poll_wait_ms,omitempty"`
+	PollBoundMS    float64 `json:"poll_bound_ms,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -222,6 +252,12 @@ func (rep *report) jsonView() jsonReport {
 			LongestChain: r.Chain, Retries: r.Retries, CallP50MS: ms(r.CallP50), CallP99MS: ms(r.CallP99), CallMaxMS: ms(r.CallMax), HeapBefore: r.HeapBefore, PeakHeap: r.PeakHeap, Allocated: r.Allocated,
 			Targets: rep.targets(r), Failures: f,
 		})
+		if r.Poll.on() {
+			j := &out.Runs[len(out.Runs)-1]
+			j.PollLimit, j.PollWindowMS, j.PollBudget = r.Poll.limit, ms(r.Poll.window), strings.TrimPrefix(r.Poll.short(), "/")
+			j.LearnedBudget, j.Polls, j.MinPolls, j.PollRejections = r.PollBudget, r.Polls, r.MinPolls, r.PollRejections
+			j.PollWaitMS, j.PollBoundMS = ms(r.PollWait), ms(r.PollBound)
+		}
 	}
 	return out
 }

@@ -41,6 +41,8 @@ type scenario struct {
 	// (the last one short or empty) and one token list per existing declared user (more
 	// past 100 tokens).
 	minReads map[string]int64
+	// users is the number of remote users before the run.
+	users int
 	// want is the plan summary the drift must produce.
 	want plan.Summary
 }
@@ -164,14 +166,11 @@ func newScenario(n, k int, seed uint64, now time.Time) *scenario {
 	sc.yaml = y.Bytes()
 
 	declaredRemote := int64(n - sc.orphans)
-	sc.minReads = map[string]int64{
-		opUserList:  int64(n/pageSize + 1),
-		opTokenList: declaredRemote * int64(k/pageSize+1),
-	}
-	if n > 0 && n%pageSize == 0 {
-		// The empty page after a full last one is also the answer for a deleted
-		// cursor: one fetch shows the last user still exists.
-		sc.minReads[opUserFetch] = 1
+	sc.users = n
+	sc.minReads = map[string]int64{opTokenList: declaredRemote * int64(k/pageSize+1)}
+	sc.minReads[opUserList], sc.minReads[opUserFetch] = userListReads(n)
+	if sc.minReads[opUserFetch] == 0 {
+		delete(sc.minReads, opUserFetch)
 	}
 	sc.want = plan.Summary{
 		UserCreate:  sc.created,
@@ -210,4 +209,15 @@ func (sc *scenario) seed(e *emulator.Emulator) error {
 func (sc *scenario) describe() string {
 	return fmt.Sprintf("drift: %d users updated, %d new, %d orphans pruned; %d tokens revoked, %d rotated",
 		sc.updated, sc.created, sc.orphans, sc.revoked, sc.rotated)
+}
+
+// userListReads are the calls that list n users: the pages (a page shorter than 100
+// ends the listing) and, after a full last page, one fetch, since the empty page after
+// it is also the answer for a deleted cursor: the fetch shows the last user still exists.
+func userListReads(n int) (pages, fetches int64) {
+	pages = int64(n/pageSize + 1)
+	if n > 0 && n%pageSize == 0 {
+		fetches = 1
+	}
+	return pages, fetches
 }

@@ -167,3 +167,32 @@ func TestActionRunStep(t *testing.T) {
 	assert.Equal(t, "false", out["changes-pending"])
 	assert.Equal(t, "0", out["user-create"])
 }
+
+// TestActionSecretsExec: the Action's secrets-exec input hands each secret to the
+// command (on its stdin) instead of the secrets-out file.
+func TestActionSecretsExec(t *testing.T) {
+	if _, err := exec.LookPath("jq"); err != nil {
+		requireTool(t, "jq", "the Action's run step (jq is on every GitHub runner)")
+	}
+	step, defaults := loadActionStep(t, "run")
+	dir := t.TempDir()
+	config := filepath.Join(dir, "chatbotkit.yaml")
+	require.NoError(t, os.WriteFile(config, []byte("version: 1\nowner: acme\nusers:\n  - email: a@acme.test\n    tokens: [{name: ci}, {name: deploy}]\n"), 0o644))
+	emu := filepath.Join(dir, "emulator.json")
+	in := map[string]string{}
+	for k, v := range defaults {
+		in[k] = v
+	}
+	in["config"], in["command"] = config, "sync"
+	in["plan-args"], in["apply-args"] = "--emulator "+emu, "--emulator "+emu
+	in["secrets-exec"] = `sh -c 'cat >> "$0"' ` + filepath.Join(dir, "exec-secrets.jsonl")
+	ctx := map[string]string{"github.server_url": "https://github.com", "github.repository": "acme/users", "github.run_id": "42"}
+	out, summary := runActionStep(t, step, in, ctx, dir)
+	assert.Equal(t, "0", out["exit-code"], summary)
+	b, err := os.ReadFile(filepath.Join(dir, "exec-secrets.jsonl"))
+	require.NoError(t, err)
+	assert.Equal(t, 2, strings.Count(string(b), `"token":"sk-`))
+	plan, err := os.ReadFile(filepath.Join(out["plan-dir"], "plan.txt"))
+	require.NoError(t, err)
+	assert.Contains(t, string(plan), "Secrets of new tokens go to the command sh -c")
+}

@@ -30,6 +30,8 @@ type APIFlags struct {
 	JSONL        bool          `name:"jsonl" help:"List with Accept: application/jsonl (the server pages internally)."`
 	APIPaths     string        `name:"api-paths" env:"CBK_SYNC_API_PATHS" default:"auto" placeholder:"auto|partner|user" help:"API path family: partner (/v1/partner/user/..., the hosted API), user (/api/v1/user/..., self-hosted), or auto (found on the first request; nothing is written before)."`
 	RetryTimeout time.Duration `name:"retry-timeout" default:"2m" help:"How long one read (or update, delete) may keep retrying network errors, 5xx and 429s."`
+	PollBudget   int           `name:"poll-budget" default:"0" placeholder:"N" help:"Polls (list requests: a page, or a JSONL stream) the account allows per --poll-window; never exceeded. 0 = learn it at the first poll-limit rejection."`
+	PollWindow   time.Duration `name:"poll-window" default:"60s" help:"The poll limit's sliding window (the platform's is 60s; change it only for a test server)."`
 	// RetryBase is the first retry backoff; hidden, for tests that inject many faults.
 	RetryBase time.Duration `name:"retry-base" hidden:"" default:"250ms"`
 	// PageSize is the take of paged lists; hidden, for tests that cross page
@@ -64,6 +66,12 @@ func (f *APIFlags) Validate() error {
 			return fmt.Errorf("%s must be between %s and %s (got %s)", d.flag, minDuration, d.limit, d.v)
 		}
 	}
+	if f.PollBudget < 0 {
+		return fmt.Errorf("--poll-budget must be 0 (learn it) or positive (got %d)", f.PollBudget)
+	}
+	if f.PollWindow < time.Millisecond || f.PollWindow > time.Hour {
+		return fmt.Errorf("--poll-window must be between 1ms and 1h (got %s)", f.PollWindow)
+	}
 	if f.PageSize < 1 || f.PageSize > 100 {
 		return fmt.Errorf("--page-size must be between 1 and 100 (got %d)", f.PageSize)
 	}
@@ -94,6 +102,7 @@ type session struct {
 	emu     *emulator.Emulator
 	emuPath string
 	stop    func(context.Context) error
+	saved   bool // the in-process emulator's state was saved once (after an apply)
 }
 
 // open connects; the writer is nil unless write is true, so a read-only command
@@ -132,6 +141,8 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 	}
 	opts := client.Options{
 		Paths:           paths,
+		PollBudget:      f.PollBudget,
+		PollWindow:      f.PollWindow,
 		BaseURL:         baseURL,
 		Token:           token,
 		UserAgent:       "cbk-sync/" + buildVersion(),
@@ -185,6 +196,7 @@ func (s *session) save() error {
 	if err := s.emu.Save(); err != nil {
 		return fmt.Errorf("--emulator %s: the changes were made but could not be saved: %w", s.emuPath, err)
 	}
+	s.saved = true
 	return nil
 }
 

@@ -26,6 +26,8 @@ type EmulatorCmd struct {
 	LostRate     float64       `name:"lost-rate" help:"Fraction of writes that are made and then lose their answer (connection dropped)."`
 	BadBodyRate  float64       `name:"bad-body-rate" help:"Fraction of reads answered 200 with an error in a streamed body."`
 	UserQuota    int           `name:"user-quota" help:"Refuse user creates beyond this many users with 429 LIMITS_REACHED (0 = none)."`
+	PollLimit    int           `name:"poll-limit" default:"1000" help:"The poll limit: list requests (a page, or a JSONL stream) admitted per --poll-window, account-wide; beyond it 429 LIMITS_REACHED rate/poll (0 = none)."`
+	PollWindow   time.Duration `name:"poll-window" default:"60s" help:"The poll limit's sliding window."`
 	DeleteRate   float64       `name:"delete-rate" help:"Concurrent writer: fraction of list pages (users and tokens, also inside streams) after which the page's last item, the next cursor, is deleted."`
 	DeleteEvery  int           `name:"delete-every" placeholder:"N" help:"Concurrent writer: also delete the last user of every N-th user-list page served (deterministic; 0 = never)."`
 	DeleteMax    int           `name:"delete-max" placeholder:"N" help:"Concurrent writer: stop after N deletes (0 = no limit)."`
@@ -39,6 +41,12 @@ func (c *EmulatorCmd) Validate() error {
 		if !(r >= 0 && r <= 1) {
 			return fmt.Errorf("%s must be between 0 and 1 (got %g)", name, r)
 		}
+	}
+	if c.PollLimit < 0 {
+		return fmt.Errorf("--poll-limit must be 0 (none) or positive (got %d)", c.PollLimit)
+	}
+	if c.PollWindow <= 0 {
+		return fmt.Errorf("--poll-window must be positive (got %s)", c.PollWindow)
 	}
 	for name, n := range map[string]int{"--delete-every": c.DeleteEvery, "--delete-max": c.DeleteMax} {
 		if n < 0 {
@@ -75,6 +83,7 @@ func (c *EmulatorCmd) Run(ctx context.Context, env *Env) error {
 		Faults: emulator.Faults{
 			Seed: c.Seed, Latency: c.Latency, AnswerDelay: c.AnswerDelay, Rate5xx: c.FailRate, Rate429: c.ThrottleRate,
 			RetryAfter: c.RetryAfter, RateLost: c.LostRate, RateBadBody: c.BadBodyRate, UserQuota: c.UserQuota,
+			PollLimit: pollLimitFlag(c.PollLimit), PollWindow: c.PollWindow,
 			DeleteRate: c.DeleteRate, DeleteEvery: c.DeleteEvery, DeleteMax: c.DeleteMax,
 		},
 	})
@@ -96,4 +105,13 @@ func (c *EmulatorCmd) Run(ctx context.Context, env *Env) error {
 		fmt.Fprintf(env.IO.ErrOut, "shutdown: %v\n", err)
 	}
 	return emu.Close()
+}
+
+// pollLimitFlag maps --poll-limit (0 = none) to emulator.Faults.PollLimit (0 = the
+// default, negative = none).
+func pollLimitFlag(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

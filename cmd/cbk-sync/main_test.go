@@ -69,8 +69,13 @@ func hasSecretsToStdout(args []string) bool {
 // and the embedded emulator. After each script, no output and no file it left (but the
 // secrets sinks, named *secrets*) may contain a secret.
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{
-		Dir: filepath.Join("..", "..", "testdata", "script"),
+	testscript.Run(t, scriptParams(filepath.Join("..", "..", "testdata", "script")))
+}
+
+// scriptParams runs the scripts of dir as TestScripts does.
+func scriptParams(dir string) testscript.Params {
+	return testscript.Params{
+		Dir: dir,
 		Setup: func(env *testscript.Env) error {
 			transcript := filepath.Join(env.WorkDir, ".transcript")
 			env.Setenv(transcriptEnv, transcript)
@@ -78,13 +83,13 @@ func TestScripts(t *testing.T) {
 			for _, k := range tokenEnvVars {
 				env.Setenv(k, "")
 			}
-			env.Values[emuKey{}] = &emuHandle{}
+			env.Values[emuKey{}] = newEmuHandle()
 			env.Defer(func() { checkNoSecrets(env.T(), env.WorkDir) })
 			return nil
 		},
 		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu, "unreachable": cmdUnreachable},
 		RequireExplicitExec: true,
-	})
+	}
 }
 
 func checkNoSecrets(t testscript.T, dir string) {

@@ -99,7 +99,7 @@ func emitMetrics(ctx context.Context, env *Env, f *MetricsFlags, command string,
 	if facts.session != nil {
 		st := facts.session.reader.Stats()
 		r.Calls, r.Retries, r.Throttled = st.Calls, st.Retries, st.Throttled
-		// The poll scheduler's counters (client.Stats' poll fields) go in r.Poll.
+		r.Poll = &metrics.Poll{Polls: st.Polls, Rejections: st.PollRejections, Wait: st.PollWait, Budget: st.PollBudget}
 	}
 	if r.Succeeded() {
 		r.LastSuccess = r.Start.Add(r.Duration)

@@ -146,6 +146,7 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 		}
 	}
 	progress := newProgress(env, "reading")
+	progress.showPolls(s.reader.PollStatus)
 	actual, err := s.reader.ReadActual(ctx, func(u state.User) bool {
 		progress.add(1)
 		return managed[state.EmailKey(u.Email.Value())]
@@ -165,6 +166,8 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 	if err != nil {
 		return nil, state.Actual{}, err
 	}
+	st := s.reader.Stats()
+	p.ReadCost = &plan.ReadCost{Polls: st.Polls, Rejected: st.PollRejections, WaitMS: st.PollWait.Milliseconds(), PollBudget: st.PollBudget}
 	env.facts.plan = &p
 	return &p, actual, nil
 }

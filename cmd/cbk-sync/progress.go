@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cbk-sync/cbk-sync/internal/client"
 )
 
 // statusLine keeps one redrawable line (the progress bar) at the bottom of a
@@ -57,6 +59,10 @@ type progress struct {
 	label    string
 	n, total int
 	last     time.Time
+	// polls, when set, adds the poll budget to the line, and an ETA while the poll
+	// window holds the reading back; tick redraws the line meanwhile.
+	polls func() client.PollStatus
+	tick  chan struct{}
 }
 
 func newProgress(env *Env, label string) *progress {
@@ -89,11 +95,66 @@ func (p *progress) set(done, total int) {
 	p.draw()
 }
 
+// showPolls adds the poll budget to the line: "polls 480/500 per 10s", and while the
+// window holds polls back, how long until the next one may go. The line is redrawn
+// every half second while shown, since a wait brings no other progress to draw.
+func (p *progress) showPolls(status func() client.PollStatus) {
+	if p.status == nil {
+		return
+	}
+	p.mu.Lock()
+	p.polls, p.tick = status, make(chan struct{})
+	p.mu.Unlock()
+	go func(stop chan struct{}) {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				p.mu.Lock()
+				p.last = time.Time{}
+				p.draw()
+				p.mu.Unlock()
+			}
+		}
+	}(p.tick)
+}
+
 // done removes the bar.
 func (p *progress) done() {
 	if p.status != nil {
+		p.mu.Lock()
+		if p.tick != nil {
+			close(p.tick)
+			p.tick = nil
+		}
+		p.polls = nil
+		p.mu.Unlock()
 		p.status.clear()
 	}
+}
+
+// pollText is the poll part of the line, "" when there is none to show.
+func (p *progress) pollText() string {
+	if p.polls == nil {
+		return ""
+	}
+	st := p.polls()
+	budget := "?"
+	if st.Budget > 0 {
+		budget = fmt.Sprint(st.Budget)
+	}
+	text := fmt.Sprintf(" · polls %d/%s per %s", st.Live, budget, st.Window)
+	if st.Waiting {
+		if st.Next > 0 {
+			text += fmt.Sprintf(" · waiting for the poll window, next in %s", st.Next.Round(100*time.Millisecond))
+		} else {
+			text += " · waiting for the poll window"
+		}
+	}
+	return text
 }
 
 func (p *progress) draw() {
@@ -106,8 +167,8 @@ func (p *progress) draw() {
 	if p.total > 0 {
 		const width = 30
 		fill := width * p.n / p.total
-		p.status.set(fmt.Sprintf("%s [%s%s] %d/%d", p.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), p.n, p.total))
+		p.status.set(fmt.Sprintf("%s [%s%s] %d/%d%s", p.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), p.n, p.total, p.pollText()))
 		return
 	}
-	p.status.set(fmt.Sprintf("%s: %d users", p.label, p.n))
+	p.status.set(fmt.Sprintf("%s: %d users%s", p.label, p.n, p.pollText()))
 }

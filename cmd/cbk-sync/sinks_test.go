@@ -140,19 +140,6 @@ func scanForSecrets(t *testing.T, dir string) {
 	}))
 }
 
-// needTool finds an outside command; with CI=true a missing one fails the test.
-func needTool(t *testing.T, name string) string {
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed (.ci/run installs it: go install filippo.io/age/cmd/...)", name)
-	}
-	t.Skipf("%s is not installed; go install filippo.io/age/cmd/... to run this test", name)
-	return ""
-}
-
 // parseRecord checks one delivered JSON line and returns its token ID.
 func parseRecord(t *testing.T, line []byte) string {
 	t.Helper()
@@ -180,8 +167,8 @@ func parseRecord(t *testing.T, line []byte) string {
 // live owned token's secret in exactly one age file, each file decrypts with the age
 // tool to a valid record, and no cleartext secret is anywhere on disk.
 func TestAgeSinkEndToEnd(t *testing.T) {
-	agePath := needTool(t, "age")
-	keygen := needTool(t, "age-keygen")
+	agePath := requireTool(t, "age", "the age sink's end-to-end test (go install filippo.io/age/cmd/...)")
+	keygen := requireTool(t, "age-keygen", "the age sink's end-to-end test (go install filippo.io/age/cmd/...)")
 	w := newSinkWorld(t, 7, 0.2)
 	key := filepath.Join(w.dir, "key.txt")
 	require.NoError(t, exec.Command(keygen, "-o", key).Run())

@@ -24,6 +24,12 @@ type ApplyFlags struct {
 	SecretsExec        string        `name:"secrets-exec" placeholder:"'CMD ARGS'" help:"Hand each secret to a command instead: it runs once per secret with the JSON record on stdin (never in argv or the environment); exit 0 means delivered, anything else revokes the token. Split into words like a shell would, without one; $CBK_SYNC_EMAIL, $CBK_SYNC_USER_ID, $CBK_SYNC_TOKEN_NAME, $CBK_SYNC_TOKEN_ID are expanded and set."`
 	SecretsExecTimeout time.Duration `name:"secrets-exec-timeout" default:"1m" help:"Kill a --secrets-exec command that runs longer than this; the delivery fails."`
 	Report             string        `name:"report" type:"path" placeholder:"FILE" help:"Write a JSON report of the run: each action ok/failed/skipped, totals, API calls, retries, duration."`
+	// LockTimeout and NoLock govern the account lock every writing run takes.
+	LockTimeout time.Duration `name:"lock-timeout" default:"0s" help:"How long to wait for another run's lock on the account before giving up (exit 5); 0 gives up at once."`
+	NoLock      bool          `name:"no-lock" help:"Do not take the account lock (only when no other run can start meanwhile, e.g. an account at its user quota)."`
+	// LockTTL is the lease's lifetime; hidden, for tests in which a killed run's lease
+	// must expire quickly.
+	LockTTL time.Duration `name:"lock-ttl" hidden:"" default:"2m"`
 }
 
 // SyncCmd plans and applies.
@@ -57,6 +63,16 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer s.close()
+	if !c.DryRun {
+		// The lock is taken before reading, so the plan is computed from a state no
+		// other run is changing.
+		lctx, release, err := c.lockAccount(ctx, env, s, d.Owner)
+		if err != nil {
+			return err
+		}
+		defer release()
+		ctx = lctx
+	}
 	po := c.options()
 	p, _, err := computePlan(ctx, env, s, d, po)
 	if err != nil {
@@ -90,7 +106,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 			return fmt.Errorf("apply cancelled; nothing was changed")
 		}
 	}
-	return runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &d, po)
+	return lockLost(ctx, runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &d, po))
 }
 
 // needsSink reports whether applying p creates token secrets.
@@ -162,6 +178,8 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	// ("nothing applied").
 	saveErr := s.save()
 	report.APICalls, report.Retries = s.stats()
+	st := s.reader.Stats()
+	report.Polls = apply.Polls{Sent: st.Polls, Rejected: st.PollRejections, WaitMS: st.PollWait.Milliseconds(), Budget: st.PollBudget}
 	report.SecretsTo = p.SecretsTo
 	if f.Report != "" {
 		b, err := json.MarshalIndent(report, "", "  ")
@@ -240,6 +258,12 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer s.close()
+	lctx, release, err := c.lockAccount(ctx, env, s, saved.Desired.Owner)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx = lctx
 	reads := saved.Reads()
 	got, err := s.reader.ReadObjects(ctx, reads.Users, reads.Tokens, reads.Listing)
 	if err != nil {
@@ -259,7 +283,7 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 	}
 	// A user found to exist after all (409) is planned again from the saved desired
 	// state, which holds every user the plan concerns.
-	return runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &saved.Desired, saved.Options)
+	return lockLost(ctx, runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &saved.Desired, saved.Options))
 }
 
 // checkSaved computes a saved plan again from what was saved with it (Saved.Check).

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -54,4 +57,35 @@ func TestTerminalPromptAndColour(t *testing.T) {
 	code, _, errOut := term("yes\n", map[string]string{}, "sync", "-f", cfg)
 	require.Equal(t, 0, code, errOut)
 	assert.Equal(t, int64(1), e.Counts()["user.update"])
+}
+
+// TestTerminalShowsThePollWait: on a terminal, the progress line shows the polls in the
+// window against the budget, and while the window holds the reading back, that it
+// waits and for how long; the log has one line for the wait.
+func TestTerminalShowsThePollWait(t *testing.T) {
+	const token = "sk-terminal-poll-test"
+	e, err := emulator.New(emulator.Options{Token: token, Faults: emulator.Faults{PollLimit: 3, PollWindow: 2 * time.Second}})
+	require.NoError(t, err)
+	var cfg strings.Builder
+	cfg.WriteString("version: 1\nowner: acme\nusers:\n")
+	for i := range 4 {
+		email := fmt.Sprintf("u%d@acme.test", i)
+		_, err = e.PutUser(state.User{Email: state.Some(email), Meta: state.Some(state.Meta{state.OwnerKey: "acme"})})
+		require.NoError(t, err)
+		fmt.Fprintf(&cfg, "  - email: %s\n    tokens: []\n", email)
+	}
+	url, stop, err := emulator.Listen("127.0.0.1:0", e)
+	require.NoError(t, err)
+	defer stop(context.Background())
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(cfg.String()), 0o644))
+
+	streams, _, errOut := TestStreams("", map[string]string{"CHATBOTKIT_API_TOKEN": token})
+	streams.SetTTY(true, true, true)
+	code := run(context.Background(), []string{"plan", "-f", path, "--api-url", url, "--poll-budget", "3", "--poll-window", "2s"}, streams)
+	require.Equal(t, 0, code, errOut.String())
+	assert.Contains(t, errOut.String(), "polls 3/3 per 2s")
+	assert.Regexp(t, `waiting for the poll window, next in [0-9.]+m?s`, errOut.String())
+	assert.Equal(t, 1, strings.Count(errOut.String(), "poll budget reached: waiting for the window to slide"))
+	assert.Zero(t, e.FaultCounts()["poll_limit"])
 }

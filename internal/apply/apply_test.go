@@ -574,6 +574,7 @@ func TestReportJSON(t *testing.T) {
 	rep := &apply.Report{
 		StartedAt: fixedNow(), Duration: 1500 * time.Millisecond, Retries: 2,
 		APICalls: map[string]int64{"user.create": 1},
+		Polls:    apply.Polls{Sent: 3, Rejected: 1, WaitMS: 2500, Budget: 2},
 		Totals:   apply.Totals{OK: 1},
 		Results:  []apply.Result{{Action: plan.UserCreate, Email: "a@x.test", UserID: "u1", Status: "ok"}},
 	}
@@ -583,6 +584,7 @@ func TestReportJSON(t *testing.T) {
 		"started_at": "2025-01-01T00:00:00Z", "duration": "1.5s", "duration_ms": 1500,
 		"interrupted": false, "totals": {"ok": 1, "failed": 0, "skipped": 0},
 		"api_calls": {"user.create": 1}, "retries": 2,
+		"polls": {"sent": 3, "rejected": 1, "wait_ms": 2500, "budget": 2},
 		"results": [{"action": "user_create", "email": "a@x.test", "user_id": "u1", "status": "ok"}]
 	}`, string(b))
 }

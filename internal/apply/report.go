@@ -28,11 +28,23 @@ type Report struct {
 	// client's counters after Run returns.
 	APICalls map[string]int64 `json:"api_calls,omitempty"`
 	Retries  int64            `json:"retries"`
+	// Polls counts the run's list requests against the poll limit (filled by the
+	// command, like APICalls).
+	Polls Polls `json:"polls"`
 	// SecretsTo is where the secrets of the tokens created went (never a secret); the
 	// command fills it, as it chose the sink.
 	SecretsTo *plan.SecretsDestination `json:"secrets_to,omitempty"`
 	// Results has one entry per planned change, in plan order.
 	Results []Result `json:"results"`
+}
+
+// Polls is what the run's polls (list requests: pages, JSONL streams) cost against
+// the account's poll limit.
+type Polls struct {
+	Sent     int64 `json:"sent"`
+	Rejected int64 `json:"rejected"`
+	WaitMS   int64 `json:"wait_ms"`          // wall time polls spent waiting for the window
+	Budget   int   `json:"budget,omitempty"` // per window, given or learned; absent if never known
 }
 
 // Totals counts the results per status.

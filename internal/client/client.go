@@ -57,6 +57,12 @@ type Options struct {
 	// platform) or PathsAuto (""), which finds it on the first request (see
 	// PathFamily).
 	Paths PathFamily
+	// PollBudget is the number of polls (list requests: a page, or a whole JSONL
+	// stream) the account allows per PollWindow; the client never sends more in any
+	// trailing window. 0 learns it at the first poll-limit rejection.
+	PollBudget int
+	// PollWindow is the poll limit's sliding window; default 60s, the platform's.
+	PollWindow time.Duration
 	// Logger receives one debug line per request and a warning per retry; default: discard.
 	Logger *slog.Logger
 }
@@ -102,6 +108,8 @@ type shared struct {
 	// failure of a host that exists, not for a wrong URL.
 	reached atomic.Bool
 
+	polls *pollScheduler
+
 	calls     map[string]*atomic.Int64 // fixed set of ops, built in New: read-only map
 	retries   atomic.Int64
 	throttled atomic.Int64
@@ -129,8 +137,16 @@ type Stats struct {
 	Calls map[string]int64
 	// Retries counts the requests that repeated an earlier one.
 	Retries int64
-	// Throttled counts the 429 answers met (rate limit and quota alike).
+	// Throttled counts the 429 answers met (rate limit, poll limit and quota alike).
 	Throttled int64
+	// Polls counts the list requests sent (pages, JSONL streams), retries included;
+	// PollRejections those the poll limit refused; PollWait the wall time during
+	// which polls waited for the window; PollBudget the budget in force at the end
+	// (given, or learned; 0 when never needed).
+	Polls          int64
+	PollRejections int64
+	PollWait       time.Duration
+	PollBudget     int
 }
 
 // Total returns the number of requests sent.
@@ -191,6 +207,10 @@ func New(opts Options) (*Client, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	if opts.PollBudget < 0 || opts.PollWindow < 0 {
+		return nil, fmt.Errorf("poll budget and window must not be negative")
+	}
+	c.polls = newPollScheduler(opts.PollBudget, orDefault(opts.PollWindow, time.Minute), c.clock, c.log)
 	if opts.RPS > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(opts.RPS), 1)
 	}
@@ -225,6 +245,9 @@ func (c *Client) ReadOnly() *Client {
 // Stats returns a snapshot of the counters (shared with ReadOnly clients).
 func (c *Client) Stats() Stats {
 	s := Stats{Calls: make(map[string]int64, len(c.calls)), Retries: c.retries.Load(), Throttled: c.throttled.Load()}
+	c.polls.mu.Lock()
+	s.Polls, s.PollRejections, s.PollWait, s.PollBudget = c.polls.sent, c.polls.rejected, c.polls.waited, c.polls.budget
+	c.polls.mu.Unlock()
 	for op, n := range c.calls {
 		s.Calls[op] = n.Load()
 	}

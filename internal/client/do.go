@@ -46,12 +46,14 @@ const (
 )
 
 type result struct {
-	err        error
-	class      class
-	status     int           // the HTTP status; 0 when no answer came
-	retryAfter time.Duration // from the Retry-After header; 0 when absent
-	throttled  bool          // a 429 TOO_MANY_REQUESTS: slows every request of the client
-	inFlight   bool          // the caller's ctx ended while the request may have been processed
+	err         error
+	class       class
+	status      int           // the HTTP status; 0 when no answer came
+	answered    time.Time     // when the answer's status arrived; zero when none came
+	pollLimited bool          // a poll refused by the poll limit: wait for the window, then again
+	retryAfter  time.Duration // from the Retry-After header; 0 when absent
+	throttled   bool          // a 429 TOO_MANY_REQUESTS: slows every request of the client
+	inFlight    bool          // the caller's ctx ended while the request may have been processed
 }
 
 // errStop is returned by a handler when the consumer of a list stopped early.
@@ -82,6 +84,7 @@ func (c *Client) doRaw(ctx context.Context, r *request) error {
 	defer release()
 	probing := c.Paths() == PathsAuto
 	var first result // the answer of the first family tried, while probing
+	rejections := 0  // of a poll by the poll limit, in a row
 	start := c.clock.Now()
 	var last result
 	for attempt := 0; ; attempt++ {
@@ -91,7 +94,28 @@ func (c *Client) doRaw(ctx context.Context, r *request) error {
 		if err := c.waitTurn(ctx); err != nil {
 			return c.interrupted(r, err, last)
 		}
+		var slot *pollSlot
+		if isPoll(r.op) {
+			s, waited, err := c.polls.acquire(ctx)
+			if err != nil {
+				return c.interrupted(r, err, last)
+			}
+			// Waiting for the poll window is pacing, not retrying: it does not use up
+			// the retry time.
+			slot, start = s, start.Add(waited)
+		}
 		res := c.attempt(ctx, r, fam, probing, release)
+		if slot != nil {
+			c.polls.finish(slot, res.answered, res.pollLimited)
+		}
+		if res.pollLimited {
+			// The window slides: the poll waits for a slot (acquire) and goes again.
+			if rejections++; rejections < maxPollRejections {
+				last = res
+				continue
+			}
+			return fmt.Errorf("%w (rejected %d times in a row, each after waiting for the window)", res.err, rejections)
+		}
 		if probing && res.status == http.StatusNotFound && c.Paths() == PathsAuto {
 			if first.err == nil {
 				// The path may be the other family's: try it once, at once (a 404
@@ -275,6 +299,7 @@ func (c *Client) attempt(ctx context.Context, r *request, fam PathFamily, probin
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		resp.Body.Close()
 	}()
+	answered := c.clock.Now()
 	c.reached.Store(true)
 	c.log.Debug("api request", "op", r.op, "method", method, "path", c.scrubText(u.Path), "status", resp.StatusCode, "duration", time.Since(t0))
 	if probing && decidesFamily(resp.StatusCode) {
@@ -282,7 +307,7 @@ func (c *Client) attempt(ctx context.Context, r *request, fam PathFamily, probin
 		release()
 	}
 	res := c.sortAnswer(ctx, rctx, r, u, resp, wd)
-	res.status = resp.StatusCode
+	res.status, res.answered = resp.StatusCode, answered
 	return res
 }
 
@@ -300,6 +325,9 @@ func (c *Client) sortAnswer(ctx, rctx context.Context, r *request, u *url.URL, r
 			return result{err: herr}
 		case rctx.Err() != nil:
 			return c.transportFailure(ctx, rctx, r, u, herr)
+		case isPoll(r.op) && IsPollLimit(herr):
+			// The limit reported inside a streamed answer, after its 200.
+			return result{err: herr, class: classNotProcessed, pollLimited: true}
 		}
 		return result{err: herr, class: classMaybeProcessed}
 	case s >= 300 && s < 400:
@@ -307,9 +335,16 @@ func (c *Client) sortAnswer(ctx, rctx context.Context, r *request, u *url.URL, r
 	case s == http.StatusTooManyRequests:
 		c.throttled.Add(1)
 		ae := c.readAPIError(r.op, resp)
-		if ae.Code == "LIMITS_REACHED" {
+		switch limitOf(ae) {
+		case limitQuota:
 			return result{err: ae}
+		case limitPoll:
+			if isPoll(r.op) {
+				return result{err: ae, class: classNotProcessed, pollLimited: true}
+			}
 		}
+		// TOO_MANY_REQUESTS, or a rate limit on a request that is not a poll: the
+		// server did nothing; every request of the client backs off.
 		return result{err: ae, class: classNotProcessed, throttled: true, retryAfter: c.retryAfter(resp)}
 	case s >= 500:
 		return result{err: c.readAPIError(r.op, resp), class: classMaybeProcessed, retryAfter: c.retryAfter(resp)}

@@ -71,7 +71,8 @@ func TestEmulatorReadActualThroughFaults(t *testing.T) {
 		t.Run(fmt.Sprint("jsonl=", jsonl), func(t *testing.T) {
 			e, srv := newEmulator(t, emulator.Faults{})
 			ids := seed(t, e, 1000, 2)
-			e.SetFaults(emulator.Faults{Seed: 42, Rate5xx: 0.2, Rate429: 0.1, RateBadBody: 0.05})
+			// About faults, not the poll limit: its 1,000-user read would wait a window.
+			e.SetFaults(emulator.Faults{Seed: 42, Rate5xx: 0.2, Rate429: 0.1, RateBadBody: 0.05, PollLimit: -1})
 			e.ResetCounts()
 
 			c := newClient(t, srv, func(o *client.Options) { o.JSONL = jsonl })
@@ -258,6 +259,42 @@ func TestEmulatorFaultsOnWrites(t *testing.T) {
 		assert.True(t, client.IsAuth(err), "%v", err)
 		assert.NotContains(t, err.Error(), "sk-wrong-secret")
 	})
+}
+
+// Against the emulator's poll limit, a whole read paces itself: with the budget given
+// it meets no rejection; learned, only the polls in flight at the first one (at most
+// MaxConns) are rejected; paged and JSONL alike, and the state read is complete.
+func TestReadActualUnderThePollLimit(t *testing.T) {
+	const users, limit, conns = 40, 15, 8
+	window := 150 * time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		budget int
+		jsonl  bool
+	}{{"given", limit, false}, {"learned", 0, false}, {"given jsonl", limit, true}, {"learned jsonl", 0, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, srv := newEmulator(t, emulator.Faults{PollLimit: limit, PollWindow: window})
+			seed(t, e, users, 1)
+			c := newClient(t, srv, func(o *client.Options) {
+				o.PollBudget, o.PollWindow, o.MaxConns, o.JSONL = tc.budget, window, conns, tc.jsonl
+			})
+			a, err := c.ReadActual(context.Background(), func(state.User) bool { return true })
+			require.NoError(t, err)
+			require.Len(t, a.Users, users)
+			require.Len(t, a.Tokens, users)
+			admitted, rejected := e.PollCounts()
+			require.Equal(t, int64(1+users), admitted)
+			st := c.Stats()
+			require.Equal(t, rejected, st.PollRejections)
+			if tc.budget > 0 {
+				require.Zero(t, rejected, "a run with the budget given is never rejected")
+			} else {
+				require.LessOrEqual(t, rejected, int64(conns))
+				require.Positive(t, st.PollBudget)
+			}
+			require.Positive(t, st.PollWait)
+		})
+	}
 }
 
 // TestReadAliasesAgainstTheEmulator: each alias costs one fetch (not a poll), a missing

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // APIError is an answer of the Partner API with a non-2xx status, or a 200 whose body
@@ -19,6 +20,9 @@ func (e *APIError) Error() string {
 	msg := e.Message
 	if msg == "" {
 		msg = http.StatusText(e.Status)
+	}
+	if e.Code == "LIMITS_REACHED" {
+		msg += " (" + limitNote(e) + ")"
 	}
 	if e.Status == http.StatusForbidden {
 		if e.Op == OpUserList {
@@ -73,10 +77,55 @@ func IsNotFound(err error) bool { s, _, ok := apiCode(err); return ok && s == ht
 // IsConflict reports a 409 (a duplicate email on user create).
 func IsConflict(err error) bool { s, _, ok := apiCode(err); return ok && s == http.StatusConflict }
 
-// IsQuota reports 429 LIMITS_REACHED: a quota that will not clear by waiting.
+// IsQuota reports 429 LIMITS_REACHED for a quota (database or account limits, or a
+// message that names no rate limit): it will not clear by waiting.
 func IsQuota(err error) bool {
-	s, c, ok := apiCode(err)
-	return ok && s == http.StatusTooManyRequests && c == "LIMITS_REACHED"
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests && limitOf(ae) == limitQuota
+}
+
+// IsPollLimit reports LIMITS_REACHED for the poll limit (a message naming the rate
+// limits, "rate/poll" or any "rate/..."): account-wide and transient, it clears as the
+// window slides. It may come as a 429, or inside a streamed 200.
+func IsPollLimit(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && limitOf(ae) == limitPoll
+}
+
+type limitKind int
+
+const (
+	limitNone  limitKind = iota
+	limitPoll            // the poll limit: wait for the window
+	limitQuota           // a quota: permanent
+)
+
+// limitOf decides, once for the whole client, what a LIMITS_REACHED means. The code is
+// the same for the poll limit and for quotas; only the message tells them apart
+// ("... allocated rate limits: rate/poll" vs "... database limits: ..." or "...
+// account limits: ..."). A message that names neither is read as a quota — waiting
+// could be forever — and the error says so.
+func limitOf(ae *APIError) limitKind {
+	if ae.Code != "LIMITS_REACHED" {
+		return limitNone
+	}
+	m := strings.ToLower(ae.Message)
+	if strings.Contains(m, "rate limits") || strings.Contains(m, "rate/") {
+		return limitPoll
+	}
+	return limitQuota
+}
+
+// limitNote is what Error adds to a LIMITS_REACHED to say how it was read.
+func limitNote(ae *APIError) string {
+	m := strings.ToLower(ae.Message)
+	switch {
+	case limitOf(ae) == limitPoll:
+		return "the poll limit: it clears as its window slides"
+	case strings.Contains(m, "database limits") || strings.Contains(m, "account limits"):
+		return "a quota: waiting will not clear it; not retried"
+	}
+	return "read as a quota, not retried: the message names no rate limit (rate/...), so waiting may never clear it"
 }
 
 // IsForbidden reports 403 (NOT_AUTHORIZED): for a partner user, one that belongs to

@@ -199,7 +199,7 @@ func newTestClient(t *testing.T, r *registry, edit ...func(*Options)) testClient
 	c, err := New(o)
 	require.NoError(t, err)
 	fc := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	c.clock = fc
+	c.clock, c.polls.clock = fc, fc
 	c.jitter = func(d time.Duration) time.Duration { return d }
 	return testClient{Client: c, clock: fc, logs: logs}
 }

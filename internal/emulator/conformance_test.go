@@ -540,7 +540,7 @@ func TestConformance(t *testing.T) {
 			assert.Equal(t, float64(1), calls["user.create"])
 			assert.Equal(t, float64(1), calls["user.list"])
 			assert.Equal(t, float64(1), calls["user.fetch"], "a 404 still reached the operation")
-			assert.Equal(t, map[string]any{"5xx": 0.0, "429": 0.0, "lost": 0.0, "bad_body": 0.0, "quota": 0.0, "writer_delete": 0.0}, m["faults"])
+			assert.Equal(t, map[string]any{"5xx": 0.0, "429": 0.0, "lost": 0.0, "bad_body": 0.0, "quota": 0.0, "writer_delete": 0.0, "poll_limit": 0.0}, m["faults"])
 			h.ok("POST", "/_emulator/reset-counts", "")
 			assert.Zero(t, h.e.Counts()["user.create"])
 			h.fail(http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "POST", "/_emulator/counts", "")

@@ -120,6 +120,11 @@ type Faults struct {
 	RateLost    float64       // of POSTs that succeed: the change is made, then the connection is dropped
 	RateBadBody float64       // of GETs: a 200 whose body is a JSON-lines error, without acting
 	UserQuota   int           // > 0: a user create beyond this many users gets 429 LIMITS_REACHED
+	// PollLimit is the poll limit (see admitPoll): list requests per PollWindow,
+	// account-wide. 0 means DefaultPollLimit; a negative value turns it off.
+	PollLimit int
+	// PollWindow is the poll limit's sliding window; 0 means DefaultPollWindow.
+	PollWindow time.Duration
 
 	// The concurrent writer: someone else deleting while cbk-sync lists. After
 	// serving a non-empty page (a JSON page, or one internal page of a JSONL stream) it
@@ -129,6 +134,28 @@ type Faults struct {
 	DeleteRate  float64 // fraction of pages of any list (users and tokens), drawn from its own RNG seeded by Seed
 	DeleteEvery int     // > 0: also after every DeleteEvery-th page of the user list (deterministic)
 	DeleteMax   int     // > 0: the writer stops after this many deletes
+}
+
+// The poll limit is on by default, as every trap is, at a value that the demo and the
+// test suite never reach (the hosted value is unconfirmed; the platform makes it
+// deployment configuration): a client that floods the list routes meets it exactly
+// as on the platform. Tests and benchmarks that want it set it lower; runs that
+// measure something else with many thousands of polls turn it off.
+const (
+	DefaultPollLimit  = 1000
+	DefaultPollWindow = 60 * time.Second
+)
+
+// pollLimit returns the limit in force and its window; limit 0 means none.
+func (f Faults) pollLimit() (int, time.Duration) {
+	limit, window := f.PollLimit, f.PollWindow
+	if limit == 0 {
+		limit = DefaultPollLimit
+	}
+	if window <= 0 {
+		window = DefaultPollWindow
+	}
+	return max(limit, 0), window
 }
 
 // The operation names used by Counts.
@@ -153,10 +180,11 @@ const (
 	faultLost    = "lost"
 	faultBadBody = "bad_body"
 	faultQuota   = "quota"
+	faultPoll    = "poll_limit"    // a poll refused by the poll limit (not a random fault)
 	faultDelete  = "writer_delete" // a delete by the concurrent writer
 )
 
-var allFaults = []string{fault5xx, fault429, faultLost, faultBadBody, faultQuota, faultDelete}
+var allFaults = []string{fault5xx, fault429, faultLost, faultBadBody, faultQuota, faultDelete, faultPoll}
 
 // maxBody bounds a request body; the API's bodies are small.
 const maxBody = 1 << 20
@@ -194,6 +222,11 @@ type Emulator struct {
 	userPages     int      // user-list pages served since SetFaults
 	writerDeletes []string // IDs the writer deleted since SetFaults, in order
 
+	pollMu  sync.Mutex
+	pollNow func() time.Time // the poll limit's clock; tests replace it
+	pollLog []time.Time      // admitted polls still in the window, oldest first
+	polls   int64            // admitted polls since ResetCounts
+
 	countMu     sync.Mutex
 	calls       map[string]int64
 	faultCounts map[string]int64
@@ -230,6 +263,7 @@ func New(opts Options) (*Emulator, error) {
 		gone:        map[string]int64{},
 		streamPage:  orDefaultInt(opts.StreamPageSize, 100),
 		foreign:     map[string]bool{},
+		pollNow:     time.Now,
 		writeState:  func(w io.Writer, data []byte) error { _, err := w.Write(data); return err },
 	}
 	if e.now == nil {
@@ -245,8 +279,12 @@ func New(opts Options) (*Emulator, error) {
 	return e, nil
 }
 
-// SetFaults replaces the injected faults and reseeds the fault RNG.
+// SetFaults replaces the injected faults, reseeds the fault RNG, and empties the
+// poll limit's window (a new limit starts afresh).
 func (e *Emulator) SetFaults(f Faults) {
+	e.pollMu.Lock()
+	e.pollLog = nil
+	e.pollMu.Unlock()
 	e.faultMu.Lock()
 	defer e.faultMu.Unlock()
 	e.faults = f
@@ -296,6 +334,9 @@ func (e *Emulator) FaultCounts() map[string]int64 {
 
 // ResetCounts sets every call and fault count to zero.
 func (e *Emulator) ResetCounts() {
+	e.pollMu.Lock()
+	e.polls = 0 // the window itself is the account's, and stays
+	e.pollMu.Unlock()
 	e.countMu.Lock()
 	defer e.countMu.Unlock()
 	e.calls = make(map[string]int64, len(allOps))
@@ -569,6 +610,11 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return // the client is gone; act on nothing
 		}
 	}
+	if (rt.op == opUserList || rt.op == opTokenList) && !e.admitPoll(f) {
+		e.countFault(faultPoll)
+		writeError(w, &apiError{status: http.StatusTooManyRequests, code: "LIMITS_REACHED", msg: "You have exceeded your allocated rate limits: rate/poll"})
+		return
+	}
 	if fault := pickFault(f, roll, r.Method == http.MethodPost); fault != "" && fault != faultLost {
 		e.countFault(fault)
 		e.injectFault(w, fault, f, roll, acceptsJSONL(r))
@@ -632,6 +678,41 @@ func (e *Emulator) isForeign(id string) bool {
 	return e.foreign[id]
 }
 
+// admitPoll counts a poll (a list request: one JSON page or one whole JSONL stream)
+// against the poll limit, as the platform does: a sliding log of the polls admitted
+// in the trailing window, account-wide; over the limit the poll is refused and, like
+// every refused request, not counted. The platform raises it inside the list handler,
+// so its 429 carries no X-Failure-Code and no Retry-After.
+func (e *Emulator) admitPoll(f Faults) bool {
+	limit, window := f.pollLimit()
+	e.pollMu.Lock()
+	now := e.pollNow()
+	defer e.pollMu.Unlock()
+	cut := now.Add(-window)
+	i := 0
+	for i < len(e.pollLog) && !e.pollLog[i].After(cut) {
+		i++
+	}
+	e.pollLog = e.pollLog[i:]
+	if limit > 0 && len(e.pollLog) >= limit {
+		return false
+	}
+	if limit > 0 {
+		e.pollLog = append(e.pollLog, now)
+	}
+	e.polls++
+	return true
+}
+
+// PollCounts returns the polls admitted since ResetCounts and those refused by the
+// poll limit.
+func (e *Emulator) PollCounts() (admitted, rejected int64) {
+	e.pollMu.Lock()
+	admitted = e.polls
+	e.pollMu.Unlock()
+	return admitted, e.FaultCounts()[faultPoll]
+}
+
 func (e *Emulator) authorized(r *http.Request) bool {
 	h := r.Header.Get("Authorization")
 	const scheme = "bearer "
@@ -648,7 +729,12 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request) {
 			writeError(w, methodNotAllowed(http.MethodGet))
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"calls": e.Counts(), "faults": e.FaultCounts()})
+		admitted, rejected := e.PollCounts()
+		e.faultMu.Lock()
+		limit, window := e.faults.pollLimit()
+		e.faultMu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"calls": e.Counts(), "faults": e.FaultCounts(),
+			"polls": map[string]any{"admitted": admitted, "rejected": rejected, "limit": limit, "window_ms": window.Milliseconds()}})
 	case "/_emulator/reset-counts":
 		if r.Method != http.MethodPost {
 			writeError(w, methodNotAllowed(http.MethodPost))
@@ -1103,7 +1189,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		if f.UserQuota > 0 && len(e.users.items) >= f.UserQuota {
 			e.countFault(faultQuota)
 			return nil, false, &apiError{status: http.StatusTooManyRequests, code: "LIMITS_REACHED",
-				msg: "the partner user limit is reached", header: http.Header{"X-Failure-Code": {"LIMITS_REACHED"}}}
+				msg: "You have exceeded your allocated account limits: users", header: http.Header{"X-Failure-Code": {"LIMITS_REACHED"}}}
 		}
 		now := e.nowMilli()
 		u := &user{User: state.User{CreatedAt: now, UpdatedAt: now,

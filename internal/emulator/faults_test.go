@@ -71,7 +71,7 @@ func TestUserQuota(t *testing.T) {
 	h.ok("POST", "/v1/partner/user/"+a+"/update", `{"name":"updates are not creates"}`)
 	h.ok("POST", "/v1/partner/user/"+a+"/delete", `{}`)
 	h.createUser(`{"email":"c@acme.test"}`)
-	assert.Equal(t, map[string]int64{"5xx": 0, "429": 0, "lost": 0, "bad_body": 0, "quota": 1, "writer_delete": 0}, h.e.FaultCounts())
+	assert.Equal(t, map[string]int64{"5xx": 0, "429": 0, "lost": 0, "bad_body": 0, "quota": 1, "writer_delete": 0, "poll_limit": 0}, h.e.FaultCounts())
 	assert.Equal(t, int64(4), h.e.Counts()["user.create"])
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -74,4 +75,65 @@ func TestForeignUser(t *testing.T) {
 		h.fail(http.StatusForbidden, "NOT_AUTHORIZED", "POST", p+"token/t1/delete", `{}`)
 		h.fail(http.StatusNotFound, "NOT_FOUND", "GET", "/v1/partner/user/u-missing/fetch", "")
 	}
+}
+
+// The poll limit as the platform answers it: every list request (a JSON page, a whole
+// JSONL stream) counts once in a sliding window, account-wide; over the limit the
+// answer is 429 LIMITS_REACHED "rate/poll" without X-Failure-Code or Retry-After; a
+// refused poll is not counted; fetches and writes are never limited.
+func TestPollLimit(t *testing.T) {
+	h := newHarness(t, Options{Faults: Faults{PollLimit: 3, PollWindow: 10 * time.Second}})
+	now := time.Unix(1_800_000_000, 0)
+	h.e.pollNow = func() time.Time { return now }
+	id := h.createUser(`{"email":"a@acme.test"}`)
+
+	h.ok("GET", "/v1/partner/user/list", "")
+	r := h.do("GET", "/v1/partner/user/list", "", "Accept", "application/jsonl")
+	require.Equal(t, http.StatusOK, r.status)
+	now = now.Add(4 * time.Second)
+	h.ok("GET", "/v1/partner/user/"+id+"/token/list", "")
+	for range 3 {
+		r := h.fail(http.StatusTooManyRequests, "LIMITS_REACHED", "GET", "/v1/partner/user/list", "")
+		require.Equal(t, "You have exceeded your allocated rate limits: rate/poll", r.json(t)["message"])
+		require.Empty(t, r.header.Get("X-Failure-Code"))
+		require.Empty(t, r.header.Get("Retry-After"))
+		r = h.do("GET", "/v1/partner/user/list", "", "Accept", "application/jsonl")
+		require.Equal(t, http.StatusTooManyRequests, r.status)
+		require.Equal(t, "LIMITS_REACHED", r.json(t)["code"])
+	}
+	h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")
+	h.ok("POST", "/v1/partner/user/"+id+"/update", `{"name":"not a poll"}`)
+	h.createUser(`{"email":"b@acme.test"}`)
+
+	// The window slides: at +10 s the first two polls leave it (the one at +4 s stays),
+	// so exactly two more are admitted; the refused ones never counted.
+	now = now.Add(6 * time.Second)
+	h.ok("GET", "/v1/partner/user/list", "")
+	h.ok("GET", "/v1/partner/user/"+id+"/token/list", "")
+	h.fail(http.StatusTooManyRequests, "LIMITS_REACHED", "GET", "/v1/partner/user/list", "")
+	now = now.Add(4 * time.Second)
+	h.ok("GET", "/v1/partner/user/list", "")
+
+	admitted, rejected := h.e.PollCounts()
+	require.Equal(t, int64(6), admitted)
+	require.Equal(t, int64(7), rejected)
+	require.Equal(t, int64(7), h.e.FaultCounts()["poll_limit"])
+	require.Equal(t, int64(11), h.e.Counts()["user.list"], "refused polls are calls, just not polls")
+	m := h.ok("GET", "/_emulator/counts", "")
+	require.Equal(t, map[string]any{"admitted": 6.0, "rejected": 7.0, "limit": 3.0, "window_ms": 10000.0}, m["polls"])
+}
+
+// On by default, at a limit nothing ordinary reaches; off with a negative limit.
+func TestPollLimitDefault(t *testing.T) {
+	limit, window := Faults{}.pollLimit()
+	require.Equal(t, DefaultPollLimit, limit)
+	require.Equal(t, time.Minute, window)
+	limit, _ = Faults{PollLimit: -1}.pollLimit()
+	require.Zero(t, limit)
+	h := newHarness(t, Options{})
+	h.e.pollNow = func() time.Time { return time.Unix(1_800_000_000, 0) }
+	for range DefaultPollLimit {
+		h.ok("GET", "/v1/partner/user/list", "")
+	}
+	h.fail(http.StatusTooManyRequests, "LIMITS_REACHED", "GET", "/v1/partner/user/list", "")
 }

@@ -81,7 +81,9 @@ type FieldChange struct {
 	BeforeUnknown bool `json:"before_unknown,omitempty"`
 }
 
-// Change is one planned API write (two for a rotation: create the new, revoke the old).
+// Change is one planned action: one API write, but two for a token create (create, then
+// confirm once the secret is delivered) and three for a rotation (create, confirm, revoke
+// the old).
 type Change struct {
 	Action Action `json:"action"`
 	Email  string `json:"email"`             // the user's email as declared (or as remote, for deletes)
@@ -209,11 +211,24 @@ type Plan struct {
 	// users with token changes), so that a saved plan is checked by reading exactly
 	// those token lists again.
 	TokenUsers []string `json:"token_users"`
+	// ReadCost is what reading the remote state cost against the poll limit, when
+	// the command recorded it; the JSON view shows it as "reads". Never saved: it
+	// describes a run, not the plan.
+	ReadCost *ReadCost `json:"-"`
 	// SecretsTo says where the secrets of the tokens the plan creates go, set by the
 	// command that applies it (sync, apply) from its flags; nil when not known (plan).
 	// It is part of what a reviewer approves, so every view shows it, but it is not a
 	// change: Compute never sets it and saved plans are compared without it.
 	SecretsTo *SecretsDestination `json:"secrets_to,omitempty"`
+}
+
+// ReadCost counts the polls (list requests) a plan's read made, those the poll limit
+// rejected, the time they waited for its window, and the budget in force.
+type ReadCost struct {
+	Polls      int64 `json:"polls"`
+	Rejected   int64 `json:"poll_rejections"`
+	WaitMS     int64 `json:"poll_wait_ms"`
+	PollBudget int   `json:"poll_budget,omitempty"`
 }
 
 // SecretsDestination is where created token secrets are delivered: the kind of sink and

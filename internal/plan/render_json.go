@@ -71,6 +71,9 @@ func RenderJSON(w io.Writer, p *Plan) error {
 	jw.field("warnings", nonNil(p.Warnings), false)
 	jw.field("safe", p.Safety.Safe, false)
 	jw.field("unsafe_reasons", nonNil(p.Safety.Reasons), false)
+	if p.ReadCost != nil {
+		jw.field("reads", p.ReadCost, false)
+	}
 	if p.SecretsTo != nil { // only sync and apply know it
 		jw.field("secrets_to", p.SecretsTo, false)
 	}
