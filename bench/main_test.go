@@ -36,7 +36,12 @@ func TestMainCheckSize(t *testing.T) {
 		r := rep.Runs[3+i]
 		assert.Equal(t, budget, r.PollBudget)
 		assert.Equal(t, 50, r.PollLimit)
-		assert.Equal(t, int64(191), r.Polls, "the minimum, 1 + T: one user stream and 190 token lists")
+		if r.Op == "sync" {
+			// The lock's lookup, one user stream (the lease user in it) and 190 token lists.
+			assert.Equal(t, int64(192), r.Polls, "the minimum: the lock's lookup, one user stream and 190 token lists")
+		} else {
+			assert.Equal(t, int64(191), r.Polls, "the minimum, 1 + T: one user stream and 190 token lists")
+		}
 		assert.Equal(t, r.MinPolls, r.Polls)
 		if budget == "given" {
 			assert.Zero(t, r.PollRejections)
@@ -48,10 +53,11 @@ func TestMainCheckSize(t *testing.T) {
 	}
 	sync := rep.Runs[2]
 	assert.Equal(t, "sync", sync.Op)
-	assert.Equal(t, int64(1), sync.Calls[opUserList], "200 users: one stream")
+	assert.Equal(t, int64(2), sync.Calls[opUserList], "the lock's lookup and one stream")
 	assert.Equal(t, int64(1), sync.Calls[opUserFetch], "the stream's last user still exists: it was whole")
 	assert.Equal(t, int64(190), sync.Calls[opTokenList])
-	assert.Equal(t, sync.Planned, sync.Writes)
+	assert.Equal(t, sync.Planned+2, sync.Writes, "the planned writes and the lock's create and delete")
+	assert.Equal(t, int64(10+1), sync.Calls[opUserCreate], "10 planned and the lock")
 	assert.Equal(t, int64(160), sync.Planned, "10 + 20 + 10 user writes, 20 creates x 2 (create, confirm), 20 revokes, 20 rotations x 3 (create, confirm, revoke)")
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/cbk-sync/cbk-sync/internal/apply"
 	"github.com/cbk-sync/cbk-sync/internal/client"
 	"github.com/cbk-sync/cbk-sync/internal/emulator"
+	"github.com/cbk-sync/cbk-sync/internal/lease"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
@@ -243,12 +244,24 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 	mem := startMemSampler()
 	r.HeapBefore = mem.start
 	t0 := time.Now()
+	var lk *lease.Lease
+	if op == opSync {
+		// A sync takes the account's lock first, as cbk-sync sync does: a lookup and
+		// a create before the plan, a delete after the apply.
+		lk, ctx, err = lease.Acquire(ctx, e.api, lease.Options{Owner: d.Owner})
+		if err != nil {
+			return nil, fmt.Errorf("%s P=%d: %w", op, p, err)
+		}
+	}
 	pl, err := readAndPlan(ctx, e.api.ReadOnly(), d, opts)
 	r.ReadWall = time.Since(t0)
 	var rep *apply.Report
 	if err == nil && op == opSync {
 		t1 := time.Now()
 		rep, err = apply.Run(ctx, e.api, &pl, apply.Options{Parallelism: p, Owner: d.Owner, Secrets: sink})
+		if rerr := lk.Release(ctx); rerr != nil && err == nil {
+			err = rerr
+		}
 		r.WriteWall = time.Since(t1)
 	}
 	r.Wall = time.Since(t0)
@@ -262,7 +275,6 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 	r.Retries = st.Retries
 	r.Polls, r.PollRejections = e.emu.PollCounts()
 	r.PollWait, r.PollBudget = st.PollWait, st.PollBudget
-	r.MinPolls = sc.minReads[opUserList] + sc.minReads[opTokenList]
 	r.CallP50, r.CallP99, r.CallMax = calls.percentiles()
 	r.Summary = pl.Summary()
 	for _, o := range readOps {
@@ -285,7 +297,15 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 		for o, n := range planned {
 			want[o] += n
 		}
+		// The lock: its lookup, its create and its delete; and the plan lists the
+		// lease user too.
+		pages, fetches := sc.userListReads(sc.users + 1)
+		want[opUserList] += pages - sc.minReads[opUserList] + 1
+		want[opUserFetch] += fetches - sc.minReads[opUserFetch]
+		want[opUserCreate]++
+		want[opUserDelete]++
 	}
+	r.MinPolls = want[opUserList] + want[opTokenList] // a sync's: with the lock's lookup
 
 	// The lower bounds: the user listing is a chain of R calls (its pages or stream,
 	// then the fetch that proves its end), the token lists T calls p at a time; the
@@ -303,7 +323,10 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 		r.ReadBound = max(r.ReadBound, r.PollBound)
 	}
 	if op == opSync {
-		r.WriteBound = L * time.Duration(max(ceilDiv(total, int64(p)), int64(chain)))
+		// The lock's lookup and create come before the reads, its delete after the
+		// writes: three calls in a row.
+		r.ReadBound += 2 * L
+		r.WriteBound = L * time.Duration(max(ceilDiv(total, int64(p)), int64(chain))+1)
 	}
 
 	// The checks CI relies on: exact calls, the plan the drift must give, and for a
@@ -318,7 +341,7 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 		// Refused polls are calls the emulator counts but did not serve: the reads
 		// that count are the polls it admitted.
 		if r.Polls != r.MinPolls {
-			r.failf("polls: %d admitted, want the minimum %d (user pages + token lists)", r.Polls, r.MinPolls)
+			r.failf("polls: %d admitted, want the minimum %d (user pages + token lists, and a sync's lock lookup)", r.Polls, r.MinPolls)
 		}
 		if poll.budget > 0 && r.PollRejections > 0 {
 			r.failf("polls: %d rejected by the poll limit with the budget given, want 0", r.PollRejections)
@@ -418,7 +441,7 @@ func plannedWrites(p *plan.Plan) (map[string]int64, int64, int) {
 			case plan.TokenCreate:
 				// created pending, then confirmed once its secret is delivered
 				ops = []string{opTokenCreate, opTokenUpdate}
-			case plan.TokenUpdate:
+			case plan.TokenUpdate, plan.TokenAdopt:
 				ops = []string{opTokenUpdate}
 			case plan.TokenRevoke:
 				ops = []string{opTokenDelete}

@@ -39,7 +39,9 @@ type scenario struct {
 
 	// minReads are the fewest calls that read what the plan needs (see setListing).
 	minReads map[string]int64
-	users    int // remote users
+	// users is the number of remote users before the run.
+	users int
+	paged bool // users are listed in pages, not one stream
 	// want is the plan summary the drift must produce.
 	want plan.Summary
 }
@@ -55,24 +57,12 @@ type remoteToken struct {
 	createdAt int64
 }
 
-// setListing sets the minimum reads for a listing: one token list per existing declared
-// user (more past 100 tokens), and the users as one JSONL stream, then one fetch of its
-// last user (a stream's end is not proof: a deleted cursor also ends it); or, paged,
-// every user page (the last one short or empty), and after an empty last page one
-// fetch of its cursor, for the same reason.
+// setListing sets the minimum reads of the user listing (see userListReads).
 func (sc *scenario) setListing(paged bool) {
-	n := sc.users
-	delete(sc.minReads, opUserFetch)
-	if !paged {
-		sc.minReads[opUserList] = 1
-		if n > 0 {
-			sc.minReads[opUserFetch] = 1
-		}
-		return
-	}
-	sc.minReads[opUserList] = int64(n/pageSize + 1)
-	if n > 0 && n%pageSize == 0 {
-		sc.minReads[opUserFetch] = 1
+	sc.paged = paged
+	sc.minReads[opUserList], sc.minReads[opUserFetch] = sc.userListReads(sc.users)
+	if sc.minReads[opUserFetch] == 0 {
+		delete(sc.minReads, opUserFetch)
 	}
 }
 
@@ -224,4 +214,23 @@ func (sc *scenario) seed(e *emulator.Emulator) error {
 func (sc *scenario) describe() string {
 	return fmt.Sprintf("drift: %d users updated, %d new, %d orphans pruned; %d tokens revoked, %d rotated",
 		sc.updated, sc.created, sc.orphans, sc.revoked, sc.rotated)
+}
+
+// userListReads are the calls that list n users. As one JSONL stream (the default):
+// the stream, and one fetch of its last user, since a stream's end is not proof (a
+// deleted cursor also ends it). Paged: the pages (a page shorter than 100 ends the
+// listing) and, after a full last page, one fetch, since the empty page after it is
+// also the answer for a deleted cursor.
+func (sc *scenario) userListReads(n int) (lists, fetches int64) {
+	if !sc.paged {
+		if n > 0 {
+			fetches = 1
+		}
+		return 1, fetches
+	}
+	lists = int64(n/pageSize + 1)
+	if n > 0 && n%pageSize == 0 {
+		fetches = 1
+	}
+	return lists, fetches
 }

@@ -48,7 +48,7 @@ func TestPlanReadsTheMinimum(t *testing.T) {
 		return code, out.String() + errOut.String()
 	}
 
-	code, out := cmd("plan", "-f", path, "--detailed-exitcode")
+	code, out := cmd("plan", "-f", path, "--detailed-exitcode", "--force-updates")
 	require.Equal(t, exitPending, code, out)
 	require.Contains(t, out, "Plan: 0 users to create, 250 to update, 0 to delete, 0 to adopt; 100 tokens to create")
 	counts := e.Counts()
@@ -60,7 +60,7 @@ func TestPlanReadsTheMinimum(t *testing.T) {
 	}
 
 	e.ResetCounts()
-	code, out = cmd("plan", "-f", path, "--detailed-exitcode", "--listing", "paged")
+	code, out = cmd("plan", "-f", path, "--detailed-exitcode", "--force-updates", "--listing", "paged")
 	require.Equal(t, exitPending, code, out)
 	counts = e.Counts()
 	require.Equal(t, int64(3), counts["user.list"])
@@ -69,7 +69,7 @@ func TestPlanReadsTheMinimum(t *testing.T) {
 		require.Zero(t, counts[op], op)
 	}
 
-	code, out = cmd("sync", "-f", path, "--yes", "--secrets-out", filepath.Join(t.TempDir(), "secrets.jsonl"))
+	code, out = cmd("sync", "-f", path, "--yes", "--force-updates", "--secrets-out", filepath.Join(t.TempDir(), "secrets.jsonl"))
 	require.Equal(t, 0, code, out)
 	e.ResetCounts()
 	code, out = cmd("plan", "-f", path, "--detailed-exitcode")

@@ -83,7 +83,7 @@ func TestComputePartialCountsUncheckedUsers(t *testing.T) {
 	require.NoError(t, RenderMarkdown(&md, &p))
 	require.NoError(t, RenderJSON(&js, &p))
 	const say = "Not checked: the tokens of 2 users whose declared tokens this change leaves as they were"
-	assert.Contains(t, text.String(), say+" (plan --base reads only the token lists the change touches); the scheduled full plan checks them.\nPlan: ")
+	assert.Contains(t, text.String(), say+" (plan --base reads only the token lists the change touches); the scheduled full plan checks them.\n")
 	assert.Contains(t, md.String(), "> [!NOTE]\n> "+say)
 	var doc map[string]any
 	require.NoError(t, json.Unmarshal(js.Bytes(), &doc))

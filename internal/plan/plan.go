@@ -14,7 +14,9 @@ import (
 // Action is what one Change does. The zero value is NoOp.
 type Action int
 
-// The eight actions of PRODUCT.md, in summary order.
+// The actions of PRODUCT.md, and token_adopt (a token update that adds the ownership
+// marker, shown and counted as an adoption like a user's). Appended last so that the
+// values of the others stay as they were.
 const (
 	NoOp Action = iota
 	UserCreate
@@ -25,14 +27,18 @@ const (
 	TokenUpdate
 	TokenRevoke
 	TokenRotate
+	TokenAdopt
 )
 
-var actionNames = [...]string{"no_op", "user_create", "user_update", "user_delete", "user_adopt", "token_create", "token_update", "token_revoke", "token_rotate"}
+var actionNames = [...]string{"no_op", "user_create", "user_update", "user_delete", "user_adopt", "token_create", "token_update", "token_revoke", "token_rotate", "token_adopt"}
 
-var actionSymbols = [...]string{" ", "+", "~", "-", ">", "+", "~", "-", "±"}
+var actionSymbols = [...]string{" ", "+", "~", "-", ">", "+", "~", "-", "±", ">"}
+
+// Legend is the one-line key to the symbols of the text view.
+const Legend = "Symbols: + create, ~ update, - delete or revoke, > adopt, ± rotate (create the successor, then revoke)."
 
 // Actions lists every action but NoOp, in summary order.
-var Actions = []Action{UserCreate, UserUpdate, UserDelete, UserAdopt, TokenCreate, TokenUpdate, TokenRevoke, TokenRotate}
+var Actions = []Action{UserCreate, UserUpdate, UserDelete, UserAdopt, TokenCreate, TokenUpdate, TokenAdopt, TokenRevoke, TokenRotate}
 
 // String returns the action's name as used in JSON output (e.g. "user_create").
 func (a Action) String() string {
@@ -125,6 +131,7 @@ type Safety struct {
 	// needs --takeover.
 	Reasons []string `json:"reasons,omitempty"`
 	Deletes int      `json:"deletes"` // user deletions planned
+	Updates int      `json:"updates"` // user updates planned (adoptions not counted)
 	Owned   int      `json:"owned"`   // users owned remotely
 	// Foreign are the IDs of the declared users that another owner manages and that
 	// make the plan unsafe without --takeover: a saved plan depends on them too.
@@ -139,6 +146,7 @@ type Summary struct {
 	UserAdopt   int `json:"user_adopt"`
 	TokenCreate int `json:"token_create"`
 	TokenUpdate int `json:"token_update"`
+	TokenAdopt  int `json:"token_adopt"`
 	TokenRevoke int `json:"token_revoke"`
 	TokenRotate int `json:"token_rotate"`
 }
@@ -158,6 +166,8 @@ func (s Summary) Count(a Action) int {
 		return s.TokenCreate
 	case TokenUpdate:
 		return s.TokenUpdate
+	case TokenAdopt:
+		return s.TokenAdopt
 	case TokenRevoke:
 		return s.TokenRevoke
 	case TokenRotate:
@@ -180,6 +190,8 @@ func (s *Summary) add(a Action) {
 		s.TokenCreate++
 	case TokenUpdate:
 		s.TokenUpdate++
+	case TokenAdopt:
+		s.TokenAdopt++
 	case TokenRevoke:
 		s.TokenRevoke++
 	case TokenRotate:

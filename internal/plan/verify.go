@@ -58,6 +58,8 @@ func (s *Saved) Reads() Reads {
 	}
 	sum := s.Plan.Summary()
 	percentCap := s.Options.MaxDeletePercent >= 0 && !s.Options.ForceDeletes
+	// The update percentage uses the owned count of the saved plan unless the listing
+	// is read anyway: an update-only plan stays a few fetches.
 	r.Listing = sum.UserCreate > 0 || (sum.UserDelete > 0 && percentCap)
 	return r
 }
