@@ -139,7 +139,7 @@ type env struct {
 	stop func(context.Context) error
 }
 
-func startEnv(sc *scenario, latency time.Duration, parallelism int, log *slog.Logger, poll pollRun) (*env, error) {
+func startEnv(sc *scenario, latency time.Duration, parallelism int, log *slog.Logger, poll pollRun, paged bool) (*env, error) {
 	// Without a poll limit asked for, the emulator's default one is off: those runs
 	// measure the latency bound, and a 5,000-user plan is 5,000 polls.
 	f := emulator.Faults{Latency: latency, PollLimit: -1}
@@ -157,7 +157,7 @@ func startEnv(sc *scenario, latency time.Duration, parallelism int, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("starting the emulator: %w", err)
 	}
-	api, err := client.New(client.Options{BaseURL: url, Token: state.Secret(apiToken), MaxConns: parallelism, Logger: log,
+	api, err := client.New(client.Options{BaseURL: url, Token: state.Secret(apiToken), MaxConns: parallelism, JSONL: !paged, Logger: log,
 		PollBudget: poll.budget, PollWindow: poll.window})
 	if err != nil {
 		_ = stop(context.Background())
@@ -226,9 +226,9 @@ func (s *countingSink) Deliver(apply.SecretRecord) error {
 // measure runs op at parallelism p on a fresh emulator and checks its call counts.
 // An error means the run could not be made; a run that made the wrong calls has
 // Failures instead.
-func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Duration, op string, p int, poll pollRun) (*run, error) {
+func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Duration, op string, p int, poll pollRun, paged bool) (*run, error) {
 	calls := &callTimes{}
-	e, err := startEnv(sc, latency, p, slog.New(calls), poll)
+	e, err := startEnv(sc, latency, p, slog.New(calls), poll, paged)
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +299,7 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 		}
 		// The lock: its lookup, its create and its delete; and the plan lists the
 		// lease user too.
-		pages, fetches := userListReads(sc.users + 1)
+		pages, fetches := sc.userListReads(sc.users + 1)
 		want[opUserList] += pages - sc.minReads[opUserList] + 1
 		want[opUserFetch] += fetches - sc.minReads[opUserFetch]
 		want[opUserCreate]++
@@ -307,10 +307,11 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 	}
 	r.MinPolls = want[opUserList] + want[opTokenList] // a sync's: with the lock's lookup
 
-	// The lower bounds: the user pages are a chain of R calls, the token lists T calls
-	// p at a time; the writes W calls p at a time, but each user's in order.
+	// The lower bounds: the user listing is a chain of R calls (its pages or stream,
+	// then the fetch that proves its end), the token lists T calls p at a time; the
+	// writes W calls p at a time, but each user's in order.
 	L := latency
-	R, T := sc.minReads[opUserList], sc.minReads[opTokenList]
+	R, T := sc.minReads[opUserList]+sc.minReads[opUserFetch], sc.minReads[opTokenList]
 	r.ReadBound = L * time.Duration(max(R, ceilDiv(T, int64(p))))
 	if poll.on() && r.MinPolls > 0 {
 		// Under the limit the polls go in k = ceil(polls/B) windows' worth: the last
@@ -383,11 +384,11 @@ func compareCalls(got, want map[string]int64, op string) []string {
 func why(o, op string) string {
 	switch o {
 	case opUserList:
-		return "the user pages: floor(users/100)+1, the last one short or empty"
+		return "the user listing: one stream (paged: floor(users/100)+1 pages, the last one short or empty)"
 	case opTokenList:
 		return "one token list per existing declared user"
 	case opUserFetch:
-		return "one fetch after an empty last page, proving its cursor was not deleted; else none"
+		return "one fetch proving the listing's end (the stream's last user, or an empty last page's cursor, still exists)"
 	}
 	if op == opPlan {
 		return "a plan writes nothing"

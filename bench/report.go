@@ -97,7 +97,7 @@ func (rep *report) writeText(w io.Writer) {
 	fmt.Fprintf(w, "%s\n", sc.describe())
 	fmt.Fprintf(w, "config: %d users declared, %d KiB, loaded in %s\n", rep.configUsers, rep.configBytes/1024, rep.configLoad.Round(time.Millisecond))
 	fmt.Fprintf(w, "plan: %s\n", summaryLine(sc.want))
-	fmt.Fprintf(w, "minimum reads: R = %d user pages, T = %d token lists", sc.minReads[opUserList], sc.minReads[opTokenList])
+	fmt.Fprintf(w, "minimum reads: R = %d user-list calls + %d fetch, T = %d token lists", sc.minReads[opUserList], sc.minReads[opUserFetch], sc.minReads[opTokenList])
 	for _, r := range rep.runs {
 		if r.Op == opSync {
 			fmt.Fprintf(w, "; planned writes: W = %d calls, longest user chain %d", r.Planned, r.Chain)

@@ -33,7 +33,10 @@ type APIFlags struct {
 	Parallelism  int           `default:"8" help:"Concurrent API requests and users applied in parallel."`
 	RPS          float64       `name:"rps" default:"0" help:"Client-side cap on requests per second (0 = none)."`
 	Timeout      time.Duration `default:"30s" help:"Timeout of one API request."`
-	JSONL        bool          `name:"jsonl" help:"List with Accept: application/jsonl (the server pages internally)."`
+	Listing      string        `name:"listing" env:"CBK_SYNC_LISTING" enum:"jsonl,paged" default:"jsonl" placeholder:"jsonl|paged" help:"How users are listed: jsonl (one streamed answer: one poll) or paged (one poll per 100 users). Token lists are paged either way."`
+	// JSONL is the v1 spelling of --listing jsonl, now the default; hidden, kept so
+	// that scripts written for v1 still run.
+	JSONL        bool          `name:"jsonl" hidden:""`
 	APIPaths     string        `name:"api-paths" env:"CBK_SYNC_API_PATHS" default:"auto" placeholder:"auto|partner|user" help:"API path family: partner (/v1/partner/user/..., the hosted API), user (/api/v1/user/..., self-hosted), or auto (found on the first request; nothing is written before)."`
 	RetryTimeout time.Duration `name:"retry-timeout" default:"2m" help:"How long one read (or update, delete) may keep retrying network errors, 5xx and 429s."`
 	PollBudget   int           `name:"poll-budget" default:"0" placeholder:"N" help:"Polls (list requests: a page, or a JSONL stream) the account allows per --poll-window; never exceeded. 0 = learn it at the first poll-limit rejection."`
@@ -164,7 +167,7 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 		MaxConns:        f.Parallelism,
 		RPS:             f.RPS,
 		Timeout:         f.Timeout,
-		JSONL:           f.JSONL,
+		JSONL:           f.JSONL || f.Listing == "jsonl",
 		PageSize:        f.PageSize,
 		Logger:          env.Log,
 		RetryBase:       f.RetryBase,

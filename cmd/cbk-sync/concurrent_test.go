@@ -65,6 +65,9 @@ func concurrentScript(kind string, wait bool, users int) string {
 		if kind == "apply" {
 			neg = "! " // the plan it waited to apply is stale once the first has applied it
 		}
+		// The first run's reads are done (it is held at its first token create), the
+		// fetch that proves its user stream whole included: count from here.
+		w("emu reset-calls")
 		w("%sexec cbk-sync %s --secrets-out b-secrets.jsonl --lock-timeout 1m &b&", neg, run)
 		// The second run found the lease and polls it by fetch: it is waiting.
 		w("emu wait-calls user.fetch 1")

@@ -125,6 +125,8 @@ type PlanCmd struct {
 	PlanFlags
 	MetricsFlags
 	Out string `name:"out" type:"path" placeholder:"FILE" help:"Also save the plan to FILE for 'cbk-sync apply FILE'."`
+	// Base is the configuration before the change under review (a PR's base branch).
+	Base []string `name:"base" placeholder:"PATH" help:"Configuration before the change (file or directory; repeatable): read token lists only for users whose declared tokens the change adds or alters. The plan says how many users' tokens it did not check."`
 }
 
 // Run computes and shows the plan; it never writes remotely.
@@ -133,7 +135,16 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput()}, c.inputs("-f", c.Files...)); err != nil {
+	var need map[string]bool // nil: every token list
+	if len(c.Base) > 0 {
+		base, err := config.Load(c.Base, env.IO.lookupEnv)
+		if err != nil {
+			return fmt.Errorf("--base: %w", err)
+		}
+		need = plan.TokenListsNeeded(base, d)
+	}
+	inputs := append(c.inputs("-f", c.Files...), c.inputs("--base", c.Base...)[1:]...)
+	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput()}, inputs); err != nil {
 		return err
 	}
 	s, err := c.open(env, false)
@@ -142,7 +153,7 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 	}
 	defer s.close()
 	o := c.options()
-	p, actual, err := computePlan(ctx, env, s, d, o)
+	p, actual, err := computePlan(ctx, env, s, d, o, need)
 	if err != nil {
 		return err
 	}
@@ -164,12 +175,14 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 }
 
 // computePlan reads the remote state the desired state needs, with the fewest calls,
-// and computes the plan; it returns the remote state too, for a saved plan.
-func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o plan.Options) (*plan.Plan, state.Actual, error) {
+// and computes the plan; it returns the remote state too, for a saved plan. A non-nil
+// need limits the token lists read to the users it holds (by email key); the plan then
+// counts the others as not checked.
+func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o plan.Options, need map[string]bool) (*plan.Plan, state.Actual, error) {
 	managed := make(map[string]bool, len(d.Users))
 	for _, u := range d.Users {
-		if u.ManageTokens {
-			managed[state.EmailKey(u.Email)] = true
+		if key := state.EmailKey(u.Email); u.ManageTokens && (need == nil || need[key]) {
+			managed[key] = true
 		}
 	}
 	progress := newProgress(env, "reading")
@@ -189,7 +202,11 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 			return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", err)
 		}
 	}
-	p, err := plan.Compute(d, actual, o)
+	compute := plan.Compute
+	if need != nil {
+		compute = plan.ComputePartial
+	}
+	p, err := compute(d, actual, o)
 	if err != nil {
 		return nil, state.Actual{}, err
 	}

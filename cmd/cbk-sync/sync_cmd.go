@@ -93,7 +93,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 		ctx = lctx
 	}
 	po := c.options()
-	p, _, err := computePlan(ctx, env, s, d, po)
+	p, _, err := computePlan(ctx, env, s, d, po, nil)
 	if err != nil {
 		return err
 	}

@@ -85,6 +85,9 @@ type computer struct {
 	// token list was not read again, instead of failing with ErrTokensNotRead.
 	ownedOverride int
 	partialTokens bool
+	// countUnchecked counts in Plan.TokensUnchecked the users partialTokens left
+	// unchecked (ComputePartial).
+	countUnchecked bool
 }
 
 // ownership is how a remote object relates to this owner scope.
@@ -444,6 +447,8 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 			up.Changes = c.tokens(up.Changes, du, u.ID, toks)
 		case !c.partialTokens:
 			return fmt.Errorf("plan: user %s (%s) declares tokens: %w", du.Email, u.ID, ErrTokensNotRead)
+		case c.countUnchecked:
+			c.plan.TokensUnchecked++
 		}
 		// Else its tokens had no change when the plan was saved: not read again.
 	}

@@ -232,6 +232,22 @@ type Plan struct {
 	// It is part of what a reviewer approves, so every view shows it, but it is not a
 	// change: Compute never sets it and saved plans are compared without it.
 	SecretsTo *SecretsDestination `json:"secrets_to,omitempty"`
+	// TokensUnchecked is the number of existing users that declare tokens whose token
+	// lists the plan did not read (ComputePartial, plan --base): their token drift was
+	// not checked. Every view says so.
+	TokensUnchecked int `json:"tokens_unchecked,omitempty"`
+}
+
+// UncheckedLine says plainly whose token drift a partial plan did not check, or ""
+// for a plan that checked every user.
+func (p *Plan) UncheckedLine() string {
+	switch p.TokensUnchecked {
+	case 0:
+		return ""
+	case 1:
+		return "Not checked: the tokens of 1 user whose declared tokens this change leaves as they were (plan --base reads only the token lists the change touches); the scheduled full plan checks them."
+	}
+	return fmt.Sprintf("Not checked: the tokens of %d users whose declared tokens this change leaves as they were (plan --base reads only the token lists the change touches); the scheduled full plan checks them.", p.TokensUnchecked)
 }
 
 // ReadCost counts the polls (list requests) a plan's read made, those the poll limit

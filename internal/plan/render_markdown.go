@@ -47,6 +47,9 @@ func RenderMarkdownWith(w io.Writer, p *Plan, o MarkdownOptions) error {
 	if line := secretsLine(p); line != "" {
 		head.WriteString(mdEscape(line) + "\n\n")
 	}
+	if line := p.UncheckedLine(); line != "" {
+		head.WriteString("> [!NOTE]\n> " + mdEscape(line) + "\n\n")
+	}
 	users := make([]string, len(p.Users))
 	total := head.Len()
 	for i := range p.Users {

@@ -95,6 +95,9 @@ func RenderText(w io.Writer, p *Plan, o TextOptions) error {
 	if line := secretsLine(p); line != "" {
 		t.line(0, line)
 	}
+	if line := p.UncheckedLine(); line != "" {
+		t.line(0, t.paint(ansiYellow, line))
+	}
 	sum := p.Summary()
 	if sum.Total() > 0 {
 		t.line(0, t.paint(ansiDim, Legend))

@@ -155,8 +155,9 @@ func (s *Saved) recompute(a state.Actual, owned int) (*Plan, error) {
 		return nil, fmt.Errorf("computing the saved plan again: %w", err)
 	}
 	// Orphans and warnings are about the whole account, which was not read again;
-	// they change nothing, so the saved ones are shown.
-	p.Orphans, p.Warnings = s.Plan.Orphans, s.Plan.Warnings
+	// they change nothing, so the saved ones are shown. So is the number of users whose
+	// tokens a plan --base did not check.
+	p.Orphans, p.Warnings, p.TokensUnchecked = s.Plan.Orphans, s.Plan.Warnings, s.Plan.TokensUnchecked
 	return &p, nil
 }
 
