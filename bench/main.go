@@ -55,6 +55,7 @@ type settings struct {
 	seed          uint64
 	syncBaseline  bool
 	jsonPath      string
+	paged         bool          // list users in pages instead of one JSONL stream (cbk-sync's default)
 	pollLimit     int           // B of the poll-limit runs; 0: none
 	pollWindow    time.Duration // W of the poll-limit runs
 }
@@ -102,6 +103,7 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 	fs.Uint64Var(&s.seed, "seed", 1, "seed `S` that picks which users and tokens drift")
 	fs.BoolVar(&s.syncBaseline, "sync-baseline", false, "also run sync at P=1 (slow: every write one after the other)")
 	fs.StringVar(&s.jsonPath, "json", "", "also write the results as JSON to `FILE`")
+	listing := fs.String("listing", "jsonl", "how users are listed, as cbk-sync's --listing: `jsonl` (one stream) or paged")
 	fs.IntVar(&s.pollLimit, "poll-limit", 500, "poll limit `B` per -poll-window of the poll-limit runs (0: no such runs)")
 	fs.DurationVar(&s.pollWindow, "poll-window", 10*time.Second, "sliding window `W` of the poll limit")
 	check := fs.Bool("check", false, "CI size: -users 200 -latency 1ms -poll-limit 50 -poll-window 250ms unless given")
@@ -131,6 +133,13 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 		if !set["poll-window"] {
 			s.pollWindow = 250 * time.Millisecond
 		}
+	}
+	switch *listing {
+	case "jsonl":
+	case "paged":
+		s.paged = true
+	default:
+		return s, fmt.Errorf("-listing %q: want jsonl or paged", *listing)
 	}
 	switch {
 	case s.users < 0 || s.users > 90_000:
@@ -165,6 +174,7 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 // then plan and sync at each parallelism.
 func benchmark(ctx context.Context, s settings, progress io.Writer) (*report, error) {
 	sc := newScenario(s.users, s.tokens, s.seed, time.Now())
+	sc.setListing(s.paged)
 	t0 := time.Now()
 	d, err := config.LoadBytes("bench.yaml", sc.yaml, nil)
 	if err != nil {
@@ -197,7 +207,7 @@ func benchmark(ctx context.Context, s settings, progress io.Writer) (*report, er
 			return nil, err
 		}
 		fmt.Fprintf(progress, "bench: %s P=%d%s ...\n", st.op, st.p, st.poll.label())
-		r, err := measure(ctx, sc, d, s.latency, st.op, st.p, st.poll)
+		r, err := measure(ctx, sc, d, s.latency, st.op, st.p, st.poll, s.paged)
 		if err != nil {
 			return nil, err
 		}

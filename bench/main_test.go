@@ -36,7 +36,12 @@ func TestMainCheckSize(t *testing.T) {
 		r := rep.Runs[3+i]
 		assert.Equal(t, budget, r.PollBudget)
 		assert.Equal(t, 50, r.PollLimit)
-		assert.Equal(t, int64(193), r.Polls, "the minimum: 3 user pages and 190 token lists")
+		if r.Op == "sync" {
+			// The lock's lookup, one user stream (the lease user in it) and 190 token lists.
+			assert.Equal(t, int64(192), r.Polls, "the minimum: the lock's lookup, one user stream and 190 token lists")
+		} else {
+			assert.Equal(t, int64(191), r.Polls, "the minimum, 1 + T: one user stream and 190 token lists")
+		}
 		assert.Equal(t, r.MinPolls, r.Polls)
 		if budget == "given" {
 			assert.Zero(t, r.PollRejections)
@@ -48,10 +53,11 @@ func TestMainCheckSize(t *testing.T) {
 	}
 	sync := rep.Runs[2]
 	assert.Equal(t, "sync", sync.Op)
-	assert.Equal(t, int64(3), sync.Calls[opUserList], "200 users: two full pages and an empty one")
-	assert.Equal(t, int64(1), sync.Calls[opUserFetch], "the empty page's cursor still exists: it was the end")
+	assert.Equal(t, int64(2), sync.Calls[opUserList], "the lock's lookup and one stream")
+	assert.Equal(t, int64(1), sync.Calls[opUserFetch], "the stream's last user still exists: it was whole")
 	assert.Equal(t, int64(190), sync.Calls[opTokenList])
-	assert.Equal(t, sync.Planned, sync.Writes)
+	assert.Equal(t, sync.Planned+2, sync.Writes, "the planned writes and the lock's create and delete")
+	assert.Equal(t, int64(10+1), sync.Calls[opUserCreate], "10 planned and the lock")
 	assert.Equal(t, int64(160), sync.Planned, "10 + 20 + 10 user writes, 20 creates x 2 (create, confirm), 20 revokes, 20 rotations x 3 (create, confirm, revoke)")
 }
 
@@ -77,7 +83,10 @@ func TestScenarioDrift(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, d.Users, 1000-50+50)
 	assert.Equal(t, plan.Summary{UserCreate: 50, UserUpdate: 100, UserDelete: 50, TokenCreate: 100, TokenRevoke: 100, TokenRotate: 100}, sc.want)
-	assert.Equal(t, map[string]int64{opUserList: 11, opTokenList: 950, opUserFetch: 1}, sc.minReads)
+	assert.Equal(t, map[string]int64{opUserList: 1, opTokenList: 950, opUserFetch: 1}, sc.minReads, "one stream and a fetch of its last user")
+	sc.setListing(true)
+	assert.Equal(t, map[string]int64{opUserList: 11, opTokenList: 950, opUserFetch: 1}, sc.minReads, "1,000 users: 10 full pages, an empty one and a fetch of its cursor")
+	sc.setListing(false)
 
 	again := newScenario(1000, 2, 7, now)
 	assert.Equal(t, sc.yaml, again.yaml, "the same seed gives the same scenario")
@@ -129,7 +138,7 @@ func TestPollRunFailsOnRejection(t *testing.T) {
 	sc := newScenario(50, 1, 1, time.Now())
 	d, err := config.LoadBytes("bench.yaml", sc.yaml, nil)
 	require.NoError(t, err)
-	r, err := measure(context.Background(), sc, d, 0, opPlan, 4, pollRun{limit: 10, window: 100 * time.Millisecond, budget: 20})
+	r, err := measure(context.Background(), sc, d, 0, opPlan, 4, pollRun{limit: 10, window: 100 * time.Millisecond, budget: 20}, false)
 	require.NoError(t, err)
 	require.Positive(t, r.PollRejections)
 	assert.Contains(t, strings.Join(r.Failures, "\n"), "rejected by the poll limit with the budget given, want 0")

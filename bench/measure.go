@@ -16,6 +16,7 @@ import (
 	"github.com/cbk-sync/cbk-sync/internal/apply"
 	"github.com/cbk-sync/cbk-sync/internal/client"
 	"github.com/cbk-sync/cbk-sync/internal/emulator"
+	"github.com/cbk-sync/cbk-sync/internal/lease"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
@@ -138,7 +139,7 @@ type env struct {
 	stop func(context.Context) error
 }
 
-func startEnv(sc *scenario, latency time.Duration, parallelism int, log *slog.Logger, poll pollRun) (*env, error) {
+func startEnv(sc *scenario, latency time.Duration, parallelism int, log *slog.Logger, poll pollRun, paged bool) (*env, error) {
 	// Without a poll limit asked for, the emulator's default one is off: those runs
 	// measure the latency bound, and a 5,000-user plan is 5,000 polls.
 	f := emulator.Faults{Latency: latency, PollLimit: -1}
@@ -156,7 +157,7 @@ func startEnv(sc *scenario, latency time.Duration, parallelism int, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("starting the emulator: %w", err)
 	}
-	api, err := client.New(client.Options{BaseURL: url, Token: state.Secret(apiToken), MaxConns: parallelism, Logger: log,
+	api, err := client.New(client.Options{BaseURL: url, Token: state.Secret(apiToken), MaxConns: parallelism, JSONL: !paged, Logger: log,
 		PollBudget: poll.budget, PollWindow: poll.window})
 	if err != nil {
 		_ = stop(context.Background())
@@ -225,9 +226,9 @@ func (s *countingSink) Deliver(apply.SecretRecord) error {
 // measure runs op at parallelism p on a fresh emulator and checks its call counts.
 // An error means the run could not be made; a run that made the wrong calls has
 // Failures instead.
-func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Duration, op string, p int, poll pollRun) (*run, error) {
+func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Duration, op string, p int, poll pollRun, paged bool) (*run, error) {
 	calls := &callTimes{}
-	e, err := startEnv(sc, latency, p, slog.New(calls), poll)
+	e, err := startEnv(sc, latency, p, slog.New(calls), poll, paged)
 	if err != nil {
 		return nil, err
 	}
@@ -243,12 +244,24 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 	mem := startMemSampler()
 	r.HeapBefore = mem.start
 	t0 := time.Now()
+	var lk *lease.Lease
+	if op == opSync {
+		// A sync takes the account's lock first, as cbk-sync sync does: a lookup and
+		// a create before the plan, a delete after the apply.
+		lk, ctx, err = lease.Acquire(ctx, e.api, lease.Options{Owner: d.Owner})
+		if err != nil {
+			return nil, fmt.Errorf("%s P=%d: %w", op, p, err)
+		}
+	}
 	pl, err := readAndPlan(ctx, e.api.ReadOnly(), d, opts)
 	r.ReadWall = time.Since(t0)
 	var rep *apply.Report
 	if err == nil && op == opSync {
 		t1 := time.Now()
 		rep, err = apply.Run(ctx, e.api, &pl, apply.Options{Parallelism: p, Owner: d.Owner, Secrets: sink})
+		if rerr := lk.Release(ctx); rerr != nil && err == nil {
+			err = rerr
+		}
 		r.WriteWall = time.Since(t1)
 	}
 	r.Wall = time.Since(t0)
@@ -262,7 +275,6 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 	r.Retries = st.Retries
 	r.Polls, r.PollRejections = e.emu.PollCounts()
 	r.PollWait, r.PollBudget = st.PollWait, st.PollBudget
-	r.MinPolls = sc.minReads[opUserList] + sc.minReads[opTokenList]
 	r.CallP50, r.CallP99, r.CallMax = calls.percentiles()
 	r.Summary = pl.Summary()
 	for _, o := range readOps {
@@ -285,12 +297,21 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 		for o, n := range planned {
 			want[o] += n
 		}
+		// The lock: its lookup, its create and its delete; and the plan lists the
+		// lease user too.
+		pages, fetches := sc.userListReads(sc.users + 1)
+		want[opUserList] += pages - sc.minReads[opUserList] + 1
+		want[opUserFetch] += fetches - sc.minReads[opUserFetch]
+		want[opUserCreate]++
+		want[opUserDelete]++
 	}
+	r.MinPolls = want[opUserList] + want[opTokenList] // a sync's: with the lock's lookup
 
-	// The lower bounds: the user pages are a chain of R calls, the token lists T calls
-	// p at a time; the writes W calls p at a time, but each user's in order.
+	// The lower bounds: the user listing is a chain of R calls (its pages or stream,
+	// then the fetch that proves its end), the token lists T calls p at a time; the
+	// writes W calls p at a time, but each user's in order.
 	L := latency
-	R, T := sc.minReads[opUserList], sc.minReads[opTokenList]
+	R, T := sc.minReads[opUserList]+sc.minReads[opUserFetch], sc.minReads[opTokenList]
 	r.ReadBound = L * time.Duration(max(R, ceilDiv(T, int64(p))))
 	if poll.on() && r.MinPolls > 0 {
 		// Under the limit the polls go in k = ceil(polls/B) windows' worth: the last
@@ -302,7 +323,10 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 		r.ReadBound = max(r.ReadBound, r.PollBound)
 	}
 	if op == opSync {
-		r.WriteBound = L * time.Duration(max(ceilDiv(total, int64(p)), int64(chain)))
+		// The lock's lookup and create come before the reads, its delete after the
+		// writes: three calls in a row.
+		r.ReadBound += 2 * L
+		r.WriteBound = L * time.Duration(max(ceilDiv(total, int64(p)), int64(chain))+1)
 	}
 
 	// The checks CI relies on: exact calls, the plan the drift must give, and for a
@@ -317,7 +341,7 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 		// Refused polls are calls the emulator counts but did not serve: the reads
 		// that count are the polls it admitted.
 		if r.Polls != r.MinPolls {
-			r.failf("polls: %d admitted, want the minimum %d (user pages + token lists)", r.Polls, r.MinPolls)
+			r.failf("polls: %d admitted, want the minimum %d (user pages + token lists, and a sync's lock lookup)", r.Polls, r.MinPolls)
 		}
 		if poll.budget > 0 && r.PollRejections > 0 {
 			r.failf("polls: %d rejected by the poll limit with the budget given, want 0", r.PollRejections)
@@ -360,11 +384,11 @@ func compareCalls(got, want map[string]int64, op string) []string {
 func why(o, op string) string {
 	switch o {
 	case opUserList:
-		return "the user pages: floor(users/100)+1, the last one short or empty"
+		return "the user listing: one stream (paged: floor(users/100)+1 pages, the last one short or empty)"
 	case opTokenList:
 		return "one token list per existing declared user"
 	case opUserFetch:
-		return "one fetch after an empty last page, proving its cursor was not deleted; else none"
+		return "one fetch proving the listing's end (the stream's last user, or an empty last page's cursor, still exists)"
 	}
 	if op == opPlan {
 		return "a plan writes nothing"
@@ -417,7 +441,7 @@ func plannedWrites(p *plan.Plan) (map[string]int64, int64, int) {
 			case plan.TokenCreate:
 				// created pending, then confirmed once its secret is delivered
 				ops = []string{opTokenCreate, opTokenUpdate}
-			case plan.TokenUpdate:
+			case plan.TokenUpdate, plan.TokenAdopt:
 				ops = []string{opTokenUpdate}
 			case plan.TokenRevoke:
 				ops = []string{opTokenDelete}

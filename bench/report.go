@@ -97,7 +97,7 @@ func (rep *report) writeText(w io.Writer) {
 	fmt.Fprintf(w, "%s\n", sc.describe())
 	fmt.Fprintf(w, "config: %d users declared, %d KiB, loaded in %s\n", rep.configUsers, rep.configBytes/1024, rep.configLoad.Round(time.Millisecond))
 	fmt.Fprintf(w, "plan: %s\n", summaryLine(sc.want))
-	fmt.Fprintf(w, "minimum reads: R = %d user pages, T = %d token lists", sc.minReads[opUserList], sc.minReads[opTokenList])
+	fmt.Fprintf(w, "minimum reads: R = %d user-list calls + %d fetch, T = %d token lists", sc.minReads[opUserList], sc.minReads[opUserFetch], sc.minReads[opTokenList])
 	for _, r := range rep.runs {
 		if r.Op == opSync {
 			fmt.Fprintf(w, "; planned writes: W = %d calls, longest user chain %d", r.Planned, r.Chain)
@@ -141,7 +141,7 @@ func (rep *report) writeText(w io.Writer) {
 				r.Polls, r.MinPolls, r.PollRejections, seconds(r.PollWait), r.PollBudget, targetPollRatio, rep.targets(r))
 		}
 	}
-	fmt.Fprintln(w, "bound: reads L x max(R, ceil(T/P)); writes L x max(ceil(W/P), longest chain); sync = both.")
+	fmt.Fprintln(w, "bound: reads L x max(R, ceil(T/P)); writes L x max(ceil(W/P), longest chain); sync = both + 3 L (the lock).")
 	if rep.settings.pollLimit > 0 {
 		fmt.Fprintln(w, "poll bound (runs marked /given, /learned): reads under a limit of B polls per window W: W x (ceil(polls/B) - 1) + L x ceil(last window's polls / P), or the latency bound if larger.")
 	}
@@ -149,13 +149,13 @@ func (rep *report) writeText(w io.Writer) {
 	fmt.Fprintln(w, "peak heap: live heap sampled every 2ms (runtime/metrics heap objects, ~HeapAlloc), the in-process emulator included;\n"+
 		"  growth: over the heap at the start of the run; allocated: bytes allocated during the run, emulator included.")
 	if len(rep.failures()) == 0 {
-		fmt.Fprintln(w, "calls: every run made exactly the minimum reads and one write per planned call.")
+		fmt.Fprintln(w, "calls: every run made exactly the minimum reads and one write per planned call (a sync: and the lock's 3 calls).")
 	}
 }
 
 func summaryLine(s plan.Summary) string {
 	return fmt.Sprintf("%d users to create, %d to update, %d to delete, %d to adopt; %d tokens to create, %d to update, %d to revoke, %d to rotate",
-		s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt, s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenRotate)
+		s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt, s.TokenCreate, s.TokenUpdate+s.TokenAdopt, s.TokenRevoke, s.TokenRotate)
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }

@@ -37,10 +37,11 @@ type scenario struct {
 	tokensPerUser                               int
 	revokedOf                                   map[string]int // email -> tokens left undeclared
 
-	// minReads are the fewest calls that read what the plan needs: every user page
-	// (the last one short or empty) and one token list per existing declared user (more
-	// past 100 tokens).
+	// minReads are the fewest calls that read what the plan needs (see setListing).
 	minReads map[string]int64
+	// users is the number of remote users before the run.
+	users int
+	paged bool // users are listed in pages, not one stream
 	// want is the plan summary the drift must produce.
 	want plan.Summary
 }
@@ -54,6 +55,15 @@ type remoteUser struct {
 type remoteToken struct {
 	name      string
 	createdAt int64
+}
+
+// setListing sets the minimum reads of the user listing (see userListReads).
+func (sc *scenario) setListing(paged bool) {
+	sc.paged = paged
+	sc.minReads[opUserList], sc.minReads[opUserFetch] = sc.userListReads(sc.users)
+	if sc.minReads[opUserFetch] == 0 {
+		delete(sc.minReads, opUserFetch)
+	}
 }
 
 // newScenario builds n remote users with k owned tokens each and a configuration
@@ -164,15 +174,9 @@ func newScenario(n, k int, seed uint64, now time.Time) *scenario {
 	sc.yaml = y.Bytes()
 
 	declaredRemote := int64(n - sc.orphans)
-	sc.minReads = map[string]int64{
-		opUserList:  int64(n/pageSize + 1),
-		opTokenList: declaredRemote * int64(k/pageSize+1),
-	}
-	if n > 0 && n%pageSize == 0 {
-		// The empty page after a full last one is also the answer for a deleted
-		// cursor: one fetch shows the last user still exists.
-		sc.minReads[opUserFetch] = 1
-	}
+	sc.users = n
+	sc.minReads = map[string]int64{opTokenList: declaredRemote * int64(k/pageSize+1)}
+	sc.setListing(false) // the default: one stream
 	sc.want = plan.Summary{
 		UserCreate:  sc.created,
 		UserUpdate:  sc.updated,
@@ -210,4 +214,23 @@ func (sc *scenario) seed(e *emulator.Emulator) error {
 func (sc *scenario) describe() string {
 	return fmt.Sprintf("drift: %d users updated, %d new, %d orphans pruned; %d tokens revoked, %d rotated",
 		sc.updated, sc.created, sc.orphans, sc.revoked, sc.rotated)
+}
+
+// userListReads are the calls that list n users. As one JSONL stream (the default):
+// the stream, and one fetch of its last user, since a stream's end is not proof (a
+// deleted cursor also ends it). Paged: the pages (a page shorter than 100 ends the
+// listing) and, after a full last page, one fetch, since the empty page after it is
+// also the answer for a deleted cursor.
+func (sc *scenario) userListReads(n int) (lists, fetches int64) {
+	if !sc.paged {
+		if n > 0 {
+			fetches = 1
+		}
+		return 1, fetches
+	}
+	lists = int64(n/pageSize + 1)
+	if n > 0 && n%pageSize == 0 {
+		fetches = 1
+	}
+	return lists, fetches
 }

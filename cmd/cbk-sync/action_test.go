@@ -116,7 +116,7 @@ func TestActionRunStep(t *testing.T) {
 			in[k] = v
 		}
 		in["config"], in["command"] = config, command
-		in["plan-args"], in["apply-args"] = "--emulator "+emu, "--emulator "+emu
+		in["plan-args"], in["apply-args"] = "--emulator "+emu+" --emulator-init", "--emulator "+emu+" --emulator-init"
 		in["secrets-out"] = filepath.Join(dir, "secrets.jsonl")
 		return in
 	}
@@ -184,7 +184,7 @@ func TestActionSecretsExec(t *testing.T) {
 		in[k] = v
 	}
 	in["config"], in["command"] = config, "sync"
-	in["plan-args"], in["apply-args"] = "--emulator "+emu, "--emulator "+emu
+	in["plan-args"], in["apply-args"] = "--emulator "+emu+" --emulator-init", "--emulator "+emu+" --emulator-init"
 	in["secrets-exec"] = `sh -c 'cat >> "$0"' ` + filepath.Join(dir, "exec-secrets.jsonl")
 	ctx := map[string]string{"github.server_url": "https://github.com", "github.repository": "acme/users", "github.run_id": "42"}
 	out, summary := runActionStep(t, step, in, ctx, dir)

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -19,15 +21,22 @@ import (
 // documented one first, then the older and the Terraform spellings.
 var tokenEnvVars = []string{"CHATBOTKIT_API_TOKEN", "CHATBOTKIT_API_SECRET", "CHATBOTKIT_API_KEY"}
 
+// defaultAPIURL is the hosted Partner API.
+const defaultAPIURL = "https://api.chatbotkit.com"
+
 // APIFlags are the flags of every command that talks to the Partner API.
 type APIFlags struct {
-	APIURL       string        `name:"api-url" env:"CHATBOTKIT_API_URL" default:"https://api.chatbotkit.com" help:"Partner API base URL (http:// only for loopback)."`
+	APIURL       string        `name:"api-url" env:"CHATBOTKIT_API_URL" default:"${default_api_url}" help:"Partner API base URL (http:// only for loopback)."`
 	APITokenFile string        `name:"api-token-file" type:"path" help:"File holding the API token (else CHATBOTKIT_API_TOKEN, CHATBOTKIT_API_SECRET, CHATBOTKIT_API_KEY)."`
-	Emulator     string        `name:"emulator" type:"path" placeholder:"FILE" help:"Use an in-process emulator whose state lives in FILE instead of the network (no credentials needed)."`
+	Emulator     string        `name:"emulator" type:"path" placeholder:"FILE" help:"Use an in-process emulator whose state lives in FILE instead of the network (no credentials needed); FILE must exist unless --emulator-init."`
+	EmulatorInit bool          `name:"emulator-init" help:"With --emulator: a missing FILE is an empty account (else it is an error, so a typo cannot plan to create everyone)."`
 	Parallelism  int           `default:"8" help:"Concurrent API requests and users applied in parallel."`
 	RPS          float64       `name:"rps" default:"0" help:"Client-side cap on requests per second (0 = none)."`
 	Timeout      time.Duration `default:"30s" help:"Timeout of one API request."`
-	JSONL        bool          `name:"jsonl" help:"List with Accept: application/jsonl (the server pages internally)."`
+	Listing      string        `name:"listing" env:"CBK_SYNC_LISTING" enum:"jsonl,paged" default:"jsonl" placeholder:"jsonl|paged" help:"How users are listed: jsonl (one streamed answer: one poll) or paged (one poll per 100 users). Token lists are paged either way."`
+	// JSONL is the v1 spelling of --listing jsonl, now the default; hidden, kept so
+	// that scripts written for v1 still run.
+	JSONL        bool          `name:"jsonl" hidden:""`
 	APIPaths     string        `name:"api-paths" env:"CBK_SYNC_API_PATHS" default:"auto" placeholder:"auto|partner|user" help:"API path family: partner (/v1/partner/user/..., the hosted API), user (/api/v1/user/..., self-hosted), or auto (found on the first request; nothing is written before)."`
 	RetryTimeout time.Duration `name:"retry-timeout" default:"2m" help:"How long one read (or update, delete) may keep retrying network errors, 5xx and 429s."`
 	PollBudget   int           `name:"poll-budget" default:"0" placeholder:"N" help:"Polls (list requests: a page, or a JSONL stream) the account allows per --poll-window; never exceeded. 0 = learn it at the first poll-limit rejection."`
@@ -52,6 +61,12 @@ const (
 
 // Validate checks flag values before anything runs.
 func (f *APIFlags) Validate() error {
+	if f.EmulatorInit && f.Emulator == "" {
+		return fmt.Errorf("--emulator-init needs --emulator FILE")
+	}
+	if f.Emulator != "" && f.APIURL != "" && f.APIURL != defaultAPIURL {
+		return fmt.Errorf("--emulator and --api-url (or CHATBOTKIT_API_URL=%s) both say where the API is: the emulator would be used and the URL ignored; pass one of them", f.APIURL)
+	}
 	if f.Parallelism < 1 {
 		return fmt.Errorf("--parallelism must be at least 1 (got %d)", f.Parallelism)
 	}
@@ -102,6 +117,7 @@ type session struct {
 	emu     *emulator.Emulator
 	emuPath string
 	stop    func(context.Context) error
+	saved   bool // the in-process emulator's state was saved once (after an apply)
 }
 
 // open connects; the writer is nil unless write is true, so a read-only command
@@ -116,6 +132,9 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 		b := make([]byte, 32)
 		_, _ = rand.Read(b)
 		token = state.Secret("sk-" + hex.EncodeToString(b))
+		if _, err := os.Stat(f.Emulator); errors.Is(err, fs.ErrNotExist) && !f.EmulatorInit {
+			return nil, fmt.Errorf("--emulator %s: no such file; pass --emulator-init to start from an empty account there", f.Emulator)
+		}
 		emu, err := emulator.New(emulator.Options{Token: token.Reveal(), StatePath: f.Emulator})
 		if err != nil {
 			return nil, fmt.Errorf("--emulator %s: %w", f.Emulator, err)
@@ -148,7 +167,7 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 		MaxConns:        f.Parallelism,
 		RPS:             f.RPS,
 		Timeout:         f.Timeout,
-		JSONL:           f.JSONL,
+		JSONL:           f.JSONL || f.Listing == "jsonl",
 		PageSize:        f.PageSize,
 		Logger:          env.Log,
 		RetryBase:       f.RetryBase,
@@ -195,6 +214,7 @@ func (s *session) save() error {
 	if err := s.emu.Save(); err != nil {
 		return fmt.Errorf("--emulator %s: the changes were made but could not be saved: %w", s.emuPath, err)
 	}
+	s.saved = true
 	return nil
 }
 

@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -32,6 +29,7 @@ type CLI struct {
 	Emulator EmulatorCmd `cmd:"" help:"Serve the embedded Partner API emulator."`
 	Schema   SchemaCmd   `cmd:"" help:"Print the JSON Schema of the configuration format."`
 	Version  VersionCmd  `cmd:"" help:"Print the version."`
+	Help     HelpCmd     `cmd:"" help:"Show the help of cbk-sync or of a command: help [COMMAND]."`
 
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
 	Man        ManCmd        `cmd:"" help:"Print the man page (roff)."`
@@ -39,39 +37,52 @@ type CLI struct {
 
 // Globals are the flags every command takes.
 type Globals struct {
-	LogFormat string `name:"log-format" enum:"text,json" default:"text" help:"Log format on stderr: text or json."`
-	NoColor   bool   `name:"no-color" help:"Never colour output (also NO_COLOR)."`
-	Quiet     bool   `short:"q" help:"Log only errors."`
-	Verbose   bool   `short:"v" help:"Log every API request (debug)."`
+	ShowVersion kong.VersionFlag `name:"version" help:"Print the version and exit."`
+	LogFormat   string           `name:"log-format" enum:"text,json" default:"text" help:"Log format on stderr: text or json."`
+	NoColor     bool             `name:"no-color" help:"Never colour output (also NO_COLOR)."`
+	Quiet       bool             `short:"q" help:"Log only errors."`
+	Verbose     bool             `short:"v" help:"Log every API request (debug)."`
+	// InterruptGrace is how long the calls in flight may finish after a first
+	// interrupt; hidden, for tests.
+	InterruptGrace time.Duration `name:"interrupt-grace" hidden:"" default:"10s"`
 }
 
 // Main runs cbk-sync with args and returns the process exit status.
 func Main(args []string) int {
 	catchSIGPIPE()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return run(ctx, args, SystemStreams())
+	in, release := notifyInterrupts()
+	defer release()
+	return runInterruptible(in, args, SystemStreams())
 }
 
-// run is Main with its dependencies passed in, for tests.
+// run is Main with its dependencies passed in, for tests: cancelling ctx is the first
+// interrupt; there is no second.
 func run(ctx context.Context, args []string, io *IOStreams) int {
+	return runInterruptible(interrupts{stop: ctx, abort: context.WithoutCancel(ctx)}, args, io)
+}
+
+func runInterruptible(in interrupts, args []string, io *IOStreams) int {
+	ctx := in.stop
 	var cli CLI
 	redact := &redactor{}
 	exitCode := -1
+	help := &helpParser{}
 	parser, err := kong.New(&cli,
+		kong.Bind(help),
 		kong.Name("cbk-sync"),
 		kong.Description("Keep ChatBotKit partner users and their API tokens equal to reviewed YAML files."),
 		kong.Writers(io.Out, io.ErrOut),
 		kong.Exit(func(code int) { exitCode = code }),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Vars{"version": versionLine()},
+		kong.Vars{"version": versionLine(), "default_api_url": defaultAPIURL},
 		kong.BindTo(ctx, (*context.Context)(nil)),
 	)
 	if err != nil {
 		fmt.Fprintf(io.ErrOut, "error: %v\n", err)
 		return exitError
 	}
+	help.k, help.exit = parser, &exitCode
 	// A shell asking for completions (COMP_LINE set by the script of 'cbk-sync
 	// completion') is answered from the kong model, and nothing else runs.
 	kongplete.Complete(parser, kongplete.WithExitFunc(func(code int) { exitCode = code }))
@@ -83,15 +94,24 @@ func run(ctx context.Context, args []string, io *IOStreams) int {
 		return exitCode
 	}
 	if err != nil {
-		fmt.Fprintf(io.ErrOut, "error: %v\n", err)
+		help := "cbk-sync"
 		var pe *kong.ParseError
 		if errors.As(err, &pe) {
-			fmt.Fprintln(io.ErrOut, "Run 'cbk-sync --help' for usage.")
+			help = helpPath(pe.Context)
+		}
+		if jsonRequested(args) {
+			g := Globals{LogFormat: "json"}
+			newLogger(io, g, redact).Error("error", "error", err.Error(), "help", help+" --help", "exit_code", exitError)
+			return exitError
+		}
+		fmt.Fprintf(io.ErrOut, "error: %v\n", err)
+		if pe != nil {
+			fmt.Fprintf(io.ErrOut, "Run '%s --help' for usage.\n", help)
 		}
 		return exitError
 	}
 	logger := newLogger(io, cli.Globals, redact)
-	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, facts: &runFacts{start: time.Now()}}
+	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, abort: in.abort, facts: &runFacts{start: time.Now()}}
 	mf := metricsFlagsOf(kctx)
 	if mf != nil {
 		if u, err := url.Parse(mf.Pushgateway); err == nil && u.User != nil {
@@ -102,11 +122,80 @@ func run(ctx context.Context, args []string, io *IOStreams) int {
 	}
 	err = kctx.Run(env)
 	code := exitCodeOf(err)
-	printError(io, redact, err)
+	if cli.LogFormat == "json" {
+		logError(logger, err, code)
+	} else {
+		printError(io, redact, err)
+	}
 	if mf != nil {
 		emitMetrics(ctx, env, mf, kctx.Selected().Name, code)
 	}
 	return code
+}
+
+// jsonRequested reports whether args ask for --log-format json, for an error met
+// while parsing them (when the flags are not known yet).
+func jsonRequested(args []string) bool {
+	for i, a := range args {
+		if a == "--log-format=json" || (a == "--log-format" && i+1 < len(args) && args[i+1] == "json") {
+			return true
+		}
+	}
+	return false
+}
+
+// logError is printError for --log-format json: one record per configuration problem
+// (msg "configuration problem", with file, line, column, problem), then one record
+// msg "error" with the error and the exit code.
+func logError(log *slog.Logger, err error, code int) {
+	if err == nil {
+		return
+	}
+	var ce *codedError
+	if errors.As(err, &ce) && ce.err == nil {
+		return
+	}
+	var cerrs config.Errors
+	if errors.As(err, &cerrs) {
+		for _, e := range cerrs {
+			log.Error("configuration problem", "file", e.Pos.File, "line", e.Pos.Line, "column", e.Pos.Column, "problem", e.Msg)
+		}
+		log.Error("error", "error", fmt.Sprintf("%s in the configuration; nothing was read or changed remotely", plan.Count(len(cerrs), "problem", "problems")), "exit_code", code)
+		return
+	}
+	log.Error("error", "error", err.Error(), "exit_code", code)
+}
+
+// HelpCmd shows the help of a command, as --help does.
+type HelpCmd struct {
+	Command []string `arg:"" optional:"" help:"The command, e.g. sync."`
+}
+
+// helpParser holds the parser, for help to parse "COMMAND --help" with.
+type helpParser struct {
+	k    *kong.Kong
+	exit *int // set by the parser's exit hook once the help is printed
+}
+
+// Run prints the help of the named command (kong prints it and exits 0 through the
+// parser's exit hook); an unknown command is an error that lists the commands.
+func (c *HelpCmd) Run(h *helpParser) error {
+	_, err := h.k.Parse(append(append([]string{}, c.Command...), "--help"))
+	if *h.exit >= 0 {
+		return nil // the help was printed; what kong parses after it does not matter
+	}
+	return err
+}
+
+// helpPath is the command whose --help an error points at: the subcommand that was
+// being parsed, else cbk-sync itself.
+func helpPath(kctx *kong.Context) string {
+	if kctx != nil {
+		if n := kctx.Selected(); n != nil {
+			return n.FullPath()
+		}
+	}
+	return "cbk-sync"
 }
 
 // printError shows a command's error on stderr: configuration problems one per line
@@ -143,7 +232,9 @@ type Env struct {
 	Log     *slog.Logger
 	Globals Globals
 	redact  *redactor
-	facts   *runFacts // what the run did, for --metrics-file and --pushgateway
+	// abort is cancelled by a second interrupt: calls in flight stop at once.
+	abort context.Context
+	facts *runFacts // what the run did, for --metrics-file and --pushgateway
 }
 
 // redactor removes known secrets from text that leaves the process.
@@ -187,6 +278,11 @@ func newLogger(io *IOStreams, g Globals, redact *redactor) *slog.Logger {
 				clean = func(s string) string { return plan.Printable(redact.String(s)) }
 			}
 			switch a.Value.Kind() {
+			case slog.KindDuration:
+				// Durations are milliseconds in JSON, under a key that says so.
+				if g.LogFormat == "json" {
+					return slog.Int64(a.Key+"_ms", a.Value.Duration().Milliseconds())
+				}
 			case slog.KindString:
 				a.Value = slog.StringValue(clean(a.Value.String()))
 			case slog.KindAny:

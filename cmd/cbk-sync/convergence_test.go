@@ -119,8 +119,8 @@ func convergeOnce(t *testing.T, seed int64) int {
 	cmd := func(args ...string) (int, string) {
 		streams, out, errOut := TestStreams("", env)
 		args = append(args, "--api-url", url, "--retry-base", "1ms", "--page-size", "2")
-		if seed%2 == 1 {
-			args = append(args, "--jsonl")
+		if seed%2 == 0 {
+			args = append(args, "--listing", "paged")
 		}
 		code := run(context.Background(), args, streams)
 		all := out.String() + errOut.String()

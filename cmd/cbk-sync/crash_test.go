@@ -190,7 +190,9 @@ func crashTrial(t *testing.T, bin string, seed int64, calls int64) int64 {
 		return 0, out.String()
 	}
 
-	syncArgs := []string{"sync", "-f", cfg, "--yes", "--secrets-out", sink, "--retry-base", "1ms"}
+	// A killed run leaves its lease behind: it expires after --lock-ttl, and the next
+	// run waits for that (--lock-timeout) and takes it over.
+	syncArgs := []string{"sync", "-f", cfg, "--yes", "--secrets-out", sink, "--retry-base", "1ms", "--lock-ttl", "150ms", "--lock-timeout", "1m"}
 	var first int64
 	if seed < 0 {
 		code, out := cbk(syncArgs...)

@@ -19,7 +19,7 @@ func TestHumanLinesEscapeControlCharacters(t *testing.T) {
 	printApplySummary(&b, &apply.Report{Results: []apply.Result{{
 		Action: plan.TokenCreate, Email: "eve@acme.test", TokenName: "ci\x1b[2J\nok token_create done",
 		Status: apply.StatusFailed, Error: "500: <html>\r\x1b]0;pwned\x07\u202e",
-	}}, Totals: apply.Totals{Failed: 1}})
+	}}, Totals: apply.Totals{Failed: 1}}, false)
 	out := b.String()
 	assert.Equal(t, 2, strings.Count(out, "\n"), out)
 	assert.Contains(t, out, `failed token_create eve@acme.test token ci\x1b[2J\nok token_create done: 500: <html>\r\x1b]0;pwned\x07\u202e`)

@@ -32,6 +32,36 @@ type emuKey struct{}
 type emuHandle struct {
 	emu  *emulator.Emulator
 	gate atomic.Pointer[gate]
+	// served is signalled after every request, for wait-calls.
+	mu     sync.Mutex
+	served *sync.Cond
+}
+
+func newEmuHandle() *emuHandle {
+	h := &emuHandle{}
+	h.served = sync.NewCond(&h.mu)
+	return h
+}
+
+// waitCalls blocks until op has been called at least n times (bounded by a minute
+// against a hung test), woken by every request served rather than by a timer.
+func (h *emuHandle) waitCalls(ts *testscript.TestScript, op string, n int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	timedOut := false
+	t := time.AfterFunc(time.Minute, func() {
+		h.mu.Lock()
+		timedOut = true
+		h.mu.Unlock()
+		h.served.Broadcast()
+	})
+	defer t.Stop()
+	for h.emu.Counts()[op] < n {
+		if timedOut {
+			ts.Fatalf("emu wait-calls: %s reached %d calls, not %d, within a minute", op, h.emu.Counts()[op], n)
+		}
+		h.served.Wait()
+	}
 }
 
 // gate holds every request to one operation path after the first n have passed, until
@@ -66,6 +96,7 @@ func (h *emuHandle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.hold(r)
 	}
 	h.emu.ServeHTTP(w, r)
+	h.served.Broadcast()
 }
 
 func faultFlags(fs *flag.FlagSet) *emulator.Faults {
@@ -103,6 +134,8 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 //	emu gate PATH-SUFFIX N                 hold POSTs to PATH-SUFFIX after the first N
 //	emu gate-wait                          wait until a request is held
 //	emu gate-open                          release held requests
+//	emu wait-calls OP N                    wait until OP was called at least N times
+//	emu delete EMAIL                       delete that user through the API, as another client would
 func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
 		ts.Fatalf("usage: emu start|faults|calls|reset-calls|dump|gate|gate-wait|gate-open")
@@ -243,6 +276,18 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	case "gate-open":
 		close(slot.gate.Load().open)
+	case "delete":
+		if len(args) != 2 {
+			ts.Fatalf("usage: emu delete EMAIL")
+		}
+		deleteByEmail(ts, slot, args[1])
+	case "wait-calls":
+		if len(args) != 3 {
+			ts.Fatalf("usage: emu wait-calls OP N")
+		}
+		n, err := strconv.ParseInt(args[2], 10, 64)
+		ts.Check(err)
+		slot.waitCalls(ts, args[1], n)
 	default:
 		ts.Fatalf("emu: unknown subcommand %q", args[0])
 	}
@@ -290,4 +335,24 @@ func jsonOf[T any](o state.Opt[T]) string {
 		return "!" + err.Error()
 	}
 	return string(b)
+}
+
+// deleteByEmail deletes a user through the emulator's API, past the gate, as another
+// client would.
+func deleteByEmail(ts *testscript.TestScript, h *emuHandle, email string) {
+	for _, u := range h.emu.Users() {
+		if u.Email.Value() != email {
+			continue
+		}
+		req := httptest.NewRequest(http.MethodPost, "/v1/partner/user/"+u.ID+"/delete", strings.NewReader("{}"))
+		req.Header.Set("Authorization", "Bearer "+ts.Getenv("CHATBOTKIT_API_TOKEN"))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.emu.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			ts.Fatalf("emu delete %s: %d %s", email, rec.Code, rec.Body.String())
+		}
+		return
+	}
+	ts.Fatalf("emu delete: no user %s", email)
 }

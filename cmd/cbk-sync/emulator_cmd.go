@@ -96,13 +96,13 @@ func (c *EmulatorCmd) Run(ctx context.Context, env *Env) error {
 	}
 	fmt.Fprintf(env.IO.Out, "cbk-sync emulator listening on %s\n", url)
 	if c.State != "" {
-		fmt.Fprintf(env.IO.ErrOut, "state: %s\n", c.State)
+		env.Log.Info("emulator state", "file", c.State)
 	}
 	<-ctx.Done()
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := stop(shutdown); err != nil {
-		fmt.Fprintf(env.IO.ErrOut, "shutdown: %v\n", err)
+		env.Log.Warn("emulator shutdown", "error", err)
 	}
 	return emu.Close()
 }

@@ -12,6 +12,7 @@ const (
 	exitPending = 2
 	exitPartial = 3
 	exitUnsafe  = 4
+	exitLocked  = 5
 )
 
 // codedError carries the exit code a failure maps to. A nil err with a code is a

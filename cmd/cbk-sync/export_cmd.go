@@ -16,6 +16,7 @@ type ExportCmd struct {
 	Owner  string `required:"" help:"Owner scope of the configuration: users owned by it are exported."`
 	Tokens bool   `help:"Also export the users' tokens (their names, descriptions and meta; never secrets)."`
 	All    bool   `help:"Also export unmanaged users (no owner marker), to bootstrap a configuration; planning it adopts them."`
+	Force  bool   `help:"Replace the file -o names if it exists (else that is refused)."`
 }
 
 // Validate checks the owner before anything is read.
@@ -28,7 +29,7 @@ func (c *ExportCmd) Validate() error {
 
 // Run reads the users (and tokens) and writes them as YAML.
 func (c *ExportCmd) Run(ctx context.Context, env *Env) error {
-	if err := prepareOutputs([]output{{flag: "--output", path: c.Out}, c.emulatorOutput()}, c.inputs("")); err != nil {
+	if err := prepareOutputs([]output{{flag: "--output", path: c.Out, keep: !c.Force}, c.emulatorOutput()}, c.inputs("")); err != nil {
 		return err
 	}
 	s, err := c.open(env, false)

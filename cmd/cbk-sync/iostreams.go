@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -69,13 +70,30 @@ func (s *IOStreams) CanPrompt() bool { return s.inTTY && s.errTTY }
 func (s *IOStreams) ProgressOK() bool { return s.errTTY }
 
 // Confirm asks on stderr and reads one line; only the exact answer "yes" proceeds.
-func (s *IOStreams) Confirm(question string) (bool, error) {
+// An interrupt (ctx cancelled) answers "no" at once.
+func (s *IOStreams) Confirm(ctx context.Context, question string) (bool, error) {
 	fmt.Fprintf(s.ErrOut, "%s\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ", question)
-	line, err := bufio.NewReader(s.In).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return false, err
+	type answer struct {
+		line string
+		err  error
 	}
-	return strings.TrimSpace(line) == "yes", nil
+	// The read cannot be cancelled; on an interrupt it is left behind, and the
+	// process exits soon after.
+	ch := make(chan answer, 1)
+	go func() {
+		line, err := bufio.NewReader(s.In).ReadString('\n')
+		ch <- answer{line, err}
+	}()
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(s.ErrOut)
+		return false, nil
+	case a := <-ch:
+		if a.err != nil && a.err != io.EOF {
+			return false, a.err
+		}
+		return strings.TrimSpace(a.line) == "yes", nil
+	}
 }
 
 // SetTTY marks the streams as terminals or not. When stderr is one, everything

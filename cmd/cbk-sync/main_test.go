@@ -1,16 +1,14 @@
 package main
 
 import (
-	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -33,8 +31,8 @@ func TestMain(m *testing.M) {
 // stdout of a run with --secrets-out - is the secrets sink itself, so it is left out.
 func mainForTest(args []string) int {
 	catchSIGPIPE()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	in, release := notifyInterrupts()
+	defer release()
 	useTestDNS()
 	streams := SystemStreams()
 	if path := os.Getenv(transcriptEnv); path != "" {
@@ -47,7 +45,7 @@ func mainForTest(args []string) int {
 			streams.ErrOut = io.MultiWriter(streams.ErrOut, f)
 		}
 	}
-	code := run(ctx, args, streams)
+	code := runInterruptible(in, args, streams)
 	if code != 0 {
 		// testscript's exec checks only zero or not; the exit codes are part of the
 		// contract, so the test binary states its code for scripts to assert on.
@@ -69,8 +67,13 @@ func hasSecretsToStdout(args []string) bool {
 // and the embedded emulator. After each script, no output and no file it left (but the
 // secrets sinks, named *secrets*) may contain a secret.
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{
-		Dir: filepath.Join("..", "..", "testdata", "script"),
+	testscript.Run(t, scriptParams(filepath.Join("..", "..", "testdata", "script")))
+}
+
+// scriptParams runs the scripts of dir as TestScripts does.
+func scriptParams(dir string) testscript.Params {
+	return testscript.Params{
+		Dir: dir,
 		Setup: func(env *testscript.Env) error {
 			transcript := filepath.Join(env.WorkDir, ".transcript")
 			env.Setenv(transcriptEnv, transcript)
@@ -78,13 +81,13 @@ func TestScripts(t *testing.T) {
 			for _, k := range tokenEnvVars {
 				env.Setenv(k, "")
 			}
-			env.Values[emuKey{}] = &emuHandle{}
+			env.Values[emuKey{}] = newEmuHandle()
 			env.Defer(func() { checkNoSecrets(env.T(), env.WorkDir) })
 			return nil
 		},
-		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu, "unreachable": cmdUnreachable},
+		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu, "unreachable": cmdUnreachable, "pty": cmdPty, "jsonlines": cmdJSONLines},
 		RequireExplicitExec: true,
-	})
+	}
 }
 
 func checkNoSecrets(t testscript.T, dir string) {
@@ -98,4 +101,44 @@ func checkNoSecrets(t testscript.T, dir string) {
 		}
 		return nil
 	})
+}
+
+// cmdJSONLines implements the script command
+//
+//	jsonlines FILE
+//
+// which fails unless every line of FILE is a JSON object with "time", "level" and
+// "msg" (the --log-format json contract); the test binary's own "cbk-sync-test: exit
+// N" line is skipped. With !, it fails if every line is.
+func cmdJSONLines(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: jsonlines FILE")
+	}
+	bad := ""
+	n := 0
+	for _, line := range strings.Split(strings.TrimRight(ts.ReadFile(args[0]), "\n"), "\n") {
+		if line == "" || strings.HasPrefix(line, "cbk-sync-test: exit ") {
+			continue
+		}
+		n++
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			bad = fmt.Sprintf("not JSON: %q (%v)", line, err)
+			break
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := rec[k]; !ok {
+				bad = fmt.Sprintf("no %q key: %s", k, line)
+			}
+		}
+	}
+	if n == 0 {
+		bad = "no line at all"
+	}
+	if (bad == "") == neg {
+		if neg {
+			ts.Fatalf("jsonlines %s: every line is a JSON record", args[0])
+		}
+		ts.Fatalf("jsonlines %s: %s", args[0], bad)
+	}
 }

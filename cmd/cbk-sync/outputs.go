@@ -16,6 +16,8 @@ type output struct {
 	path string
 	// secrets marks the secrets sink: an existing file must have mode 0600.
 	secrets bool
+	// keep refuses to replace an existing file (export without --force).
+	keep bool
 }
 
 // input is a file a command reads, which no output may name.
@@ -63,6 +65,9 @@ func prepareOutputs(outs []output, ins []input) error {
 			if sameAsInput(in.path, key, fi) {
 				return fmt.Errorf("%s %s is also read as %s: writing it would destroy the input; choose another file", o.flag, o.path, in.flag)
 			}
+		}
+		if o.keep && fi != nil {
+			return fmt.Errorf("%s %s exists: pass --force to replace it, or choose another file", o.flag, o.path)
 		}
 		if o.secrets && fi != nil {
 			if perm := fi.Mode().Perm(); perm&0o077 != 0 {

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
@@ -15,11 +18,23 @@ import (
 
 // ConfigFlags name the configuration files.
 type ConfigFlags struct {
-	Files []string `short:"f" name:"file" required:"" placeholder:"PATH" help:"Configuration file or directory (its *.yaml/*.yml); repeatable."`
+	Files []string `short:"f" name:"file" required:"" placeholder:"PATH" help:"Configuration file or directory (its *.yaml/*.yml); repeatable; - reads it from stdin."`
 }
 
 func (f *ConfigFlags) load(env *Env) (state.Desired, error) {
-	return config.Load(f.Files, env.IO.lookupEnv)
+	if !slices.Contains(f.Files, "-") {
+		return config.Load(f.Files, env.IO.lookupEnv)
+	}
+	// -f - reads one configuration from stdin (a pipe, a generator); merging it with
+	// files would make positions ambiguous, so it comes alone.
+	if len(f.Files) > 1 {
+		return state.Desired{}, errors.New("-f - reads the whole configuration from stdin: give no other -f with it")
+	}
+	data, err := io.ReadAll(io.LimitReader(env.IO.In, config.MaxFileSize+1))
+	if err != nil {
+		return state.Desired{}, fmt.Errorf("-f -: reading stdin: %w", err)
+	}
+	return config.LoadBytes("<stdin>", data, env.IO.lookupEnv)
 }
 
 // PlanFlags shape how a plan is computed and shown.
@@ -30,6 +45,9 @@ type PlanFlags struct {
 	MaxDeletes       int    `name:"max-deletes" default:"10" help:"Refuse a plan that deletes more users than this."`
 	MaxDeletePercent int    `name:"max-delete-percent" default:"25" help:"Refuse a plan that deletes more than this percentage of owned users (checked from 10 owned)."`
 	ForceDeletes     bool   `name:"force-deletes" help:"Lift the delete caps for this run."`
+	MaxUpdates       int    `name:"max-updates" default:"-1" help:"Refuse a plan that updates more users than this (-1 = no absolute cap)."`
+	MaxUpdatePercent int    `name:"max-update-percent" default:"30" help:"Refuse a plan that updates more than this percentage of owned users (checked from 10 owned)."`
+	ForceUpdates     bool   `name:"force-updates" help:"Lift the update caps for this run."`
 	MaxBytes         int    `name:"max-bytes" placeholder:"N" help:"With -o markdown: cut the plan at a user boundary to at most N bytes, with a note of what was left out (GitHub comments hold 65536 characters)."`
 	FullPlanURL      string `name:"full-plan-url" placeholder:"URL" help:"With --max-bytes: where the note says the full plan is (e.g. the CI run with the plan artifact)."`
 }
@@ -40,6 +58,9 @@ func (f *PlanFlags) options() plan.Options {
 	o.MaxDeletes = f.MaxDeletes
 	o.MaxDeletePercent = f.MaxDeletePercent
 	o.ForceDeletes = f.ForceDeletes
+	o.MaxUpdates = f.MaxUpdates
+	o.MaxUpdatePercent = f.MaxUpdatePercent
+	o.ForceUpdates = f.ForceUpdates
 	return o
 }
 
@@ -51,6 +72,12 @@ func (f *PlanFlags) markdownOptions() plan.MarkdownOptions {
 func (f *PlanFlags) Validate() error {
 	if f.MaxDeletes < 0 {
 		return fmt.Errorf("--max-deletes must be 0 or more (got %d)", f.MaxDeletes)
+	}
+	if f.MaxUpdates < -1 {
+		return fmt.Errorf("--max-updates must be -1 (no cap), 0 or more (got %d)", f.MaxUpdates)
+	}
+	if f.MaxUpdatePercent < 0 || f.MaxUpdatePercent > 100 {
+		return fmt.Errorf("--max-update-percent must be between 0 and 100 (got %d)", f.MaxUpdatePercent)
 	}
 	if f.MaxDeletePercent < 0 || f.MaxDeletePercent > 100 {
 		return fmt.Errorf("--max-delete-percent must be between 0 and 100 (got %d)", f.MaxDeletePercent)
@@ -87,7 +114,7 @@ func (c *ValidateCmd) Run(env *Env) error {
 	for _, u := range d.Users {
 		tokens += len(u.Tokens)
 	}
-	fmt.Fprintf(env.IO.Out, "Configuration is valid: owner %q, %d users, %d tokens.\n", d.Owner, len(d.Users), tokens)
+	fmt.Fprintf(env.IO.Out, "Configuration is valid: owner %q, %s, %s.\n", d.Owner, plan.Count(len(d.Users), "user", "users"), plan.Count(tokens, "token", "tokens"))
 	return nil
 }
 
@@ -98,6 +125,8 @@ type PlanCmd struct {
 	PlanFlags
 	MetricsFlags
 	Out string `name:"out" type:"path" placeholder:"FILE" help:"Also save the plan to FILE for 'cbk-sync apply FILE'."`
+	// Base is the configuration before the change under review (a PR's base branch).
+	Base []string `name:"base" placeholder:"PATH" help:"Configuration before the change (file or directory; repeatable): read token lists only for users whose declared tokens the change adds or alters. The plan says how many users' tokens it did not check."`
 }
 
 // Run computes and shows the plan; it never writes remotely.
@@ -106,7 +135,16 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput()}, c.inputs("-f", c.Files...)); err != nil {
+	var need map[string]bool // nil: every token list
+	if len(c.Base) > 0 {
+		base, err := config.Load(c.Base, env.IO.lookupEnv)
+		if err != nil {
+			return fmt.Errorf("--base: %w", err)
+		}
+		need = plan.TokenListsNeeded(base, d)
+	}
+	inputs := append(c.inputs("-f", c.Files...), c.inputs("--base", c.Base...)[1:]...)
+	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput()}, inputs); err != nil {
 		return err
 	}
 	s, err := c.open(env, false)
@@ -115,7 +153,7 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 	}
 	defer s.close()
 	o := c.options()
-	p, actual, err := computePlan(ctx, env, s, d, o)
+	p, actual, err := computePlan(ctx, env, s, d, o, need)
 	if err != nil {
 		return err
 	}
@@ -137,12 +175,14 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 }
 
 // computePlan reads the remote state the desired state needs, with the fewest calls,
-// and computes the plan; it returns the remote state too, for a saved plan.
-func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o plan.Options) (*plan.Plan, state.Actual, error) {
+// and computes the plan; it returns the remote state too, for a saved plan. A non-nil
+// need limits the token lists read to the users it holds (by email key); the plan then
+// counts the others as not checked.
+func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o plan.Options, need map[string]bool) (*plan.Plan, state.Actual, error) {
 	managed := make(map[string]bool, len(d.Users))
 	for _, u := range d.Users {
-		if u.ManageTokens {
-			managed[state.EmailKey(u.Email)] = true
+		if key := state.EmailKey(u.Email); u.ManageTokens && (need == nil || need[key]) {
+			managed[key] = true
 		}
 	}
 	progress := newProgress(env, "reading")
@@ -162,7 +202,11 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 			return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", err)
 		}
 	}
-	p, err := plan.Compute(d, actual, o)
+	compute := plan.Compute
+	if need != nil {
+		compute = plan.ComputePartial
+	}
+	p, err := compute(d, actual, o)
 	if err != nil {
 		return nil, state.Actual{}, err
 	}
@@ -174,6 +218,16 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 
 // showPlan renders the plan in the chosen format.
 func showPlan(env *Env, w io.Writer, p *plan.Plan, format string, md plan.MarkdownOptions) error {
+	if w == env.IO.ErrOut && env.Globals.LogFormat == "json" {
+		// Every stderr line is a JSON record: the plan there is one, with the -o json
+		// view (compact) under "plan".
+		var b bytes.Buffer
+		if err := plan.RenderJSON(&b, p); err != nil {
+			return err
+		}
+		env.Log.Info("plan", "plan", json.RawMessage(b.Bytes()))
+		return nil
+	}
 	switch format {
 	case "json":
 		return plan.RenderJSON(w, p)

@@ -20,9 +20,9 @@ func TestEmulatorStateSaveFailureIsAnError(t *testing.T) {
 	state := "/proc/cbk-sync-test-state.json"
 
 	streams, _, errOut := TestStreams("", nil)
-	require.Equal(t, exitOK, run(context.Background(), []string{"plan", "-f", cfg, "--emulator", state}, streams), errOut.String())
+	require.Equal(t, exitOK, run(context.Background(), []string{"plan", "-f", cfg, "--emulator", state, "--emulator-init"}, streams), errOut.String())
 
 	streams, _, errOut = TestStreams("", nil)
-	require.Equal(t, exitPartial, run(context.Background(), []string{"sync", "-f", cfg, "--emulator", state, "--yes"}, streams))
+	require.Equal(t, exitPartial, run(context.Background(), []string{"sync", "-f", cfg, "--emulator", state, "--emulator-init", "--yes"}, streams))
 	assert.Contains(t, errOut.String(), "the changes were made but could not be saved")
 }

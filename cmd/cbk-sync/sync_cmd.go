@@ -23,7 +23,13 @@ type ApplyFlags struct {
 	AgeRecipientsFiles []string      `name:"age-recipients-file" sep:"none" placeholder:"FILE" help:"With --secrets-out age:DIR: encrypt to every recipient in FILE, one per line, # comments (as age -R takes it). Repeatable."`
 	SecretsExec        string        `name:"secrets-exec" placeholder:"'CMD ARGS'" help:"Hand each secret to a command instead: it runs once per secret with the JSON record on stdin (never in argv or the environment); exit 0 means delivered, anything else revokes the token. Split into words like a shell would, without one; $CBK_SYNC_EMAIL, $CBK_SYNC_USER_ID, $CBK_SYNC_TOKEN_NAME, $CBK_SYNC_TOKEN_ID are expanded and set."`
 	SecretsExecTimeout time.Duration `name:"secrets-exec-timeout" default:"1m" help:"Kill a --secrets-exec command that runs longer than this; the delivery fails."`
-	Report             string        `name:"report" type:"path" placeholder:"FILE" help:"Write a JSON report of the run: each action ok/failed/skipped, totals, API calls, retries, duration."`
+	Report             string        `name:"report" placeholder:"FILE|-" help:"Write a JSON report of the run (mode 0600): each action ok/failed/skipped, totals, API calls, retries, duration, exit code; - writes it as one line to stdout (the plan then goes to stderr)."`
+	// LockTimeout and NoLock govern the account lock every writing run takes.
+	LockTimeout time.Duration `name:"lock-timeout" default:"0s" help:"How long to wait for another run's lock on the account before giving up (exit 5); 0 gives up at once."`
+	NoLock      bool          `name:"no-lock" help:"Do not take the account lock (only when no other run can start meanwhile, e.g. an account at its user quota)."`
+	// LockTTL is the lease's lifetime; hidden, for tests in which a killed run's lease
+	// must expire quickly.
+	LockTTL time.Duration `name:"lock-ttl" hidden:"" default:"2m"`
 }
 
 // SyncCmd plans and applies.
@@ -35,6 +41,25 @@ type SyncCmd struct {
 	MetricsFlags
 	DryRun bool `name:"dry-run" help:"Only plan: the same as 'cbk-sync plan'."`
 	Yes    bool `short:"y" help:"Apply without asking (required when there is no terminal)."`
+}
+
+// Validate refuses flags that --dry-run would silently ignore.
+func (c *SyncCmd) Validate() error {
+	if !c.DryRun {
+		return nil
+	}
+	for _, f := range []struct {
+		set  bool
+		flag string
+	}{
+		{c.Yes, "--yes"}, {c.SecretsOut != "", "--secrets-out"}, {c.SecretsExec != "", "--secrets-exec"},
+		{c.Report != "", "--report"}, {len(c.AgeRecipients)+len(c.AgeRecipientsFiles) > 0, "--age-recipient"},
+	} {
+		if f.set {
+			return fmt.Errorf("--dry-run with %s: a dry run applies nothing, so %s would do nothing; drop one of them (the plan itself: 'cbk-sync plan -o json')", f.flag, f.flag)
+		}
+	}
+	return nil
 }
 
 // Run plans, shows the plan, and applies it after the safety checks and confirmation.
@@ -57,8 +82,18 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer s.close()
+	if !c.DryRun {
+		// The lock is taken before reading, so the plan is computed from a state no
+		// other run is changing.
+		lctx, release, err := c.lockAccount(ctx, env, s, d.Owner)
+		if err != nil {
+			return err
+		}
+		defer release()
+		ctx = lctx
+	}
 	po := c.options()
-	p, _, err := computePlan(ctx, env, s, d, po)
+	p, _, err := computePlan(ctx, env, s, d, po, nil)
 	if err != nil {
 		return err
 	}
@@ -82,7 +117,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 		if !env.IO.CanPrompt() {
 			return fmt.Errorf("refusing to apply without confirmation: there is no terminal to ask on; review the plan and pass --yes")
 		}
-		ok, err := env.IO.Confirm("Do you want to apply these changes?")
+		ok, err := env.IO.Confirm(ctx, "Do you want to apply these changes?")
 		if err != nil {
 			return err
 		}
@@ -90,7 +125,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 			return fmt.Errorf("apply cancelled; nothing was changed")
 		}
 	}
-	return runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &d, po)
+	return lockLost(ctx, runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &d, po))
 }
 
 // needsSink reports whether applying p creates token secrets.
@@ -99,9 +134,11 @@ func needsSink(p *plan.Plan) bool {
 	return sum.TokenCreate+sum.TokenRotate > 0
 }
 
-// planWriter is where the plan is shown: stdout, unless the secrets go there.
+// planWriter is where the plan is shown: stdout, unless the secrets or the report
+// go there. On stderr under --log-format json the plan is one log record (see
+// showPlan).
 func (f *ApplyFlags) planWriter(env *Env) io.Writer {
-	if f.SecretsOut == "-" {
+	if f.SecretsOut == "-" || f.Report == "-" {
 		return env.IO.ErrOut
 	}
 	return env.IO.Out
@@ -152,6 +189,17 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	}
 	bar := newProgress(env, "applying")
 	opts.Progress = func(done, total int) { bar.set(done, total) }
+	calls, cancelCalls := context.WithCancel(env.abort)
+	defer cancelCalls()
+	opts.Calls = calls
+	// The first interrupt stops new actions (ctx); the calls in flight get a short
+	// grace period, then are cancelled, as they are at once by a second interrupt.
+	stopGrace := context.AfterFunc(ctx, func() {
+		env.Log.Warn("interrupted: starting nothing new; interrupt again to cancel the calls in flight now",
+			"grace_period", env.Globals.InterruptGrace)
+		time.AfterFunc(env.Globals.InterruptGrace, cancelCalls)
+	})
+	defer stopGrace()
 	report, err := apply.Run(ctx, s.writer, p, opts)
 	bar.done()
 	env.facts.report = report
@@ -165,29 +213,93 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	st := s.reader.Stats()
 	report.Polls = apply.Polls{Sent: st.Polls, Rejected: st.PollRejections, WaitMS: st.PollWait.Milliseconds(), Budget: st.PollBudget}
 	report.SecretsTo = p.SecretsTo
-	if f.Report != "" {
-		b, err := json.MarshalIndent(report, "", "  ")
-		if err == nil {
-			err = atomicfile.Write(f.Report, append(b, '\n'), 0o600)
-		}
-		if err != nil {
-			printApplySummary(env.IO.ErrOut, report)
-			return withCode(exitPartial, fmt.Errorf("--report %s: the changes above were made but the report could not be written: %w", f.Report, err))
-		}
+	report.ToolVersion = buildVersion()
+	report.ExitCode = exitOK
+	if report.Failed() || saveErr != nil {
+		report.ExitCode = exitPartial
 	}
-	printApplySummary(env.IO.ErrOut, report)
+	if err := writeReport(env, f.Report, report); err != nil {
+		report.ExitCode = exitPartial
+		summarizeApply(env, report)
+		return withCode(exitPartial, fmt.Errorf("--report %s: the changes above were made but the report could not be written: %w", f.Report, err))
+	}
+	summarizeApply(env, report)
 	if saveErr != nil {
 		return withCode(exitPartial, saveErr)
 	}
-	if report.Failed() {
-		return withCode(exitPartial, nil)
+	if report.ExitCode != exitOK {
+		return withCode(report.ExitCode, nil)
 	}
 	return nil
 }
 
-func printApplySummary(w io.Writer, r *apply.Report) {
+// writeReport writes the report to path: indented JSON in a 0600 file, or with "-"
+// one compact line on stdout for a pipe. No path, no report.
+func writeReport(env *Env, path string, r *apply.Report) error {
+	switch path {
+	case "":
+		return nil
+	case "-":
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		_, err = env.IO.Out.Write(append(b, '\n'))
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, append(b, '\n'), 0o600)
+}
+
+// summarizeApply ends an apply on stderr, as text or, with --log-format json, as log
+// records: "not started" (count, reason) per reason of the skipped actions, then
+// "apply complete" or "apply interrupted" (ok, failed, skipped, exit_code). The
+// failures were logged as they happened.
+func summarizeApply(env *Env, r *apply.Report) {
+	if env.Globals.LogFormat != "json" {
+		printApplySummary(env.IO.ErrOut, r, env.Globals.Verbose)
+		return
+	}
+	if !env.Globals.Verbose { // with --verbose, each skip was logged
+		var reasons []string
+		skipped := map[string]int{}
+		for _, res := range r.Results {
+			if res.Status == apply.StatusSkipped {
+				if skipped[res.Error] == 0 {
+					reasons = append(reasons, res.Error)
+				}
+				skipped[res.Error]++
+			}
+		}
+		for _, reason := range reasons {
+			env.Log.Warn("not started", "count", skipped[reason], "reason", reason)
+		}
+	}
+	msg := "apply complete"
+	if r.Interrupted {
+		msg = "apply interrupted"
+	}
+	env.Log.Info(msg, "ok", r.Totals.OK, "failed", r.Totals.Failed, "skipped", r.Totals.Skipped, "exit_code", r.ExitCode)
+}
+
+// printApplySummary ends an apply on stderr: each failure on its own line, the
+// skipped actions counted by reason in one line each (each of them only with
+// --verbose: an interrupted run may skip thousands), then the totals.
+func printApplySummary(w io.Writer, r *apply.Report, verbose bool) {
+	var reasons []string
+	skipped := map[string]int{}
 	for _, res := range r.Results {
-		if res.Status == "ok" {
+		if res.Status == apply.StatusOK {
+			continue
+		}
+		if res.Status == apply.StatusSkipped && !verbose {
+			if skipped[res.Error] == 0 {
+				reasons = append(reasons, res.Error)
+			}
+			skipped[res.Error]++
 			continue
 		}
 		what := res.Email
@@ -196,11 +308,22 @@ func printApplySummary(w io.Writer, r *apply.Report) {
 		}
 		fmt.Fprintf(w, "%s %s %s: %s\n", res.Status, res.Action, plan.Printable(what), plan.Printable(res.Error))
 	}
+	for _, reason := range reasons {
+		fmt.Fprintf(w, "%s %s: %s (each is in the report and with --verbose)\n", count(skipped[reason], "action", "actions"), "skipped", plan.Printable(reason))
+	}
 	msg := "Apply complete"
 	if r.Interrupted {
 		msg = "Apply interrupted"
 	}
 	fmt.Fprintf(w, "%s: %d ok, %d failed, %d skipped.\n", msg, r.Totals.OK, r.Totals.Failed, r.Totals.Skipped)
+}
+
+// count is n with the singular or plural noun.
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // ApplyCmd applies a saved plan exactly, or nothing.
@@ -242,6 +365,12 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer s.close()
+	lctx, release, err := c.lockAccount(ctx, env, s, saved.Desired.Owner)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx = lctx
 	reads := saved.Reads()
 	got, err := s.reader.ReadObjects(ctx, reads.Users, reads.Tokens, reads.Listing)
 	if err != nil {
@@ -261,7 +390,7 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 	}
 	// A user found to exist after all (409) is planned again from the saved desired
 	// state, which holds every user the plan concerns.
-	return runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &saved.Desired, saved.Options)
+	return lockLost(ctx, runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &saved.Desired, saved.Options))
 }
 
 // checkSaved computes a saved plan again from what was saved with it (Saved.Check).

@@ -59,6 +59,11 @@ type Options struct {
 	// Progress, if set, is called after each action (done or skipped) with the number
 	// of actions finished so far and the total. Calls are serialised.
 	Progress func(done, total int)
+	// Calls is the context of the calls and recovery steps already under way. Run's
+	// ctx only stops new actions from starting; cancelling Calls also cancels what is
+	// in flight (a second interrupt, or the end of a grace period). Nil means calls in
+	// flight are never cancelled.
+	Calls context.Context
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Desired is the desired state the plan was computed from, and PlanOptions the
@@ -100,14 +105,18 @@ func Run(ctx context.Context, api API, p *plan.Plan, o Options) (*Report, error)
 		o.Owner = p.Owner
 	}
 
-	r := &runner{api: api, o: o, ctx: ctx, call: context.WithoutCancel(ctx), log: o.Logger}
+	call := o.Calls
+	if call == nil {
+		call = context.WithoutCancel(ctx)
+	}
+	r := &runner{api: api, o: o, ctx: ctx, call: call, log: o.Logger}
 	if o.Desired != nil {
 		r.desired = make(map[string]*state.DesiredUser, len(o.Desired.Users))
 		for i := range o.Desired.Users {
 			r.desired[state.EmailKey(o.Desired.Users[i].Email)] = &o.Desired.Users[i]
 		}
 	}
-	rep := &Report{Owner: o.Owner, StartedAt: o.Now()}
+	rep := &Report{FormatVersion: ReportFormatVersion, Owner: o.Owner, StartedAt: o.Now()}
 
 	// Results are laid out in plan order up front; each user's worker writes only its
 	// own window (which a re-planned user may replace by a longer one), so the
@@ -299,7 +308,7 @@ func (r *runner) do(c plan.Change, userID *string, res *Result) error {
 		return r.deliver(*userID, c, ct)
 	case plan.TokenRotate:
 		return r.rotateToken(*userID, c, res)
-	case plan.TokenUpdate:
+	case plan.TokenUpdate, plan.TokenAdopt:
 		if c.TokenBody == nil {
 			return fmt.Errorf("%s: the plan has no token body", c.Action)
 		}
@@ -330,7 +339,9 @@ func (r *runner) finish(res *Result, err error) {
 // skip records a change that never started.
 func (r *runner) skip(res *Result, reason string) {
 	res.Status, res.Error = StatusSkipped, reason
-	r.log.Warn("skipped", append(resultAttrs(res), "reason", reason)...)
+	// Debug: an interrupted run may skip thousands; the command prints one summary
+	// line, and the report (and --verbose) has each.
+	r.log.Debug("skipped", append(resultAttrs(res), "reason", reason)...)
 	r.progress()
 }
 

@@ -572,6 +572,7 @@ func TestSecretsStayOutOfLogsAndReport(t *testing.T) {
 
 func TestReportJSON(t *testing.T) {
 	rep := &apply.Report{
+		FormatVersion: apply.ReportFormatVersion, ToolVersion: "v1.2.3", ExitCode: 3,
 		StartedAt: fixedNow(), Duration: 1500 * time.Millisecond, Retries: 2,
 		APICalls: map[string]int64{"user.create": 1},
 		Polls:    apply.Polls{Sent: 3, Rejected: 1, WaitMS: 2500, Budget: 2},
@@ -581,6 +582,7 @@ func TestReportJSON(t *testing.T) {
 	b, err := json.Marshal(rep)
 	require.NoError(t, err)
 	assert.JSONEq(t, `{
+		"format_version": "1", "tool_version": "v1.2.3", "exit_code": 3,
 		"started_at": "2025-01-01T00:00:00Z", "duration": "1.5s", "duration_ms": 1500,
 		"interrupted": false, "totals": {"ok": 1, "failed": 0, "skipped": 0},
 		"api_calls": {"user.create": 1}, "retries": 2,

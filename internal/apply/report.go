@@ -14,12 +14,21 @@ const (
 	StatusSkipped = "skipped"
 )
 
+// ReportFormatVersion is the report's format_version.
+const ReportFormatVersion = "1"
+
 // Report is the account of one apply run, written as JSON by --report FILE: what each
 // planned action came to, the totals, and how long it took.
 type Report struct {
-	Owner     string        `json:"owner,omitempty"`
-	StartedAt time.Time     `json:"started_at"`
-	Duration  time.Duration `json:"-"` // written as "duration" (text) and "duration_ms"
+	// FormatVersion is the version of this format: "1". Keys are only ever added.
+	FormatVersion string `json:"format_version"`
+	// ToolVersion and ExitCode are filled by the command: its version, and the exit
+	// status the run ends with.
+	ToolVersion string        `json:"tool_version,omitempty"`
+	ExitCode    int           `json:"exit_code"`
+	Owner       string        `json:"owner,omitempty"`
+	StartedAt   time.Time     `json:"started_at"`
+	Duration    time.Duration `json:"-"` // written as "duration" (text) and "duration_ms"
 	// Interrupted is true when the run was cancelled (SIGINT/SIGTERM) before every
 	// action had started; the actions it never started are skipped.
 	Interrupted bool   `json:"interrupted"`

@@ -32,8 +32,8 @@ type Options struct {
 	// HTTPClient replaces the default client, e.g. to serve the emulator in-process.
 	// Its Timeout should be zero: the client applies Timeout per request itself.
 	HTTPClient *http.Client
-	// MaxConns bounds the connections to the API host and the parallel token lists
-	// of ReadActual; default 8.
+	// MaxConns bounds the parallel requests (the token lists of ReadActual); the
+	// connections to the API host are one more, for a streamed user listing. Default 8.
 	MaxConns int
 	// RPS caps the request rate of this client; 0 means no cap.
 	RPS float64
@@ -216,8 +216,10 @@ func New(opts Options) (*Client, error) {
 	}
 	if c.hc == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxConnsPerHost = c.maxConns
-		t.MaxIdleConnsPerHost = c.maxConns
+		// One connection more than the parallel requests: a streamed user listing
+		// holds one for its whole answer, and the token lists must not wait for it.
+		t.MaxConnsPerHost = c.maxConns + 1
+		t.MaxIdleConnsPerHost = c.maxConns + 1
 		c.hc = &http.Client{Transport: t}
 	}
 	// The API never redirects, and a redirect followed would carry the token to

@@ -129,3 +129,20 @@ func TestPollLimitThatNeverClears(t *testing.T) {
 	assert.Contains(t, err.Error(), fmt.Sprintf("rejected %d times in a row", maxPollRejections))
 	assert.Len(t, c.clock.waits(), maxPollRejections-1)
 }
+
+// The poll limit reported inside a streamed answer, after its 200: the stream waits
+// for the window like a 429, goes again, and yields every item once.
+func TestPollLimitInsideAStream(t *testing.T) {
+	r := newRegistry(t)
+	r.on("GET", usersPath, reply(200, `{"type":"item","data":{"id":"u1"}}`+"\n"+
+		`{"type":"error","data":`+pollLimited+`}`+"\n", "Content-Type", "application/jsonl"))
+	r.on("GET", usersPath, reply(200, `{"type":"item","data":{"id":"u1"}}`+"\n"+`{"type":"item","data":{"id":"u2"}}`+"\n", "Content-Type", "application/jsonl"))
+	r.on("GET", "/v1/partner/user/u2/fetch", reply(200, `{"id":"u2"}`))
+	c := newTestClient(t, r, func(o *Options) { o.JSONL = true; o.PollWindow = 30 * time.Second })
+	users, err := collect(t, c.ListUsers(context.Background(), ListOptions{}))
+	require.NoError(t, err)
+	require.Len(t, users, 2)
+	assert.Equal(t, int64(1), c.Stats().PollRejections)
+	assert.Equal(t, []time.Duration{30 * time.Second}, c.clock.waits(), "nothing of the run in the window: one window")
+	assert.NotContains(t, c.logs.String(), "api retry")
+}

@@ -1023,6 +1023,9 @@ func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool])
 	} else if !validEmail(s) {
 		d.errorf(e.val, "invalid email %q: write a plain address such as name@example.com", s)
 		ok = false
+	} else if strings.HasSuffix(state.EmailKey(s), "@"+state.LeaseDomain) {
+		d.errorf(e.val, "email %q: the domain %s is reserved for the lock cbk-sync takes on an account; use another address", s, state.LeaseDomain)
+		ok = false
 	} else {
 		u.Email, du.emailPos = s, d.pos(e.val)
 	}

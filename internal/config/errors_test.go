@@ -42,6 +42,8 @@ func TestBadConfigs(t *testing.T) {
 			`c.yaml:4:5: this user has no "email": add "email: <address>", the user's identity`},
 		{"bad email", "version: 1\nowner: acme\nusers:\n  - email: not-an-email\n",
 			`c.yaml:4:12: invalid email "not-an-email": write a plain address such as name@example.com`},
+		{"the lock's email domain", "version: 1\nowner: acme\nusers:\n  - email: cbk-sync-lock+acme@Lock.cbk-sync.invalid\n",
+			`c.yaml:4:12: email "cbk-sync-lock+acme@Lock.cbk-sync.invalid": the domain lock.cbk-sync.invalid is reserved for the lock cbk-sync takes on an account; use another address`},
 		{"email with a zero-width space", "version: 1\nowner: acme\nusers:\n  - email: \"ka\\u200Bte@acme.test\"\n",
 			`c.yaml:4:12: invalid email "ka\u200bte@acme.test": it has the invisible format character U+200B at character 3 (a zero-width or text-direction control); remove it: it makes the address look like another one`},
 		{"email with a right-to-left override", "version: 1\nowner: acme\nusers:\n  - email: \"kate@\u202Etset.emca\"\n",

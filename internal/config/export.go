@@ -93,7 +93,7 @@ func Export(owner string, users []state.User, tokens map[string][]state.Token) (
 }
 
 func exportUser(u state.User, tokens map[string][]state.Token) (*yaml.Node, []string) {
-	n := mappingNode("email", strNode(u.Email.Value()))
+	n := mappingNode("email", strNode(escapeEnv(u.Email.Value())))
 	var notes []string
 	addString(n, "name", u.Name)
 	addString(n, "description", u.Description)
@@ -137,7 +137,7 @@ func exportUser(u state.User, tokens map[string][]state.Token) (*yaml.Node, []st
 			continue
 		}
 		names[name] = true
-		tn := mappingNode("name", strNode(name))
+		tn := mappingNode("name", strNode(escapeEnv(name)))
 		addString(tn, "description", t.Description)
 		m, dropped := exportMeta(t.Meta)
 		if m != nil {

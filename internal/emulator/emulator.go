@@ -232,7 +232,8 @@ type Emulator struct {
 	faultCounts map[string]int64
 
 	saveMu       sync.Mutex
-	savedVersion uint64
+	savedVersion uint64 // the version last saved, when saved
+	saved        bool
 	// writeState writes the encoded state to the temporary file; tests replace it to
 	// simulate a crash in the middle of a save.
 	writeState func(w io.Writer, data []byte) error
@@ -646,7 +647,10 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if changed && e.saveOnWrite {
-		if err := e.Save(); err != nil {
+		e.mu.Lock()
+		v := e.version // this change's version, or a later one
+		e.mu.Unlock()
+		if err := e.saveAtLeast(v, false); err != nil {
 			// The change is made in memory but not on disk: say so, as a server that
 			// failed after acting would.
 			writeError(w, &apiError{status: http.StatusInternalServerError, code: "INTERNAL_SERVER_ERROR", msg: "the change was made but the state was not saved"})

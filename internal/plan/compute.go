@@ -23,6 +23,13 @@ type Options struct {
 	MaxDeletePercent int `json:"max_delete_percent"`
 	// ForceDeletes lifts both caps for one run.
 	ForceDeletes bool `json:"force_deletes"`
+	// MaxUpdates caps user updates per run; negative means no cap.
+	MaxUpdates int `json:"max_updates"`
+	// MaxUpdatePercent caps user updates as a share of the owned users, checked only
+	// when at least MinOwnedForPercent users are owned; negative means no cap.
+	MaxUpdatePercent int `json:"max_update_percent"`
+	// ForceUpdates lifts both update caps for one run.
+	ForceUpdates bool `json:"force_updates"`
 	// Now is the time token ages (rotateAfter) are measured against.
 	Now time.Time `json:"now"`
 }
@@ -31,18 +38,20 @@ type Options struct {
 const (
 	DefaultMaxDeletes       = 10
 	DefaultMaxDeletePercent = 25
+	// DefaultMaxUpdates is no absolute cap on updates: the percentage is what catches
+	// an edit gone wrong (octoDNS's 30% default), while a deliberate change to many
+	// users of a large account stays possible.
+	DefaultMaxUpdates       = -1
+	DefaultMaxUpdatePercent = 30
 	// MinOwnedForPercent is the number of owned users from which the percentage cap
 	// applies: below it a single delete would already be a large share.
 	MinOwnedForPercent = 10
 )
 
-// ReasonAdopt is the Reason of a token_update that adopts an unmanaged or foreign
-// token (adds the ownership marker).
-const ReasonAdopt = "adopt"
-
 // DefaultOptions returns the options a command uses when no flag changes them.
 func DefaultOptions(now time.Time) Options {
-	return Options{MaxDeletes: DefaultMaxDeletes, MaxDeletePercent: DefaultMaxDeletePercent, Now: now}
+	return Options{MaxDeletes: DefaultMaxDeletes, MaxDeletePercent: DefaultMaxDeletePercent,
+		MaxUpdates: DefaultMaxUpdates, MaxUpdatePercent: DefaultMaxUpdatePercent, Now: now}
 }
 
 // ErrTokensNotRead is wrapped by Compute's error when a user that declares tokens
@@ -76,6 +85,9 @@ type computer struct {
 	// token list was not read again, instead of failing with ErrTokensNotRead.
 	ownedOverride int
 	partialTokens bool
+	// countUnchecked counts in Plan.TokensUnchecked the users partialTokens left
+	// unchecked (ComputePartial).
+	countUnchecked bool
 }
 
 // ownership is how a remote object relates to this owner scope.
@@ -280,6 +292,12 @@ func preferUser(x *state.User, ox ownership, y *state.User, oy ownership) bool {
 func (c *computer) safety(deletes, ownedCount int) {
 	s := &c.plan.Safety
 	s.Deletes, s.Owned = deletes, ownedCount
+	for _, up := range c.plan.Users {
+		if len(up.Changes) > 0 && up.Changes[0].Action == UserUpdate {
+			s.Updates++
+		}
+	}
+	c.updateCaps(s.Updates, ownedCount)
 	var over []string
 	if c.o.MaxDeletes >= 0 && deletes > c.o.MaxDeletes {
 		over = append(over, fmt.Sprintf("the plan deletes %d users, more than --max-deletes %d; pass --force-deletes to allow it", deletes, c.o.MaxDeletes))
@@ -296,6 +314,29 @@ func (c *computer) safety(deletes, ownedCount int) {
 		s.Reasons = append(s.Reasons, over...)
 	}
 	s.Safe = len(s.Reasons) == 0
+}
+
+// updateCaps checks the user updates against --max-updates and --max-update-percent,
+// as the delete caps check deletions: over a cap, the plan is unsafe, and the reason
+// says which cap and by how much; --force-updates turns that into a warning.
+func (c *computer) updateCaps(updates, ownedCount int) {
+	var over []string
+	if c.o.MaxUpdates >= 0 && updates > c.o.MaxUpdates {
+		over = append(over, fmt.Sprintf("the plan updates %d users, %d more than --max-updates %d; pass --force-updates to allow it",
+			updates, updates-c.o.MaxUpdates, c.o.MaxUpdates))
+	}
+	if c.o.MaxUpdatePercent >= 0 && ownedCount >= MinOwnedForPercent && updates*100 > c.o.MaxUpdatePercent*ownedCount {
+		allowed := c.o.MaxUpdatePercent * ownedCount / 100
+		over = append(over, fmt.Sprintf("the plan updates %d of %d owned users (%d%%), more than --max-update-percent %d allows (%d users, so %d over); pass --force-updates to allow it",
+			updates, ownedCount, updates*100/ownedCount, c.o.MaxUpdatePercent, allowed, updates-allowed))
+	}
+	if c.o.ForceUpdates {
+		for _, r := range over {
+			c.warn(strings.Replace(r, "; pass --force-updates to allow it", "; allowed by --force-updates", 1))
+		}
+		return
+	}
+	c.plan.Safety.Reasons = append(c.plan.Safety.Reasons, over...)
 }
 
 // create plans a declared user that does not exist remotely, with its tokens.
@@ -406,6 +447,8 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 			up.Changes = c.tokens(up.Changes, du, u.ID, toks)
 		case !c.partialTokens:
 			return fmt.Errorf("plan: user %s (%s) declares tokens: %w", du.Email, u.ID, ErrTokensNotRead)
+		case c.countUnchecked:
+			c.plan.TokensUnchecked++
 		}
 		// Else its tokens had no change when the plan was saved: not read again.
 	}

@@ -435,8 +435,8 @@ func TestCompute(t *testing.T) {
 			name:   "tokens: unmanaged token with declared name is adopted",
 			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci"}))},
 			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", state.Null[state.Meta](), time.Hour)),
-			want:   []string{"token_update a@x.test/ci [meta.cbkSyncOwner]"},
-			bodies: map[string]string{"token_update a@x.test/ci": `{"meta":{"$update":{"cbkSyncOwner":"acme"}}}`},
+			want:   []string{"token_adopt a@x.test/ci [meta.cbkSyncOwner]"},
+			bodies: map[string]string{"token_adopt a@x.test/ci": `{"meta":{"$update":{"cbkSyncOwner":"acme"}}}`},
 		},
 		{
 			name:   "tokens: foreign token with declared name needs --takeover",
@@ -450,7 +450,7 @@ func TestCompute(t *testing.T) {
 			users:  []state.DesiredUser{du("a@x.test", withTokens(state.DesiredToken{Name: "ci"}))},
 			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", state.Some(meta(state.OwnerKey, "o")), time.Hour)),
 			opts:   func(o *Options) { o.Takeover = true },
-			want:   []string{"token_update a@x.test/ci [meta.cbkSyncOwner]"},
+			want:   []string{"token_adopt a@x.test/ci [meta.cbkSyncOwner]"},
 			warn:   []string{`token ci owned by "o" is taken over (--takeover)`},
 		},
 		{

@@ -14,7 +14,9 @@ import (
 // Action is what one Change does. The zero value is NoOp.
 type Action int
 
-// The eight actions of PRODUCT.md, in summary order.
+// The actions of PRODUCT.md, and token_adopt (a token update that adds the ownership
+// marker, shown and counted as an adoption like a user's). Appended last so that the
+// values of the others stay as they were.
 const (
 	NoOp Action = iota
 	UserCreate
@@ -25,14 +27,18 @@ const (
 	TokenUpdate
 	TokenRevoke
 	TokenRotate
+	TokenAdopt
 )
 
-var actionNames = [...]string{"no_op", "user_create", "user_update", "user_delete", "user_adopt", "token_create", "token_update", "token_revoke", "token_rotate"}
+var actionNames = [...]string{"no_op", "user_create", "user_update", "user_delete", "user_adopt", "token_create", "token_update", "token_revoke", "token_rotate", "token_adopt"}
 
-var actionSymbols = [...]string{" ", "+", "~", "-", ">", "+", "~", "-", "±"}
+var actionSymbols = [...]string{" ", "+", "~", "-", ">", "+", "~", "-", "±", ">"}
+
+// Legend is the one-line key to the symbols of the text view.
+const Legend = "Symbols: + create, ~ update, - delete or revoke, > adopt, ± rotate (create the successor, then revoke)."
 
 // Actions lists every action but NoOp, in summary order.
-var Actions = []Action{UserCreate, UserUpdate, UserDelete, UserAdopt, TokenCreate, TokenUpdate, TokenRevoke, TokenRotate}
+var Actions = []Action{UserCreate, UserUpdate, UserDelete, UserAdopt, TokenCreate, TokenUpdate, TokenAdopt, TokenRevoke, TokenRotate}
 
 // String returns the action's name as used in JSON output (e.g. "user_create").
 func (a Action) String() string {
@@ -81,7 +87,9 @@ type FieldChange struct {
 	BeforeUnknown bool `json:"before_unknown,omitempty"`
 }
 
-// Change is one planned API write (two for a rotation: create the new, revoke the old).
+// Change is one planned action: one API write, but two for a token create (create, then
+// confirm once the secret is delivered) and three for a rotation (create, confirm, revoke
+// the old).
 type Change struct {
 	Action Action `json:"action"`
 	Email  string `json:"email"`             // the user's email as declared (or as remote, for deletes)
@@ -123,6 +131,7 @@ type Safety struct {
 	// needs --takeover.
 	Reasons []string `json:"reasons,omitempty"`
 	Deletes int      `json:"deletes"` // user deletions planned
+	Updates int      `json:"updates"` // user updates planned (adoptions not counted)
 	Owned   int      `json:"owned"`   // users owned remotely
 	// Foreign are the IDs of the declared users that another owner manages and that
 	// make the plan unsafe without --takeover: a saved plan depends on them too.
@@ -137,6 +146,7 @@ type Summary struct {
 	UserAdopt   int `json:"user_adopt"`
 	TokenCreate int `json:"token_create"`
 	TokenUpdate int `json:"token_update"`
+	TokenAdopt  int `json:"token_adopt"`
 	TokenRevoke int `json:"token_revoke"`
 	TokenRotate int `json:"token_rotate"`
 }
@@ -156,6 +166,8 @@ func (s Summary) Count(a Action) int {
 		return s.TokenCreate
 	case TokenUpdate:
 		return s.TokenUpdate
+	case TokenAdopt:
+		return s.TokenAdopt
 	case TokenRevoke:
 		return s.TokenRevoke
 	case TokenRotate:
@@ -178,6 +190,8 @@ func (s *Summary) add(a Action) {
 		s.TokenCreate++
 	case TokenUpdate:
 		s.TokenUpdate++
+	case TokenAdopt:
+		s.TokenAdopt++
 	case TokenRevoke:
 		s.TokenRevoke++
 	case TokenRotate:
@@ -218,6 +232,22 @@ type Plan struct {
 	// It is part of what a reviewer approves, so every view shows it, but it is not a
 	// change: Compute never sets it and saved plans are compared without it.
 	SecretsTo *SecretsDestination `json:"secrets_to,omitempty"`
+	// TokensUnchecked is the number of existing users that declare tokens whose token
+	// lists the plan did not read (ComputePartial, plan --base): their token drift was
+	// not checked. Every view says so.
+	TokensUnchecked int `json:"tokens_unchecked,omitempty"`
+}
+
+// UncheckedLine says plainly whose token drift a partial plan did not check, or ""
+// for a plan that checked every user.
+func (p *Plan) UncheckedLine() string {
+	switch p.TokensUnchecked {
+	case 0:
+		return ""
+	case 1:
+		return "Not checked: the tokens of 1 user whose declared tokens this change leaves as they were (plan --base reads only the token lists the change touches); the scheduled full plan checks them."
+	}
+	return fmt.Sprintf("Not checked: the tokens of %d users whose declared tokens this change leaves as they were (plan --base reads only the token lists the change touches); the scheduled full plan checks them.", p.TokensUnchecked)
 }
 
 // ReadCost counts the polls (list requests) a plan's read made, those the poll limit

@@ -77,6 +77,10 @@ func RenderJSON(w io.Writer, p *Plan) error {
 	if p.SecretsTo != nil { // only sync and apply know it
 		jw.field("secrets_to", p.SecretsTo, false)
 	}
+	if p.TokensUnchecked > 0 { // only plan --base leaves some unchecked
+		jw.field("tokens_unchecked", p.TokensUnchecked, false)
+		jw.field("tokens_unchecked_note", p.UncheckedLine(), false)
+	}
 	jw.field("fingerprint", p.Fingerprint, true)
 	jw.raw("}\n")
 	if jw.err != nil {

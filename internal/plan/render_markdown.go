@@ -42,10 +42,13 @@ func RenderMarkdownWith(w io.Writer, p *Plan, o MarkdownOptions) error {
 		head.WriteString("| | Create | Update | Delete / revoke | Adopt | Rotate |\n")
 		head.WriteString("|---|---:|---:|---:|---:|---:|\n")
 		fmt.Fprintf(&head, "| Users | %d | %d | %d | %d | – |\n", s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt)
-		fmt.Fprintf(&head, "| Tokens | %d | %d | %d | – | %d |\n\n", s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenRotate)
+		fmt.Fprintf(&head, "| Tokens | %d | %d | %d | %d | %d |\n\n", s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenAdopt, s.TokenRotate)
 	}
 	if line := secretsLine(p); line != "" {
 		head.WriteString(mdEscape(line) + "\n\n")
+	}
+	if line := p.UncheckedLine(); line != "" {
+		head.WriteString("> [!NOTE]\n> " + mdEscape(line) + "\n\n")
 	}
 	users := make([]string, len(p.Users))
 	total := head.Len()

@@ -219,7 +219,7 @@ func TestRenderJSONShape(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(b.Bytes(), &v))
 	assert.Equal(t, "1", v.FormatVersion)
-	assert.Len(t, v.Summary, 8)
+	assert.Len(t, v.Summary, 9)
 	names := map[string]bool{}
 	for _, a := range Actions {
 		names[a.String()] = true

@@ -37,7 +37,7 @@ func actionColor(a Action) string {
 		return ansiYellow
 	case UserDelete, TokenRevoke:
 		return ansiRed
-	case UserAdopt:
+	case UserAdopt, TokenAdopt:
 		return ansiCyan
 	case TokenRotate:
 		return ansiPurple
@@ -95,7 +95,18 @@ func RenderText(w io.Writer, p *Plan, o TextOptions) error {
 	if line := secretsLine(p); line != "" {
 		t.line(0, line)
 	}
-	t.line(0, t.paint(ansiBold, SummaryLine(p.Summary())))
+	if line := p.UncheckedLine(); line != "" {
+		t.line(0, t.paint(ansiYellow, line))
+	}
+	sum := p.Summary()
+	if sum.Total() > 0 {
+		t.line(0, t.paint(ansiDim, Legend))
+	}
+	// "No changes ... matches" after "Unsafe" would contradict it: a refused plan says
+	// only what it refuses.
+	if sum.Total() > 0 || p.Safety.Safe {
+		t.line(0, t.paint(ansiBold, SummaryLine(sum)))
+	}
 	return t.w.Flush()
 }
 
@@ -104,8 +115,19 @@ func SummaryLine(s Summary) string {
 	if s.Total() == 0 {
 		return "No changes. Remote state matches the configuration."
 	}
-	return fmt.Sprintf("Plan: %d users to create, %d to update, %d to delete, %d to adopt; %d tokens to create, %d to update, %d to revoke, %d to rotate.",
-		s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt, s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenRotate)
+	// The noun agrees with the first count of its group: "1 user to create, 2 to
+	// update", "2 users to create".
+	return fmt.Sprintf("Plan: %s to create, %d to update, %d to delete, %d to adopt; %s to create, %d to update, %d to adopt, %d to revoke, %d to rotate.",
+		Count(s.UserCreate, "user", "users"), s.UserUpdate, s.UserDelete, s.UserAdopt,
+		Count(s.TokenCreate, "token", "tokens"), s.TokenUpdate, s.TokenAdopt, s.TokenRevoke, s.TokenRotate)
+}
+
+// Count is n and the singular or plural noun: "1 user", "0 users", "2 users".
+func Count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // secretsLine says where the secrets of the plan's new tokens go, or "" when the plan

@@ -246,7 +246,7 @@ func (p *Plan) validate() error {
 		// create that comes first.
 		userKnown := u.UserID != ""
 		for i, c := range u.Changes {
-			if c.Action <= NoOp || c.Action > TokenRotate {
+			if c.Action <= NoOp || int(c.Action) >= len(actionNames) {
 				return fmt.Errorf("user %s: change %d has no action", u.Email, i+1)
 			}
 			where := fmt.Sprintf("user %s: %s", u.Email, c.Action)
@@ -265,7 +265,7 @@ func (p *Plan) validate() error {
 						return fmt.Errorf("%s: %w", where, err)
 					}
 				}
-			case TokenCreate, TokenUpdate, TokenRotate:
+			case TokenCreate, TokenUpdate, TokenAdopt, TokenRotate:
 				if c.TokenBody == nil {
 					return fmt.Errorf("%s has no token_body", where)
 				}
@@ -273,7 +273,7 @@ func (p *Plan) validate() error {
 			if c.Action != UserCreate && !c.Action.IsToken() && c.UserID == "" {
 				return fmt.Errorf("%s has no user_id", where)
 			}
-			if (c.Action == TokenUpdate || c.Action == TokenRevoke || c.Action == TokenRotate) && c.TokenID == "" {
+			if (c.Action == TokenUpdate || c.Action == TokenAdopt || c.Action == TokenRevoke || c.Action == TokenRotate) && c.TokenID == "" {
 				return fmt.Errorf("%s has no token_id", where)
 			}
 			if i > 0 && !c.Action.IsToken() {

@@ -107,7 +107,7 @@ func simulate(t testing.TB, d state.Desired, a state.Actual, p *Plan, now time.T
 				if c.Action == TokenRotate {
 					out.Tokens[userID] = removeToken(out.Tokens[userID], c.TokenID)
 				}
-			case TokenUpdate:
+			case TokenUpdate, TokenAdopt:
 				toks := out.Tokens[userID]
 				found := false
 				for i := range toks {

@@ -100,14 +100,15 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 		if len(fields) == 0 {
 			continue
 		}
-		reason := "drifted from the configuration"
-		if own != owned {
-			reason = ReasonAdopt
-			if own == foreign {
-				c.warn(fmt.Sprintf("user %s: token %s owned by %q is taken over (--takeover)", du.Email, dt.Name, prev))
-			}
+		act, reason := TokenUpdate, "drifted from the configuration"
+		switch own {
+		case unmanaged:
+			act, reason = TokenAdopt, "unmanaged token with a declared name: adopt it"
+		case foreign:
+			act, reason = TokenAdopt, fmt.Sprintf("owned by %q: taken over (--takeover)", prev)
+			c.warn(fmt.Sprintf("user %s: token %s owned by %q is taken over (--takeover)", du.Email, dt.Name, prev))
 		}
-		changes = append(changes, Change{Action: TokenUpdate, Email: du.Email, UserID: userID, TokenName: dt.Name,
+		changes = append(changes, Change{Action: act, Email: du.Email, UserID: userID, TokenName: dt.Name,
 			TokenID: t.ID, Reason: reason, Fields: fields, TokenBody: tokenBodyPtr(body)})
 	}
 	sortTokenChanges(changes[start:])

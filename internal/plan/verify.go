@@ -58,6 +58,8 @@ func (s *Saved) Reads() Reads {
 	}
 	sum := s.Plan.Summary()
 	percentCap := s.Options.MaxDeletePercent >= 0 && !s.Options.ForceDeletes
+	// The update percentage uses the owned count of the saved plan unless the listing
+	// is read anyway: an update-only plan stays a few fetches.
 	r.Listing = sum.UserCreate > 0 || (sum.UserDelete > 0 && percentCap)
 	return r
 }
@@ -153,8 +155,9 @@ func (s *Saved) recompute(a state.Actual, owned int) (*Plan, error) {
 		return nil, fmt.Errorf("computing the saved plan again: %w", err)
 	}
 	// Orphans and warnings are about the whole account, which was not read again;
-	// they change nothing, so the saved ones are shown.
-	p.Orphans, p.Warnings = s.Plan.Orphans, s.Plan.Warnings
+	// they change nothing, so the saved ones are shown. So is the number of users whose
+	// tokens a plan --base did not check.
+	p.Orphans, p.Warnings, p.TokensUnchecked = s.Plan.Orphans, s.Plan.Warnings, s.Plan.TokensUnchecked
 	return &p, nil
 }
 

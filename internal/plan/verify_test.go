@@ -297,7 +297,7 @@ func assertFieldsAreTheEffect(t testing.TB, a state.Actual, p *Plan) {
 				setIfPresent(&u.Image, c.UserBody.Image)
 				u.Meta = applyMeta(cloneMetaOpt(u.Meta), c.UserBody.Meta, c.UserBody.MetaMerge)
 				after = userView(u)
-			case TokenUpdate:
+			case TokenUpdate, TokenAdopt:
 				i := slices.IndexFunc(a.Tokens[c.UserID], func(tk state.Token) bool { return tk.ID == c.TokenID })
 				tk := a.Tokens[c.UserID][i]
 				before = tokenView(tk)
