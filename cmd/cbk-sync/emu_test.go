@@ -135,6 +135,7 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 //	emu gate-wait                          wait until a request is held
 //	emu gate-open                          release held requests
 //	emu wait-calls OP N                    wait until OP was called at least N times
+//	emu delete EMAIL                       delete that user through the API, as another client would
 func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
 		ts.Fatalf("usage: emu start|faults|calls|reset-calls|dump|gate|gate-wait|gate-open")
@@ -275,6 +276,11 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	case "gate-open":
 		close(slot.gate.Load().open)
+	case "delete":
+		if len(args) != 2 {
+			ts.Fatalf("usage: emu delete EMAIL")
+		}
+		deleteByEmail(ts, slot, args[1])
 	case "wait-calls":
 		if len(args) != 3 {
 			ts.Fatalf("usage: emu wait-calls OP N")
@@ -329,4 +335,24 @@ func jsonOf[T any](o state.Opt[T]) string {
 		return "!" + err.Error()
 	}
 	return string(b)
+}
+
+// deleteByEmail deletes a user through the emulator's API, past the gate, as another
+// client would.
+func deleteByEmail(ts *testscript.TestScript, h *emuHandle, email string) {
+	for _, u := range h.emu.Users() {
+		if u.Email.Value() != email {
+			continue
+		}
+		req := httptest.NewRequest(http.MethodPost, "/v1/partner/user/"+u.ID+"/delete", strings.NewReader("{}"))
+		req.Header.Set("Authorization", "Bearer "+ts.Getenv("CHATBOTKIT_API_TOKEN"))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.emu.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			ts.Fatalf("emu delete %s: %d %s", email, rec.Code, rec.Body.String())
+		}
+		return
+	}
+	ts.Fatalf("emu delete: no user %s", email)
 }

@@ -31,6 +31,7 @@ var ptyEnv = append([]string{"CHATBOTKIT_API_URL", "CHATBOTKIT_API_TOKEN", trans
 //	expect REGEXP   wait until the terminal output after the last match matches
 //	send "TEXT"     type TEXT, a Go string literal ("yes\r"; "\x03" is Ctrl-C)
 //	gate-wait       wait until the emulator's gate holds a request
+//	gate-open       release the requests the gate holds
 //
 // Each wait is bounded by a minute, against a hung test; nothing sleeps. The
 // terminal's whole output becomes stdout; the command fails if PROG exits non-zero.
@@ -71,8 +72,8 @@ func cmdPty(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Check(err)
 			_, err = tty.Write([]byte(text))
 			ts.Check(err)
-		case "gate-wait":
-			cmdEmu(ts, false, []string{"gate-wait"})
+		case "gate-wait", "gate-open":
+			cmdEmu(ts, false, []string{verb})
 		case "", "#":
 		default:
 			ts.Fatalf("pty: unknown step %q", step)
