@@ -155,6 +155,23 @@ func (b *listBudget) add(items int, n int64) error {
 	return nil
 }
 
+// endedAt decides an end that could be the cursor trap: when item id (the cursor, or
+// the last item streamed) still exists the listing really ended there; when it is gone
+// (or the list has no way to tell), a resume is counted against b and the caller goes
+// back to resume. One place for the paged and the streamed listing.
+func (l *lister[T]) endedAt(ctx context.Context, id string, b *listBudget) (bool, error) {
+	if l.exists != nil {
+		ok, err := l.exists(ctx, id)
+		if err != nil {
+			return false, fmt.Errorf("%s: checking whether the list ended: %w", l.op, err)
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, b.resume()
+}
+
 func (b *listBudget) resume() error {
 	if b.resumes++; b.resumes > maxResumes {
 		return fmt.Errorf("%s: %w: resumed %d times after items vanished under it; the list keeps changing, try again later", b.op, ErrListBound, maxResumes)
@@ -265,18 +282,10 @@ func (l *lister[T]) paged(ctx context.Context, o ListOptions) iter.Seq2[T, error
 				if len(chain) == 1 {
 					return // the first page is empty: the list is
 				}
-				if l.exists != nil {
-					ok, err := l.exists(ctx, cursor)
-					if err != nil {
-						fail(fmt.Errorf("%s: checking whether the list ended: %w", l.op, err))
-						return
-					}
-					if ok {
-						return
-					}
-				}
-				if err := b.resume(); err != nil {
+				if ended, err := l.endedAt(ctx, cursor, b); err != nil {
 					fail(err)
+					return
+				} else if ended {
 					return
 				}
 				back = len(chain) - 2
@@ -387,16 +396,10 @@ func (l *lister[T]) stream(ctx context.Context, o ListOptions) iter.Seq2[T, erro
 			if check == "" {
 				return // an empty stream from the start: the list is empty
 			}
-			ok, err := l.exists(ctx, check)
-			if err != nil {
-				fail(fmt.Errorf("%s: checking whether the list ended: %w", l.op, err))
-				return
-			}
-			if ok {
-				return
-			}
-			if err := b.resume(); err != nil {
+			if ended, err := l.endedAt(ctx, check, b); err != nil {
 				fail(err)
+				return
+			} else if ended {
 				return
 			}
 			// Resume after the nearest earlier item that exists. Looking further back
