@@ -148,22 +148,31 @@ func jsonRequested(args []string) bool {
 // (msg "configuration problem", with file, line, column, problem), then one record
 // msg "error" with the error and the exit code.
 func logError(log *slog.Logger, err error, code int) {
-	if err == nil {
+	cerrs, msg, ok := shownError(err)
+	if !ok {
 		return
+	}
+	for _, e := range cerrs {
+		log.Error("configuration problem", "file", e.Pos.File, "line", e.Pos.Line, "column", e.Pos.Column, "problem", e.Msg)
+	}
+	log.Error("error", "error", msg, "exit_code", code)
+}
+
+// shownError sorts a command's error for printError and logError alike: nothing to
+// show (no error, or an exit code whose reason the plan already gave), or the message
+// of the final error line, with the configuration problems before it, if any.
+func shownError(err error) (cerrs config.Errors, msg string, ok bool) {
+	if err == nil {
+		return nil, "", false
 	}
 	var ce *codedError
 	if errors.As(err, &ce) && ce.err == nil {
-		return
+		return nil, "", false
 	}
-	var cerrs config.Errors
 	if errors.As(err, &cerrs) {
-		for _, e := range cerrs {
-			log.Error("configuration problem", "file", e.Pos.File, "line", e.Pos.Line, "column", e.Pos.Column, "problem", e.Msg)
-		}
-		log.Error("error", "error", fmt.Sprintf("%s in the configuration; nothing was read or changed remotely", plan.Count(len(cerrs), "problem", "problems")), "exit_code", code)
-		return
+		return cerrs, plan.Count(len(cerrs), "problem", "problems") + " in the configuration; nothing was read or changed remotely", true
 	}
-	log.Error("error", "error", err.Error(), "exit_code", code)
+	return nil, err.Error(), true
 }
 
 // HelpCmd shows the help of a command, as --help does.
@@ -202,28 +211,16 @@ func helpPath(kctx *kong.Context) string {
 // with their count, anything else as "error: ...". An exit code without an error (the
 // plan already said why) prints nothing.
 func printError(io *IOStreams, redact *redactor, err error) {
-	if err == nil {
-		return
-	}
-	var ce *codedError
-	if errors.As(err, &ce) && ce.err == nil {
-		return
-	}
-	var cerrs config.Errors
-	if errors.As(err, &cerrs) {
-		for _, e := range cerrs {
-			fmt.Fprintln(io.ErrOut, plan.Printable(redact.String(e.Error())))
-		}
-		noun := "problems"
-		if len(cerrs) == 1 {
-			noun = "problem"
-		}
-		fmt.Fprintf(io.ErrOut, "error: %d %s in the configuration; nothing was read or changed remotely\n", len(cerrs), noun)
+	cerrs, msg, ok := shownError(err)
+	if !ok {
 		return
 	}
 	// An error may carry remote text (an API error body) or a config value: escaped, it
 	// stays one line and cannot drive the terminal.
-	fmt.Fprintf(io.ErrOut, "error: %s\n", plan.Printable(redact.String(err.Error())))
+	for _, e := range cerrs {
+		fmt.Fprintln(io.ErrOut, plan.Printable(redact.String(e.Error())))
+	}
+	fmt.Fprintf(io.ErrOut, "error: %s\n", plan.Printable(redact.String(msg)))
 }
 
 // Env is what every command's Run receives: the streams, the logger and the globals.
