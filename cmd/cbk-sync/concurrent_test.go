@@ -55,7 +55,7 @@ func concurrentScript(kind string, wait bool, users int) string {
 	if !wait {
 		w("! exec cbk-sync %s --secrets-out b-secrets.jsonl", run)
 		w("stderr 'another cbk-sync run holds the lock on this account \\(holder \"[^\"]+/[0-9]+/[0-9a-f]+\"'")
-		w("stderr 'nothing was read or changed'")
+		w("stderr 'nothing was changed'")
 		w("stderr 'cbk-sync-test: exit 5'")
 		w("emu gate-open")
 		w("wait a")

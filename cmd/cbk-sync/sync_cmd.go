@@ -82,18 +82,10 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer s.close()
-	if !c.DryRun {
-		// The lock is taken before reading, so the plan is computed from a state no
-		// other run is changing.
-		lctx, release, err := c.lockAccount(ctx, env, s, d.Owner)
-		if err != nil {
-			return err
-		}
-		defer release()
-		ctx = lctx
-	}
+	// The plan is computed, shown and approved without the lock: a run with nothing
+	// to do, or refused (caps, sink, prompt), writes nothing at all (lockedPlan).
 	po := c.options()
-	p, _, err := computePlan(ctx, env, s, d, po, nil)
+	p, actual, err := computePlan(ctx, env, s, d, po, nil)
 	if err != nil {
 		return err
 	}
@@ -104,6 +96,28 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	if c.DryRun {
 		return planOutcome(p, c.DetailedExitcode)
 	}
+	if err := c.approve(ctx, env, p, sink, c.Yes); err != nil || p.Empty() {
+		return err
+	}
+	lctx, release, err := c.lockAccount(ctx, env, s, d.Owner)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx = lctx
+	p, err = c.lockedPlan(ctx, env, s, plan.NewSaved(d, actual, po, p), sink, func() (*plan.Plan, error) {
+		np, _, err := computePlan(ctx, env, s, d, po, nil)
+		return np, err
+	}, func(np *plan.Plan) error { return showPlan(env, c.planWriter(env), np, c.Output, c.markdownOptions()) })
+	if err != nil || p == nil {
+		return err
+	}
+	return lockLost(ctx, runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &d, po))
+}
+
+// approve refuses a plan that may not be applied (unsafe, no sink for its secrets) and,
+// unless yes, asks for confirmation. An empty plan needs none.
+func (f *ApplyFlags) approve(ctx context.Context, env *Env, p *plan.Plan, sink *secretsSink, yes bool) error {
 	if !p.Safety.Safe {
 		return unsafef("refusing to apply an unsafe plan (see above); nothing was changed")
 	}
@@ -113,19 +127,20 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	if err := checkSink(p, sink); err != nil {
 		return err
 	}
-	if !c.Yes {
-		if !env.IO.CanPrompt() {
-			return fmt.Errorf("refusing to apply without confirmation: there is no terminal to ask on; review the plan and pass --yes")
-		}
-		ok, err := env.IO.Confirm(ctx, "Do you want to apply these changes?")
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("apply cancelled; nothing was changed")
-		}
+	if yes {
+		return nil
 	}
-	return lockLost(ctx, runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &d, po))
+	if !env.IO.CanPrompt() {
+		return fmt.Errorf("refusing to apply without confirmation: there is no terminal to ask on; review the plan and pass --yes")
+	}
+	ok, err := env.IO.Confirm(ctx, "Do you want to apply these changes?")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("apply cancelled; nothing was changed")
+	}
+	return nil
 }
 
 // needsSink reports whether applying p creates token secrets.
@@ -365,23 +380,20 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer s.close()
-	lctx, release, err := c.lockAccount(ctx, env, s, saved.Desired.Owner)
-	if err != nil {
-		return err
+	// An empty plan is verified without the lock: it writes nothing.
+	if !checked.Empty() {
+		lctx, release, err := c.lockAccount(ctx, env, s, saved.Desired.Owner)
+		if err != nil {
+			return err
+		}
+		defer release()
+		ctx = lctx
 	}
-	defer release()
-	ctx = lctx
-	reads := saved.Reads()
-	got, err := s.reader.ReadObjects(ctx, reads.Users, reads.Tokens, reads.Listing)
-	if err != nil {
-		return fmt.Errorf("reading the remote objects the plan depends on: %w", err)
-	}
-	p, err := saved.Verify(plan.Fresh{Users: got.Users, Listed: reads.Listing, Tokens: got.Tokens})
+	// Where the secrets go is this run's choice, never the file's.
+	p, err := c.lockedPlan(ctx, env, s, saved, sink, nil, nil)
 	if err != nil {
 		return savedRefusal(c.PlanFile, err)
 	}
-	// Where the secrets go is this run's choice, never the file's.
-	p.SecretsTo = sink.destinationFor(p)
 	if err := showPlan(env, c.planWriter(env), p, c.Output, plan.MarkdownOptions{}); err != nil {
 		return err
 	}
