@@ -123,6 +123,9 @@ type session struct {
 	opts    client.Options
 	// lease is the account lock's own client (leaseClient), nil until a lock is taken.
 	lease *client.Client
+	// unlocked: the account is at its user quota and the run goes on without the lock
+	// (apply.Options.Unlocked).
+	unlocked bool
 }
 
 // open connects; the writer is nil unless write is true, so a read-only command

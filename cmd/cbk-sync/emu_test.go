@@ -76,6 +76,7 @@ type gate struct {
 	n       int
 	mu      sync.Mutex
 	seen    int
+	held    chan struct{} // one send per request held, for gate-wait N
 	reached chan struct{}
 	open    chan struct{}
 	once    sync.Once
@@ -91,6 +92,10 @@ func (g *gate) hold(r *http.Request) {
 	g.mu.Unlock()
 	if held {
 		g.once.Do(func() { close(g.reached) })
+		select {
+		case g.held <- struct{}{}:
+		default:
+		}
 		<-g.open
 	}
 }
@@ -171,13 +176,13 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 //	emu post PATH JSON                     POST JSON to the API path (another client's
 //	                                       write, behind cbk-sync's back); must answer 200
 //	emu gate PATH-SUFFIX N                 hold POSTs to PATH-SUFFIX after the first N
-//	emu gate-wait                          wait until a request is held
+//	emu gate-wait [N]                      wait until a request (N requests) is held
 //	emu gate-open                          release held requests
 //	emu throttle PATH-SUFFIX N SECONDS     answer the POST to PATH-SUFFIX after the first N
 //	                                       with a 429 whose Retry-After is SECONDS
 //	emu throttle-wait                      wait until that 429 was sent
-//	emu delivered FILE...                  assert the secret of every live token is in the
-//	                                       JSON-lines sinks FILE... exactly once
+//	emu delivered FILE...                  assert the secret of every live token created by
+//	                                       cbk-sync is in the JSON-lines sinks FILE... exactly once
 //	emu wait-calls OP N                    wait until OP was called at least N times
 //	emu delete EMAIL                       delete that user through the API, as another client would
 func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
@@ -311,12 +316,21 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		n, err := strconv.Atoi(args[2])
 		ts.Check(err)
-		slot.gate.Store(&gate{suffix: args[1], n: n, reached: make(chan struct{}), open: make(chan struct{})})
+		slot.gate.Store(&gate{suffix: args[1], n: n, held: make(chan struct{}, 64), reached: make(chan struct{}), open: make(chan struct{})})
 	case "gate-wait":
-		select {
-		case <-slot.gate.Load().reached:
-		case <-time.After(time.Minute): // a bound against a hung test, not a synchronisation
-			ts.Fatalf("emu gate-wait: no request reached the gate within a minute")
+		want := 1
+		if len(args) == 2 {
+			var err error
+			want, err = strconv.Atoi(args[1])
+			ts.Check(err)
+		}
+		timeout := time.After(time.Minute) // a bound against a hung test, not a synchronisation
+		for range want {
+			select {
+			case <-slot.gate.Load().held:
+			case <-timeout:
+				ts.Fatalf("emu gate-wait: fewer than %d requests reached the gate within a minute", want)
+			}
 		}
 	case "gate-open":
 		close(slot.gate.Load().open)
@@ -416,7 +430,8 @@ func deleteByEmail(ts *testscript.TestScript, h *emuHandle, email string) {
 	ts.Fatalf("emu delete: no user %s", email)
 }
 
-// checkDelivered fails unless the secret of every live token is delivered exactly once
+// checkDelivered fails unless the secret of every live token cbk-sync created (its meta
+// has a nonce) is delivered exactly once
 // across the JSON-lines sinks files (a missing file delivered nothing). A secret of a
 // token revoked since may be there too: a holder's own create, revoked by the run that
 // took its lease over because it was never confirmed, is not a duplicate.
@@ -441,6 +456,9 @@ func checkDelivered(ts *testscript.TestScript, e *emulator.Emulator, files []str
 	}
 	for _, u := range e.Users() {
 		for _, t := range e.Tokens(u.ID) {
+			if _, made := t.Meta.Value()[state.NonceKey]; !made {
+				continue // not created by cbk-sync (seeded by the script)
+			}
 			if n := seen[t.ID]; n != 1 {
 				ts.Fatalf("emu delivered: the secret of %s token %s (%s) was delivered %d times", u.Email.Value(), t.Name.Value(), t.ID, n)
 			}

@@ -14,7 +14,11 @@ import (
 // every write of the session's writer asks the lease first (the fence), and the
 // context it returns is cancelled once the lock is lost, so that no new change
 // starts; release deletes the lease and must run when the run ends, whatever happened.
-func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owner string) (context.Context, func(), error) {
+//
+// An account at its user quota cannot hold the lock (a user); a run whose plan p
+// creates no user then runs without it, in the protocol of apply.Options.Unlocked,
+// under which concurrent runs cannot both deliver a token.
+func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owner string, p *plan.Plan) (context.Context, func(), error) {
 	if f.NoLock {
 		env.Log.Warn("--no-lock: not taking the lock on this account; another run at the same time could duplicate tokens")
 		return ctx, func() {}, nil
@@ -25,7 +29,14 @@ func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owne
 	}
 	l, lctx, err := lease.Acquire(ctx, api, lease.Options{Owner: owner, Wait: f.LockTimeout, TTL: f.LockTTL, Logger: env.Log, ServerNow: clock.Now})
 	var held *lease.HeldError
+	var quota *lease.QuotaError
 	switch {
+	case errors.As(err, &quota) && p.Summary().UserCreate == 0:
+		env.Log.Warn("the account is at its user quota, so the lock (a lease user) cannot be taken; this plan creates no user, so the run goes on without it: before delivering a new token's secret it lists the user's tokens and keeps its token only if no other of that name was delivered or created first (one token list per new token)")
+		s.unlocked = true
+		return ctx, func() {}, nil
+	case errors.As(err, &quota):
+		return nil, nil, fmt.Errorf("%w; this plan creates users, which the quota refuses anyway: make room (delete a user), or pass --no-lock if no other run can start meanwhile", err)
 	case errors.As(err, &held):
 		wait := "pass --lock-timeout 10m to wait for it"
 		if f.LockTimeout > 0 {

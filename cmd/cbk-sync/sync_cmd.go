@@ -99,7 +99,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	if err := c.approve(ctx, env, p, sink, c.Yes); err != nil || p.Empty() {
 		return err
 	}
-	lctx, release, err := c.lockAccount(ctx, env, s, d.Owner)
+	lctx, release, err := c.lockAccount(ctx, env, s, d.Owner, p)
 	if err != nil {
 		return err
 	}
@@ -191,7 +191,7 @@ func (s *secretsSink) destinationFor(p *plan.Plan) *plan.SecretsDestination {
 // are what p was computed from, for re-planning a user that turns out to exist; d may
 // be nil (see apply.Options.Desired).
 func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFlags, sink *secretsSink, parallelism int, d *state.Desired, po plan.Options) error {
-	opts := apply.Options{Owner: p.Owner, Parallelism: parallelism, Logger: env.Log, Desired: d, PlanOptions: po}
+	opts := apply.Options{Owner: p.Owner, Parallelism: parallelism, Logger: env.Log, Desired: d, PlanOptions: po, Unlocked: s.unlocked}
 	// The age and exec sinks are ready already; the file (or stdout) is opened only for
 	// a plan that creates tokens, as before.
 	if sink != nil && (sink.sink != nil || needsSink(p)) {
@@ -382,7 +382,7 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 	defer s.close()
 	// An empty plan is verified without the lock: it writes nothing.
 	if !checked.Empty() {
-		lctx, release, err := c.lockAccount(ctx, env, s, saved.Desired.Owner)
+		lctx, release, err := c.lockAccount(ctx, env, s, saved.Desired.Owner, checked)
 		if err != nil {
 			return err
 		}

@@ -327,6 +327,9 @@ func newNonce() string {
 // a token still marked, which the next plan revokes and creates again. If the sink or
 // the confirmation fails, the token is revoked rather than left live and unconfirmed.
 func (r *runner) deliver(userID string, c plan.Change, ct state.CreatedToken) error {
+	if err := r.yieldIfBeaten(userID, c, ct); err != nil {
+		return err
+	}
 	if err := r.deliverSecret(userID, c, ct); err != nil {
 		return err
 	}
