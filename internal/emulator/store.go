@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/mail"
 	"slices"
 	"strconv"
 	"strings"
@@ -311,9 +310,8 @@ func normaliseEmail(o state.Opt[string]) (state.Opt[string], *apiError) {
 	if s == "" {
 		return state.Null[string](), nil
 	}
-	a, err := mail.ParseAddress(s)
-	if err != nil || a.Name != "" || a.Address != s || !strings.Contains(s, "@") {
-		return o, errBadRequest("email %q is not a valid address", s)
+	if why := state.EmailProblem(s); why != "" {
+		return o, errBadRequest("email %q is not a valid address: %s", s, why)
 	}
 	return o, nil
 }
