@@ -229,12 +229,14 @@ func TestConformance(t *testing.T) {
 		}},
 		{"limits: known keys are non-negative whole numbers; unknown keys are stored as sent", func(t *testing.T, h *harness) {
 			for _, bad := range []string{`{"tokens":-1}`, `{"database":{"files":-2}}`, `{"tokens":"5"}`, `{"tokens":1.5}`, `{"database":3}`,
-				`{"file":{"maxFileSize":0.5}}`, `{"attachment":{"maxFileSize":-1}}`, `{"file":"big"}`, `{"messages":1e300}`, `[1]`, `5`} {
+				`{"file":{"maxFileSize":0.5}}`, `{"attachment":{"maxFileSize":-1}}`, `{"file":"big"}`, `{"messages":1e300}`, `[1]`, `5`,
+				// The platform's zod schema: known keys and sections are optional, not nullable.
+				`{"messages":null}`, `{"database":null}`, `{"database":{"files":null}}`, `{"file":{"maxFileSize":null}}`} {
 				h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/create", `{"limits":`+bad+`}`)
 			}
-			id := h.createUser(`{"limits":{"tokens":0,"conversations":5.0,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5,"bogus":1},` +
+			id := h.createUser(`{"limits":{"tokens":0,"conversations":5.0,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5,"bogus":1},` +
 				`"file":{"maxFileSize":1048576,"kinds":["pdf"]},"attachment":{"maxFileSize":2048},"foo":{"bar":-1.5}}}`)
-			want := `{"tokens":0,"conversations":5,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5,"bogus":1},` +
+			want := `{"tokens":0,"conversations":5,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5,"bogus":1},` +
 				`"file":{"maxFileSize":1048576,"kinds":["pdf"]},"attachment":{"maxFileSize":2048},"foo":{"bar":-1.5}}`
 			assert.JSONEq(t, want, mustJSON(t, h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")["limits"]))
 			assert.JSONEq(t, want, mustJSON(t, h.ok("GET", "/v1/partner/user/list", "")["items"].([]any)[0].(map[string]any)["limits"]))
@@ -369,10 +371,10 @@ func TestConformance(t *testing.T) {
 		{"token update is partial and bumps updatedAt", func(t *testing.T, h *harness) {
 			uid := h.createUser(`{}`)
 			tid := h.createToken(uid, `{"name":"ci","description":"d","meta":{"a":"1"}}`)["id"].(string)
-			h.ok("POST", "/v1/partner/user/"+uid+"/token/"+tid+"/update", `{"description":null,"meta":{"$update":{"b":"2"}}}`)
+			h.ok("POST", "/v1/partner/user/"+uid+"/token/"+tid+"/update", `{"description":"","meta":{"$update":{"b":"2"}}}`)
 			tk := h.e.Tokens(uid)[0]
 			assert.Equal(t, "ci", tk.Name.Value())
-			assert.True(t, tk.Description.IsNull())
+			assert.Equal(t, "", tk.Description.Value())
 			assert.Equal(t, map[string]any{"a": "1", "b": "2"}, map[string]any(tk.Meta.Value()))
 			assert.Greater(t, tk.UpdatedAt, tk.CreatedAt)
 		}},

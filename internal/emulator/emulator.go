@@ -1272,8 +1272,9 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 			return nil, false, errNotFound("user %s not found", rt.userID)
 		}
 		now := e.nowMilli()
+		// Name and description are non-null columns whose default is "".
 		t := &token{Token: state.Token{CreatedAt: now, UpdatedAt: now,
-			Name: state.Null[string](), Description: state.Null[string](), Meta: state.Null[state.Meta]()},
+			Name: state.Some(""), Description: state.Some(""), Meta: state.Null[state.Meta]()},
 			Config: state.Null[json.RawMessage]()}
 		t.ID = e.newID(now)
 		applyTokenPatch(t, p)

@@ -3,6 +3,8 @@ package emulator
 import (
 	"net/http"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // TestPlatformEmailSyntax: the emulator refuses what the platform's Joi check refuses,
@@ -14,4 +16,36 @@ func TestPlatformEmailSyntax(t *testing.T) {
 	}
 	id := h.createUser(`{"email":"ok@acme.test"}`)
 	h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/"+id+"/update", `{"email":"a@localhost"}`)
+}
+
+// TestPlatformTokenTextIsNotNull: a token's name and description are non-null columns
+// (default ""): a token created without them lists "", and a null fails inside the
+// database with a 500, on create and update alike, changing nothing.
+func TestPlatformTokenTextIsNotNull(t *testing.T) {
+	h := newHarness(t, Options{})
+	uid := h.createUser(`{}`)
+	tid := h.createToken(uid, `{}`)["id"].(string)
+	item := h.ok("GET", "/v1/partner/user/"+uid+"/token/list", "")["items"].([]any)[0].(map[string]any)
+	assert.Equal(t, "", item["name"])
+	assert.Equal(t, "", item["description"])
+	for _, body := range []string{`{"name":null}`, `{"description":null}`, `{"name":"ci","description":null}`} {
+		h.fail(http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "POST", "/v1/partner/user/"+uid+"/token/create", body)
+		h.fail(http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "POST", "/v1/partner/user/"+uid+"/token/"+tid+"/update", body)
+	}
+	assert.Len(t, h.e.Tokens(uid), 1)
+}
+
+// TestPlatformLimitsRefuseNull: the platform's limits schema makes known keys and
+// sections optional, not nullable; one null fails the whole update, which changes
+// nothing.
+func TestPlatformLimitsRefuseNull(t *testing.T) {
+	h := newHarness(t, Options{})
+	id := h.createUser(`{"name":"A","limits":{"tokens":5}}`)
+	for _, l := range []string{`{"tokens":null}`, `{"database":null}`, `{"database":{"files":null}}`, `{"attachment":{"maxFileSize":null}}`} {
+		h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/"+id+"/update", `{"name":"B","limits":`+l+`}`)
+	}
+	u := h.e.Users()[0]
+	assert.Equal(t, "A", u.Name.Value())
+	assert.Equal(t, 5.0, u.Limits.Value()["tokens"])
+	h.ok("POST", "/v1/partner/user/"+id+"/update", `{"limits":{"foo":null,"database":{"bogus":null}}}`) // unknown keys are stored as sent
 }

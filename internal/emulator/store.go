@@ -248,10 +248,18 @@ func parseTokenPatch(body []byte, update bool) (tokenPatch, *apiError) {
 	for k, raw := range fields {
 		var err *apiError
 		switch k {
-		case "name":
-			p.Name, err = parseString(k, raw)
-		case "description":
-			p.Description, err = parseString(k, raw)
+		case "name", "description":
+			var v state.Opt[string]
+			if v, err = parseString(k, raw); err == nil && v.IsNull() {
+				// The platform's validator lets null through to a non-null column
+				// (default ""), and the database refuses it: a 500 on every attempt.
+				err = &apiError{status: http.StatusInternalServerError, code: "INTERNAL_SERVER_ERROR", msg: "System error occurred"}
+			}
+			if k == "name" {
+				p.Name = v
+			} else {
+				p.Description = v
+			}
 		case "meta":
 			p.Meta, err = parseMeta(raw, update)
 		case "config":
@@ -429,7 +437,7 @@ func checkMetaKeys(m map[string]any) *apiError {
 
 // parseLimits reads a body's limits: null, or an object stored as sent — unknown keys
 // at any depth included, as the platform stores them — whose known limits
-// (state.LimitPaths) are whole numbers 0 or more (5 and 5.0 alike) or null.
+// (state.LimitPaths) are whole numbers 0 or more (5 and 5.0 alike), never null.
 func parseLimits(raw json.RawMessage) (state.Opt[state.Limits], *apiError) {
 	if isNull(raw) {
 		return state.Null[state.Limits](), nil
@@ -438,8 +446,10 @@ func parseLimits(raw json.RawMessage) (state.Opt[state.Limits], *apiError) {
 	if err := json.Unmarshal(raw, &l); err != nil || l == nil {
 		return state.Opt[state.Limits]{}, errBadRequest("limits must be an object or null")
 	}
-	if err := state.CheckLimits(l); err != nil {
-		return state.Opt[state.Limits]{}, errBadRequest("%v", err)
+	if err := state.CheckWireLimits(l); err != nil {
+		// The platform's zod schema: known keys and sections are optional, not
+		// nullable, and one bad value fails the whole update.
+		return state.Opt[state.Limits]{}, errBadRequest("limits contains an invalid value: %v", err)
 	}
 	return state.Some(state.Limits(l)), nil
 }
