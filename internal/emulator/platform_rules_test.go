@@ -49,3 +49,18 @@ func TestPlatformLimitsRefuseNull(t *testing.T) {
 	assert.Equal(t, 5.0, u.Limits.Value()["tokens"])
 	h.ok("POST", "/v1/partner/user/"+id+"/update", `{"limits":{"foo":null,"database":{"bogus":null}}}`) // unknown keys are stored as sent
 }
+
+// TestPlatformSmallerRules: one 409 body for a duplicate email and a duplicate alias;
+// "$update" on a create is stored literally; "#" keys are hidden in limits too.
+func TestPlatformSmallerRules(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.createUser(`{"email":"a@acme.test","alias":"acme-a"}`)
+	dupEmail := h.fail(http.StatusConflict, "CONFLICT", "POST", "/v1/partner/user/create", `{"email":"a@acme.test"}`)
+	dupAlias := h.fail(http.StatusConflict, "CONFLICT", "POST", "/v1/partner/user/create", `{"email":"b@acme.test","alias":"acme-a"}`)
+	assert.Equal(t, string(dupEmail.body), string(dupAlias.body), "a client cannot tell which was taken")
+
+	id := h.createUser(`{"meta":{"$update":{"k":"v"}},"limits":{"tokens":1,"#secret":2,"foo":{"#x":1,"y":2}}}`)
+	u := h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")
+	assert.Equal(t, map[string]any{"$update": map[string]any{"k": "v"}}, u["meta"])
+	assert.Equal(t, map[string]any{"tokens": 1.0, "foo": map[string]any{"y": 2.0}}, u["limits"])
+}

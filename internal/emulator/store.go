@@ -31,6 +31,12 @@ func errBadRequest(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: "BAD_REQUEST", msg: fmt.Sprintf(format, args...)}
 }
 
+// errUniqueViolation is the platform's one 409 body, for a duplicate email and a
+// duplicate alias alike: a client cannot tell from it which was taken.
+func errUniqueViolation() *apiError {
+	return &apiError{status: http.StatusConflict, code: "CONFLICT", msg: "Unique constraint violation"}
+}
+
 func errNotFound(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusNotFound, code: "NOT_FOUND", msg: fmt.Sprintf(format, args...)}
 }
@@ -335,7 +341,8 @@ func parseMeta(raw json.RawMessage, update bool) (metaPatch, *apiError) {
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		return metaPatch{}, errBadRequest("meta must be an object or null")
 	}
-	if upd, ok := m["$update"]; ok {
+	// "$update" merges on update only: a create stores it literally, as a key.
+	if upd, ok := m["$update"]; ok && update {
 		um, isMap := upd.(map[string]any)
 		if len(m) != 1 || !isMap {
 			return metaPatch{}, errBadRequest(`meta with "$update" must be exactly {"$update": {...}}`)
@@ -377,6 +384,19 @@ func hideMeta(o state.Opt[state.Meta]) state.Opt[state.Meta] {
 	}
 	if v, changed := hideValue(map[string]any(m)); changed {
 		return state.Some(state.Meta(v.(map[string]any)))
+	}
+	return o
+}
+
+// hideLimits is hideMeta for limits: the platform hides "#" keys at any depth of any
+// answer, limits included.
+func hideLimits(o state.Opt[state.Limits]) state.Opt[state.Limits] {
+	l, ok := o.Get()
+	if !ok || l == nil {
+		return o
+	}
+	if v, changed := hideValue(map[string]any(l)); changed {
+		return state.Some(state.Limits(v.(map[string]any)))
 	}
 	return o
 }
