@@ -60,3 +60,19 @@ func FuzzEmailProblem(f *testing.F) {
 		}
 	})
 }
+
+// TestLeaseEmailIsValidForEveryOwner: an owner may have 63 characters, and the lease's
+// local part would then pass the platform's 64-byte limit; the lease user could never
+// be created, and every writing run would fail.
+func TestLeaseEmailIsValidForEveryOwner(t *testing.T) {
+	seen := map[string]string{}
+	for _, owner := range []string{"a", "acme-platform", strings.Repeat("o", 50), strings.Repeat("o", 51),
+		strings.Repeat("o", 63), strings.Repeat("o", 62) + "p", strings.Repeat("o", 62) + "q"} {
+		e := LeaseEmail(owner)
+		assert.Empty(t, EmailProblem(e), "owner %q: %s", owner, e)
+		assert.True(t, IsLeaseEmail(e))
+		assert.NotContains(t, seen, e, "owners %q and %q share a lease", seen[e], owner)
+		seen[e] = owner
+	}
+	assert.Equal(t, "cbk-sync-lock+acme@lock.cbk-sync.invalid", LeaseEmail("acme"))
+}
