@@ -228,3 +228,21 @@ func TestSlug(t *testing.T) {
 		t.Errorf("anchors: a heading inside a code block counted: %v", a)
 	}
 }
+
+// TestNoPlaceholders: a page that says it is unfinished is not documentation.
+func TestNoPlaceholders(t *testing.T) {
+	for _, file := range pages(t) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, l := range strings.Split(string(b), "\n") {
+			low := strings.ToLower(l)
+			for _, p := range []string{"to be written", "todo", "tbd", "lorem ipsum", "fixme"} {
+				if strings.Contains(low, p) {
+					t.Errorf("%s:%d: placeholder %q: %s", file, i+1, p, l)
+				}
+			}
+		}
+	}
+}
