@@ -3,7 +3,7 @@
 // all at once. It also renders remote state back as a config (Export) and describes
 // the format as a JSON Schema (Schema).
 //
-// Format decisions beyond PRODUCT.md:
+// Format decisions beyond the v1 contract (docs/configuration.md):
 //
 //   - Several files: every file must say `version: 1` and the same `owner`. `users` of
 //     all files are concatenated in the order the files are given (a directory's files in
