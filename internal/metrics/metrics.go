@@ -104,7 +104,7 @@ func Register(reg prometheus.Registerer, r Run) error {
 	}
 	if r.Users != nil {
 		users := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "account_users",
-			Help: "Users of the account the last plan read, by relation to the files: declared, owned_undeclared (owned, no file declares it), unmanaged (no owner marker, not declared: e.g. a new sign-up), foreign (another owner's).",
+			Help:        "Users of the account the last plan read, by relation to the files: declared, owned_undeclared (owned, no file declares it), unmanaged (no owner marker, not declared: e.g. a new sign-up), foreign (another owner's).",
 			ConstLabels: cmd}, []string{"relation"})
 		users.WithLabelValues("declared").Set(float64(r.Users.Declared))
 		users.WithLabelValues("owned_undeclared").Set(float64(r.Users.OwnedUndeclared))
