@@ -213,6 +213,7 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	st := s.reader.Stats()
 	report.Polls = apply.Polls{Sent: st.Polls, Rejected: st.PollRejections, WaitMS: st.PollWait.Milliseconds(), Budget: st.PollBudget}
 	report.SecretsTo = p.SecretsTo
+	report.Account = p.Account
 	report.ToolVersion = buildVersion()
 	report.ExitCode = exitOK
 	if report.Failed() || saveErr != nil {
