@@ -20,11 +20,8 @@ type Desc struct {
 // API call) and reads back what was registered, so the list is Register's own and
 // docs/output.md, tested equal to it, cannot drift.
 func Catalog() ([]Desc, error) {
-	full := Run{Command: "sync", Start: time.Unix(1, 0), LastSuccess: time.Unix(1, 0),
-		Actions: []string{"user_create"}, Pending: map[string]int{}, Applied: map[string]map[string]int{},
-		Calls: map[string]int64{"user.list": 1}, Poll: &Poll{}}
 	reg := prometheus.NewRegistry()
-	if err := Register(reg, full); err != nil {
+	if err := Register(reg, fullRun()); err != nil {
 		return nil, err
 	}
 	mfs, err := reg.Gather()
@@ -45,4 +42,14 @@ func Catalog() ([]Desc, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// fullRun is a run with every field set (TestFullRunSetsEveryField keeps it so when Run
+// grows a field), so that Register writes every metric it can.
+func fullRun() Run {
+	return Run{Command: "sync", Start: time.Unix(1, 0), Duration: time.Second, ExitCode: 3,
+		LastSuccess: time.Unix(1, 0), Actions: []string{"user_create"},
+		Pending: map[string]int{}, Applied: map[string]map[string]int{},
+		Calls: map[string]int64{"user.list": 1}, Retries: 1, Throttled: 1,
+		Poll: &Poll{}, Users: &Users{}}
 }

@@ -53,6 +53,18 @@ type Run struct {
 	// Poll is the poll scheduler's counters; nil (no poll metrics) where the client
 	// does not count them.
 	Poll *Poll
+	// Users counts the account's users the run's plan read, by relation to the files;
+	// nil (no user metrics) when the run read no plan.
+	Users *Users
+}
+
+// Users counts the users of the account a plan read (plan.Census): a scheduled job can
+// alert on users the files do not declare, such as new sign-ups.
+type Users struct {
+	Declared        int // matched by a declared user
+	OwnedUndeclared int // owned, not declared (orphans, deletes, releases)
+	Unmanaged       int // no owner marker, not declared
+	Foreign         int // another owner's, not declared
 }
 
 // Poll is what the client's poll scheduler counted (client.Stats' poll fields).
@@ -98,6 +110,16 @@ func Register(reg prometheus.Registerer, r Run) error {
 			gauge("poll_wait_seconds", "Time polls of the last run waited for the poll window.", r.Poll.Wait.Seconds()),
 			gauge("poll_budget", "The poll budget in force at the end of the last run (0: never needed).", float64(r.Poll.Budget)),
 		)
+	}
+	if r.Users != nil {
+		users := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "account_users",
+			Help:        "Users of the account the last plan read, by relation to the files: declared, owned_undeclared (owned, no file declares it), unmanaged (no owner marker, not declared: e.g. a new sign-up), foreign (another owner's).",
+			ConstLabels: cmd}, []string{"relation"})
+		users.WithLabelValues("declared").Set(float64(r.Users.Declared))
+		users.WithLabelValues("owned_undeclared").Set(float64(r.Users.OwnedUndeclared))
+		users.WithLabelValues("unmanaged").Set(float64(r.Users.Unmanaged))
+		users.WithLabelValues("foreign").Set(float64(r.Users.Foreign))
+		cs = append(cs, users)
 	}
 	if !r.LastSuccess.IsZero() {
 		cs = append(cs, gauge("last_success_timestamp_seconds", "When the last successful run (exit 0 or 2) ended (Unix time); kept across failed runs.", unix(r.LastSuccess)))

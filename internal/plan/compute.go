@@ -182,6 +182,7 @@ func (c *computer) run() (Plan, error) {
 		}
 	}
 
+	c.plan.Account = census(owners, matched)
 	for k := range dupKeys {
 		if matched[byKey[k]] {
 			c.warn(fmt.Sprintf("several remote users have the email %s; only user %s is matched, the others are left alone", k, users[byKey[k]].ID))

@@ -236,6 +236,10 @@ type Plan struct {
 	// lists the plan did not read (ComputePartial, plan --base): their token drift was
 	// not checked. Every view says so.
 	TokensUnchecked int `json:"tokens_unchecked,omitempty"`
+	// Account counts the remote users the plan read, declared or not (nil for a plan
+	// of one user, UserChanges). Like the orphans, it is about the whole account: a
+	// saved plan keeps the one it was computed with.
+	Account *Census `json:"account,omitempty"`
 }
 
 // UncheckedLine says plainly whose token drift a partial plan did not check, or ""

@@ -47,6 +47,9 @@ func RenderMarkdownWith(w io.Writer, p *Plan, o MarkdownOptions) error {
 	if line := secretsLine(p); line != "" {
 		head.WriteString(mdEscape(line) + "\n\n")
 	}
+	if p.Account != nil && p.Account.Seen > 0 {
+		head.WriteString(mdEscape(p.Account.Line()) + "\n\n")
+	}
 	if line := p.UncheckedLine(); line != "" {
 		head.WriteString("> [!NOTE]\n> " + mdEscape(line) + "\n\n")
 	}

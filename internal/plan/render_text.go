@@ -98,6 +98,9 @@ func RenderText(w io.Writer, p *Plan, o TextOptions) error {
 	if line := p.UncheckedLine(); line != "" {
 		t.line(0, t.paint(ansiYellow, line))
 	}
+	if p.Account != nil && p.Account.Seen > 0 {
+		t.line(0, p.Account.Line())
+	}
 	sum := p.Summary()
 	if sum.Total() > 0 {
 		t.line(0, t.paint(ansiDim, Legend))
