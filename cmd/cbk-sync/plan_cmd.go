@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"slices"
 	"time"
 
@@ -137,6 +139,12 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 	}
 	var need map[string]bool // nil: every token list
 	if len(c.Base) > 0 {
+		for _, b := range c.Base {
+			if _, err := os.Stat(b); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("--base %s does not exist: the base has no configuration there yet (say, on the pull request "+
+					"that adds it); leave --base out for a full plan", b)
+			}
+		}
 		base, err := config.LoadEnv(c.Base, env.configEnv())
 		if err != nil {
 			return fmt.Errorf("--base: %w", err)
