@@ -245,14 +245,14 @@ func writeReport(env *Env, path string, r *apply.Report) error {
 		if err != nil {
 			return err
 		}
-		_, err = env.IO.Out.Write(append(b, '\n'))
+		_, err = env.IO.Out.Write(append(env.redact.Bytes(b), '\n'))
 		return err
 	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(path, append(b, '\n'), 0o600)
+	return atomicfile.Write(path, append(env.redact.Bytes(b), '\n'), 0o600)
 }
 
 // summarizeApply ends an apply on stderr, as text or, with --log-format json, as log

@@ -51,8 +51,10 @@ func ValidOwner(s string) bool { return ownerRE.MatchString(s) }
 type decoder struct {
 	file      string
 	lookup    func(string) (string, bool)
-	usersLeft int // how many users the files may still declare (MaxUsers overall)
-	userItems int // how many users this file declares, valid or not
+	refuse    func(name, value string) error // Env.Refuse, or nil
+	data      []byte                         // the file's text, to place a refused variable
+	usersLeft int                            // how many users the files may still declare (MaxUsers overall)
+	userItems int                            // how many users this file declares, valid or not
 
 	errs       []Error
 	sizes      map[*yaml.Node]int // expanded size of anchored nodes, -1 while being measured
@@ -128,6 +130,12 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 		return fc
 	}
 	if !d.checkAliases(root) {
+		return fc
+	}
+	if root.Kind == yaml.ScalarNode {
+		// A file that is one scalar is not a configuration at all (a token file, a
+		// note): what it holds is not quoted, as it may be a credential.
+		d.errorf(root, "the file must be a mapping of keys to values, not a single value (not shown): is it a configuration file?")
 		return fc
 	}
 	m, ok := d.mapping(root, objConfig, "the file")
@@ -594,13 +602,60 @@ func (d *decoder) scalarOf(n *yaml.Node, path, want string) (scalar, bool) {
 		d.errorf(n, "%s must be %s, not %s", path, want, describe(n))
 		return scalar{}, false
 	}
-	text, changed, err := expand(n.Value, d.lookup)
+	lookup := d.lookup
+	var refused error
+	refusedName := ""
+	if d.refuse != nil {
+		lookup = func(name string) (string, bool) {
+			v, ok := d.lookup(name)
+			if refused == nil {
+				if refused = d.refuse(name, v); refused != nil {
+					refusedName = name
+				}
+			}
+			return v, ok
+		}
+	}
+	text, changed, err := expand(n.Value, lookup)
+	if refused != nil {
+		d.errorAt(d.varPos(n, refusedName), "%s: %v", path, refused)
+		return scalar{}, false
+	}
 	if err != nil {
 		d.errorf(n, "%s: %v", path, err)
 		return scalar{}, false
 	}
 	return scalar{node: n, text: text, expanded: changed}, true
 }
+
+// varPos is where "${name" is written in the scalar n: found in the file's text from
+// n's position on (a quoted or folded scalar's value does not map column for column),
+// else n's own position.
+func (d *decoder) varPos(n *yaml.Node, name string) state.Pos {
+	p := d.pos(n)
+	line := 0
+	for l := range bytes.Lines(d.data) {
+		line++
+		if line < n.Line {
+			continue
+		}
+		if line > n.Line+maxVarSearchLines {
+			break
+		}
+		runes := []rune(string(l))
+		from := 0
+		if line == n.Line {
+			from = min(max(n.Column-1, 0), len(runes))
+		}
+		if i := strings.Index(string(runes[from:]), "${"+name); i >= 0 {
+			return state.Pos{File: d.file, Line: line, Column: from + len([]rune(string(runes[from:])[:i])) + 1}
+		}
+	}
+	return p
+}
+
+// maxVarSearchLines bounds how far below a scalar's start varPos looks.
+const maxVarSearchLines = 100
 
 // str reads a string field; null is state.Null.
 func (d *decoder) str(n *yaml.Node, path string) (state.Opt[string], bool) {

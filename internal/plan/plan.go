@@ -14,7 +14,7 @@ import (
 // Action is what one Change does. The zero value is NoOp.
 type Action int
 
-// The actions of PRODUCT.md, and token_adopt (a token update that adds the ownership
+// The actions of the plan (docs/output.md), and token_adopt (a token update that adds the ownership
 // marker, shown and counted as an adoption like a user's). Appended last so that the
 // values of the others stay as they were.
 const (
@@ -158,7 +158,7 @@ type Safety struct {
 	Foreign []string `json:"foreign,omitempty"`
 }
 
-// Summary counts changes per action, with the JSON keys of PRODUCT.md.
+// Summary counts changes per action, with the JSON keys of docs/output.md.
 type Summary struct {
 	UserCreate  int `json:"user_create"`
 	UserUpdate  int `json:"user_update"`
