@@ -219,6 +219,19 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 		compute = plan.ComputePartial
 	}
 	p, err := compute(d, actual, o)
+	if ids, ok := plan.ReleasesTokens(err); ok {
+		// prune.users: release: the released users' owned tokens are released too, so
+		// their token lists are read (one poll each), once, and the plan computed again.
+		more, rerr := s.reader.ReadObjects(ctx, nil, ids, false)
+		if rerr != nil {
+			return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", rerr)
+		}
+		for _, id := range ids {
+			// A user deleted meanwhile has no list: its release then meets 404.
+			actual.Tokens[id] = append([]state.Token{}, more.Tokens[id]...)
+		}
+		p, err = compute(d, actual, o)
+	}
 	if err != nil {
 		return nil, state.Actual{}, err
 	}

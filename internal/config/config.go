@@ -7,8 +7,9 @@
 //
 //   - Several files: every file must say `version: 1` and the same `owner`. `users` of
 //     all files are concatenated in the order the files are given (a directory's files in
-//     lexical order) and emails must be unique across all of them. `prune.users` applies
-//     to the whole run: files that set it must agree, and one file setting it is enough.
+//     lexical order) and emails must be unique across all of them. `prune.users` (true,
+//     false or "release") applies to the whole run: files that set it must agree, and one
+//     file setting it is enough.
 //     `defaults` and the top-level `metaMode` apply to the users of their own file only,
 //     so that a file can be read on its own.
 //   - metaMode may be set at the top level of a file, in defaults, and per user; the
@@ -276,7 +277,7 @@ func (l *loader) finish() (state.Desired, error) {
 		}
 		if v, ok := fc.prune.Get(); ok {
 			if pruneFrom == nil {
-				pruneFrom, out.PruneUsers = fc, v
+				pruneFrom, out.PruneUsers, out.ReleaseUsers = fc, v == "true", v == "release"
 			} else if v != pruneFrom.prune.Value() {
 				l.errs = append(l.errs, Error{Pos: fc.prunePos, Msg: fmt.Sprintf(
 					"prune.users is %v here but %v at %s: the files that set prune.users must agree", v, pruneFrom.prune.Value(), pruneFrom.prunePos)})

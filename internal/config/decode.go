@@ -69,7 +69,7 @@ type fileConfig struct {
 	owner    string
 	ownerPos state.Pos
 	hasOwner bool
-	prune    state.Opt[bool]
+	prune    state.Opt[string] // "true", "false" or "release"
 	prunePos state.Pos
 	users    []declaredUser
 }
@@ -167,8 +167,8 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 	if e, ok := m.get("prune"); ok {
 		if pm, ok := d.optionalMapping(e.val, objPrune, "prune"); ok {
 			if pe, ok := pm.get("users"); ok {
-				if b, ok := d.boolean(pe.val, "prune.users"); ok {
-					fc.prune, fc.prunePos = state.Some(b), d.pos(pe.val)
+				if mode, ok := d.pruneUsers(pe.val); ok {
+					fc.prune, fc.prunePos = state.Some(mode), d.pos(pe.val)
 				}
 			}
 		}
@@ -729,6 +729,25 @@ func (d *decoder) boolean(n *yaml.Node, path string) (bool, bool) {
 	}
 	d.errorf(s.node, "%s must be true or false, not %s", path, describeScalar(s))
 	return false, false
+}
+
+// pruneUsers reads prune.users: true (delete), false (keep), or "release" (remove
+// cbk-sync's markers, delete nothing), as "true", "false" or "release".
+func (d *decoder) pruneUsers(n *yaml.Node) (string, bool) {
+	s, ok := d.scalarOf(n, "prune.users", `true, false or "release"`)
+	if !ok {
+		return "", false
+	}
+	switch {
+	case s.typedTag() == tagBool && (s.text == "true" || s.text == "True" || s.text == "TRUE"):
+		return "true", true
+	case s.typedTag() == tagBool:
+		return "false", true
+	case (s.expanded || s.node.ShortTag() == tagStr) && s.text == "release":
+		return "release", true
+	}
+	d.errorf(s.node, `prune.users must be true (delete owned users no file declares), false (keep them) or "release" (stop managing them: remove cbk-sync's marker, delete nothing), not %s`, describeScalar(s))
+	return "", false
 }
 
 func describeScalar(s scalar) string {
