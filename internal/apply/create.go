@@ -63,6 +63,11 @@ func (r *runner) createUser(ident state.Identity, c plan.Change, res *Result) (s
 			return u.ID, &u, nil
 		}
 		if !lost {
+			if a, ok := body.Alias.Get(); ok && a != "" {
+				// The platform answers one 409 body for a duplicate email and a
+				// duplicate alias alike: with no user of this email, the alias is taken.
+				return "", nil, fmt.Errorf("%w; no user with this %s exists, so the alias %q is taken by another user: give this user another alias", err, ident.Kind, a)
+			}
 			return "", nil, fmt.Errorf("%w; yet no user with this %s was found", err, ident.Kind)
 		}
 		addNote(res, fmt.Sprintf("answer lost; not found by %s, so not created", ident.Kind))

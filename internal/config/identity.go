@@ -70,8 +70,8 @@ func (d *decoder) identity(n *yaml.Node, m *fieldMap, du *declaredUser) bool {
 	if why := emailCharProblem(s); why != "" {
 		d.errorf(e.val, "invalid email %+q: %s", s, why) // %+q: escaped to ASCII, so the culprit shows
 		return false
-	} else if !validEmail(s) {
-		d.errorf(e.val, "invalid email %q: write a plain address such as name@example.com", s)
+	} else if why := state.EmailProblem(s); why != "" {
+		d.errorf(e.val, "invalid email %q: %s; the platform accepts only a plain address such as name@example.com", s, why)
 		return false
 	} else if strings.HasSuffix(state.EmailKey(s), "@"+state.LeaseDomain) {
 		d.errorf(e.val, "email %q: the domain %s is reserved for the lock cbk-sync takes on an account; use another address", s, state.LeaseDomain)

@@ -90,6 +90,8 @@ type computer struct {
 	// countUnchecked counts in Plan.TokensUnchecked the users partialTokens left
 	// unchecked (ComputePartial).
 	countUnchecked bool
+	// needTokens are the released users whose token lists were not read.
+	needTokens []string
 }
 
 // ownership is how a remote object relates to this owner scope.
@@ -175,9 +177,9 @@ func (c *computer) run() (Plan, error) {
 		}
 	}
 
+	c.plan.Account = census(owners, matchedBy)
 	deletes := 0
 	var unmatchedOwned []*state.User // those with an email, which an email change could have made
-
 	for i := range users {
 		if matchedBy[i] != 0 || owners[i] != owned {
 			continue
@@ -185,6 +187,10 @@ func (c *computer) run() (Plan, error) {
 		u := &users[i]
 		if u.Email.Value() != "" {
 			unmatchedOwned = append(unmatchedOwned, u)
+		}
+		if c.d.ReleaseUsers {
+			c.release(u)
+			continue
 		}
 		if !c.d.PruneUsers {
 			c.plan.Orphans = append(c.plan.Orphans, Orphan{Identity: u.Identity(), Email: u.Email.Value(), UserID: u.ID,
@@ -199,6 +205,9 @@ func (c *computer) run() (Plan, error) {
 	}
 	c.emailChangeWarning(emailCreates, unmatchedOwned)
 
+	if err := c.tokensNeeded(); err != nil {
+		return Plan{}, err
+	}
 	if c.ownedOverride >= 0 {
 		ownedCount = c.ownedOverride
 	}
@@ -265,8 +274,10 @@ func withoutLeases(us []state.User) []state.User {
 func (c *computer) safety(deletes, ownedCount int) {
 	s := &c.plan.Safety
 	s.Deletes, s.Owned = deletes, ownedCount
-	for _, up := range c.plan.Users {
-		if len(up.Changes) > 0 && up.Changes[0].Action == UserUpdate {
+	for i := range c.plan.Users {
+		// A release is counted as an update: it writes to a user, and a mistake in the
+		// files (a user dropped by accident) would release many at once.
+		if a := c.plan.Users[i].UserAction(); a == UserUpdate || a == UserRelease {
 			s.Updates++
 		}
 	}
@@ -321,7 +332,10 @@ func (c *computer) create(du *state.DesiredUser) {
 		Description: du.Description,
 		Image:       du.Image,
 		Meta:        state.Some(withMarker(du.Meta.Value(), c.owner)),
-		Limits:      du.Limits,
+	}
+	if l, ok := du.Limits.Get(); ok {
+		// A limit declared null is left out: the platform refuses null for a known key.
+		body.Limits = state.Some(state.WireLimits(l))
 	}
 	fields := appendCreated(nil, "email", du.Email)
 	fields = appendCreated(fields, "alias", body.Alias)
@@ -361,10 +375,10 @@ func setEmail(cs []Change, email string) {
 func (c *computer) tokenCreate(du *state.DesiredUser, dt *state.DesiredToken, userID string, act Action, reason string) Change {
 	body := &state.TokenFields{
 		Name:        state.Some(dt.Name),
-		Description: dt.Description,
+		Description: tokenText(dt.Description),
 		Meta:        state.Some(withMarker(dt.Meta.Value(), c.owner)),
 	}
-	fields := appendCreated(nil, "description", dt.Description)
+	fields := appendCreated(nil, "description", body.Description)
 	fields = appendMetaCreated(fields, body.Meta.Value())
 	return Change{Action: act, UserID: userID, TokenName: dt.Name, Reason: reason, Fields: fields, TokenBody: body}
 }
@@ -405,7 +419,9 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 	fields, limDrift = limitsDrift(fields, du.Limits, u.Limits)
 	if limDrift {
 		if du.Limits.IsNull() {
-			body.Limits = state.Null[state.Limits]()
+			// "No limits" is the empty object: null is not a limits object the
+			// platform's schema is known to accept.
+			body.Limits = state.Some(state.Limits{})
 		} else {
 			body.Limits = state.Some(state.OverlayLimits(u.Limits.Value(), du.Limits.Value()))
 		}
@@ -644,7 +660,7 @@ func limitsDrift(fields []FieldChange, d state.Opt[state.Limits], r state.Opt[st
 		return fields, false
 	}
 	if d.IsNull() {
-		if r.IsNull() {
+		if r.IsNull() || len(r.Value()) == 0 {
 			return fields, false
 		}
 		return append(fields, FieldChange{Field: "limits", Before: map[string]any(r.Value()), After: nil}), true

@@ -51,7 +51,10 @@ func (c *computer) emailChangeWarning(creates int, gone []*state.User) {
 		return
 	}
 	what := "lists " + Count(len(gone), "owned user", "owned users") + " as orphaned"
-	if c.d.PruneUsers {
+	switch {
+	case c.d.ReleaseUsers:
+		what = "releases " + Count(len(gone), "owned user", "owned users")
+	case c.d.PruneUsers:
 		what = "deletes " + Count(len(gone), "owned user", "owned users")
 	}
 	var pins []string
@@ -62,7 +65,7 @@ func (c *computer) emailChangeWarning(creates int, gone []*state.User) {
 		pins = append(pins, fmt.Sprintf("and %d more", len(gone)-maxPinHints))
 	}
 	c.warn(fmt.Sprintf("the plan creates %s by email and %s: an email changed on the platform or in the file looks exactly like this, "+
-		"and would replace that sub-account with an empty one (a delete is irreversible). If a user only changed its email, "+
+		"and would put an empty sub-account in that one's place (and a delete is irreversible). If a user only changed its email, "+
 		"declare it by its id, which an email change never breaks: %s",
 		Count(creates, "user", "users"), what, strings.Join(pins, ", ")))
 }

@@ -20,6 +20,10 @@ func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.
 type Desired struct {
 	Owner      string `json:"owner"`
 	PruneUsers bool   `json:"pruneUsers"`
+	// ReleaseUsers (prune.users: release) releases owned users that no file declares
+	// instead: cbk-sync's markers are removed, nothing is deleted. PruneUsers is then
+	// false.
+	ReleaseUsers bool `json:"releaseUsers,omitempty"`
 	// ExternalIDKey is the meta key that holds the users' externalId ("" is
 	// DefaultExternalIDKey).
 	ExternalIDKey string        `json:"externalIdKey,omitempty"`
