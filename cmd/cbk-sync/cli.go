@@ -110,8 +110,9 @@ func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 		}
 		return exitError
 	}
+	in.state.setGrace(cli.InterruptGrace)
 	logger := newLogger(io, cli.Globals, redact)
-	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, abort: in.abort, facts: &runFacts{start: time.Now()}}
+	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, abort: in.abort, interrupt: in.state, facts: &runFacts{start: time.Now()}}
 	mf := metricsFlagsOf(kctx)
 	if mf != nil {
 		if u, err := url.Parse(mf.Pushgateway); err == nil && u.User != nil {
@@ -231,7 +232,9 @@ type Env struct {
 	redact  *redactor
 	// abort is cancelled by a second interrupt: calls in flight stop at once.
 	abort context.Context
-	facts *runFacts // what the run did, for --metrics-file and --pushgateway
+	// interrupt is told what a forced exit after an interrupt must know; nil in tests.
+	interrupt *interruptState
+	facts     *runFacts // what the run did, for --metrics-file and --pushgateway
 }
 
 // redactor removes known secrets from text that leaves the process.
