@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"slices"
 	"time"
 
@@ -24,7 +26,7 @@ type ConfigFlags struct {
 func (f *ConfigFlags) load(ctx context.Context, env *Env) (state.Desired, error) {
 	if !slices.Contains(f.Files, "-") {
 		return loadInterruptible(ctx, "the configuration", func() (state.Desired, error) {
-			return config.Load(f.Files, env.IO.lookupEnv)
+			return config.LoadEnv(f.Files, env.configEnv())
 		})
 	}
 	// -f - reads one configuration from stdin (a pipe, a generator); merging it with
@@ -37,7 +39,7 @@ func (f *ConfigFlags) load(ctx context.Context, env *Env) (state.Desired, error)
 		if err != nil {
 			return state.Desired{}, fmt.Errorf("-f -: reading stdin: %w", err)
 		}
-		return config.LoadBytes("<stdin>", data, env.IO.lookupEnv)
+		return config.LoadBytesEnv("<stdin>", data, env.configEnv())
 	})
 }
 
@@ -163,7 +165,13 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 	}
 	var need map[string]bool // nil: every token list
 	if len(c.Base) > 0 {
-		base, err := loadInterruptible(ctx, "--base", func() (state.Desired, error) { return config.Load(c.Base, env.IO.lookupEnv) })
+		for _, b := range c.Base {
+			if _, err := os.Stat(b); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("--base %s does not exist: the base has no configuration there yet (say, on the pull request "+
+					"that adds it); leave --base out for a full plan", b)
+			}
+		}
+		base, err := loadInterruptible(ctx, "--base", func() (state.Desired, error) { return config.LoadEnv(c.Base, env.configEnv()) })
 		if err != nil {
 			return fmt.Errorf("--base: %w", err)
 		}
@@ -191,7 +199,11 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 		if err := plan.WriteSaved(&buf, plan.NewSaved(d, actual, o, p)); err != nil {
 			return err
 		}
-		// A saved plan names every managed user: readable by its owner only.
+		// A saved plan names every managed user: readable by its owner only. One that
+		// would hold a secret (read from the remote state) is not written at all.
+		if env.redact.Contains(buf.String()) {
+			return fmt.Errorf("--out %s: not saved: the plan would hold a secret (the API token, found in the remote state); remove it from the remote users, or apply with 'cbk-sync sync'", c.Out)
+		}
 		if err := atomicfile.Write(c.Out, buf.Bytes(), 0o600); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
@@ -233,6 +245,19 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 		compute = plan.ComputePartial
 	}
 	p, err := compute(d, actual, o)
+	if ids, ok := plan.ReleasesTokens(err); ok {
+		// prune.users: release: the released users' owned tokens are released too, so
+		// their token lists are read (one poll each), once, and the plan computed again.
+		more, rerr := s.reader.ReadObjects(ctx, nil, ids, false)
+		if rerr != nil {
+			return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", rerr)
+		}
+		for _, id := range ids {
+			// A user deleted meanwhile has no list: its release then meets 404.
+			actual.Tokens[id] = append([]state.Token{}, more.Tokens[id]...)
+		}
+		p, err = compute(d, actual, o)
+	}
 	if err != nil {
 		return nil, state.Actual{}, err
 	}
@@ -242,26 +267,33 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 	return &p, actual, nil
 }
 
-// showPlan renders the plan in the chosen format.
+// showPlan renders the plan in the chosen format. Every view passes through the run's
+// redactor: a remote value or a declared one may hold a secret.
 func showPlan(env *Env, w io.Writer, p *plan.Plan, format string, md plan.MarkdownOptions) error {
+	var b bytes.Buffer
 	if w == env.IO.ErrOut && env.Globals.LogFormat == "json" {
 		// Every stderr line is a JSON record: the plan there is one, with the -o json
-		// view (compact) under "plan".
-		var b bytes.Buffer
+		// view (compact) under "plan" (the logger redacts it).
 		if err := plan.RenderJSON(&b, p); err != nil {
 			return err
 		}
 		env.Log.Info("plan", "plan", json.RawMessage(b.Bytes()))
 		return nil
 	}
+	var err error
 	switch format {
 	case "json":
-		return plan.RenderJSON(w, p)
+		err = plan.RenderJSON(&b, p)
 	case "markdown":
-		return plan.RenderMarkdownWith(w, p, md)
+		err = plan.RenderMarkdownWith(&b, p, md)
 	default:
-		return plan.RenderText(w, p, plan.TextOptions{Color: w == env.IO.Out && env.IO.ColorOut(env.Globals.NoColor)})
+		err = plan.RenderText(&b, p, plan.TextOptions{Color: w == env.IO.Out && env.IO.ColorOut(env.Globals.NoColor)})
 	}
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(env.redact.Bytes(b.Bytes()))
+	return err
 }
 
 // planOutcome maps a shown plan to its exit status: 4 unsafe, 2 pending (with

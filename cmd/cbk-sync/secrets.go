@@ -44,7 +44,7 @@ func (f *ApplyFlags) prepareSink(env *Env) (*secretsSink, error) {
 		return f.prepareAge()
 	case f.SecretsExec != "":
 		sink, err := apply.NewExecSink(f.SecretsExec, apply.ExecOptions{
-			Timeout: f.SecretsExecTimeout, DropEnv: tokenEnvVars, Logger: env.Log,
+			Timeout: f.SecretsExecTimeout, DropEnv: tokenEnvVars, Logger: env.Log, Redactor: env.redact,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("--secrets-exec: %w", err)

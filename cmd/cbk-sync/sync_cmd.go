@@ -214,6 +214,7 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	st := s.reader.Stats()
 	report.Polls = apply.Polls{Sent: st.Polls, Rejected: st.PollRejections, WaitMS: st.PollWait.Milliseconds(), Budget: st.PollBudget}
 	report.SecretsTo = p.SecretsTo
+	report.Account = p.Account
 	report.ToolVersion = buildVersion()
 	report.ExitCode = exitOK
 	if report.Failed() || saveErr != nil {
@@ -245,14 +246,14 @@ func writeReport(env *Env, path string, r *apply.Report) error {
 		if err != nil {
 			return err
 		}
-		_, err = env.IO.Out.Write(append(b, '\n'))
+		_, err = env.IO.Out.Write(append(env.redact.Bytes(b), '\n'))
 		return err
 	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(path, append(b, '\n'), 0o600)
+	return atomicfile.Write(path, append(env.redact.Bytes(b), '\n'), 0o600)
 }
 
 // summarizeApply ends an apply on stderr, as text or, with --log-format json, as log

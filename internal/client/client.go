@@ -27,6 +27,9 @@ type Options struct {
 	BaseURL string
 	// Token is the bearer secret. It never appears in an error or log line.
 	Token state.Secret
+	// Redactor scrubs every error and log line the client makes; the token is added to
+	// it. Nil means a redactor of its own, which knows only the token.
+	Redactor *state.Redactor
 	// UserAgent is sent as User-Agent; default "cbk-sync/dev".
 	UserAgent string
 	// HTTPClient replaces the default client, e.g. to serve the emulator in-process.
@@ -71,6 +74,7 @@ type Options struct {
 type Client struct {
 	base      *url.URL
 	token     state.Secret
+	redact    *state.Redactor
 	userAgent string
 	hc        *http.Client
 	maxConns  int
@@ -179,6 +183,7 @@ func New(opts Options) (*Client, error) {
 	c := &Client{
 		base:      base,
 		token:     opts.Token,
+		redact:    opts.Redactor,
 		userAgent: orDefault(opts.UserAgent, "cbk-sync/dev"),
 		hc:        opts.HTTPClient,
 		maxConns:  orDefault(opts.MaxConns, 8),
@@ -197,6 +202,10 @@ func New(opts Options) (*Client, error) {
 		jitter:       fullJitter,
 		shared:       &shared{calls: make(map[string]*atomic.Int64, len(allOps)), probe: make(chan struct{}, 1)},
 	}
+	if c.redact == nil {
+		c.redact = state.NewRedactor()
+	}
+	c.redact.Add(opts.Token.Reveal())
 	c.family.Store(int32(familyCode(opts.Paths)))
 	if c.maxConns < 1 {
 		c.maxConns = 1

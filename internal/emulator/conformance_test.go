@@ -17,7 +17,7 @@ import (
 
 var prefixes = []string{"/v1/partner", "/api/v1/partner"}
 
-// TestEndpointsTable walks every row of PARTNER-API.md's endpoint table on both path
+// TestEndpointsTable walks every row of docs/partner-api.md's endpoint table on both path
 // prefixes: right method and answer shape, wrong method refused, counted once.
 func TestEndpointsTable(t *testing.T) {
 	rows := []struct {
@@ -74,7 +74,7 @@ func mapKeys(m map[string]any) func(func(string) bool) {
 	}
 }
 
-// TestConformance walks the rules of PARTNER-API.md, one case each.
+// TestConformance walks the rules of docs/partner-api.md, one case each.
 func TestConformance(t *testing.T) {
 	cases := []struct {
 		name string

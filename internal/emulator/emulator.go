@@ -1,5 +1,5 @@
 // Package emulator serves the ChatBotKit Partner API from memory, the way
-// PARTNER-API.md describes it — traps included — for tests, demos and benchmarks.
+// docs/partner-api.md describes it — traps included — for tests, demos and benchmarks.
 //
 // It checks the bearer token, serves one path family (or both, on request), paginates, answers nulls,
 // omits description from a user fetch, refuses duplicate emails with 409, merges meta

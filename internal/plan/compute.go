@@ -88,6 +88,8 @@ type computer struct {
 	// countUnchecked counts in Plan.TokensUnchecked the users partialTokens left
 	// unchecked (ComputePartial).
 	countUnchecked bool
+	// needTokens are the released users whose token lists were not read.
+	needTokens []string
 }
 
 // ownership is how a remote object relates to this owner scope.
@@ -182,6 +184,7 @@ func (c *computer) run() (Plan, error) {
 		}
 	}
 
+	c.plan.Account = census(owners, matched)
 	for k := range dupKeys {
 		if matched[byKey[k]] {
 			c.warn(fmt.Sprintf("several remote users have the email %s; only user %s is matched, the others are left alone", k, users[byKey[k]].ID))
@@ -201,6 +204,10 @@ func (c *computer) run() (Plan, error) {
 				Reason: fmt.Sprintf("same email as user %s, which is the one matched", users[byKey[k]].ID)})
 			continue
 		}
+		if c.d.ReleaseUsers {
+			c.release(u)
+			continue
+		}
 		if !c.d.PruneUsers {
 			c.plan.Orphans = append(c.plan.Orphans, Orphan{Email: u.Email.Value(), UserID: u.ID,
 				Reason: "owned and not declared; prune.users is false"})
@@ -213,6 +220,9 @@ func (c *computer) run() (Plan, error) {
 		}}})
 	}
 
+	if err := c.tokensNeeded(); err != nil {
+		return Plan{}, err
+	}
 	if c.ownedOverride >= 0 {
 		ownedCount = c.ownedOverride
 	}
@@ -292,8 +302,10 @@ func preferUser(x *state.User, ox ownership, y *state.User, oy ownership) bool {
 func (c *computer) safety(deletes, ownedCount int) {
 	s := &c.plan.Safety
 	s.Deletes, s.Owned = deletes, ownedCount
-	for _, up := range c.plan.Users {
-		if len(up.Changes) > 0 && up.Changes[0].Action == UserUpdate {
+	for i := range c.plan.Users {
+		// A release is counted as an update: it writes to a user, and a mistake in the
+		// files (a user dropped by accident) would release many at once.
+		if a := c.plan.Users[i].UserAction(); a == UserUpdate || a == UserRelease {
 			s.Updates++
 		}
 	}
