@@ -292,8 +292,10 @@ func (l *Lease) Release(ctx context.Context) error {
 	l.once.Do(func() {
 		close(l.stop)
 		<-l.done
-		l.cancel(nil)
+		// The lease's own context (which a caller may pass) ends only once the lease
+		// is deleted.
 		err = l.api.DeleteUser(ctx, l.id)
+		l.cancel(nil)
 		if client.IsNotFound(err) {
 			err = nil
 		}
