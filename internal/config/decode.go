@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/mail"
 	"regexp"
 	"strconv"
 	"strings"
@@ -1094,8 +1093,8 @@ func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool])
 	} else if why := emailCharProblem(s); why != "" {
 		d.errorf(e.val, "invalid email %+q: %s", s, why) // %+q: escaped to ASCII, so the culprit shows
 		ok = false
-	} else if !validEmail(s) {
-		d.errorf(e.val, "invalid email %q: write a plain address such as name@example.com", s)
+	} else if why := state.EmailProblem(s); why != "" {
+		d.errorf(e.val, "invalid email %q: %s; the platform accepts only a plain address such as name@example.com", s, why)
 		ok = false
 	} else if strings.HasSuffix(state.EmailKey(s), "@"+state.LeaseDomain) {
 		d.errorf(e.val, "email %q: the domain %s is reserved for the lock cbk-sync takes on an account; use another address", s, state.LeaseDomain)
@@ -1260,7 +1259,7 @@ func emailCharProblem(s string) string {
 	}
 	for i, r := range []rune(s) {
 		if ' ' <= r && r <= '~' {
-			continue // printable ASCII is validEmail's to judge
+			continue // printable ASCII is state.EmailProblem's to judge
 		}
 		at := fmt.Sprintf("U+%04X at character %d", r, i+1)
 		switch {
@@ -1278,15 +1277,6 @@ func emailCharProblem(s string) string {
 		}
 	}
 	return ""
-}
-
-// validEmail accepts a bare address (no display name, no angle brackets).
-func validEmail(s string) bool {
-	if s == "" || len(s) > 254 || strings.TrimSpace(s) != s {
-		return false
-	}
-	a, err := mail.ParseAddress(s)
-	return err == nil && a.Name == "" && a.Address == s
 }
 
 // mergeFields lays own over defaults: own values win, maps (meta, limits) merge

@@ -360,7 +360,10 @@ func (c *computer) create(du *state.DesiredUser) {
 		Description: du.Description,
 		Image:       du.Image,
 		Meta:        state.Some(withMarker(du.Meta.Value(), c.owner)),
-		Limits:      du.Limits,
+	}
+	if l, ok := du.Limits.Get(); ok {
+		// A limit declared null is left out: the platform refuses null for a known key.
+		body.Limits = state.Some(state.WireLimits(l))
 	}
 	fields := []FieldChange{{Field: "email", After: du.Email}}
 	fields = appendCreated(fields, "alias", body.Alias)
@@ -391,10 +394,10 @@ func (c *computer) create(du *state.DesiredUser) {
 func (c *computer) tokenCreate(du *state.DesiredUser, dt *state.DesiredToken, userID string, act Action, reason string) Change {
 	body := &state.TokenFields{
 		Name:        state.Some(dt.Name),
-		Description: dt.Description,
+		Description: tokenText(dt.Description),
 		Meta:        state.Some(withMarker(dt.Meta.Value(), c.owner)),
 	}
-	fields := appendCreated(nil, "description", dt.Description)
+	fields := appendCreated(nil, "description", body.Description)
 	fields = appendMetaCreated(fields, body.Meta.Value())
 	return Change{Action: act, Email: du.Email, UserID: userID, TokenName: dt.Name, Reason: reason, Fields: fields, TokenBody: body}
 }
@@ -428,7 +431,9 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 	fields, limDrift = limitsDrift(fields, du.Limits, u.Limits)
 	if limDrift {
 		if du.Limits.IsNull() {
-			body.Limits = state.Null[state.Limits]()
+			// "No limits" is the empty object: null is not a limits object the
+			// platform's schema is known to accept.
+			body.Limits = state.Some(state.Limits{})
 		} else {
 			body.Limits = state.Some(state.OverlayLimits(u.Limits.Value(), du.Limits.Value()))
 		}
@@ -667,7 +672,7 @@ func limitsDrift(fields []FieldChange, d state.Opt[state.Limits], r state.Opt[st
 		return fields, false
 	}
 	if d.IsNull() {
-		if r.IsNull() {
+		if r.IsNull() || len(r.Value()) == 0 {
 			return fields, false
 		}
 		return append(fields, FieldChange{Field: "limits", Before: map[string]any(r.Value()), After: nil}), true

@@ -261,7 +261,7 @@ func (p *Plan) validate() error {
 					return fmt.Errorf("%s: invalid alias %q", where, a)
 				}
 				if l, ok := c.UserBody.Limits.Get(); ok {
-					if err := state.CheckLimits(l); err != nil {
+					if err := state.CheckWireLimits(l); err != nil {
 						return fmt.Errorf("%s: %w", where, err)
 					}
 				}
