@@ -64,7 +64,7 @@ func (c *SyncCmd) Validate() error {
 
 // Run plans, shows the plan, and applies it after the safety checks and confirmation.
 func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
-	d, err := c.load(env)
+	d, err := c.load(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -176,11 +176,14 @@ func (s *secretsSink) destinationFor(p *plan.Plan) *plan.SecretsDestination {
 // are what p was computed from, for re-planning a user that turns out to exist; d may
 // be nil (see apply.Options.Desired).
 func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFlags, sink *secretsSink, parallelism int, d *state.Desired, po plan.Options) error {
+	env.interrupt.writing()
 	opts := apply.Options{Owner: p.Owner, Parallelism: parallelism, Logger: env.Log, Desired: d, PlanOptions: po}
+	calls, cancelCalls := context.WithCancel(env.abort)
+	defer cancelCalls()
 	// The age and exec sinks are ready already; the file (or stdout) is opened only for
 	// a plan that creates tokens, as before.
 	if sink != nil && (sink.sink != nil || needsSink(p)) {
-		secrets, closeSink, err := sink.open(env, f.SecretsOut)
+		secrets, closeSink, err := sink.open(calls, env, f.SecretsOut)
 		if err != nil {
 			return err
 		}
@@ -189,8 +192,6 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	}
 	bar := newProgress(env, "applying")
 	opts.Progress = func(done, total int) { bar.set(done, total) }
-	calls, cancelCalls := context.WithCancel(env.abort)
-	defer cancelCalls()
 	opts.Calls = calls
 	// The first interrupt stops new actions (ctx); the calls in flight get a short
 	// grace period, then are cancelled, as they are at once by a second interrupt.

@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -177,6 +178,12 @@ func (l *loader) path(p string) {
 			continue
 		}
 		found = true
+		if e.Type()&(fs.ModeNamedPipe|fs.ModeSocket|fs.ModeDevice|fs.ModeCharDevice) != 0 {
+			// Opening a FIFO waits for a writer, for good if none comes: a directory's
+			// files are read as files; a pipe is named with -f itself.
+			l.fileError(filepath.Join(p, name), "is a named pipe, socket or device, not a regular file: a directory's *.yaml files must be files (name a pipe with -f itself)")
+			continue
+		}
 		l.file(filepath.Join(p, name), p)
 	}
 	if !found {
