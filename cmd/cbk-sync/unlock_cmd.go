@@ -34,7 +34,7 @@ func (c *UnlockCmd) Validate() error {
 func (c *UnlockCmd) Run(ctx context.Context, env *Env) error {
 	owner := c.Owner
 	if owner == "" {
-		d, err := (&ConfigFlags{Files: c.Files}).load(env)
+		d, err := (&ConfigFlags{Files: c.Files}).load(ctx, env)
 		if err != nil {
 			return err
 		}

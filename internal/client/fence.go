@@ -29,7 +29,8 @@ func notSent(op string, err error) error { return fmt.Errorf("%s: %w: %w", op, E
 
 // fencedBody is a write's body that asks the gate when the transport first reads it,
 // the last moment before the request leaves: a refusal aborts the request before its
-// body, so the server cannot act on it.
+// body is sent (its headers may have been), so it arrives incomplete and no server
+// acts on it.
 type fencedBody struct {
 	r       io.Reader
 	gate    func() error

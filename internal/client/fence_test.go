@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -27,11 +28,16 @@ func gateAfter(n int64) (func() error, *atomic.Int64) {
 	}, &asked
 }
 
-// fenceServer answers every user create after a 429 on the first (Retry-After 1s),
-// counting the creates that reached it whole.
+// fenceServer answers every user create (after a 429 on the first, Retry-After 1s,
+// with throttleFirst), counting the creates that reached it whole.
 func fenceServer(t *testing.T, throttleFirst bool) (*Client, *atomic.Int64) {
 	var creates atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			// Cut short (the gate refused as the body was written, after the headers
+			// went out): not a request any server acts on.
+			return
+		}
 		if creates.Add(1) == 1 && throttleFirst {
 			w.Header().Set("Retry-After", "1")
 			w.WriteHeader(http.StatusTooManyRequests)

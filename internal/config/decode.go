@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/mail"
 	"regexp"
 	"strconv"
 	"strings"
@@ -51,14 +50,20 @@ func ValidOwner(s string) bool { return ownerRE.MatchString(s) }
 type decoder struct {
 	file      string
 	lookup    func(string) (string, bool)
-	usersLeft int // how many users the files may still declare (MaxUsers overall)
-	userItems int // how many users this file declares, valid or not
+	refuse    func(name, value string) error // Env.Refuse, or nil
+	data      []byte                         // the file's text, to place a refused variable
+	usersLeft int                            // how many users the files may still declare (MaxUsers overall)
+	userItems int                            // how many users this file declares, valid or not
 
 	errs       []Error
 	sizes      map[*yaml.Node]int // expanded size of anchored nodes, -1 while being measured
 	aliasNodes int
 
 	metaNeedsNormalizing bool // a meta string is not valid UTF-8
+
+	// extKey is the file's externalIdKey (state.DefaultExternalIDKey unless it sets
+	// one): no user meta of the file may declare it.
+	extKey string
 }
 
 // fileConfig is what one file declares.
@@ -67,13 +72,19 @@ type fileConfig struct {
 	owner    string
 	ownerPos state.Pos
 	hasOwner bool
-	prune    state.Opt[bool]
+	prune    state.Opt[string] // "true", "false" or "release"
 	prunePos state.Pos
-	users    []declaredUser
+	// extKey is the file's externalIdKey; hasExtKey says the file set it (at extKeyPos).
+	extKey    string
+	extKeyPos state.Pos
+	hasExtKey bool
+	users     []declaredUser
 }
 
 type declaredUser struct {
 	user     state.DesiredUser
+	idPos    state.Pos
+	extPos   state.Pos
 	emailPos state.Pos
 	aliasPos state.Pos
 }
@@ -89,8 +100,8 @@ type fields struct {
 
 type entry struct{ key, val *yaml.Node }
 
-// maxObjectKeys is the most keys any object of the format has (a user's ten).
-const maxObjectKeys = 10
+// maxObjectKeys is the most keys any object of the format has (a user's twelve).
+const maxObjectKeys = 12
 
 // fieldMap holds the entries of one mapping by key, in a fixed array rather than a
 // map: it is built for every user and token, and a map costs allocations.
@@ -130,6 +141,12 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 	if !d.checkAliases(root) {
 		return fc
 	}
+	if root.Kind == yaml.ScalarNode {
+		// A file that is one scalar is not a configuration at all (a token file, a
+		// note): what it holds is not quoted, as it may be a credential.
+		d.errorf(root, "the file must be a mapping of keys to values, not a single value (not shown): is it a configuration file?")
+		return fc
+	}
 	m, ok := d.mapping(root, objConfig, "the file")
 	if !ok {
 		return fc
@@ -159,9 +176,20 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 	if e, ok := m.get("prune"); ok {
 		if pm, ok := d.optionalMapping(e.val, objPrune, "prune"); ok {
 			if pe, ok := pm.get("users"); ok {
-				if b, ok := d.boolean(pe.val, "prune.users"); ok {
-					fc.prune, fc.prunePos = state.Some(b), d.pos(pe.val)
+				if mode, ok := d.pruneUsers(pe.val); ok {
+					fc.prune, fc.prunePos = state.Some(mode), d.pos(pe.val)
 				}
+			}
+		}
+	}
+
+	fc.extKey, d.extKey = state.DefaultExternalIDKey, state.DefaultExternalIDKey
+	if e, ok := m.get("externalIdKey"); ok {
+		if s, ok := d.requiredString(e, "externalIdKey"); ok {
+			if why := externalIDKeyProblem(s); why != "" {
+				d.errorf(e.val, "externalIdKey %q: %s", s, why)
+			} else {
+				fc.extKey, fc.extKeyPos, fc.hasExtKey, d.extKey = s, d.pos(e.val), true, s
 			}
 		}
 	}
@@ -527,8 +555,8 @@ func (d *decoder) unknownKey(k *yaml.Node, obj string) {
 	case name == "<<":
 		d.errorf(k, `YAML merge keys ("<<") are not supported: use defaults for values that users share, or write the keys out`)
 		return
-	case obj == objDefaults && name == "email":
-		d.errorf(k, `"email" cannot be in defaults: each user needs its own email; move it into the users`)
+	case obj == objDefaults && (name == "email" || name == "id" || name == "externalId"):
+		d.errorf(k, `%q cannot be in defaults: it names one user; move it into the users`, name)
 		return
 	case obj == objDefaults && name == "alias":
 		d.errorf(k, `"alias" cannot be in defaults: an alias is unique per partner account; give each user its own`)
@@ -594,13 +622,60 @@ func (d *decoder) scalarOf(n *yaml.Node, path, want string) (scalar, bool) {
 		d.errorf(n, "%s must be %s, not %s", path, want, describe(n))
 		return scalar{}, false
 	}
-	text, changed, err := expand(n.Value, d.lookup)
+	lookup := d.lookup
+	var refused error
+	refusedName := ""
+	if d.refuse != nil {
+		lookup = func(name string) (string, bool) {
+			v, ok := d.lookup(name)
+			if refused == nil {
+				if refused = d.refuse(name, v); refused != nil {
+					refusedName = name
+				}
+			}
+			return v, ok
+		}
+	}
+	text, changed, err := expand(n.Value, lookup)
+	if refused != nil {
+		d.errorAt(d.varPos(n, refusedName), "%s: %v", path, refused)
+		return scalar{}, false
+	}
 	if err != nil {
 		d.errorf(n, "%s: %v", path, err)
 		return scalar{}, false
 	}
 	return scalar{node: n, text: text, expanded: changed}, true
 }
+
+// varPos is where "${name" is written in the scalar n: found in the file's text from
+// n's position on (a quoted or folded scalar's value does not map column for column),
+// else n's own position.
+func (d *decoder) varPos(n *yaml.Node, name string) state.Pos {
+	p := d.pos(n)
+	line := 0
+	for l := range bytes.Lines(d.data) {
+		line++
+		if line < n.Line {
+			continue
+		}
+		if line > n.Line+maxVarSearchLines {
+			break
+		}
+		runes := []rune(string(l))
+		from := 0
+		if line == n.Line {
+			from = min(max(n.Column-1, 0), len(runes))
+		}
+		if i := strings.Index(string(runes[from:]), "${"+name); i >= 0 {
+			return state.Pos{File: d.file, Line: line, Column: from + len([]rune(string(runes[from:])[:i])) + 1}
+		}
+	}
+	return p
+}
+
+// maxVarSearchLines bounds how far below a scalar's start varPos looks.
+const maxVarSearchLines = 100
 
 // str reads a string field; null is state.Null.
 func (d *decoder) str(n *yaml.Node, path string) (state.Opt[string], bool) {
@@ -676,6 +751,25 @@ func (d *decoder) boolean(n *yaml.Node, path string) (bool, bool) {
 	return false, false
 }
 
+// pruneUsers reads prune.users: true (delete), false (keep), or "release" (remove
+// cbk-sync's markers, delete nothing), as "true", "false" or "release".
+func (d *decoder) pruneUsers(n *yaml.Node) (string, bool) {
+	s, ok := d.scalarOf(n, "prune.users", `true, false or "release"`)
+	if !ok {
+		return "", false
+	}
+	switch {
+	case s.typedTag() == tagBool && (s.text == "true" || s.text == "True" || s.text == "TRUE"):
+		return "true", true
+	case s.typedTag() == tagBool:
+		return "false", true
+	case (s.expanded || s.node.ShortTag() == tagStr) && s.text == "release":
+		return "release", true
+	}
+	d.errorf(s.node, `prune.users must be true (delete owned users no file declares), false (keep them) or "release" (stop managing them: remove cbk-sync's marker, delete nothing), not %s`, describeScalar(s))
+	return "", false
+}
+
 func describeScalar(s scalar) string {
 	if s.expanded {
 		return fmt.Sprintf("%q (from %s)", s.text, s.node.Value)
@@ -714,7 +808,7 @@ func (d *decoder) fields(m *fieldMap) fields {
 		f.image, _ = d.str(e.val, "image")
 	}
 	if e, ok := m.get("meta"); ok {
-		f.meta = d.meta(e.val, "meta")
+		f.meta = d.meta(e.val, "meta", true)
 	}
 	if e, ok := m.get("metaMode"); ok {
 		f.exact = d.metaMode(e.val, "metaMode")
@@ -790,8 +884,9 @@ func (d *decoder) limit(out map[string]any, m *fieldMap, key, prefix string) {
 	}
 }
 
-// meta reads a meta mapping into encoding/json's form (state.NormalizeMeta).
-func (d *decoder) meta(n *yaml.Node, path string) state.Opt[state.Meta] {
+// meta reads a meta mapping into encoding/json's form (state.NormalizeMeta). A user's
+// meta (user true) may not declare the file's externalIdKey.
+func (d *decoder) meta(n *yaml.Node, path string, user bool) state.Opt[state.Meta] {
 	n = d.resolve(n)
 	if n == nil {
 		return state.Opt[state.Meta]{}
@@ -816,6 +911,10 @@ func (d *decoder) meta(n *yaml.Node, path string) state.Opt[state.Meta] {
 			continue
 		}
 		key := k.Value
+		if user && key == d.extKey {
+			d.errorf(k, "%s key %q is this file's externalIdKey: declare it as \"externalId: <value>\" on the user instead (it is then the user's identity, and stored in meta under %q)", path, key, key)
+			continue
+		}
 		switch {
 		case key == "":
 			d.errorf(k, "a %s key is empty: give it a name", path)
@@ -1011,24 +1110,7 @@ func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool])
 	var du declaredUser
 	u := &du.user
 	u.Pos = d.pos(n)
-	ok = true
-	if e, has := m.get("email"); !has {
-		d.errorf(n, `this user has no "email": add "email: <address>", the user's identity`)
-		ok = false
-	} else if s, sok := d.requiredString(e, "email"); !sok {
-		ok = false
-	} else if why := emailCharProblem(s); why != "" {
-		d.errorf(e.val, "invalid email %+q: %s", s, why) // %+q: escaped to ASCII, so the culprit shows
-		ok = false
-	} else if !validEmail(s) {
-		d.errorf(e.val, "invalid email %q: write a plain address such as name@example.com", s)
-		ok = false
-	} else if strings.HasSuffix(state.EmailKey(s), "@"+state.LeaseDomain) {
-		d.errorf(e.val, "email %q: the domain %s is reserved for the lock cbk-sync takes on an account; use another address", s, state.LeaseDomain)
-		ok = false
-	} else {
-		u.Email, du.emailPos = s, d.pos(e.val)
-	}
+	ok = d.identity(n, m, &du)
 
 	if e, has := m.get("alias"); has {
 		if v, sok := d.str(e.val, "alias"); !sok {
@@ -1104,7 +1186,7 @@ func (d *decoder) tokens(n *yaml.Node) []state.DesiredToken {
 			t.Description, _ = d.str(e.val, "description")
 		}
 		if e, ok := m.get("meta"); ok {
-			t.Meta = d.meta(e.val, "meta")
+			t.Meta = d.meta(e.val, "meta", false)
 		}
 		if e, ok := m.get("rotateAfter"); ok {
 			t.RotateAfter = d.duration(e.val, "rotateAfter")
@@ -1186,7 +1268,7 @@ func emailCharProblem(s string) string {
 	}
 	for i, r := range []rune(s) {
 		if ' ' <= r && r <= '~' {
-			continue // printable ASCII is validEmail's to judge
+			continue // printable ASCII is state.EmailProblem's to judge
 		}
 		at := fmt.Sprintf("U+%04X at character %d", r, i+1)
 		switch {
@@ -1204,15 +1286,6 @@ func emailCharProblem(s string) string {
 		}
 	}
 	return ""
-}
-
-// validEmail accepts a bare address (no display name, no angle brackets).
-func validEmail(s string) bool {
-	if s == "" || len(s) > 254 || strings.TrimSpace(s) != s {
-		return false
-	}
-	a, err := mail.ParseAddress(s)
-	return err == nil && a.Name == "" && a.Address == s
 }
 
 // mergeFields lays own over defaults: own values win, maps (meta, limits) merge

@@ -71,6 +71,17 @@ func (l *Lease) renew() {
 		defer t.Stop()
 		tick = t.C
 	}
+	// A renewal in flight (or waiting in the client) is cancelled by Release, which
+	// must never wait for it.
+	stopped, cancelAll := context.WithCancel(context.Background())
+	defer cancelAll()
+	go func() {
+		select {
+		case <-l.stop:
+			cancelAll()
+		case <-stopped.Done():
+		}
+	}()
 	for {
 		select {
 		case <-l.stop:
@@ -84,10 +95,12 @@ func (l *Lease) renew() {
 		validUntil := l.renewed.Add(l.o.TTL - l.margin())
 		l.mu.Unlock()
 		sent := l.o.Now()
-		ctx, cancel := context.WithDeadline(context.Background(), minTime(validUntil, sent.Add(l.margin())))
+		ctx, cancel := context.WithDeadline(stopped, minTime(validUntil, sent.Add(l.margin())))
 		err := l.api.UpdateUser(ctx, l.id, l.body(false))
 		cancel()
 		switch {
+		case stopped.Err() != nil:
+			return // released meanwhile
 		case err == nil && elapsed(sent, l.o.Now()) < l.margin():
 			l.mu.Lock()
 			if l.lost == nil {

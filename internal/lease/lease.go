@@ -284,14 +284,18 @@ func (l *Lease) body(create bool) state.UserFields {
 	}
 }
 
-// Release stops renewing and deletes the lease user. It is safe to call twice.
+// Release stops renewing (cancelling a renewal in flight) and deletes the lease user
+// within ctx: the caller bounds it (an interrupted run does not wait long for it; a
+// lease not deleted expires by itself). It is safe to call twice.
 func (l *Lease) Release(ctx context.Context) error {
 	var err error
 	l.once.Do(func() {
 		close(l.stop)
 		<-l.done
+		// The lease's own context (which a caller may pass) ends only once the lease
+		// is deleted.
+		err = l.api.DeleteUser(ctx, l.id)
 		l.lose(errReleased)
-		err = l.api.DeleteUser(context.WithoutCancel(ctx), l.id)
 		if client.IsNotFound(err) {
 			err = nil
 		}
