@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cbk-sync/cbk-sync/internal/client"
 	"github.com/cbk-sync/cbk-sync/internal/lease"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
+	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
 // lockAccount takes the account's lock for a run that writes (unless --no-lock): the
@@ -140,4 +142,42 @@ func (f *ApplyFlags) lockedPlan(ctx context.Context, env *Env, s *session, saved
 		return nil, fmt.Errorf("apply cancelled; nothing was changed")
 	}
 	return np, nil
+}
+
+// sweepLease removes the owner's lease user, found in actual, if a run that crashed
+// left it (see lease.Sweep): a run with nothing to write takes no lock, so without
+// this a crashed run's lease would stay in the user list until the next writing run.
+// It costs nothing when there is no lease (the usual case), one fetch when there is
+// one, and a delete only for a crashed run's. It never fails the run.
+func (f *ApplyFlags) sweepLease(ctx context.Context, env *Env, s *session, owner string, actual state.Actual) {
+	if f.NoLock {
+		return
+	}
+	for _, u := range actual.Users {
+		if state.EmailKey(u.Email.Value()) != state.EmailKey(state.LeaseEmail(owner)) {
+			continue
+		}
+		api, clock, err := s.leaseClient()
+		if err != nil {
+			env.Log.Warn("checking the lock a run left: " + err.Error())
+			return
+		}
+		fresh, err := api.FetchUser(ctx, u.ID) // also reads the server's clock
+		if err != nil {
+			if !client.IsNotFound(err) {
+				env.Log.Warn("checking the lock a run left: " + err.Error())
+			}
+			return
+		}
+		swept, err := lease.Sweep(ctx, api, fresh, clock.Now, env.Log)
+		if err != nil {
+			env.Log.Warn(err.Error())
+		}
+		if swept {
+			if err := s.save(); err != nil {
+				env.Log.Error(err.Error())
+			}
+		}
+		return
+	}
 }

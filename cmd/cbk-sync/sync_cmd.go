@@ -96,8 +96,12 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	if c.DryRun {
 		return planOutcome(p, c.DetailedExitcode)
 	}
-	if err := c.approve(ctx, env, p, sink, c.Yes); err != nil || p.Empty() {
+	if err := c.approve(ctx, env, p, sink, c.Yes); err != nil {
 		return err
+	}
+	if p.Empty() {
+		c.sweepLease(ctx, env, s, d.Owner, actual)
+		return nil
 	}
 	lctx, release, err := c.lockAccount(ctx, env, s, d.Owner, p)
 	if err != nil {

@@ -195,11 +195,8 @@ type waiter struct {
 // its updatedAt plus its TTL, or this run has seen it unrenewed for its TTL, or its
 // holder is a process of this host that no longer exists. Why is the second result.
 func (l *Lease) expired(u state.User, w *waiter) (bool, string) {
-	if holderGone(u, l.o.Holder) {
-		return true, "its holder, a process of this host, no longer exists"
-	}
-	if now, ok := l.o.ServerNow(); ok && now.After(expiresAt(u)) {
-		return true, "expired by the server's clock"
+	if ok, why := expiredNow(u, l.o.Holder, l.o.ServerNow); ok {
+		return true, why
 	}
 	if w.id != u.ID || w.renewed != u.UpdatedAt {
 		w.id, w.renewed, w.seenAt = u.ID, u.UpdatedAt, l.o.Now()
@@ -318,3 +315,33 @@ func randomHex(n int) string {
 
 // The real client is what a lease is written for.
 var _ API = (*client.Client)(nil)
+
+// expiredNow reports whether the lease u may be taken over at once, as seen by the run
+// self: its holder is a process of this host that no longer exists, or the server's
+// clock is past its updatedAt plus its TTL.
+func expiredNow(u state.User, self string, serverNow func() (time.Time, bool)) (bool, string) {
+	if holderGone(u, self) {
+		return true, "its holder, a process of this host, no longer exists"
+	}
+	if now, ok := serverNow(); ok && now.After(expiresAt(u)) {
+		return true, "expired by the server's clock"
+	}
+	return false, ""
+}
+
+// Sweep deletes the lease user u of a run that crashed (expired by the server's clock,
+// or held by a process of this host that no longer exists), found by a run that has
+// nothing to write and so takes no lock: no lease of a crashed run stays in the
+// account's user list. It reports whether it deleted u; a live lease is left alone.
+func Sweep(ctx context.Context, api API, u state.User, serverNow func() (time.Time, bool), logger *slog.Logger) (bool, error) {
+	ok, why := expiredNow(u, defaultHolder(), serverNow)
+	if !ok {
+		return false, nil
+	}
+	// By ID: a lease taken since has another ID and is not touched.
+	if err := api.DeleteUser(ctx, u.ID); err != nil && !client.IsNotFound(err) {
+		return false, fmt.Errorf("removing the lock a crashed run left: %w", err)
+	}
+	logger.Warn("removed the lock a crashed run left", "holder", holderOf(u), "why", why, "last_renewed", renewedAt(u).UTC().Format(time.RFC3339))
+	return true, nil
+}
