@@ -31,7 +31,13 @@ import (
 	"time"
 
 	"github.com/cbk-sync/cbk-sync/internal/config"
+	"github.com/cbk-sync/cbk-sync/internal/lease"
 )
+
+// checkLockTTL is -check's lock TTL: renewed every 200ms, so that even a run of a
+// second renews it and its calls are counted (the default, 2 minutes, renews every
+// 40 s, which only the full-size runs reach).
+const checkLockTTL = 600 * time.Millisecond
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -58,6 +64,7 @@ type settings struct {
 	paged         bool          // list users in pages instead of one JSONL stream (cbk-sync's default)
 	pollLimit     int           // B of the poll-limit runs; 0: none
 	pollWindow    time.Duration // W of the poll-limit runs
+	lockTTL       time.Duration // the TTL of a sync's lock, renewed every TTL/3
 }
 
 // Main runs the benchmark and returns the exit code.
@@ -106,7 +113,8 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 	listing := fs.String("listing", "jsonl", "how users are listed, as cbk-sync's --listing: `jsonl` (one stream) or paged")
 	fs.IntVar(&s.pollLimit, "poll-limit", 500, "poll limit `B` per -poll-window of the poll-limit runs (0: no such runs)")
 	fs.DurationVar(&s.pollWindow, "poll-window", 10*time.Second, "sliding window `W` of the poll limit")
-	check := fs.Bool("check", false, "CI size: -users 200 -latency 1ms -poll-limit 50 -poll-window 250ms unless given")
+	fs.DurationVar(&s.lockTTL, "lock-ttl", lease.DefaultTTL, "TTL `D` of a sync's account lock, renewed every D/3 (one user update each, counted)")
+	check := fs.Bool("check", false, "CI size: -users 200 -latency 1ms -poll-limit 50 -poll-window 250ms -lock-ttl 600ms unless given")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./bench [flags]")
 		fmt.Fprintln(stderr, "Measures plan and sync against the in-process emulator and checks their API calls.")
@@ -133,6 +141,9 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 		if !set["poll-window"] {
 			s.pollWindow = 250 * time.Millisecond
 		}
+		if !set["lock-ttl"] {
+			s.lockTTL = checkLockTTL
+		}
 	}
 	switch *listing {
 	case "jsonl":
@@ -152,6 +163,8 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 		return s, fmt.Errorf("-poll-limit %d: want 0 (no poll-limit runs) or more", s.pollLimit)
 	case s.pollWindow <= 0:
 		return s, fmt.Errorf("-poll-window %s: want more than 0", s.pollWindow)
+	case s.lockTTL < 30*time.Millisecond:
+		return s, fmt.Errorf("-lock-ttl %s: want 30ms or more", s.lockTTL)
 	}
 	seen := map[int]bool{1: true}
 	for _, f := range strings.Split(*par, ",") {
@@ -175,6 +188,7 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 func benchmark(ctx context.Context, s settings, progress io.Writer) (*report, error) {
 	sc := newScenario(s.users, s.tokens, s.seed, time.Now())
 	sc.setListing(s.paged)
+	sc.lockTTL = s.lockTTL
 	t0 := time.Now()
 	d, err := config.LoadBytes("bench.yaml", sc.yaml, nil)
 	if err != nil {

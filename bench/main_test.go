@@ -56,7 +56,11 @@ func TestMainCheckSize(t *testing.T) {
 	assert.Equal(t, int64(2), sync.Calls[opUserList], "the lock's lookup and one stream")
 	assert.Equal(t, int64(1), sync.Calls[opUserFetch], "the stream's last user still exists: it was whole")
 	assert.Equal(t, int64(190), sync.Calls[opTokenList])
-	assert.Equal(t, sync.Planned+2, sync.Writes, "the planned writes and the lock's create and delete")
+	assert.Equal(t, sync.Planned+2+sync.Renewals, sync.Writes, "the planned writes, the lock's create and delete and its renewals")
+	assert.Equal(t, int64(20)+sync.Renewals, sync.Calls[opUserUpdate], "20 planned and the lock's renewals")
+	pollSync := rep.Runs[5]
+	require.Equal(t, "sync", pollSync.Op)
+	assert.Positive(t, pollSync.Renewals, "a sync under the poll limit holds the lock for 3 windows of 250ms: -check's lock (TTL 600ms) is renewed every 200ms")
 	assert.Equal(t, int64(10+1), sync.Calls[opUserCreate], "10 planned and the lock")
 	assert.Equal(t, int64(160), sync.Planned, "10 + 20 + 10 user writes, 20 creates x 2 (create, confirm), 20 revokes, 20 rotations x 3 (create, confirm, revoke)")
 }
@@ -74,6 +78,27 @@ func TestMainOddSizes(t *testing.T) {
 			assert.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 		})
 	}
+}
+
+// A sync that holds the lock longer than TTL/3 renews it: each renewal is a user
+// update that no plan asked for, and the exact call checks count it (they did not,
+// and `go run ./bench` failed at its defaults: "user.update: 502 calls, want 500").
+func TestSyncCountsTheLocksRenewals(t *testing.T) {
+	sc := newScenario(50, 1, 1, time.Now())
+	sc.lockTTL = 90 * time.Millisecond // renewed every 30ms
+	d, err := config.LoadBytes("bench.yaml", sc.yaml, nil)
+	require.NoError(t, err)
+	// 5ms per call: the sync takes well over 30ms.
+	r, err := measure(context.Background(), sc, d, 5*time.Millisecond, opSync, 2, pollRun{}, false)
+	require.NoError(t, err)
+	assert.Empty(t, r.Failures)
+	require.Positive(t, r.Renewals)
+	assert.Equal(t, int64(sc.want.UserUpdate)+r.Renewals, r.Calls[opUserUpdate])
+
+	// A miscount is caught: the renewals counted are checked against the hold.
+	var bad run
+	checkRenewals(&bad, 10, 100*time.Millisecond, 90*time.Millisecond)
+	assert.Contains(t, strings.Join(bad.Failures, ""), "renewed 10 times while held 100ms, want 1..3")
 }
 
 func TestScenarioDrift(t *testing.T) {

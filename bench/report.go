@@ -124,9 +124,9 @@ func (rep *report) writeText(w io.Writer) {
 	fmt.Fprintln(w)
 	for _, r := range rep.runs {
 		if r.Op == opSync {
-			fmt.Fprintf(w, "sync P=%d: read+plan %s (bound %s, ratio %.2f), apply %s (bound %s, ratio %.2f)\n", r.Parallelism,
+			fmt.Fprintf(w, "sync P=%d%s: read+plan %s (bound %s, ratio %.2f), apply %s (bound %s, ratio %.2f); lock renewed %d times\n", r.Parallelism, r.Poll.short(),
 				seconds(r.ReadWall), seconds(r.ReadBound), ratio(r.ReadWall, r.ReadBound),
-				seconds(r.WriteWall), seconds(r.WriteBound), ratio(r.WriteWall, r.WriteBound))
+				seconds(r.WriteWall), seconds(r.WriteBound), ratio(r.WriteWall, r.WriteBound), r.Renewals)
 		}
 	}
 	for _, r := range rep.runs {
@@ -149,7 +149,7 @@ func (rep *report) writeText(w io.Writer) {
 	fmt.Fprintln(w, "peak heap: live heap sampled every 2ms (runtime/metrics heap objects, ~HeapAlloc), the in-process emulator included;\n"+
 		"  growth: over the heap at the start of the run; allocated: bytes allocated during the run, emulator included.")
 	if len(rep.failures()) == 0 {
-		fmt.Fprintln(w, "calls: every run made exactly the minimum reads and one write per planned call (a sync: and the lock's 3 calls).")
+		fmt.Fprintf(w, "calls: every run made exactly the minimum reads and one write per planned call (a sync: and the lock's 3 calls, and a renewal every %s).\n", renewalPeriod(s.lockTTL))
 	}
 }
 
@@ -205,6 +205,7 @@ type jsonRun struct {
 	Planned      int64            `json:"planned_writes"`
 	LongestChain int              `json:"longest_chain"`
 	Retries      int64            `json:"retries"`
+	Renewals     int64            `json:"lock_renewals"`
 	CallP50MS    float64          `json:"call_p50_ms"`
 	CallP99MS    float64          `json:"call_p99_ms"`
 	CallMaxMS    float64          `json:"call_max_ms"`
@@ -249,7 +250,7 @@ func (rep *report) jsonView() jsonReport {
 			WallMS: ms(r.Wall), BoundMS: ms(r.Bound()), Ratio: r.Ratio(), SpeedUp: rep.speedUp(r),
 			ReadWallMS: ms(r.ReadWall), ReadBoundMS: ms(r.ReadBound), WriteWallMS: ms(r.WriteWall), WriteBoundMS: ms(r.WriteBound),
 			Calls: r.Calls, Reads: r.Reads, MinReads: r.MinReads, Writes: r.Writes, Planned: r.Planned,
-			LongestChain: r.Chain, Retries: r.Retries, CallP50MS: ms(r.CallP50), CallP99MS: ms(r.CallP99), CallMaxMS: ms(r.CallMax), HeapBefore: r.HeapBefore, PeakHeap: r.PeakHeap, Allocated: r.Allocated,
+			LongestChain: r.Chain, Retries: r.Retries, Renewals: r.Renewals, CallP50MS: ms(r.CallP50), CallP99MS: ms(r.CallP99), CallMaxMS: ms(r.CallMax), HeapBefore: r.HeapBefore, PeakHeap: r.PeakHeap, Allocated: r.Allocated,
 			Targets: rep.targets(r), Failures: f,
 		})
 		if r.Poll.on() {
