@@ -21,7 +21,8 @@ import (
 func TestMainCheckSize(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bench.json")
 	var out, errb bytes.Buffer
-	code := Main(context.Background(), []string{"-check", "-parallelism", "4", "-json", path}, &out, &errb)
+	md := filepath.Join(t.TempDir(), "bench.md")
+	code := Main(context.Background(), []string{"-check", "-parallelism", "4", "-json", path, "-markdown", md}, &out, &errb)
 	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 	assert.Contains(t, out.String(), "every run made exactly the minimum reads")
 
@@ -31,6 +32,26 @@ func TestMainCheckSize(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &rep))
 	assert.True(t, rep.OK)
 	assert.Equal(t, 200, rep.Users)
+	assert.NotEmpty(t, rep.Date)
+	assert.Positive(t, rep.Machine.CPUs)
+
+	// The emulator's own runs: in memory, then with its state file, at each size.
+	require.Len(t, rep.StateRuns, 4, "100 and 1,000 users, each in memory and with --state")
+	for i, r := range rep.StateRuns {
+		assert.Equal(t, []int{100, 100, 1000, 1000}[i], r.Users)
+		assert.Equal(t, i%2 == 1, r.Persisted)
+		assert.Positive(t, r.WritesPerSec)
+		assert.Positive(t, r.ReadsAlone)
+		assert.Positive(t, r.ReadsDuringWrites)
+		assert.Empty(t, r.Failures)
+		if r.Persisted {
+			assert.Positive(t, r.Appends, "every write was appended to the journal")
+		}
+	}
+	assert.Positive(t, rep.StateScale)
+	mdText, err := os.ReadFile(md)
+	require.NoError(t, err)
+	assert.Equal(t, renderMarkdown(rep), string(mdText), "the Markdown is the JSON's")
 	require.Len(t, rep.Runs, 6, "plan P=1, plan P=4, sync P=4, then under the poll limit plan given, plan learned, sync given")
 	for i, budget := range []string{"given", "learned", "given"} {
 		r := rep.Runs[3+i]
