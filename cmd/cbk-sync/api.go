@@ -151,7 +151,7 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 		}
 		token = t
 	}
-	env.redact.add(token.Reveal())
+	env.redact.Add(token.Reveal())
 	paths, err := client.ParsePathFamily(f.APIPaths)
 	if err != nil {
 		s.close()
@@ -163,6 +163,7 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 		PollWindow:      f.PollWindow,
 		BaseURL:         baseURL,
 		Token:           token,
+		Redactor:        env.redact,
 		UserAgent:       "cbk-sync/" + buildVersion(),
 		MaxConns:        f.Parallelism,
 		RPS:             f.RPS,

@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/cbk-sync/cbk-sync/internal/config"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
+	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
 // CLI is the command line of cbk-sync.
@@ -47,6 +47,16 @@ type Globals struct {
 	InterruptGrace time.Duration `name:"interrupt-grace" hidden:"" default:"10s"`
 }
 
+// modelOptions are the options that shape the command-line model: what --help, the
+// man page and docs/commands.md are made from.
+func modelOptions() []kong.Option {
+	return []kong.Option{
+		kong.Name("cbk-sync"),
+		kong.Description("Keep ChatBotKit partner users and their API tokens equal to reviewed YAML files."),
+		kong.Vars{"version": versionLine(), "default_api_url": defaultAPIURL},
+	}
+}
+
 // Main runs cbk-sync with args and returns the process exit status.
 func Main(args []string) int {
 	catchSIGPIPE()
@@ -64,20 +74,17 @@ func run(ctx context.Context, args []string, io *IOStreams) int {
 func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 	ctx := in.stop
 	var cli CLI
-	redact := &redactor{}
+	redact := state.NewRedactor()
 	exitCode := -1
 	help := &helpParser{}
-	parser, err := kong.New(&cli,
+	parser, err := kong.New(&cli, append(modelOptions(),
 		kong.Bind(help),
-		kong.Name("cbk-sync"),
-		kong.Description("Keep ChatBotKit partner users and their API tokens equal to reviewed YAML files."),
 		kong.Writers(io.Out, io.ErrOut),
 		kong.Exit(func(code int) { exitCode = code }),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Vars{"version": versionLine(), "default_api_url": defaultAPIURL},
 		kong.BindTo(ctx, (*context.Context)(nil)),
-	)
+	)...)
 	if err != nil {
 		fmt.Fprintf(io.ErrOut, "error: %v\n", err)
 		return exitError
@@ -110,16 +117,11 @@ func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 		}
 		return exitError
 	}
+	in.state.setGrace(cli.InterruptGrace)
 	logger := newLogger(io, cli.Globals, redact)
-	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, abort: in.abort, facts: &runFacts{start: time.Now()}}
+	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, abort: in.abort, interrupt: in.state, facts: &runFacts{start: time.Now()}}
 	mf := metricsFlagsOf(kctx)
-	if mf != nil {
-		if u, err := url.Parse(mf.Pushgateway); err == nil && u.User != nil {
-			if pw, ok := u.User.Password(); ok {
-				redact.add(pw)
-			}
-		}
-	}
+	learnSecrets(kctx, env, mf)
 	err = kctx.Run(env)
 	code := exitCodeOf(err)
 	if cli.LogFormat == "json" {
@@ -210,7 +212,7 @@ func helpPath(kctx *kong.Context) string {
 // printError shows a command's error on stderr: configuration problems one per line
 // with their count, anything else as "error: ...". An exit code without an error (the
 // plan already said why) prints nothing.
-func printError(io *IOStreams, redact *redactor, err error) {
+func printError(io *IOStreams, redact *state.Redactor, err error) {
 	cerrs, msg, ok := shownError(err)
 	if !ok {
 		return
@@ -228,30 +230,17 @@ type Env struct {
 	IO      *IOStreams
 	Log     *slog.Logger
 	Globals Globals
-	redact  *redactor
+	// redact knows every secret of the run (state.Redactor): each output passes
+	// through it.
+	redact *state.Redactor
 	// abort is cancelled by a second interrupt: calls in flight stop at once.
 	abort context.Context
-	facts *runFacts // what the run did, for --metrics-file and --pushgateway
+	// interrupt is told what a forced exit after an interrupt must know; nil in tests.
+	interrupt *interruptState
+	facts     *runFacts // what the run did, for --metrics-file and --pushgateway
 }
 
-// redactor removes known secrets from text that leaves the process.
-type redactor struct{ secrets []string }
-
-func (r *redactor) add(s string) {
-	if len(s) >= 4 {
-		r.secrets = append(r.secrets, s)
-	}
-}
-
-// String returns s with every known secret replaced.
-func (r *redactor) String(s string) string {
-	for _, sec := range r.secrets {
-		s = strings.ReplaceAll(s, sec, "[REDACTED]")
-	}
-	return s
-}
-
-func newLogger(io *IOStreams, g Globals, redact *redactor) *slog.Logger {
+func newLogger(io *IOStreams, g Globals, redact *state.Redactor) *slog.Logger {
 	level := slog.LevelInfo
 	switch {
 	case g.Quiet:
@@ -283,8 +272,13 @@ func newLogger(io *IOStreams, g Globals, redact *redactor) *slog.Logger {
 			case slog.KindString:
 				a.Value = slog.StringValue(clean(a.Value.String()))
 			case slog.KindAny:
-				if err, ok := a.Value.Any().(error); ok {
-					a.Value = slog.StringValue(clean(err.Error()))
+				switch v := a.Value.Any().(type) {
+				case error:
+					a.Value = slog.StringValue(clean(v.Error()))
+				case json.RawMessage: // a rendered view (the plan record)
+					a.Value = slog.AnyValue(json.RawMessage(redact.Bytes(v)))
+				case fmt.Stringer:
+					a.Value = slog.StringValue(clean(v.String()))
 				}
 			}
 			return a

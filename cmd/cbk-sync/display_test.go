@@ -10,6 +10,7 @@ import (
 
 	"github.com/cbk-sync/cbk-sync/internal/apply"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
+	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
 // TestHumanLinesEscapeControlCharacters: the apply summary and the error line show
@@ -26,6 +27,6 @@ func TestHumanLinesEscapeControlCharacters(t *testing.T) {
 	assert.NotRegexp(t, "\x1b|\r|\x07|\u202e", out)
 
 	streams, _, errOut := TestStreams("", nil)
-	printError(streams, &redactor{}, errors.New("user.update: 400 BAD_REQUEST: \x1b[31mnope\nerror: forged"))
+	printError(streams, state.NewRedactor(), errors.New("user.update: 400 BAD_REQUEST: \x1b[31mnope\nerror: forged"))
 	assert.Equal(t, "error: user.update: 400 BAD_REQUEST: \\x1b[31mnope\\nerror: forged\n", errOut.String())
 }

@@ -73,7 +73,7 @@ func (c *EmulatorCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return fmt.Errorf("the emulator needs the token its clients will send: %w", err)
 	}
-	env.redact.add(token.Reveal())
+	env.redact.Add(token.Reveal())
 	emu, err := emulator.New(emulator.Options{
 		Token:          token.Reveal(),
 		StatePath:      c.State,

@@ -96,6 +96,10 @@ func emitMetrics(ctx context.Context, env *Env, f *MetricsFlags, command string,
 			r.Pending[a.String()] = s.Count(a)
 		}
 	}
+	if facts.plan != nil && facts.plan.Account != nil {
+		a := facts.plan.Account
+		r.Users = &metrics.Users{Declared: a.Declared, OwnedUndeclared: a.OwnedUndeclared, Unmanaged: a.Unmanaged, Foreign: a.Foreign}
+	}
 	if facts.session != nil {
 		st := facts.session.reader.Stats()
 		r.Calls, r.Retries, r.Throttled = st.Calls, st.Retries, st.Throttled

@@ -225,3 +225,31 @@ func TestMetricsNeverCarrySecrets(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, strings.Contains(string(s), `"token":"sk-`))
 }
+
+// TestAccountUsersMetrics: the metrics of a plan count the account's users by their
+// relation to the files, so that a scheduled job can alert on sign-ups the files do
+// not declare yet; promtool accepts the file (it must run in CI).
+func TestAccountUsersMetrics(t *testing.T) {
+	h := newSavedHarness(t)
+	h.put("a@acme.test", "acme")
+	h.put("orphan@acme.test", "acme")
+	h.put("signup1@acme.test", "")
+	h.put("signup2@acme.test", "")
+	h.put("f@other.test", "other")
+	cfg := h.file("c.yaml", "version: 1\nowner: acme\nusers:\n  - email: a@acme.test\n    name: Old\n")
+	promFile := filepath.Join(h.dir, "m.prom")
+	code, out := h.run("plan", "-f", cfg, "--metrics-file", promFile)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "5 users seen: 1 declared, 1 owned and not declared, 2 unmanaged, 1 foreign; 4 not declared.")
+	text, err := os.ReadFile(promFile)
+	require.NoError(t, err)
+	f := parseMetrics(t, text)
+	for relation, want := range map[string]float64{"declared": 1, "owned_undeclared": 1, "unmanaged": 2, "foreign": 1} {
+		assert.Equal(t, want, f.value("account_users", "command", "plan", "relation", relation), relation)
+	}
+	promtool := requireTool(t, "promtool", "promtool check metrics on the account gauges")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(text)
+	pout, err := cmd.CombinedOutput()
+	require.NoError(t, err, "promtool check metrics:\n%s\n%s", pout, text)
+}

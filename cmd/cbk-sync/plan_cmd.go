@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"slices"
 	"time"
 
@@ -21,20 +23,46 @@ type ConfigFlags struct {
 	Files []string `short:"f" name:"file" required:"" placeholder:"PATH" help:"Configuration file or directory (its *.yaml/*.yml); repeatable; - reads it from stdin."`
 }
 
-func (f *ConfigFlags) load(env *Env) (state.Desired, error) {
+func (f *ConfigFlags) load(ctx context.Context, env *Env) (state.Desired, error) {
 	if !slices.Contains(f.Files, "-") {
-		return config.Load(f.Files, env.IO.lookupEnv)
+		return loadInterruptible(ctx, "the configuration", func() (state.Desired, error) {
+			return config.LoadEnv(f.Files, env.configEnv())
+		})
 	}
 	// -f - reads one configuration from stdin (a pipe, a generator); merging it with
 	// files would make positions ambiguous, so it comes alone.
 	if len(f.Files) > 1 {
 		return state.Desired{}, errors.New("-f - reads the whole configuration from stdin: give no other -f with it")
 	}
-	data, err := io.ReadAll(io.LimitReader(env.IO.In, config.MaxFileSize+1))
-	if err != nil {
-		return state.Desired{}, fmt.Errorf("-f -: reading stdin: %w", err)
+	return loadInterruptible(ctx, "the configuration from stdin (-f -)", func() (state.Desired, error) {
+		data, err := io.ReadAll(io.LimitReader(env.IO.In, config.MaxFileSize+1))
+		if err != nil {
+			return state.Desired{}, fmt.Errorf("-f -: reading stdin: %w", err)
+		}
+		return config.LoadBytesEnv("<stdin>", data, env.configEnv())
+	})
+}
+
+// loadInterruptible runs load, which may block for good (a pipe that never ends, a
+// FIFO nobody writes to), and returns early when ctx ends: an interrupt while reading
+// the configuration ends the run at once. The blocked read is left behind; the process
+// exits soon after.
+func loadInterruptible(ctx context.Context, what string, load func() (state.Desired, error)) (state.Desired, error) {
+	type loaded struct {
+		d   state.Desired
+		err error
 	}
-	return config.LoadBytes("<stdin>", data, env.IO.lookupEnv)
+	ch := make(chan loaded, 1)
+	go func() {
+		d, err := load()
+		ch <- loaded{d, err}
+	}()
+	select {
+	case l := <-ch:
+		return l.d, l.err
+	case <-ctx.Done():
+		return state.Desired{}, fmt.Errorf("interrupted while reading %s; nothing was read or changed remotely", what)
+	}
 }
 
 // PlanFlags shape how a plan is computed and shown.
@@ -105,8 +133,8 @@ type ValidateCmd struct {
 }
 
 // Run loads the files and reports every problem.
-func (c *ValidateCmd) Run(env *Env) error {
-	d, err := c.load(env)
+func (c *ValidateCmd) Run(ctx context.Context, env *Env) error {
+	d, err := c.load(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -131,13 +159,19 @@ type PlanCmd struct {
 
 // Run computes and shows the plan; it never writes remotely.
 func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
-	d, err := c.load(env)
+	d, err := c.load(ctx, env)
 	if err != nil {
 		return err
 	}
 	var need map[string]bool // nil: every token list
 	if len(c.Base) > 0 {
-		base, err := config.Load(c.Base, env.IO.lookupEnv)
+		for _, b := range c.Base {
+			if _, err := os.Stat(b); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("--base %s does not exist: the base has no configuration there yet (say, on the pull request "+
+					"that adds it); leave --base out for a full plan", b)
+			}
+		}
+		base, err := loadInterruptible(ctx, "--base", func() (state.Desired, error) { return config.LoadEnv(c.Base, env.configEnv()) })
 		if err != nil {
 			return fmt.Errorf("--base: %w", err)
 		}
@@ -165,7 +199,11 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 		if err := plan.WriteSaved(&buf, plan.NewSaved(d, actual, o, p)); err != nil {
 			return err
 		}
-		// A saved plan names every managed user: readable by its owner only.
+		// A saved plan names every managed user: readable by its owner only. One that
+		// would hold a secret (read from the remote state) is not written at all.
+		if env.redact.Contains(buf.String()) {
+			return fmt.Errorf("--out %s: not saved: the plan would hold a secret (the API token, found in the remote state); remove it from the remote users, or apply with 'cbk-sync sync'", c.Out)
+		}
 		if err := atomicfile.Write(c.Out, buf.Bytes(), 0o600); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
@@ -207,6 +245,19 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 		compute = plan.ComputePartial
 	}
 	p, err := compute(d, actual, o)
+	if ids, ok := plan.ReleasesTokens(err); ok {
+		// prune.users: release: the released users' owned tokens are released too, so
+		// their token lists are read (one poll each), once, and the plan computed again.
+		more, rerr := s.reader.ReadObjects(ctx, nil, ids, false)
+		if rerr != nil {
+			return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", rerr)
+		}
+		for _, id := range ids {
+			// A user deleted meanwhile has no list: its release then meets 404.
+			actual.Tokens[id] = append([]state.Token{}, more.Tokens[id]...)
+		}
+		p, err = compute(d, actual, o)
+	}
 	if err != nil {
 		return nil, state.Actual{}, err
 	}
@@ -216,26 +267,33 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 	return &p, actual, nil
 }
 
-// showPlan renders the plan in the chosen format.
+// showPlan renders the plan in the chosen format. Every view passes through the run's
+// redactor: a remote value or a declared one may hold a secret.
 func showPlan(env *Env, w io.Writer, p *plan.Plan, format string, md plan.MarkdownOptions) error {
+	var b bytes.Buffer
 	if w == env.IO.ErrOut && env.Globals.LogFormat == "json" {
 		// Every stderr line is a JSON record: the plan there is one, with the -o json
-		// view (compact) under "plan".
-		var b bytes.Buffer
+		// view (compact) under "plan" (the logger redacts it).
 		if err := plan.RenderJSON(&b, p); err != nil {
 			return err
 		}
 		env.Log.Info("plan", "plan", json.RawMessage(b.Bytes()))
 		return nil
 	}
+	var err error
 	switch format {
 	case "json":
-		return plan.RenderJSON(w, p)
+		err = plan.RenderJSON(&b, p)
 	case "markdown":
-		return plan.RenderMarkdownWith(w, p, md)
+		err = plan.RenderMarkdownWith(&b, p, md)
 	default:
-		return plan.RenderText(w, p, plan.TextOptions{Color: w == env.IO.Out && env.IO.ColorOut(env.Globals.NoColor)})
+		err = plan.RenderText(&b, p, plan.TextOptions{Color: w == env.IO.Out && env.IO.ColorOut(env.Globals.NoColor)})
 	}
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(env.redact.Bytes(b.Bytes()))
+	return err
 }
 
 // planOutcome maps a shown plan to its exit status: 4 unsafe, 2 pending (with

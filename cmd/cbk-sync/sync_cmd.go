@@ -64,7 +64,7 @@ func (c *SyncCmd) Validate() error {
 
 // Run plans, shows the plan, and applies it after the safety checks and confirmation.
 func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
-	d, err := c.load(env)
+	d, err := c.load(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -176,11 +176,14 @@ func (s *secretsSink) destinationFor(p *plan.Plan) *plan.SecretsDestination {
 // are what p was computed from, for re-planning a user that turns out to exist; d may
 // be nil (see apply.Options.Desired).
 func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFlags, sink *secretsSink, parallelism int, d *state.Desired, po plan.Options) error {
+	env.interrupt.writing()
 	opts := apply.Options{Owner: p.Owner, Parallelism: parallelism, Logger: env.Log, Desired: d, PlanOptions: po}
+	calls, cancelCalls := context.WithCancel(env.abort)
+	defer cancelCalls()
 	// The age and exec sinks are ready already; the file (or stdout) is opened only for
 	// a plan that creates tokens, as before.
 	if sink != nil && (sink.sink != nil || needsSink(p)) {
-		secrets, closeSink, err := sink.open(env, f.SecretsOut)
+		secrets, closeSink, err := sink.open(calls, env, f.SecretsOut)
 		if err != nil {
 			return err
 		}
@@ -189,8 +192,6 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	}
 	bar := newProgress(env, "applying")
 	opts.Progress = func(done, total int) { bar.set(done, total) }
-	calls, cancelCalls := context.WithCancel(env.abort)
-	defer cancelCalls()
 	opts.Calls = calls
 	// The first interrupt stops new actions (ctx); the calls in flight get a short
 	// grace period, then are cancelled, as they are at once by a second interrupt.
@@ -213,6 +214,7 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 	st := s.reader.Stats()
 	report.Polls = apply.Polls{Sent: st.Polls, Rejected: st.PollRejections, WaitMS: st.PollWait.Milliseconds(), Budget: st.PollBudget}
 	report.SecretsTo = p.SecretsTo
+	report.Account = p.Account
 	report.ToolVersion = buildVersion()
 	report.ExitCode = exitOK
 	if report.Failed() || saveErr != nil {
@@ -244,14 +246,14 @@ func writeReport(env *Env, path string, r *apply.Report) error {
 		if err != nil {
 			return err
 		}
-		_, err = env.IO.Out.Write(append(b, '\n'))
+		_, err = env.IO.Out.Write(append(env.redact.Bytes(b), '\n'))
 		return err
 	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(path, append(b, '\n'), 0o600)
+	return atomicfile.Write(path, append(env.redact.Bytes(b), '\n'), 0o600)
 }
 
 // summarizeApply ends an apply on stderr, as text or, with --log-format json, as log

@@ -229,6 +229,7 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 	userID := up.UserID
 	blocked := ""
 	changes := up.Changes
+	releasing := up.UserAction() == plan.UserRelease
 	for j := 0; j < len(changes); j++ {
 		c := changes[j]
 		res := &results[j]
@@ -263,9 +264,12 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 		}
 		r.finish(res, err)
 		if err != nil {
-			switch c.Action {
-			case plan.UserAdopt:
+			switch {
+			case c.Action == plan.UserAdopt:
 				blocked = "skipped: the user could not be adopted"
+			case releasing && c.Action.IsToken():
+				// The user keeps its marker, so the next plan releases what is left.
+				blocked = "skipped: a token of the user could not be released; the user stays owned and the next run releases it"
 			}
 		}
 	}
@@ -284,7 +288,7 @@ func (r *runner) do(c plan.Change, userID *string, res *Result) error {
 	switch c.Action {
 	case plan.NoOp:
 		return nil
-	case plan.UserUpdate, plan.UserAdopt:
+	case plan.UserUpdate, plan.UserAdopt, plan.UserRelease:
 		if c.UserBody == nil {
 			return fmt.Errorf("%s: the plan has no user body", c.Action)
 		}
@@ -308,7 +312,7 @@ func (r *runner) do(c plan.Change, userID *string, res *Result) error {
 		return r.deliver(*userID, c, ct)
 	case plan.TokenRotate:
 		return r.rotateToken(*userID, c, res)
-	case plan.TokenUpdate, plan.TokenAdopt:
+	case plan.TokenUpdate, plan.TokenAdopt, plan.TokenRelease:
 		if c.TokenBody == nil {
 			return fmt.Errorf("%s: the plan has no token body", c.Action)
 		}

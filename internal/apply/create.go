@@ -63,6 +63,11 @@ func (r *runner) createUser(c plan.Change, res *Result) (string, *state.User, er
 			return u.ID, &u, nil
 		}
 		if !lost {
+			if a, ok := body.Alias.Get(); ok && a != "" {
+				// The platform answers one 409 body for a duplicate email and a
+				// duplicate alias alike: with no user of this email, the alias is taken.
+				return "", nil, fmt.Errorf("%w; no user with this email exists, so the alias %q is taken by another user: give this user another alias", err, a)
+			}
 			return "", nil, fmt.Errorf("%w; yet no user with this email was found", err)
 		}
 		addNote(res, "answer lost; not found by email, so not created")

@@ -43,6 +43,9 @@ type Report struct {
 	// SecretsTo is where the secrets of the tokens created went (never a secret); the
 	// command fills it, as it chose the sink.
 	SecretsTo *plan.SecretsDestination `json:"secrets_to,omitempty"`
+	// Account counts the account's users as the plan read them, declared or not (the
+	// plan's own census; filled by the command).
+	Account *plan.Census `json:"account,omitempty"`
 	// Results has one entry per planned change, in plan order.
 	Results []Result `json:"results"`
 }

@@ -82,7 +82,7 @@ func OpenSecretsFile(path string, stdout io.Writer) (*FileSink, error) {
 	return &FileSink{w: f, f: f, name: path}, nil
 }
 
-// secretLine is the JSON-lines shape of PRODUCT.md, with the secret revealed.
+// secretLine is the JSON-lines shape of docs/secrets.md, with the secret revealed.
 type secretLine struct {
 	Email     string    `json:"email"`
 	UserID    string    `json:"user_id"`

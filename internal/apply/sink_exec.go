@@ -3,19 +3,19 @@ package apply
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"mvdan.cc/sh/v3/shell"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
 // DefaultExecTimeout bounds one run of the --secrets-exec command when no timeout is given.
@@ -48,6 +48,7 @@ type ExecSink struct {
 	timeout time.Duration
 	env     []string // the child's environment but the record's variables
 	log     *slog.Logger
+	redact  *state.Redactor
 }
 
 // ExecOptions tune NewExecSink.
@@ -62,6 +63,9 @@ type ExecOptions struct {
 	DropEnv []string
 	// Logger gets the command's output; nil discards it.
 	Logger *slog.Logger
+	// Redactor is the run's: the command's output is scrubbed of its secrets and of
+	// the record's, in every form (state.Redactor.With). Nil knows only the record's.
+	Redactor *state.Redactor
 }
 
 // NewExecSink checks cmdline and finds its program, so that a command that cannot run
@@ -98,7 +102,7 @@ func NewExecSink(cmdline string, o ExecOptions) (*ExecSink, error) {
 		}
 		env = append(env, kv)
 	}
-	return &ExecSink{line: cmdline, path: path, timeout: o.Timeout, env: env, log: o.Logger}, nil
+	return &ExecSink{line: cmdline, path: path, timeout: o.Timeout, env: env, log: o.Logger, redact: o.Redactor}, nil
 }
 
 // expandCommand splits cmdline into words with vars (and HOME) as its only variables.
@@ -166,7 +170,7 @@ func (s *ExecSink) Deliver(rec SecretRecord) error {
 	start := time.Now()
 	runErr := cmd.Run()
 
-	redact := secretRedactor(rec.Token.Reveal())
+	redact := s.redact.With(rec.Token.Reveal()).String
 	attrs := []any{"email", rec.Email, "token_name", rec.TokenName, "token_id", rec.TokenID}
 	outText, errText := redact(stdout.String()), redact(stderr.String())
 	level := slog.LevelInfo
@@ -196,33 +200,6 @@ func (s *ExecSink) Deliver(rec SecretRecord) error {
 		msg += ": " + tail(lastLine(t), 200)
 	}
 	return errors.New(msg)
-}
-
-// secretShape is any ChatBotKit secret, or a long enough start of one: a command that
-// echoes another record's secret, or output cut in the middle of one, must not expose it.
-var secretShape = regexp.MustCompile(`sk-[0-9a-f]{8,}`)
-
-// secretRedactor returns a function that removes secret from text, plainly and as it
-// appears inside base64 (kubectl and cloud CLIs print values that way), at each of the
-// three alignments a base64 encoding can cut it at, and any secret-shaped text.
-func secretRedactor(secret string) func(string) string {
-	var forms []string
-	if secret != "" {
-		forms = append(forms, secret)
-		for shift := range 3 {
-			chunk := secret[min(shift, len(secret)):]
-			chunk = chunk[:len(chunk)/3*3]
-			if len(chunk) >= 12 {
-				forms = append(forms, base64.StdEncoding.EncodeToString([]byte(chunk)), base64.URLEncoding.EncodeToString([]byte(chunk)))
-			}
-		}
-	}
-	return func(s string) string {
-		for _, f := range forms {
-			s = strings.ReplaceAll(s, f, "[REDACTED]")
-		}
-		return secretShape.ReplaceAllString(s, "[REDACTED]")
-	}
 }
 
 func tail(s string, n int) string {

@@ -27,6 +27,9 @@ type Options struct {
 	BaseURL string
 	// Token is the bearer secret. It never appears in an error or log line.
 	Token state.Secret
+	// Redactor scrubs every error and log line the client makes; the token is added to
+	// it. Nil means a redactor of its own, which knows only the token.
+	Redactor *state.Redactor
 	// UserAgent is sent as User-Agent; default "cbk-sync/dev".
 	UserAgent string
 	// HTTPClient replaces the default client, e.g. to serve the emulator in-process.
@@ -71,6 +74,7 @@ type Options struct {
 type Client struct {
 	base      *url.URL
 	token     state.Secret
+	redact    *state.Redactor
 	userAgent string
 	hc        *http.Client
 	maxConns  int
@@ -95,9 +99,9 @@ type Client struct {
 // one account, so one rate cap, one pause after a 429, and one set of counters.
 type shared struct {
 	limiter *rate.Limiter // nil without an RPS cap
-	// notBefore (unix nanoseconds) is when requests may be sent again after a 429:
-	// every request waits for it, so one worker's 429 slows them all.
-	notBefore atomic.Int64
+	// pause is when requests may be sent again after a 429: every request waits for
+	// it, so one worker's 429 slows them all (each within its own retry deadline).
+	pause pause
 
 	// family is the path family in use (a PathFamily); PathsAuto until the first
 	// answer tells. probe is held by the one request finding it out.
@@ -179,6 +183,7 @@ func New(opts Options) (*Client, error) {
 	c := &Client{
 		base:      base,
 		token:     opts.Token,
+		redact:    opts.Redactor,
 		userAgent: orDefault(opts.UserAgent, "cbk-sync/dev"),
 		hc:        opts.HTTPClient,
 		maxConns:  orDefault(opts.MaxConns, 8),
@@ -197,6 +202,10 @@ func New(opts Options) (*Client, error) {
 		jitter:       fullJitter,
 		shared:       &shared{calls: make(map[string]*atomic.Int64, len(allOps)), probe: make(chan struct{}, 1)},
 	}
+	if c.redact == nil {
+		c.redact = state.NewRedactor()
+	}
+	c.redact.Add(opts.Token.Reveal())
 	c.family.Store(int32(familyCode(opts.Paths)))
 	if c.maxConns < 1 {
 		c.maxConns = 1

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"strings"
 )
 
 // scrub makes sure the API token cannot leave the package inside an error. net/http
@@ -30,60 +29,11 @@ func (c *Client) scrubLeaf(err error) error {
 	return &redactedError{msg: c.scrubText(err.Error()), is: sentinelsOf(err)}
 }
 
-// scrubText replaces the token in s, and any piece of it of minFragment bytes or
-// more: a text cut short (an error body, a snippet) may hold a token cut in two.
+// scrubText removes the token, and every other secret the redactor knows, from s in
+// any of its forms (state.Redactor), including a piece of it: a text cut short (an
+// error body, a snippet) may hold a token cut in two.
 func (c *Client) scrubText(s string) string {
-	return redactToken(s, c.token.Reveal())
-}
-
-// minFragment is the shortest piece of the token that is redacted on its own: long
-// enough not to match ordinary text, short enough that what is left of a token is
-// worthless (the API's tokens carry 256 random bits).
-const minFragment = 12
-
-func redactToken(s, tok string) string {
-	const mask = "[REDACTED]"
-	if tok == "" {
-		return s
-	}
-	s = strings.ReplaceAll(s, tok, mask)
-	if len(tok) <= minFragment || len(s) < minFragment {
-		return s
-	}
-	// Mark every byte covered by a minFragment-long window of the token; a longer
-	// piece is covered by its overlapping windows.
-	var mark []bool
-	for k := 0; k+minFragment <= len(tok); k++ {
-		w := tok[k : k+minFragment]
-		for off := 0; off+minFragment <= len(s); {
-			i := strings.Index(s[off:], w)
-			if i < 0 {
-				break
-			}
-			if mark == nil {
-				mark = make([]bool, len(s))
-			}
-			for j := off + i; j < off+i+minFragment; j++ {
-				mark[j] = true
-			}
-			off += i + 1
-		}
-	}
-	if mark == nil {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if !mark[i] {
-			b.WriteByte(s[i])
-			continue
-		}
-		b.WriteString(mask)
-		for i+1 < len(s) && mark[i+1] {
-			i++
-		}
-	}
-	return b.String()
+	return c.redact.String(s)
 }
 
 // redactedError is an error whose text had the token removed. It keeps answering

@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"net"
 	"net/http"
@@ -280,10 +282,28 @@ func TestTokenRedactedBeforeTruncation(t *testing.T) {
 	for _, id := range []string{"u1", "u2"} {
 		_, err := c.FetchUser(context.Background(), id)
 		require.Error(t, err)
-		assert.NotContains(t, err.Error(), testToken[:minFragment], id)
+		assert.NotContains(t, err.Error(), testToken[:state.MinFragment], id)
 		assert.Contains(t, err.Error(), "[REDACTED]", id)
 	}
-	assert.Equal(t, "a [REDACTED] b [REDACTED]", redactToken("a "+testToken+" b "+testToken[:20], testToken))
-	assert.Equal(t, "[REDACTED]c", redactToken(testToken[10:]+"c", testToken))
-	assert.Equal(t, "short sk-test piece", redactToken("short sk-test piece", testToken))
+}
+
+// A server that echoes the token encoded (base64, as an Authorization header dump
+// would show it; hex; upper case) must not get it into an error either.
+func TestTokenRedactedInEncodedForms(t *testing.T) {
+	r := newRegistry(t)
+	bodies := map[string]string{
+		"u1": "bad header: " + base64.StdEncoding.EncodeToString([]byte("Bearer "+testToken)),
+		"u2": "bad header: " + hex.EncodeToString([]byte(testToken)),
+		"u3": "bad header: " + strings.ToUpper(testToken),
+	}
+	for id, body := range bodies {
+		r.on("GET", "/v1/partner/user/"+id+"/fetch", reply(400, body, "Content-Type", "text/plain"))
+	}
+	c := newTestClient(t, r)
+	for id := range bodies {
+		_, err := c.FetchUser(context.Background(), id)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "[REDACTED]", id)
+		assert.False(t, state.NewRedactor(testToken).Contains(err.Error()), "%s: %s", id, err)
+	}
 }

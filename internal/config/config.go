@@ -3,12 +3,13 @@
 // all at once. It also renders remote state back as a config (Export) and describes
 // the format as a JSON Schema (Schema).
 //
-// Format decisions beyond PRODUCT.md:
+// Format decisions beyond the v1 contract (docs/configuration.md):
 //
 //   - Several files: every file must say `version: 1` and the same `owner`. `users` of
 //     all files are concatenated in the order the files are given (a directory's files in
-//     lexical order) and emails must be unique across all of them. `prune.users` applies
-//     to the whole run: files that set it must agree, and one file setting it is enough.
+//     lexical order) and emails must be unique across all of them. `prune.users` (true,
+//     false or "release") applies to the whole run: files that set it must agree, and one
+//     file setting it is enough.
 //     `defaults` and the top-level `metaMode` apply to the users of their own file only,
 //     so that a file can be read on its own.
 //   - metaMode may be set at the top level of a file, in defaults, and per user; the
@@ -35,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -87,11 +89,29 @@ func (es Errors) sort() {
 	})
 }
 
+// Env is the environment ${VAR} reads: Lookup is os.LookupEnv in production (nil
+// means no variable is set); Refuse, if set, is asked about every variable a value
+// expands (value is "" when unset) and may refuse it: the error is reported at the
+// variable's position, and nothing of the value is shown.
+type Env struct {
+	Lookup func(string) (string, bool)
+	Refuse func(name, value string) error
+}
+
 // Load reads files and directories (a directory contributes its *.yaml/*.yml, lexical
 // order, non-recursive) into the desired state. lookupEnv is os.LookupEnv in
 // production; nil means no variable is set. Any error is an Errors.
 func Load(paths []string, lookupEnv func(string) (string, bool)) (state.Desired, error) {
-	l := newLoader(lookupEnv)
+	return LoadEnv(paths, Env{Lookup: lookupEnv})
+}
+
+// LoadEnv is Load with variables that may be refused (Env.Refuse).
+//
+// A file that is a symbolic link to outside its configuration directory (the directory
+// named, or the named file's own) may hold anything, a credential included: when it
+// is not a valid configuration, the error names it but quotes none of its content.
+func LoadEnv(paths []string, env Env) (state.Desired, error) {
+	l := newLoader(env)
 	if len(paths) == 0 {
 		l.errs = append(l.errs, Error{Msg: "no configuration files given: name a file or a directory with -f"})
 	}
@@ -103,25 +123,32 @@ func Load(paths []string, lookupEnv func(string) (string, bool)) (state.Desired,
 
 // LoadBytes is Load for in-memory documents (tests, fuzzing); name is used in positions.
 func LoadBytes(name string, data []byte, lookupEnv func(string) (string, bool)) (state.Desired, error) {
-	l := newLoader(lookupEnv)
-	l.bytes(name, data)
+	return LoadBytesEnv(name, data, Env{Lookup: lookupEnv})
+}
+
+// LoadBytesEnv is LoadBytes with variables that may be refused (Env.Refuse).
+func LoadBytesEnv(name string, data []byte, env Env) (state.Desired, error) {
+	l := newLoader(env)
+	l.bytes(name, data, "")
 	return l.finish()
 }
 
 // loader reads the files one by one, then checks what spans files.
 type loader struct {
 	lookup func(string) (string, bool)
+	refuse func(name, value string) error
 	errs   Errors
 	files  []fileConfig
 	seen   map[string]bool
 	users  int
 }
 
-func newLoader(lookup func(string) (string, bool)) *loader {
+func newLoader(env Env) *loader {
+	lookup := env.Lookup
 	if lookup == nil {
 		lookup = func(string) (string, bool) { return "", false }
 	}
-	return &loader{lookup: lookup, seen: map[string]bool{}}
+	return &loader{lookup: lookup, refuse: env.Refuse, seen: map[string]bool{}}
 }
 
 func (l *loader) fileError(name, format string, args ...any) {
@@ -135,7 +162,7 @@ func (l *loader) path(p string) {
 		return
 	}
 	if !fi.IsDir() {
-		l.file(p)
+		l.file(p, filepath.Dir(p))
 		return
 	}
 	entries, err := os.ReadDir(p)
@@ -151,14 +178,21 @@ func (l *loader) path(p string) {
 			continue
 		}
 		found = true
-		l.file(filepath.Join(p, name))
+		if e.Type()&(fs.ModeNamedPipe|fs.ModeSocket|fs.ModeDevice|fs.ModeCharDevice) != 0 {
+			// Opening a FIFO waits for a writer, for good if none comes: a directory's
+			// files are read as files; a pipe is named with -f itself.
+			l.fileError(filepath.Join(p, name), "is a named pipe, socket or device, not a regular file: a directory's *.yaml files must be files (name a pipe with -f itself)")
+			continue
+		}
+		l.file(filepath.Join(p, name), p)
 	}
 	if !found {
 		l.fileError(p, "the directory has no *.yaml or *.yml files: add one, or name the file itself")
 	}
 }
 
-func (l *loader) file(p string) {
+// file reads the configuration file p of the directory dir.
+func (l *loader) file(p, dir string) {
 	if abs, err := filepath.Abs(p); err == nil {
 		if l.seen[abs] {
 			return
@@ -187,20 +221,45 @@ func (l *loader) file(p string) {
 		l.fileError(p, "cannot read: %v", unwrapPathError(err))
 		return
 	}
-	l.bytes(p, data)
+	l.bytes(p, data, linkLeaving(p, dir))
+}
+
+// linkLeaving returns where p points when it is a symbolic link to outside dir, else "".
+func linkLeaving(p, dir string) string {
+	if fi, err := os.Lstat(p); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return ""
+	}
+	target, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return p
+	}
+	base, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return target
+	}
+	if rel, err := filepath.Rel(base, target); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return target
+	}
+	return ""
 }
 
 func (l *loader) tooLarge(name string, size int64) {
 	l.fileError(name, "the file is larger than 10 MiB (%d bytes), the most cbk-sync reads: split the users across several files", size)
 }
 
-func (l *loader) bytes(name string, data []byte) {
+// bytes decodes one file's data. outside, when set, is where the file, a symbolic link
+// leaving its directory, points: its errors then quote nothing of it.
+func (l *loader) bytes(name string, data []byte, outside string) {
 	if len(data) > MaxFileSize {
 		l.tooLarge(name, int64(len(data)))
 		return
 	}
-	d := &decoder{file: name, lookup: l.lookup, usersLeft: MaxUsers - l.users}
+	d := &decoder{file: name, lookup: l.lookup, refuse: l.refuse, data: data, usersLeft: MaxUsers - l.users}
 	fc := d.decodeFile(data)
+	if outside != "" && len(d.errs) > 0 {
+		d.errs = []Error{{Pos: state.Pos{File: name}, Msg: fmt.Sprintf(
+			"is a symbolic link to %s, outside the configuration directory, and is not a valid configuration (%d problems; its content is not shown): name the file itself, or remove the link", outside, len(d.errs))}}
+	}
 	l.errs = append(l.errs, d.errs...)
 	l.users += d.userItems
 	l.files = append(l.files, fc)
@@ -225,7 +284,7 @@ func (l *loader) finish() (state.Desired, error) {
 		}
 		if v, ok := fc.prune.Get(); ok {
 			if pruneFrom == nil {
-				pruneFrom, out.PruneUsers = fc, v
+				pruneFrom, out.PruneUsers, out.ReleaseUsers = fc, v == "true", v == "release"
 			} else if v != pruneFrom.prune.Value() {
 				l.errs = append(l.errs, Error{Pos: fc.prunePos, Msg: fmt.Sprintf(
 					"prune.users is %v here but %v at %s: the files that set prune.users must agree", v, pruneFrom.prune.Value(), pruneFrom.prunePos)})

@@ -307,3 +307,20 @@ func TestAliasesAreUniqueAcrossFiles(t *testing.T) {
 	assert.Equal(t, "from-env", d.Users[0].Alias)
 	assert.Equal(t, "", d.Users[1].Alias, "no alias declared")
 }
+
+func TestPruneUsersRelease(t *testing.T) {
+	d := load(t, "version: 1\nowner: acme\nprune: { users: release }\nusers: [{email: a@acme.test}]\n", nil)
+	assert.True(t, d.ReleaseUsers)
+	assert.False(t, d.PruneUsers, "release deletes nothing")
+	d = load(t, "version: 1\nowner: acme\nprune: { users: true }\nusers: [{email: a@acme.test}]\n", nil)
+	assert.True(t, d.PruneUsers)
+	assert.False(t, d.ReleaseUsers)
+
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	require.NoError(t, os.WriteFile(a, []byte("version: 1\nowner: acme\nprune: {users: release}\nusers: [{email: a@acme.test}]\n"), 0o644))
+	require.NoError(t, os.WriteFile(b, []byte("version: 1\nowner: acme\nprune: {users: true}\nusers: [{email: b@acme.test}]\n"), 0o644))
+	_, err := Load([]string{a, b}, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), b+`:3:16: prune.users is true here but release at `+a+`:3:16: the files that set prune.users must agree`)
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/mail"
 	"regexp"
 	"strconv"
 	"strings"
@@ -51,8 +50,10 @@ func ValidOwner(s string) bool { return ownerRE.MatchString(s) }
 type decoder struct {
 	file      string
 	lookup    func(string) (string, bool)
-	usersLeft int // how many users the files may still declare (MaxUsers overall)
-	userItems int // how many users this file declares, valid or not
+	refuse    func(name, value string) error // Env.Refuse, or nil
+	data      []byte                         // the file's text, to place a refused variable
+	usersLeft int                            // how many users the files may still declare (MaxUsers overall)
+	userItems int                            // how many users this file declares, valid or not
 
 	errs       []Error
 	sizes      map[*yaml.Node]int // expanded size of anchored nodes, -1 while being measured
@@ -67,7 +68,7 @@ type fileConfig struct {
 	owner    string
 	ownerPos state.Pos
 	hasOwner bool
-	prune    state.Opt[bool]
+	prune    state.Opt[string] // "true", "false" or "release"
 	prunePos state.Pos
 	users    []declaredUser
 }
@@ -130,6 +131,12 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 	if !d.checkAliases(root) {
 		return fc
 	}
+	if root.Kind == yaml.ScalarNode {
+		// A file that is one scalar is not a configuration at all (a token file, a
+		// note): what it holds is not quoted, as it may be a credential.
+		d.errorf(root, "the file must be a mapping of keys to values, not a single value (not shown): is it a configuration file?")
+		return fc
+	}
 	m, ok := d.mapping(root, objConfig, "the file")
 	if !ok {
 		return fc
@@ -159,8 +166,8 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 	if e, ok := m.get("prune"); ok {
 		if pm, ok := d.optionalMapping(e.val, objPrune, "prune"); ok {
 			if pe, ok := pm.get("users"); ok {
-				if b, ok := d.boolean(pe.val, "prune.users"); ok {
-					fc.prune, fc.prunePos = state.Some(b), d.pos(pe.val)
+				if mode, ok := d.pruneUsers(pe.val); ok {
+					fc.prune, fc.prunePos = state.Some(mode), d.pos(pe.val)
 				}
 			}
 		}
@@ -594,13 +601,60 @@ func (d *decoder) scalarOf(n *yaml.Node, path, want string) (scalar, bool) {
 		d.errorf(n, "%s must be %s, not %s", path, want, describe(n))
 		return scalar{}, false
 	}
-	text, changed, err := expand(n.Value, d.lookup)
+	lookup := d.lookup
+	var refused error
+	refusedName := ""
+	if d.refuse != nil {
+		lookup = func(name string) (string, bool) {
+			v, ok := d.lookup(name)
+			if refused == nil {
+				if refused = d.refuse(name, v); refused != nil {
+					refusedName = name
+				}
+			}
+			return v, ok
+		}
+	}
+	text, changed, err := expand(n.Value, lookup)
+	if refused != nil {
+		d.errorAt(d.varPos(n, refusedName), "%s: %v", path, refused)
+		return scalar{}, false
+	}
 	if err != nil {
 		d.errorf(n, "%s: %v", path, err)
 		return scalar{}, false
 	}
 	return scalar{node: n, text: text, expanded: changed}, true
 }
+
+// varPos is where "${name" is written in the scalar n: found in the file's text from
+// n's position on (a quoted or folded scalar's value does not map column for column),
+// else n's own position.
+func (d *decoder) varPos(n *yaml.Node, name string) state.Pos {
+	p := d.pos(n)
+	line := 0
+	for l := range bytes.Lines(d.data) {
+		line++
+		if line < n.Line {
+			continue
+		}
+		if line > n.Line+maxVarSearchLines {
+			break
+		}
+		runes := []rune(string(l))
+		from := 0
+		if line == n.Line {
+			from = min(max(n.Column-1, 0), len(runes))
+		}
+		if i := strings.Index(string(runes[from:]), "${"+name); i >= 0 {
+			return state.Pos{File: d.file, Line: line, Column: from + len([]rune(string(runes[from:])[:i])) + 1}
+		}
+	}
+	return p
+}
+
+// maxVarSearchLines bounds how far below a scalar's start varPos looks.
+const maxVarSearchLines = 100
 
 // str reads a string field; null is state.Null.
 func (d *decoder) str(n *yaml.Node, path string) (state.Opt[string], bool) {
@@ -674,6 +728,25 @@ func (d *decoder) boolean(n *yaml.Node, path string) (bool, bool) {
 	}
 	d.errorf(s.node, "%s must be true or false, not %s", path, describeScalar(s))
 	return false, false
+}
+
+// pruneUsers reads prune.users: true (delete), false (keep), or "release" (remove
+// cbk-sync's markers, delete nothing), as "true", "false" or "release".
+func (d *decoder) pruneUsers(n *yaml.Node) (string, bool) {
+	s, ok := d.scalarOf(n, "prune.users", `true, false or "release"`)
+	if !ok {
+		return "", false
+	}
+	switch {
+	case s.typedTag() == tagBool && (s.text == "true" || s.text == "True" || s.text == "TRUE"):
+		return "true", true
+	case s.typedTag() == tagBool:
+		return "false", true
+	case (s.expanded || s.node.ShortTag() == tagStr) && s.text == "release":
+		return "release", true
+	}
+	d.errorf(s.node, `prune.users must be true (delete owned users no file declares), false (keep them) or "release" (stop managing them: remove cbk-sync's marker, delete nothing), not %s`, describeScalar(s))
+	return "", false
 }
 
 func describeScalar(s scalar) string {
@@ -1020,8 +1093,8 @@ func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool])
 	} else if why := emailCharProblem(s); why != "" {
 		d.errorf(e.val, "invalid email %+q: %s", s, why) // %+q: escaped to ASCII, so the culprit shows
 		ok = false
-	} else if !validEmail(s) {
-		d.errorf(e.val, "invalid email %q: write a plain address such as name@example.com", s)
+	} else if why := state.EmailProblem(s); why != "" {
+		d.errorf(e.val, "invalid email %q: %s; the platform accepts only a plain address such as name@example.com", s, why)
 		ok = false
 	} else if strings.HasSuffix(state.EmailKey(s), "@"+state.LeaseDomain) {
 		d.errorf(e.val, "email %q: the domain %s is reserved for the lock cbk-sync takes on an account; use another address", s, state.LeaseDomain)
@@ -1186,7 +1259,7 @@ func emailCharProblem(s string) string {
 	}
 	for i, r := range []rune(s) {
 		if ' ' <= r && r <= '~' {
-			continue // printable ASCII is validEmail's to judge
+			continue // printable ASCII is state.EmailProblem's to judge
 		}
 		at := fmt.Sprintf("U+%04X at character %d", r, i+1)
 		switch {
@@ -1204,15 +1277,6 @@ func emailCharProblem(s string) string {
 		}
 	}
 	return ""
-}
-
-// validEmail accepts a bare address (no display name, no angle brackets).
-func validEmail(s string) bool {
-	if s == "" || len(s) > 254 || strings.TrimSpace(s) != s {
-		return false
-	}
-	a, err := mail.ParseAddress(s)
-	return err == nil && a.Name == "" && a.Address == s
 }
 
 // mergeFields lays own over defaults: own values win, maps (meta, limits) merge

@@ -35,7 +35,8 @@ var (
 		{"users", "The partner users.", anyOf(map[string]any{"type": "array", "items": ref(objUser)}, nullType())},
 	}
 	pruneKeys = []keySpec{
-		{"users", "Delete owned users that no file declares (default false).", boolType()},
+		{"users", "What to do with owned users that no file declares: true deletes them, false (the default) keeps them owned (orphans), release removes cbk-sync's owner marker from them and their owned tokens and changes nothing else.",
+			anyOf(map[string]any{"type": "boolean"}, map[string]any{"const": "release"}, envRef())},
 	}
 	// userFieldKeys are the user keys that defaults may also set.
 	userFieldKeys = []keySpec{

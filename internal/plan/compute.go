@@ -88,6 +88,8 @@ type computer struct {
 	// countUnchecked counts in Plan.TokensUnchecked the users partialTokens left
 	// unchecked (ComputePartial).
 	countUnchecked bool
+	// needTokens are the released users whose token lists were not read.
+	needTokens []string
 }
 
 // ownership is how a remote object relates to this owner scope.
@@ -182,6 +184,7 @@ func (c *computer) run() (Plan, error) {
 		}
 	}
 
+	c.plan.Account = census(owners, matched)
 	for k := range dupKeys {
 		if matched[byKey[k]] {
 			c.warn(fmt.Sprintf("several remote users have the email %s; only user %s is matched, the others are left alone", k, users[byKey[k]].ID))
@@ -201,6 +204,10 @@ func (c *computer) run() (Plan, error) {
 				Reason: fmt.Sprintf("same email as user %s, which is the one matched", users[byKey[k]].ID)})
 			continue
 		}
+		if c.d.ReleaseUsers {
+			c.release(u)
+			continue
+		}
 		if !c.d.PruneUsers {
 			c.plan.Orphans = append(c.plan.Orphans, Orphan{Email: u.Email.Value(), UserID: u.ID,
 				Reason: "owned and not declared; prune.users is false"})
@@ -213,6 +220,9 @@ func (c *computer) run() (Plan, error) {
 		}}})
 	}
 
+	if err := c.tokensNeeded(); err != nil {
+		return Plan{}, err
+	}
 	if c.ownedOverride >= 0 {
 		ownedCount = c.ownedOverride
 	}
@@ -292,8 +302,10 @@ func preferUser(x *state.User, ox ownership, y *state.User, oy ownership) bool {
 func (c *computer) safety(deletes, ownedCount int) {
 	s := &c.plan.Safety
 	s.Deletes, s.Owned = deletes, ownedCount
-	for _, up := range c.plan.Users {
-		if len(up.Changes) > 0 && up.Changes[0].Action == UserUpdate {
+	for i := range c.plan.Users {
+		// A release is counted as an update: it writes to a user, and a mistake in the
+		// files (a user dropped by accident) would release many at once.
+		if a := c.plan.Users[i].UserAction(); a == UserUpdate || a == UserRelease {
 			s.Updates++
 		}
 	}
@@ -348,7 +360,10 @@ func (c *computer) create(du *state.DesiredUser) {
 		Description: du.Description,
 		Image:       du.Image,
 		Meta:        state.Some(withMarker(du.Meta.Value(), c.owner)),
-		Limits:      du.Limits,
+	}
+	if l, ok := du.Limits.Get(); ok {
+		// A limit declared null is left out: the platform refuses null for a known key.
+		body.Limits = state.Some(state.WireLimits(l))
 	}
 	fields := []FieldChange{{Field: "email", After: du.Email}}
 	fields = appendCreated(fields, "alias", body.Alias)
@@ -379,10 +394,10 @@ func (c *computer) create(du *state.DesiredUser) {
 func (c *computer) tokenCreate(du *state.DesiredUser, dt *state.DesiredToken, userID string, act Action, reason string) Change {
 	body := &state.TokenFields{
 		Name:        state.Some(dt.Name),
-		Description: dt.Description,
+		Description: tokenText(dt.Description),
 		Meta:        state.Some(withMarker(dt.Meta.Value(), c.owner)),
 	}
-	fields := appendCreated(nil, "description", dt.Description)
+	fields := appendCreated(nil, "description", body.Description)
 	fields = appendMetaCreated(fields, body.Meta.Value())
 	return Change{Action: act, Email: du.Email, UserID: userID, TokenName: dt.Name, Reason: reason, Fields: fields, TokenBody: body}
 }
@@ -416,7 +431,9 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 	fields, limDrift = limitsDrift(fields, du.Limits, u.Limits)
 	if limDrift {
 		if du.Limits.IsNull() {
-			body.Limits = state.Null[state.Limits]()
+			// "No limits" is the empty object: null is not a limits object the
+			// platform's schema is known to accept.
+			body.Limits = state.Some(state.Limits{})
 		} else {
 			body.Limits = state.Some(state.OverlayLimits(u.Limits.Value(), du.Limits.Value()))
 		}
@@ -655,7 +672,7 @@ func limitsDrift(fields []FieldChange, d state.Opt[state.Limits], r state.Opt[st
 		return fields, false
 	}
 	if d.IsNull() {
-		if r.IsNull() {
+		if r.IsNull() || len(r.Value()) == 0 {
 			return fields, false
 		}
 		return append(fields, FieldChange{Field: "limits", Before: map[string]any(r.Value()), After: nil}), true

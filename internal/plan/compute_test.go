@@ -292,7 +292,7 @@ func TestCompute(t *testing.T) {
 				u.Limits = state.Some(state.Limits{"attachment": nil, "foo": 1.0})
 			})),
 			want:   []string{"user_update a@x.test [limits.file.maxFileSize]"},
-			bodies: map[string]string{"user_update a@x.test": `{"limits":{"file":{"maxFileSize":7},"attachment":{"maxFileSize":null},"foo":1}}`},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{"file":{"maxFileSize":7},"attachment":{},"foo":1}}`},
 		},
 		{
 			name: "limits: a declared null section clears a remote one; equal unknown keys do not drift",
@@ -303,7 +303,7 @@ func TestCompute(t *testing.T) {
 				u.Limits = state.Some(state.Limits{"tokens": 1.0, "file": map[string]any{"maxFileSize": 3.0}, "foo": map[string]any{"bar": 1.0}})
 			})),
 			want:   []string{"user_update a@x.test [limits.file]"},
-			bodies: map[string]string{"user_update a@x.test": `{"limits":{"tokens":1,"file":null,"foo":{"bar":1}}}`},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{"tokens":1,"foo":{"bar":1}}}`},
 		},
 		{
 			name:   "limits: equal declared sub-fields are no change",
@@ -316,7 +316,33 @@ func TestCompute(t *testing.T) {
 			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Limits = state.Null[state.Limits]() })},
 			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Limits = state.Some(lim(5, 100)) })),
 			want:   []string{"user_update a@x.test [limits]"},
-			bodies: map[string]string{"user_update a@x.test": `{"limits":null}`},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{}}`},
+		},
+		{
+			name:   "limits null is met by an empty remote object",
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Limits = state.Null[state.Limits]() })},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Limits = state.Some(state.Limits{}) })),
+			want:   []string{},
+		},
+		{
+			name: "limits: a declared null key is left out of a create, never sent as null",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
+				u.Limits = state.Some(state.Limits{"tokens": nil, "messages": 3.0, "database": nil, "file": map[string]any{"maxFileSize": nil}})
+			})},
+			actual: actual(),
+			want:   []string{"user_create a@x.test [email,meta.cbkSyncOwner,limits.database,limits.file.maxFileSize,limits.messages,limits.tokens]"},
+			bodies: map[string]string{"user_create a@x.test": `{"email":"a@x.test","meta":{"cbkSyncOwner":"acme"},"limits":{"messages":3,"file":{}}}`},
+		},
+		{
+			name: "limits: a declared null key is removed by an update, never sent as null; a remote null at a known key is dropped",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
+				u.Limits = state.Some(state.Limits{"tokens": nil, "database": map[string]any{"files": nil}})
+			})},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) {
+				u.Limits = state.Some(state.Limits{"tokens": 5.0, "messages": nil, "database": map[string]any{"files": 1.0, "records": 2.0}})
+			})),
+			want:   []string{"user_update a@x.test [limits.database.files,limits.tokens]"},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{"database":{"records":2}}}`},
 		},
 		{
 			name:   "unmanaged user with declared email is adopted: marker merged, drift enforced",
@@ -424,6 +450,31 @@ func TestCompute(t *testing.T) {
 			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", ownedMeta("p", "old", state.NonceKey, "n"), time.Hour)),
 			want:   []string{"token_update a@x.test/ci [description,meta.p]", "token_create a@x.test/new [meta.cbkSyncOwner]"},
 			bodies: map[string]string{"token_update a@x.test/ci": `{"description":"CI","meta":{"$update":{"cbkSyncOwner":"acme","p":"ci"}}}`},
+		},
+		{
+			// The platform's token name and description are non-null columns: null fails
+			// inside the database (500) on every attempt, so a declared null is sent as "".
+			name: "tokens: a declared null description is sent as \"\", and a listed \"\" meets it",
+			users: []state.DesiredUser{du("a@x.test", withTokens(
+				state.DesiredToken{Name: "new", Description: state.Null[string]()},
+				state.DesiredToken{Name: "was", Description: state.Null[string]()},
+				state.DesiredToken{Name: "empty", Description: state.Null[string]()}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1",
+				func() state.Token {
+					t := remoteToken("t1", "was", ownedMeta(), time.Hour)
+					t.Description = state.Some("old")
+					return t
+				}(),
+				func() state.Token {
+					t := remoteToken("t2", "empty", ownedMeta(), time.Hour)
+					t.Description = state.Some("")
+					return t
+				}()),
+			want: []string{"token_create a@x.test/new [description,meta.cbkSyncOwner]", "token_update a@x.test/was [description]"},
+			bodies: map[string]string{
+				"token_update a@x.test/was": `{"description":""}`,
+				"token_create a@x.test/new": `{"name":"new","description":"","meta":{"cbkSyncOwner":"acme"}}`,
+			},
 		},
 		{
 			name:   "tokens: exact meta ignores the creation nonce",

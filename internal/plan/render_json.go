@@ -71,6 +71,9 @@ func RenderJSON(w io.Writer, p *Plan) error {
 	jw.field("warnings", nonNil(p.Warnings), false)
 	jw.field("safe", p.Safety.Safe, false)
 	jw.field("unsafe_reasons", nonNil(p.Safety.Reasons), false)
+	if p.Account != nil {
+		jw.field("account", p.Account, false)
+	}
 	if p.ReadCost != nil {
 		jw.field("reads", p.ReadCost, false)
 	}

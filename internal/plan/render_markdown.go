@@ -39,13 +39,25 @@ func RenderMarkdownWith(w io.Writer, p *Plan, o MarkdownOptions) error {
 	s := p.Summary()
 	fmt.Fprintf(&head, "**%s**\n\n", SummaryLine(s))
 	if s.Total() > 0 {
-		head.WriteString("| | Create | Update | Delete / revoke | Adopt | Rotate |\n")
-		head.WriteString("|---|---:|---:|---:|---:|---:|\n")
-		fmt.Fprintf(&head, "| Users | %d | %d | %d | %d | – |\n", s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt)
-		fmt.Fprintf(&head, "| Tokens | %d | %d | %d | %d | %d |\n\n", s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenAdopt, s.TokenRotate)
+		if s.UserRelease+s.TokenRelease == 0 {
+			head.WriteString("| | Create | Update | Delete / revoke | Adopt | Rotate |\n")
+			head.WriteString("|---|---:|---:|---:|---:|---:|\n")
+			fmt.Fprintf(&head, "| Users | %d | %d | %d | %d | – |\n", s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt)
+			fmt.Fprintf(&head, "| Tokens | %d | %d | %d | %d | %d |\n\n", s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenAdopt, s.TokenRotate)
+		} else {
+			// The Release column only when the plan releases something, so that every
+			// other plan's table stays as it was.
+			head.WriteString("| | Create | Update | Delete / revoke | Adopt | Rotate | Release |\n")
+			head.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
+			fmt.Fprintf(&head, "| Users | %d | %d | %d | %d | – | %d |\n", s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt, s.UserRelease)
+			fmt.Fprintf(&head, "| Tokens | %d | %d | %d | %d | %d | %d |\n\n", s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenAdopt, s.TokenRotate, s.TokenRelease)
+		}
 	}
 	if line := secretsLine(p); line != "" {
 		head.WriteString(mdEscape(line) + "\n\n")
+	}
+	if p.Account != nil && p.Account.Seen > 0 {
+		head.WriteString(mdEscape(p.Account.Line()) + "\n\n")
 	}
 	if line := p.UncheckedLine(); line != "" {
 		head.WriteString("> [!NOTE]\n> " + mdEscape(line) + "\n\n")
@@ -223,8 +235,7 @@ func mdUser(b *strings.Builder, up *UserPlan) {
 		return ' '
 	}
 	first := true
-	for i := range up.Changes {
-		c := &up.Changes[i]
+	for _, c := range displayOrder(up) {
 		indent := 4
 		if c.Action.IsToken() {
 			if first {

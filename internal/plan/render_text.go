@@ -37,7 +37,7 @@ func actionColor(a Action) string {
 		return ansiYellow
 	case UserDelete, TokenRevoke:
 		return ansiRed
-	case UserAdopt, TokenAdopt:
+	case UserAdopt, TokenAdopt, UserRelease, TokenRelease:
 		return ansiCyan
 	case TokenRotate:
 		return ansiPurple
@@ -98,9 +98,12 @@ func RenderText(w io.Writer, p *Plan, o TextOptions) error {
 	if line := p.UncheckedLine(); line != "" {
 		t.line(0, t.paint(ansiYellow, line))
 	}
+	if p.Account != nil && p.Account.Seen > 0 {
+		t.line(0, p.Account.Line())
+	}
 	sum := p.Summary()
 	if sum.Total() > 0 {
-		t.line(0, t.paint(ansiDim, Legend))
+		t.line(0, t.paint(ansiDim, releaseLegend(sum)))
 	}
 	// "No changes ... matches" after "Unsafe" would contradict it: a refused plan says
 	// only what it refuses.
@@ -117,9 +120,16 @@ func SummaryLine(s Summary) string {
 	}
 	// The noun agrees with the first count of its group: "1 user to create, 2 to
 	// update", "2 users to create".
-	return fmt.Sprintf("Plan: %s to create, %d to update, %d to delete, %d to adopt; %s to create, %d to update, %d to adopt, %d to revoke, %d to rotate.",
-		Count(s.UserCreate, "user", "users"), s.UserUpdate, s.UserDelete, s.UserAdopt,
-		Count(s.TokenCreate, "token", "tokens"), s.TokenUpdate, s.TokenAdopt, s.TokenRevoke, s.TokenRotate)
+	// Releases are counted only in a plan that has any, so that every other summary
+	// line reads as it always did.
+	var userRelease, tokenRelease string
+	if s.UserRelease+s.TokenRelease > 0 {
+		userRelease = fmt.Sprintf(", %d to release", s.UserRelease)
+		tokenRelease = fmt.Sprintf(", %d to release", s.TokenRelease)
+	}
+	return fmt.Sprintf("Plan: %s to create, %d to update, %d to delete, %d to adopt%s; %s to create, %d to update, %d to adopt, %d to revoke, %d to rotate%s.",
+		Count(s.UserCreate, "user", "users"), s.UserUpdate, s.UserDelete, s.UserAdopt, userRelease,
+		Count(s.TokenCreate, "token", "tokens"), s.TokenUpdate, s.TokenAdopt, s.TokenRevoke, s.TokenRotate, tokenRelease)
 }
 
 // Count is n and the singular or plural noun: "1 user", "0 users", "2 users".
@@ -157,10 +167,7 @@ func displayEmail(e string) string {
 }
 
 func userHeader(up *UserPlan) (Action, string) {
-	act := NoOp
-	if len(up.Changes) > 0 && !up.Changes[0].Action.IsToken() {
-		act = up.Changes[0].Action
-	}
+	act := up.UserAction()
 	s := "user " + displayEmail(up.Email)
 	if up.UserID != "" {
 		s += " (" + Printable(up.UserID) + ")"
@@ -183,8 +190,7 @@ func tokenHeader(c *Change) string {
 func (t *textWriter) user(up *UserPlan) {
 	act, head := userHeader(up)
 	t.line(2, t.paint(actionColor(act), act.Symbol()+" "+t.paint(ansiBold, head)))
-	for i := range up.Changes {
-		c := &up.Changes[i]
+	for _, c := range displayOrder(up) {
 		if !c.Action.IsToken() {
 			t.line(6, t.paint(ansiDim, "# "+Printable(c.Reason)))
 			t.fields(6, c)

@@ -71,7 +71,7 @@ func NewSaved(d state.Desired, a state.Actual, o Options, p *Plan) *Saved {
 	for _, u := range remote.Users {
 		keys[state.EmailKey(u.Email.Value())] = true
 	}
-	desired := state.Desired{Owner: d.Owner, PruneUsers: d.PruneUsers, Users: []state.DesiredUser{}}
+	desired := state.Desired{Owner: d.Owner, PruneUsers: d.PruneUsers, ReleaseUsers: d.ReleaseUsers, Users: []state.DesiredUser{}}
 	for _, du := range d.Users {
 		if keys[state.EmailKey(du.Email)] {
 			desired.Users = append(desired.Users, du)
@@ -251,7 +251,7 @@ func (p *Plan) validate() error {
 			}
 			where := fmt.Sprintf("user %s: %s", u.Email, c.Action)
 			switch c.Action {
-			case UserCreate, UserUpdate, UserAdopt:
+			case UserCreate, UserUpdate, UserAdopt, UserRelease:
 				if c.UserBody == nil {
 					return fmt.Errorf("%s has no user_body", where)
 				}
@@ -261,11 +261,11 @@ func (p *Plan) validate() error {
 					return fmt.Errorf("%s: invalid alias %q", where, a)
 				}
 				if l, ok := c.UserBody.Limits.Get(); ok {
-					if err := state.CheckLimits(l); err != nil {
+					if err := state.CheckWireLimits(l); err != nil {
 						return fmt.Errorf("%s: %w", where, err)
 					}
 				}
-			case TokenCreate, TokenUpdate, TokenAdopt, TokenRotate:
+			case TokenCreate, TokenUpdate, TokenAdopt, TokenRotate, TokenRelease:
 				if c.TokenBody == nil {
 					return fmt.Errorf("%s has no token_body", where)
 				}
@@ -273,10 +273,11 @@ func (p *Plan) validate() error {
 			if c.Action != UserCreate && !c.Action.IsToken() && c.UserID == "" {
 				return fmt.Errorf("%s has no user_id", where)
 			}
-			if (c.Action == TokenUpdate || c.Action == TokenAdopt || c.Action == TokenRevoke || c.Action == TokenRotate) && c.TokenID == "" {
+			if (c.Action == TokenUpdate || c.Action == TokenAdopt || c.Action == TokenRevoke || c.Action == TokenRotate || c.Action == TokenRelease) && c.TokenID == "" {
 				return fmt.Errorf("%s has no token_id", where)
 			}
-			if i > 0 && !c.Action.IsToken() {
+			// A release runs its user's change last, after the tokens (see Compute).
+			if i > 0 && !c.Action.IsToken() && (c.Action != UserRelease || i != len(u.Changes)-1) {
 				return fmt.Errorf("%s is not the user's first change", where)
 			}
 			userKnown = userKnown || c.UserID != "" || c.Action == UserCreate

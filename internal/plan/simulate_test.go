@@ -78,7 +78,7 @@ func simulate(t testing.TB, d state.Desired, a state.Actual, p *Plan, now time.T
 				idx[u.ID] = len(out.Users)
 				out.Users = append(out.Users, u)
 				out.Tokens[u.ID] = []state.Token{}
-			case UserUpdate, UserAdopt:
+			case UserUpdate, UserAdopt, UserRelease:
 				u := &out.Users[idx[c.UserID]]
 				b := c.UserBody
 				setIfPresent(&u.Email, b.Email)
@@ -107,7 +107,7 @@ func simulate(t testing.TB, d state.Desired, a state.Actual, p *Plan, now time.T
 				if c.Action == TokenRotate {
 					out.Tokens[userID] = removeToken(out.Tokens[userID], c.TokenID)
 				}
-			case TokenUpdate, TokenAdopt:
+			case TokenUpdate, TokenAdopt, TokenRelease:
 				toks := out.Tokens[userID]
 				found := false
 				for i := range toks {

@@ -93,8 +93,8 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 		var fields []FieldChange
 		var body state.TokenFields
 		if stringDrift(dt.Description, t.Description) {
-			fields = append(fields, FieldChange{Field: "description", Before: optAny(t.Description), After: optAny(dt.Description)})
-			body.Description = dt.Description
+			body.Description = tokenText(dt.Description)
+			fields = append(fields, FieldChange{Field: "description", Before: optAny(t.Description), After: optAny(body.Description)})
 		}
 		fields, body.Meta, body.MetaMerge = c.metaChange(fields, dt.Meta, du.MetaExact, t.Meta, own != owned, true)
 		if len(fields) == 0 {
@@ -209,4 +209,16 @@ func scratch(buf *[smallTokenList]int, n int) []int {
 		return make([]int, n)
 	}
 	return buf[:n]
+}
+
+// tokenText is what a token body sends for a declared name or description: a token's
+// name and description are non-null columns (default "") whose validator lets null
+// through to the database, which fails with a 500 on every attempt — so a declared
+// null is sent as "", the value the platform stores for "none". A token listed with
+// "" and one declared null therefore do not drift.
+func tokenText(o state.Opt[string]) state.Opt[string] {
+	if o.IsNull() {
+		return state.Some("")
+	}
+	return o
 }

@@ -155,9 +155,9 @@ func (s *Saved) recompute(a state.Actual, owned int) (*Plan, error) {
 		return nil, fmt.Errorf("computing the saved plan again: %w", err)
 	}
 	// Orphans and warnings are about the whole account, which was not read again;
-	// they change nothing, so the saved ones are shown. So is the number of users whose
-	// tokens a plan --base did not check.
-	p.Orphans, p.Warnings, p.TokensUnchecked = s.Plan.Orphans, s.Plan.Warnings, s.Plan.TokensUnchecked
+	// they change nothing, so the saved ones are shown. So are the number of users whose
+	// tokens a plan --base did not check, and the count of the account's users.
+	p.Orphans, p.Warnings, p.TokensUnchecked, p.Account = s.Plan.Orphans, s.Plan.Warnings, s.Plan.TokensUnchecked, s.Plan.Account
 	return &p, nil
 }
 

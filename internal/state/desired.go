@@ -18,9 +18,13 @@ func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.
 // Desired is what the configuration files say should exist, after defaults were merged
 // and variables expanded. Fields that the files did not give are absent.
 type Desired struct {
-	Owner      string        `json:"owner"`
-	PruneUsers bool          `json:"pruneUsers"`
-	Users      []DesiredUser `json:"users"`
+	Owner      string `json:"owner"`
+	PruneUsers bool   `json:"pruneUsers"`
+	// ReleaseUsers (prune.users: release) releases owned users that no file declares
+	// instead: cbk-sync's markers are removed, nothing is deleted. PruneUsers is then
+	// false.
+	ReleaseUsers bool          `json:"releaseUsers,omitempty"`
+	Users        []DesiredUser `json:"users"`
 }
 
 // DesiredUser is one declared partner user.
