@@ -95,7 +95,7 @@ func TestMainOddSizes(t *testing.T) {
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
-			code := Main(context.Background(), append(args, "-latency", "0", "-parallelism", "3"), &out, &errb)
+			code := Main(context.Background(), append(args, "-latency", "0", "-parallelism", "3", "-state-users", ""), &out, &errb)
 			assert.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 		})
 	}
