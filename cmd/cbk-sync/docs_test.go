@@ -92,8 +92,8 @@ func TestCommandsReferenceIsComplete(t *testing.T) {
 	_ = kong.Visit(app.Node, func(n kong.Visitable, next kong.Next) error {
 		switch n := n.(type) {
 		case *kong.Node:
-			if n.Type == kong.CommandNode && !n.Hidden {
-				assert.Contains(t, doc, "\n### cbk-sync "+n.Path()+"\n", "command %s", n.Path())
+			if n.Type == kong.CommandNode && !n.Hidden && !strings.Contains(doc, "\n### cbk-sync "+n.Path()+"\n") {
+				t.Errorf("command %s missing from docs/commands.md", n.Path())
 			}
 		case *kong.Flag:
 			if n.Hidden {
@@ -105,13 +105,26 @@ func TestCommandsReferenceIsComplete(t *testing.T) {
 		return next(nil)
 	})
 	require.NotEmpty(t, hidden, "the CLI has hidden flags (test hooks); none found: the walk is wrong")
+	shown := map[string]bool{}
 	for _, f := range visible {
-		assert.Regexp(t, "`(-., )?--"+regexp.QuoteMeta(f)+"[=`]", doc, "flag --%s missing from docs/commands.md", f)
-		assert.Contains(t, man, `\-\-`+strings.ReplaceAll(f, "-", `\-`), "flag --%s missing from the man page", f)
+		shown[f] = true
+		if !regexp.MustCompile("`(-., )?--" + regexp.QuoteMeta(f) + "[=`]").MatchString(doc) {
+			t.Errorf("flag --%s missing from docs/commands.md", f)
+		}
+		if !strings.Contains(man, `\-\-`+strings.ReplaceAll(f, "-", `\-`)) {
+			t.Errorf("flag --%s missing from the man page", f)
+		}
 	}
 	for _, f := range hidden {
-		assert.NotRegexp(t, "--"+regexp.QuoteMeta(f)+"[=` ]", doc, "hidden flag --%s in docs/commands.md", f)
-		assert.NotRegexp(t, `\\-\\-`+regexp.QuoteMeta(strings.ReplaceAll(f, "-", `\-`))+`[=\\ ]`, man, "hidden flag --%s in the man page", f)
+		if shown[f] {
+			continue // hidden in one command, a flag of another (export's old -o)
+		}
+		if regexp.MustCompile("--" + regexp.QuoteMeta(f) + "[=` ]").MatchString(doc) {
+			t.Errorf("hidden flag --%s in docs/commands.md", f)
+		}
+		if regexp.MustCompile(`\\-\\-` + regexp.QuoteMeta(strings.ReplaceAll(f, "-", `\-`)) + `[=\\ ]`).MatchString(man) {
+			t.Errorf("hidden flag --%s in the man page", f)
+		}
 	}
 }
 

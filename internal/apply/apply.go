@@ -113,7 +113,7 @@ func Run(ctx context.Context, api API, p *plan.Plan, o Options) (*Report, error)
 	if o.Desired != nil {
 		r.desired = make(map[string]*state.DesiredUser, len(o.Desired.Users))
 		for i := range o.Desired.Users {
-			r.desired[state.EmailKey(o.Desired.Users[i].Email)] = &o.Desired.Users[i]
+			r.desired[o.Desired.Users[i].Identity().Key()] = &o.Desired.Users[i]
 		}
 	}
 	rep := &Report{FormatVersion: ReportFormatVersion, Owner: o.Owner, StartedAt: o.Now()}
@@ -197,7 +197,7 @@ type runner struct {
 	ctx  context.Context
 	call context.Context
 	log  *slog.Logger
-	// desired indexes Options.Desired by email key.
+	// desired indexes Options.Desired by identity key (state.Identity.Key).
 	desired map[string]*state.DesiredUser
 
 	total       int
@@ -257,7 +257,7 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 		var err error
 		if c.Action == plan.UserCreate {
 			// create says why the user's later changes cannot run, if they cannot.
-			changes, results, blocked, err = r.create(c, &userID, changes, results, j)
+			changes, results, blocked, err = r.create(up.Identity, c, &userID, changes, results, j)
 			res = &results[j]
 		} else {
 			err = r.do(c, &userID, res)
