@@ -40,6 +40,8 @@ type FileSink struct {
 	f      *os.File // nil when writing to the caller's stdout
 	name   string
 	closed bool
+	// write writes to f; a test replaces it to inject a short write.
+	write func([]byte) (int, error)
 }
 
 // OpenSecretsFile opens the --secrets-out destination. "-" writes to stdout. A path is
@@ -56,9 +58,10 @@ func OpenSecretsFile(path string, stdout io.Writer) (*FileSink, error) {
 	if path == "" {
 		return nil, errors.New("secrets: empty file name")
 	}
-	// O_NOFOLLOW: a symbolic link is refused, not followed to wherever it points;
-	// O_NONBLOCK: a FIFO is opened without waiting for a reader, then refused below.
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY|noFollowNonBlock, 0o600)
+	// Read and write, for repair to read the last byte; O_NOFOLLOW: a symbolic link is
+	// refused, not followed to wherever it points; O_NONBLOCK: a FIFO is opened without
+	// waiting for a reader, then refused below.
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_RDWR|noFollowNonBlock, 0o600)
 	if err != nil {
 		if isSymlinkRefused(err) {
 			return nil, fmt.Errorf("secrets: %s is a symbolic link: name the file itself", path)
@@ -79,7 +82,36 @@ func OpenSecretsFile(path string, stdout io.Writer) (*FileSink, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("secrets file %s has mode %04o, which lets others read it; run `chmod 600 %s` or choose another file", path, perm, path)
 	}
-	return &FileSink{w: f, f: f, name: path}, nil
+	if err := CheckOwner(path, fi); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("secrets file %w", err)
+	}
+	s := &FileSink{w: f, f: f, name: path, write: f.Write}
+	if err := s.repair(fi.Size()); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// repair ends a last line that a failed write left without its newline, so that the
+// next record starts on a line of its own (the piece stays, on its own line, as no
+// reader can take it for a record).
+func (s *FileSink) repair(size int64) error {
+	if size == 0 {
+		return nil
+	}
+	last := make([]byte, 1)
+	if _, err := s.f.ReadAt(last, size-1); err != nil {
+		return fmt.Errorf("secrets: checking the end of %s: %w", s.name, err)
+	}
+	if last[0] == '\n' {
+		return nil
+	}
+	if _, err := s.f.Write([]byte("\n")); err != nil {
+		return fmt.Errorf("secrets: ending the cut last line of %s: %w", s.name, err)
+	}
+	return s.sync()
 }
 
 // secretLine is the JSON-lines shape of PRODUCT.md, with the secret revealed.
@@ -113,11 +145,44 @@ func (s *FileSink) Deliver(rec SecretRecord) error {
 	if s.closed {
 		return fmt.Errorf("secrets: %s is closed", s.name)
 	}
-	// One Write per line, so that concurrent appenders never interleave within a line.
-	if _, err := s.w.Write(b); err != nil {
+	if s.f == nil {
+		// One Write per line, so that concurrent appenders never interleave within a line.
+		if _, err := s.w.Write(b); err != nil {
+			return fmt.Errorf("secrets: writing to %s: %w", s.name, err)
+		}
+		return s.sync()
+	}
+	before, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("secrets: %s: %w", s.name, err)
+	}
+	if _, err := s.write(b); err != nil {
+		// A short write (a full disk) leaves part of a record: cut it off, so the
+		// file ends with a whole line and the next record starts a line.
+		if terr := s.f.Truncate(before.Size()); terr != nil {
+			return fmt.Errorf("secrets: writing to %s: %w; and cutting the partial record off failed: %v (the next run ends that line)", s.name, err, terr)
+		}
 		return fmt.Errorf("secrets: writing to %s: %w", s.name, err)
 	}
-	return s.sync()
+	if err := s.sync(); err != nil {
+		return err
+	}
+	return s.stillThere()
+}
+
+// stillThere checks that the file written is still the one at its path: a file deleted
+// or replaced meanwhile holds the record where no one will read it, so the delivery
+// failed.
+func (s *FileSink) stillThere() error {
+	written, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("secrets: %s: %w", s.name, err)
+	}
+	at, err := os.Lstat(s.name)
+	if err != nil || !os.SameFile(written, at) || linkCount(written) < 1 {
+		return fmt.Errorf("secrets: %s was deleted or replaced while cbk-sync wrote to it: the secret is in no file at that path", s.name)
+	}
+	return nil
 }
 
 func (s *FileSink) sync() error {

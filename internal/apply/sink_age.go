@@ -130,6 +130,9 @@ func OpenAgeDir(dir string, recipients []age.Recipient) (*AgeSink, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("age: %s is not a directory", dir)
 	}
+	if err := CheckOwner(dir, fi); err != nil {
+		return nil, fmt.Errorf("age: %w", err)
+	}
 	probe, err := os.CreateTemp(dir, ".cbk-sync-probe-*")
 	if err != nil {
 		return nil, fmt.Errorf("age: cannot write in %s: %w", dir, err)
