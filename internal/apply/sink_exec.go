@@ -30,6 +30,9 @@ const (
 	ExecVarTokenID   = "CBK_SYNC_TOKEN_ID"
 )
 
+// execWaitDelay is how long the output of a command that has exited is still read.
+const execWaitDelay = 2 * time.Second
+
 // execOutputMax bounds what is kept of each of the command's output streams, and
 // execLogMax what of it is logged (after redaction, so no cut can expose a secret).
 const (
@@ -165,10 +168,18 @@ func (s *ExecSink) Deliver(rec SecretRecord) error {
 	}
 	stdout, stderr := &cappedBuffer{max: execOutputMax}, &cappedBuffer{max: execOutputMax}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	// A child that leaves a grandchild holding the pipes open must not hang the run.
-	cmd.WaitDelay = 5 * time.Second
+	// A child that leaves a grandchild holding the pipes open must not hang the run:
+	// once it has exited, its output is read for execWaitDelay more, then no longer.
+	cmd.WaitDelay = execWaitDelay
 	start := time.Now()
 	runErr := cmd.Run()
+	if errors.Is(runErr, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		// It exited 0: the secret is stored, whatever a background process it left
+		// behind still does with the output.
+		runErr = nil
+		s.log.Warn("secrets-exec: the command exited 0 but left a background process holding its output; stopped reading it",
+			"email", rec.Email, "token_name", rec.TokenName, "token_id", rec.TokenID)
+	}
 
 	redact := s.redact.With(rec.Token.Reveal()).String
 	attrs := []any{"email", rec.Email, "token_name", rec.TokenName, "token_id", rec.TokenID}
