@@ -24,8 +24,8 @@ type outputs struct {
 }
 
 func (o *outputs) Enabled(context.Context, slog.Level) bool { return true }
-func (o *outputs) WithAttrs([]slog.Attr) slog.Handler        { return o }
-func (o *outputs) WithGroup(string) slog.Handler             { return o }
+func (o *outputs) WithAttrs([]slog.Attr) slog.Handler       { return o }
+func (o *outputs) WithGroup(string) slog.Handler            { return o }
 func (o *outputs) Handle(_ context.Context, r slog.Record) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
