@@ -322,7 +322,7 @@ func (r *runner) do(c plan.Change, userID *string, res *Result) error {
 			return err
 		}
 		res.TokenID = ct.ID
-		return r.deliver(*userID, c, ct)
+		return r.deliver(*userID, c, ct, res)
 	case plan.TokenRotate:
 		return r.rotateToken(*userID, c, res)
 	case plan.TokenUpdate, plan.TokenAdopt:

@@ -21,6 +21,16 @@ type SecretSink interface {
 	Deliver(SecretRecord) error
 }
 
+// SecretRetractor is a SecretSink that can take back a secret it was given, once the
+// token was revoked right after the delivery (its confirmation failed): the record is
+// the one delivered, with Revoked set. The age sink restores the file it replaced,
+// the exec sink runs the command again with the record, and the JSON-lines file
+// appends it, so that no destination silently holds a revoked secret in place of a
+// live one. Retract must not return before the change is durable.
+type SecretRetractor interface {
+	Retract(SecretRecord) error
+}
+
 // SecretRecord is one created token and its secret. Token redacts itself everywhere
 // (fmt, JSON, slog); a sink that must write the value calls Token.Reveal().
 type SecretRecord struct {
@@ -30,6 +40,9 @@ type SecretRecord struct {
 	TokenID   string       `json:"token_id"`
 	Token     state.Secret `json:"token"`
 	CreatedAt time.Time    `json:"created_at"`
+	// Revoked is true in a record handed back to Retract: the token was revoked after
+	// its secret was delivered, and the secret no longer works.
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // FileSink writes secret records as JSON lines to a file opened with OpenSecretsFile,
@@ -122,12 +135,13 @@ type secretLine struct {
 	TokenID   string    `json:"token_id"`
 	Token     string    `json:"token"`
 	CreatedAt time.Time `json:"created_at"`
+	Revoked   bool      `json:"revoked,omitempty"`
 }
 
 // Line is rec as one JSON line (with its newline), the secret revealed: what every sink
 // delivers, so a consumer reads the same record from a file, an age file or stdin.
 func (rec SecretRecord) Line() ([]byte, error) {
-	b, err := json.Marshal(secretLine{rec.Email, rec.UserID, rec.TokenName, rec.TokenID, rec.Token.Reveal(), rec.CreatedAt.UTC()})
+	b, err := json.Marshal(secretLine{rec.Email, rec.UserID, rec.TokenName, rec.TokenID, rec.Token.Reveal(), rec.CreatedAt.UTC(), rec.Revoked})
 	if err != nil {
 		return nil, fmt.Errorf("secrets: encoding the record of token %s: %w", rec.TokenID, err)
 	}
@@ -183,6 +197,13 @@ func (s *FileSink) stillThere() error {
 		return fmt.Errorf("secrets: %s was deleted or replaced while cbk-sync wrote to it: the secret is in no file at that path", s.name)
 	}
 	return nil
+}
+
+// Retract appends rec, marked revoked, so that a reader taking the last record of a
+// token name knows the one before it is not live.
+func (s *FileSink) Retract(rec SecretRecord) error {
+	rec.Revoked = true
+	return s.Deliver(rec)
 }
 
 func (s *FileSink) sync() error {

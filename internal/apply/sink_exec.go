@@ -28,6 +28,10 @@ const (
 	ExecVarUserID    = "CBK_SYNC_USER_ID"
 	ExecVarTokenName = "CBK_SYNC_TOKEN_NAME"
 	ExecVarTokenID   = "CBK_SYNC_TOKEN_ID"
+	// ExecVarRevoked is set to 1 (only in the environment) when the command is called
+	// by Retract: the record, marked "revoked": true, is of a token revoked after its
+	// secret was delivered; the command should roll back or delete that version.
+	ExecVarRevoked = "CBK_SYNC_REVOKED"
 )
 
 // execWaitDelay is how long the output of a command that has exited is still read.
@@ -141,6 +145,14 @@ func expandCommand(cmdline string, vars map[string]string) ([]string, error) {
 	return words, nil
 }
 
+// Retract runs the command again with rec, which is marked "revoked": true (and
+// CBK_SYNC_REVOKED=1 in its environment): the token whose secret it stored was revoked,
+// so it should restore the previous version or delete this one. Exit 0 means done.
+func (s *ExecSink) Retract(rec SecretRecord) error {
+	rec.Revoked = true
+	return s.Deliver(rec)
+}
+
 // Command is the command line as given, for the plan and the report.
 func (s *ExecSink) Command() string { return s.line }
 
@@ -165,6 +177,9 @@ func (s *ExecSink) Deliver(rec SecretRecord) error {
 	cmd.Env = slices.Clone(s.env)
 	for _, k := range []string{ExecVarEmail, ExecVarUserID, ExecVarTokenName, ExecVarTokenID} {
 		cmd.Env = append(cmd.Env, k+"="+vars[k])
+	}
+	if rec.Revoked {
+		cmd.Env = append(cmd.Env, ExecVarRevoked+"=1")
 	}
 	stdout, stderr := &cappedBuffer{max: execOutputMax}, &cappedBuffer{max: execOutputMax}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
