@@ -10,7 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cbk-sync/cbk-sync/internal/apply")
+	"github.com/cbk-sync/cbk-sync/internal/apply"
+)
 
 // TestRotationWithFailingConfirmRollsBackTheSinks: twice in a row, a rotation's
 // successor is created and delivered, then its confirmation fails and it is revoked.
@@ -92,4 +93,3 @@ func TestFirstCreateWithFailingConfirmRemovesTheAgeFile(t *testing.T) {
 	_, err = os.Stat(sink.Path(realRecord("a@acme.test", "ci", "t2")))
 	assert.ErrorIs(t, err, os.ErrNotExist)
 }
-
