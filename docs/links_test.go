@@ -228,3 +228,78 @@ func TestSlug(t *testing.T) {
 		t.Errorf("anchors: a heading inside a code block counted: %v", a)
 	}
 }
+
+// TestNoPlaceholders: a page that says it is unfinished is not documentation.
+func TestNoPlaceholders(t *testing.T) {
+	for _, file := range pages(t) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, l := range strings.Split(string(b), "\n") {
+			low := strings.ToLower(l)
+			for _, p := range []string{"to be written", "todo", "tbd", "lorem ipsum", "fixme"} {
+				if strings.Contains(low, p) {
+					t.Errorf("%s:%d: placeholder %q: %s", file, i+1, p, l)
+				}
+			}
+		}
+	}
+}
+
+// TestCodeCommentsCiteRepositoryFiles: a comment of a Go file that names a Markdown
+// file names one that is in the repository (a path from the root, or the name of a
+// file somewhere in it), not a document a reader of the repository cannot open.
+func TestCodeCommentsCiteRepositoryFiles(t *testing.T) {
+	root := absolute(t, "..")
+	names := map[string]bool{}
+	var goFiles []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "node_modules" || d.Name() == "dist") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() {
+			names[d.Name()] = true
+			if strings.HasSuffix(p, ".go") {
+				goFiles = append(goFiles, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cite := regexp.MustCompile(`[A-Za-z0-9_./-]*[A-Za-z0-9_-]\.md\b`)
+	cited := 0
+	for _, f := range goFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, l := range strings.Split(string(b), "\n") {
+			_, comment, ok := strings.Cut(l, "//")
+			if !ok {
+				continue
+			}
+			for _, m := range cite.FindAllString(comment, -1) {
+				m = strings.TrimPrefix(m, "./")
+				cited++
+				if strings.Contains(m, "/") {
+					if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(m))); err != nil {
+						rel, _ := filepath.Rel(root, f)
+						t.Errorf("%s:%d: the comment cites %s, which is not in the repository", rel, i+1, m)
+					}
+				} else if !names[m] {
+					rel, _ := filepath.Rel(root, f)
+					t.Errorf("%s:%d: the comment cites %s, which is not in the repository", rel, i+1, m)
+				}
+			}
+		}
+	}
+	if cited == 0 {
+		t.Error("no comment cites a Markdown file: the pattern is wrong")
+	}
+}

@@ -47,6 +47,16 @@ type Globals struct {
 	InterruptGrace time.Duration `name:"interrupt-grace" hidden:"" default:"10s"`
 }
 
+// modelOptions are the options that shape the command-line model: what --help, the
+// man page and docs/commands.md are made from.
+func modelOptions() []kong.Option {
+	return []kong.Option{
+		kong.Name("cbk-sync"),
+		kong.Description("Keep ChatBotKit partner users and their API tokens equal to reviewed YAML files."),
+		kong.Vars{"version": versionLine(), "default_api_url": defaultAPIURL},
+	}
+}
+
 // Main runs cbk-sync with args and returns the process exit status.
 func Main(args []string) int {
 	catchSIGPIPE()
@@ -67,17 +77,14 @@ func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 	redact := state.NewRedactor()
 	exitCode := -1
 	help := &helpParser{}
-	parser, err := kong.New(&cli,
+	parser, err := kong.New(&cli, append(modelOptions(),
 		kong.Bind(help),
-		kong.Name("cbk-sync"),
-		kong.Description("Keep ChatBotKit partner users and their API tokens equal to reviewed YAML files."),
 		kong.Writers(io.Out, io.ErrOut),
 		kong.Exit(func(code int) { exitCode = code }),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Vars{"version": versionLine(), "default_api_url": defaultAPIURL},
 		kong.BindTo(ctx, (*context.Context)(nil)),
-	)
+	)...)
 	if err != nil {
 		fmt.Fprintf(io.ErrOut, "error: %v\n", err)
 		return exitError
@@ -110,8 +117,9 @@ func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 		}
 		return exitError
 	}
+	in.state.setGrace(cli.InterruptGrace)
 	logger := newLogger(io, cli.Globals, redact)
-	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, abort: in.abort, facts: &runFacts{start: time.Now()}}
+	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, abort: in.abort, interrupt: in.state, facts: &runFacts{start: time.Now()}}
 	mf := metricsFlagsOf(kctx)
 	learnSecrets(kctx, env, mf)
 	err = kctx.Run(env)
@@ -227,7 +235,9 @@ type Env struct {
 	redact *state.Redactor
 	// abort is cancelled by a second interrupt: calls in flight stop at once.
 	abort context.Context
-	facts *runFacts // what the run did, for --metrics-file and --pushgateway
+	// interrupt is told what a forced exit after an interrupt must know; nil in tests.
+	interrupt *interruptState
+	facts     *runFacts // what the run did, for --metrics-file and --pushgateway
 }
 
 func newLogger(io *IOStreams, g Globals, redact *state.Redactor) *slog.Logger {

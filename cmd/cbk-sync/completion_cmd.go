@@ -5,8 +5,6 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
-	mangokong "github.com/alecthomas/mango-kong"
-	"github.com/muesli/roff"
 )
 
 // CompletionCmd prints a shell completion script.
@@ -48,17 +46,15 @@ func completionScript(shell, cmd, bin string) string {
 // ManCmd prints the man page, generated from the same kong model as --help.
 type ManCmd struct{}
 
-// Run writes cbk-sync(1) in roff.
+// Run writes cbk-sync(1) in roff, dated with the build date (none for a build from a
+// checkout without VCS information), so that a release's man page is reproducible.
 func (c *ManCmd) Run(env *Env, kctx *kong.Context) error {
-	man := mangokong.NewManPage(1, kctx.Model).
-		WithSection("Exit status", "0 success and nothing pending; 1 error, nothing applied; "+
-			"2 changes pending (with --detailed-exitcode); 3 apply partly failed or was interrupted; "+
-			"4 refused as unsafe (delete caps, stale saved plan, takeover needed).").
-		WithSection("Environment", "CHATBOTKIT_API_TOKEN (or CHATBOTKIT_API_SECRET, CHATBOTKIT_API_KEY): the partner "+
-			"account's API token, unless --api-token-file is given. CHATBOTKIT_API_URL: the API base URL. "+
-			"NO_COLOR: never colour output.").
-		WithSection("See also", "The README and docs/ of the source repository; "+
-			"cbk-sync schema prints the JSON Schema of the configuration.")
-	_, err := fmt.Fprint(env.IO.Out, man.Build(roff.NewDocument()))
+	_, when := buildCommit()
+	if len(when) >= len("2006-01-02") {
+		when = when[:len("2006-01-02")]
+	} else {
+		when = ""
+	}
+	_, err := fmt.Fprint(env.IO.Out, manPage(kctx.Model, buildVersion(), when))
 	return err
 }

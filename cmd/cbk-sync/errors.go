@@ -3,16 +3,19 @@ package main
 import (
 	"errors"
 	"fmt"
+
+	"github.com/cbk-sync/cbk-sync/internal/exitcode"
 )
 
-// Exit codes of PRODUCT.md; only Main turns them into a process status.
+// The exit codes, from their one table (internal/exitcode, docs/output.md); only Main
+// turns them into a process status.
 const (
-	exitOK      = 0
-	exitError   = 1
-	exitPending = 2
-	exitPartial = 3
-	exitUnsafe  = 4
-	exitLocked  = 5
+	exitOK      = exitcode.OK
+	exitError   = exitcode.Error
+	exitPending = exitcode.Pending
+	exitPartial = exitcode.Partial
+	exitUnsafe  = exitcode.Unsafe
+	exitLocked  = exitcode.Locked
 )
 
 // codedError carries the exit code a failure maps to. A nil err with a code is a

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 
 	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
 	"github.com/cbk-sync/cbk-sync/internal/config"
@@ -12,24 +14,46 @@ import (
 // ExportCmd writes the remote state as a valid configuration.
 type ExportCmd struct {
 	APIFlags
-	Out    string `short:"o" name:"output" type:"path" placeholder:"FILE" help:"Write the configuration to FILE instead of stdout."`
+	Out    string `name:"out" type:"path" placeholder:"FILE" help:"Write the configuration to FILE instead of stdout."`
 	Owner  string `required:"" help:"Owner scope of the configuration: users owned by it are exported."`
 	Tokens bool   `help:"Also export the users' tokens (their names, descriptions and meta; never secrets)."`
 	All    bool   `help:"Also export unmanaged users (no owner marker), to bootstrap a configuration; planning it adopts them."`
-	Force  bool   `help:"Replace the file -o names if it exists (else that is refused)."`
+	Force  bool   `help:"Replace the file --out names if it exists (else that is refused)."`
+	// OldOut is export's spelling before -o meant a format everywhere: -o FILE still
+	// works, with a warning, unless FILE is a format's name (see Validate).
+	OldOut string `name:"output" short:"o" hidden:""`
 }
 
-// Validate checks the owner before anything is read.
+// formatNames are the words -o takes as a format in plan, sync and show: given to
+// export's old -o, they are refused, never taken for a file name.
+var formatNames = map[string]bool{"text": true, "json": true, "markdown": true, "md": true, "yaml": true, "yml": true}
+
+// Validate checks the owner and the output file before anything is read.
 func (c *ExportCmd) Validate() error {
 	if !config.ValidOwner(c.Owner) {
 		return fmt.Errorf("--owner %q: use 1 to 63 characters of a-z, 0-9 and -", c.Owner)
+	}
+	if c.OldOut != "" {
+		name := filepath.Base(c.OldOut)
+		if formatNames[strings.ToLower(name)] && name == c.OldOut {
+			return fmt.Errorf("export -o %s: -o is a format in cbk-sync, and export writes YAML only; "+
+				"to write the configuration to a file, use --out FILE (no file named %q was written)", c.OldOut, c.OldOut)
+		}
+		if c.Out != "" {
+			return fmt.Errorf("export -o %s and --out %s: -o is the old spelling of --out; pass --out only", c.OldOut, c.Out)
+		}
 	}
 	return nil
 }
 
 // Run reads the users (and tokens) and writes them as YAML.
 func (c *ExportCmd) Run(ctx context.Context, env *Env) error {
-	if err := prepareOutputs([]output{{flag: "--output", path: c.Out, keep: !c.Force}, c.emulatorOutput()}, c.inputs("")); err != nil {
+	outFlag := "--out"
+	if c.OldOut != "" {
+		env.Log.Warn("export -o FILE is deprecated: -o is a format in cbk-sync; use --out FILE", "file", c.OldOut)
+		c.Out, outFlag = c.OldOut, "-o"
+	}
+	if err := prepareOutputs([]output{{flag: outFlag, path: c.Out, keep: !c.Force}, c.emulatorOutput()}, c.inputs("")); err != nil {
 		return err
 	}
 	s, err := c.open(env, false)
@@ -80,7 +104,7 @@ func (c *ExportCmd) Run(ctx context.Context, env *Env) error {
 	}
 	if c.Out != "" {
 		if err := atomicfile.Write(c.Out, out, 0o644); err != nil {
-			return fmt.Errorf("--output: %w", err)
+			return fmt.Errorf("%s: %w", outFlag, err)
 		}
 		env.Log.Info("exported", "users", len(users), "file", c.Out)
 		return nil

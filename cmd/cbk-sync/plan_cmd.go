@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"slices"
 	"time"
 
@@ -21,20 +23,46 @@ type ConfigFlags struct {
 	Files []string `short:"f" name:"file" required:"" placeholder:"PATH" help:"Configuration file or directory (its *.yaml/*.yml); repeatable; - reads it from stdin."`
 }
 
-func (f *ConfigFlags) load(env *Env) (state.Desired, error) {
+func (f *ConfigFlags) load(ctx context.Context, env *Env) (state.Desired, error) {
 	if !slices.Contains(f.Files, "-") {
-		return config.LoadEnv(f.Files, env.configEnv())
+		return loadInterruptible(ctx, "the configuration", func() (state.Desired, error) {
+			return config.LoadEnv(f.Files, env.configEnv())
+		})
 	}
 	// -f - reads one configuration from stdin (a pipe, a generator); merging it with
 	// files would make positions ambiguous, so it comes alone.
 	if len(f.Files) > 1 {
 		return state.Desired{}, errors.New("-f - reads the whole configuration from stdin: give no other -f with it")
 	}
-	data, err := io.ReadAll(io.LimitReader(env.IO.In, config.MaxFileSize+1))
-	if err != nil {
-		return state.Desired{}, fmt.Errorf("-f -: reading stdin: %w", err)
+	return loadInterruptible(ctx, "the configuration from stdin (-f -)", func() (state.Desired, error) {
+		data, err := io.ReadAll(io.LimitReader(env.IO.In, config.MaxFileSize+1))
+		if err != nil {
+			return state.Desired{}, fmt.Errorf("-f -: reading stdin: %w", err)
+		}
+		return config.LoadBytesEnv("<stdin>", data, env.configEnv())
+	})
+}
+
+// loadInterruptible runs load, which may block for good (a pipe that never ends, a
+// FIFO nobody writes to), and returns early when ctx ends: an interrupt while reading
+// the configuration ends the run at once. The blocked read is left behind; the process
+// exits soon after.
+func loadInterruptible(ctx context.Context, what string, load func() (state.Desired, error)) (state.Desired, error) {
+	type loaded struct {
+		d   state.Desired
+		err error
 	}
-	return config.LoadBytesEnv("<stdin>", data, env.configEnv())
+	ch := make(chan loaded, 1)
+	go func() {
+		d, err := load()
+		ch <- loaded{d, err}
+	}()
+	select {
+	case l := <-ch:
+		return l.d, l.err
+	case <-ctx.Done():
+		return state.Desired{}, fmt.Errorf("interrupted while reading %s; nothing was read or changed remotely", what)
+	}
 }
 
 // PlanFlags shape how a plan is computed and shown.
@@ -105,8 +133,8 @@ type ValidateCmd struct {
 }
 
 // Run loads the files and reports every problem.
-func (c *ValidateCmd) Run(env *Env) error {
-	d, err := c.load(env)
+func (c *ValidateCmd) Run(ctx context.Context, env *Env) error {
+	d, err := c.load(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -131,13 +159,19 @@ type PlanCmd struct {
 
 // Run computes and shows the plan; it never writes remotely.
 func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
-	d, err := c.load(env)
+	d, err := c.load(ctx, env)
 	if err != nil {
 		return err
 	}
 	var need map[string]bool // nil: every token list
 	if len(c.Base) > 0 {
-		base, err := config.LoadEnv(c.Base, env.configEnv())
+		for _, b := range c.Base {
+			if _, err := os.Stat(b); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("--base %s does not exist: the base has no configuration there yet (say, on the pull request "+
+					"that adds it); leave --base out for a full plan", b)
+			}
+		}
+		base, err := loadInterruptible(ctx, "--base", func() (state.Desired, error) { return config.LoadEnv(c.Base, env.configEnv()) })
 		if err != nil {
 			return fmt.Errorf("--base: %w", err)
 		}
@@ -180,20 +214,15 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 
 // computePlan reads the remote state the desired state needs, with the fewest calls,
 // and computes the plan; it returns the remote state too, for a saved plan. A non-nil
-// need limits the token lists read to the users it holds (by email key); the plan then
+// need limits the token lists read to the users it holds (by identity key); the plan then
 // counts the others as not checked.
 func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o plan.Options, need map[string]bool) (*plan.Plan, state.Actual, error) {
-	managed := make(map[string]bool, len(d.Users))
-	for _, u := range d.Users {
-		if key := state.EmailKey(u.Email); u.ManageTokens && (need == nil || need[key]) {
-			managed[key] = true
-		}
-	}
+	managed := plan.TokenListsToRead(d, need)
 	progress := newProgress(env, "reading")
 	progress.showPolls(s.reader.PollStatus)
 	actual, err := s.reader.ReadActual(ctx, func(u state.User) bool {
 		progress.add(1)
-		return managed[state.EmailKey(u.Email.Value())]
+		return managed.Has(&u)
 	})
 	progress.done()
 	if err != nil {
@@ -211,6 +240,19 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 		compute = plan.ComputePartial
 	}
 	p, err := compute(d, actual, o)
+	if ids, ok := plan.ReleasesTokens(err); ok {
+		// prune.users: release: the released users' owned tokens are released too, so
+		// their token lists are read (one poll each), once, and the plan computed again.
+		more, rerr := s.reader.ReadObjects(ctx, nil, ids, false)
+		if rerr != nil {
+			return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", rerr)
+		}
+		for _, id := range ids {
+			// A user deleted meanwhile has no list: its release then meets 404.
+			actual.Tokens[id] = append([]state.Token{}, more.Tokens[id]...)
+		}
+		p, err = compute(d, actual, o)
+	}
 	if err != nil {
 		return nil, state.Actual{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -65,7 +66,7 @@ func TestSecretRecipes(t *testing.T) {
 			}},
 		{"kubernetes", "kubectl", "sh " + filepath.Join(examples, "to-kubernetes.sh"),
 			func(t *testing.T, line string) string {
-				require.Regexp(t, `name: cbk-u0[0-7]-acme-test-(ci|deploy) `, line)
+				require.Regexp(t, `name: cbk-u0[0-7]-acme-test-(ci|deploy)-[0-9a-f]{10} `, line)
 				m := regexp.MustCompile(`token: (\S+)`).FindStringSubmatch(line)
 				require.NotNil(t, m, line)
 				tok, err := base64.StdEncoding.DecodeString(m[1])
@@ -118,4 +119,48 @@ func TestSecretRecipes(t *testing.T) {
 			assert.NotRegexp(t, secretRE, string(argv), "a secret on a command line")
 		})
 	}
+}
+
+// TestKubernetesSecretNames: the Secret names of examples/secrets/to-kubernetes.sh
+// never collide, where cutting or replacing characters would make two the same, and
+// are valid DNS labels; the same email in another case is the same user, so the same
+// Secret.
+func TestKubernetesSecretNames(t *testing.T) {
+	script, err := filepath.Abs(filepath.Join("..", "..", "examples", "secrets", "to-kubernetes.sh"))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	require.NoError(t, os.Mkdir(bin, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "kubectl"), []byte(fakeCLIs["kubectl"]), 0o755))
+	long := strings.Repeat("customer", 6) + "@example.test" // 61 characters
+	name := func(email, token string) string {
+		t.Helper()
+		cmd := exec.Command("sh", script)
+		cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "FAKE_DIR="+dir,
+			"CBK_SYNC_EMAIL="+email, "CBK_SYNC_TOKEN_NAME="+token, "CBK_SYNC_TOKEN_ID=t1", "CBK_SYNC_USER_ID=u1")
+		cmd.Stdin = strings.NewReader(`{"email":"` + email + `","token":"sk-` + strings.Repeat("ab", 32) + `"}`)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		m := regexp.MustCompile(`^stored secret/(\S+)\n$`).FindStringSubmatch(string(out))
+		require.NotNil(t, m, "%s", out)
+		require.LessOrEqual(t, len(m[1]), 63, m[1])
+		require.Regexp(t, `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, m[1])
+		return m[1]
+	}
+	pairs := [][2]string{
+		{long, "ci"}, {long, "ci-nightly"}, // the same 63 characters once cut
+		{"a.b@x.test", "ci"}, {"a-b@x.test", "ci"}, // the same once . is -
+		{"a@x.test", "b-c"}, {"a-b@x.test", "c"}, // the same once joined by -
+	}
+	seen := map[string][2]string{}
+	for _, p := range pairs {
+		n := name(p[0], p[1])
+		if other, ok := seen[n]; ok {
+			t.Errorf("%v and %v share the Secret %s", other, p, n)
+		}
+		seen[n] = p
+		assert.Equal(t, n, name(p[0], p[1]), "the name is not stable")
+	}
+	assert.Equal(t, name("a.b@x.test", "ci"), name("A.B@X.test", "ci"), "one user (emails compare by ASCII case), one Secret")
+	assert.Regexp(t, `^cbk-a-b-x-test-ci-[0-9a-f]{10}$`, name("a.b@x.test", "ci"))
 }

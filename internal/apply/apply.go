@@ -113,7 +113,7 @@ func Run(ctx context.Context, api API, p *plan.Plan, o Options) (*Report, error)
 	if o.Desired != nil {
 		r.desired = make(map[string]*state.DesiredUser, len(o.Desired.Users))
 		for i := range o.Desired.Users {
-			r.desired[state.EmailKey(o.Desired.Users[i].Email)] = &o.Desired.Users[i]
+			r.desired[o.Desired.Users[i].Identity().Key()] = &o.Desired.Users[i]
 		}
 	}
 	rep := &Report{FormatVersion: ReportFormatVersion, Owner: o.Owner, StartedAt: o.Now()}
@@ -197,7 +197,7 @@ type runner struct {
 	ctx  context.Context
 	call context.Context
 	log  *slog.Logger
-	// desired indexes Options.Desired by email key.
+	// desired indexes Options.Desired by identity key (state.Identity.Key).
 	desired map[string]*state.DesiredUser
 
 	total       int
@@ -232,6 +232,7 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 	// run: from then on none of the user's tokens is revoked (see holdsRevoke).
 	noSuccessor := ""
 	changes := up.Changes
+	releasing := up.UserAction() == plan.UserRelease
 	for j := 0; j < len(changes); j++ {
 		c := changes[j]
 		res := &results[j]
@@ -263,17 +264,20 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 		var err error
 		if c.Action == plan.UserCreate {
 			// create says why the user's later changes cannot run, if they cannot.
-			changes, results, blocked, err = r.create(c, &userID, changes, results, j)
+			changes, results, blocked, err = r.create(up.Identity, c, &userID, changes, results, j)
 			res = &results[j]
 		} else {
 			err = r.do(c, &userID, res)
 		}
 		r.finish(res, err)
 		if err != nil {
-			switch c.Action {
-			case plan.UserAdopt:
+			switch {
+			case c.Action == plan.UserAdopt:
 				blocked = "skipped: the user could not be adopted"
-			case plan.TokenCreate, plan.TokenRotate:
+			case releasing && c.Action.IsToken():
+				// The user keeps its marker, so the next plan releases what is left.
+				blocked = "skipped: a token of the user could not be released; the user stays owned and the next run releases it"
+			case c.Action == plan.TokenCreate || c.Action == plan.TokenRotate:
 				if noSuccessor == "" {
 					noSuccessor = firstNonEmpty(c.TokenName, res.TokenName)
 				}
@@ -301,7 +305,7 @@ func (r *runner) do(c plan.Change, userID *string, res *Result) error {
 	switch c.Action {
 	case plan.NoOp:
 		return nil
-	case plan.UserUpdate, plan.UserAdopt:
+	case plan.UserUpdate, plan.UserAdopt, plan.UserRelease:
 		if c.UserBody == nil {
 			return fmt.Errorf("%s: the plan has no user body", c.Action)
 		}
@@ -325,7 +329,7 @@ func (r *runner) do(c plan.Change, userID *string, res *Result) error {
 		return r.deliver(*userID, c, ct, res)
 	case plan.TokenRotate:
 		return r.rotateToken(*userID, c, res)
-	case plan.TokenUpdate, plan.TokenAdopt:
+	case plan.TokenUpdate, plan.TokenAdopt, plan.TokenRelease:
 		if c.TokenBody == nil {
 			return fmt.Errorf("%s: the plan has no token body", c.Action)
 		}

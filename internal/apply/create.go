@@ -18,11 +18,11 @@ import (
 // never retried blindly: the object is looked up first, and only a lookup that proves
 // the create did not happen allows another one.
 
-// createUser creates the user of c and returns its ID. A lost answer or a 409 is
-// resolved by looking the email up: a user found with our marker or with none is
+// createUser creates the user of c, named ident, and returns its ID. A lost answer or a
+// 409 is resolved by looking the identity up: a user found with our marker or with none is
 // returned as found, for the caller to re-plan; a user of another owner is an error,
 // and nothing found after a lost answer means the create can be sent again.
-func (r *runner) createUser(c plan.Change, res *Result) (string, *state.User, error) {
+func (r *runner) createUser(ident state.Identity, c plan.Change, res *Result) (string, *state.User, error) {
 	if c.UserBody == nil {
 		return "", nil, fmt.Errorf("%s: the plan has no user body", c.Action)
 	}
@@ -46,9 +46,9 @@ func (r *runner) createUser(c plan.Change, res *Result) (string, *state.User, er
 		if !lost {
 			what = "409 conflict"
 		}
-		u, found, lerr := r.findUser(c.Email)
+		u, found, lerr := r.findUser(ident, c.Email)
 		if lerr != nil {
-			return "", nil, fmt.Errorf("%w; then looking the user up by email failed: %v", err, lerr)
+			return "", nil, fmt.Errorf("%w; then looking the user up by %s failed: %v", err, ident.Kind, lerr)
 		}
 		if found {
 			kind := "unmanaged"
@@ -57,15 +57,20 @@ func (r *runner) createUser(c plan.Change, res *Result) (string, *state.User, er
 				kind = "owned"
 			case "":
 			default:
-				return "", nil, fmt.Errorf("%w; the user with this email belongs to owner %q, so it was not adopted", err, owner)
+				return "", nil, fmt.Errorf("%w; the user with this %s belongs to owner %q, so it was not adopted", err, ident.Kind, owner)
 			}
-			addNote(res, fmt.Sprintf("%s; found %s user %s by email", what, kind, u.ID))
+			addNote(res, fmt.Sprintf("%s; found %s user %s by %s", what, kind, u.ID, ident.Kind))
 			return u.ID, &u, nil
 		}
 		if !lost {
-			return "", nil, fmt.Errorf("%w; yet no user with this email was found", err)
+			if a, ok := body.Alias.Get(); ok && a != "" {
+				// The platform answers one 409 body for a duplicate email and a
+				// duplicate alias alike: with no user of this email, the alias is taken.
+				return "", nil, fmt.Errorf("%w; no user with this %s exists, so the alias %q is taken by another user: give this user another alias", err, ident.Kind, a)
+			}
+			return "", nil, fmt.Errorf("%w; yet no user with this %s was found", err, ident.Kind)
 		}
-		addNote(res, "answer lost; not found by email, so not created")
+		addNote(res, fmt.Sprintf("answer lost; not found by %s, so not created", ident.Kind))
 		if attempt >= maxCreateAttempts {
 			return "", nil, fmt.Errorf("gave up after %d creates whose answers were lost: %w", attempt, err)
 		}
@@ -77,9 +82,9 @@ func (r *runner) createUser(c plan.Change, res *Result) (string, *state.User, er
 // are read, the user is planned afresh (plan.UserChanges), its user change is made as
 // part of this one, and its later changes are replaced by the fresh plan's. It returns
 // the changes and results to go on with, and the reason to skip the rest, if any.
-func (r *runner) create(c plan.Change, userID *string, changes []plan.Change, results []Result, j int) ([]plan.Change, []Result, string, error) {
+func (r *runner) create(ident state.Identity, c plan.Change, userID *string, changes []plan.Change, results []Result, j int) ([]plan.Change, []Result, string, error) {
 	res := &results[j]
-	id, found, err := r.createUser(c, res)
+	id, found, err := r.createUser(ident, c, res)
 	if err != nil {
 		return changes, results, "skipped: the user could not be created", err
 	}
@@ -87,7 +92,7 @@ func (r *runner) create(c plan.Change, userID *string, changes []plan.Change, re
 	if found == nil {
 		return changes, results, "", nil
 	}
-	du := r.desired[state.EmailKey(c.Email)]
+	du := r.desired[ident.Key()]
 	if du == nil {
 		// No desired state to re-plan from: adopt the user with the create body, and
 		// make none of the changes planned without seeing it.
@@ -198,19 +203,45 @@ func (r *runner) listTokens(userID string) ([]state.Token, error) {
 	return out, nil
 }
 
-// findUser looks a user up by email with one list call.
-func (r *runner) findUser(email string) (state.User, bool, error) {
-	key := state.EmailKey(email)
-	for u, err := range r.api.ListUsers(r.call, client.ListOptions{Email: email}) {
+// findUser looks up, with one filtered list call, the user a create named id was
+// for: by its externalId (the meta filter) or its email. A user is matched as
+// state.UserIndex matches it, so a filter that the API applies differently (case)
+// cannot give another user. An externalId that no user has yet is looked up by the
+// email the create sent, as the plan matches it.
+func (r *runner) findUser(id state.Identity, email string) (state.User, bool, error) {
+	key := r.externalIDKey()
+	o := client.ListOptions{Email: email}
+	if id.Kind == state.ByExternalID {
+		o = client.ListOptions{Meta: map[string]string{key: id.Value}}
+	}
+	var got []state.User
+	for u, err := range r.api.ListUsers(r.call, o) {
 		if err != nil {
 			return state.User{}, false, err
 		}
-		// The filter's case handling is the API's; identity here is case-insensitive.
-		if state.EmailKey(u.Email.Value()) == key {
-			return u, true, nil
-		}
+		got = append(got, u)
 	}
-	return state.User{}, false, nil
+	idx := state.NewUserIndex(got, key)
+	i, err := idx.Find(id)
+	if err != nil {
+		return state.User{}, false, err
+	}
+	if i < 0 && id.Kind == state.ByExternalID && email != "" {
+		return r.findUser(state.Identity{Kind: state.ByEmail, Value: email}, email)
+	}
+	if i < 0 {
+		return state.User{}, false, nil
+	}
+	return got[i], true, nil
+}
+
+// externalIDKey is the meta key of external ids of the desired state the plan came
+// from.
+func (r *runner) externalIDKey() string {
+	if r.o.Desired != nil && r.o.Desired.ExternalIDKey != "" {
+		return r.o.Desired.ExternalIDKey
+	}
+	return state.DefaultExternalIDKey
 }
 
 // withUserMarker makes sure the body carries the ownership marker, as everything

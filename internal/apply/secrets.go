@@ -127,7 +127,7 @@ func (s *FileSink) repair(size int64) error {
 	return s.sync()
 }
 
-// secretLine is the JSON-lines shape of PRODUCT.md, with the secret revealed.
+// secretLine is the JSON-lines shape of docs/secrets.md, with the secret revealed.
 type secretLine struct {
 	Email     string    `json:"email"`
 	UserID    string    `json:"user_id"`

@@ -160,9 +160,15 @@ func (s *AgeSink) Dir() string { return s.dir }
 // Recipients is how many recipients every file is encrypted to.
 func (s *AgeSink) Recipients() int { return len(s.recipients) }
 
-// Path is the file that holds the newest secret of rec's user and token name.
+// Path is the file that holds the newest secret of rec's user and token name: in a
+// directory named for the user's email, or its ID when it has none (a sub-account
+// may have no email).
 func (s *AgeSink) Path(rec SecretRecord) string {
-	return filepath.Join(s.dir, pathComponent(state.EmailKey(rec.Email)), pathComponent(rec.TokenName)+".age")
+	user := state.EmailKey(rec.Email)
+	if user == "" {
+		user = rec.UserID
+	}
+	return filepath.Join(s.dir, pathComponent(user), pathComponent(rec.TokenName)+".age")
 }
 
 // previousPath is where the file a delivery replaces is kept. "~" never occurs in a

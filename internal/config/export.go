@@ -51,8 +51,8 @@ func Export(owner string, users []state.User, tokens map[string][]state.Token) (
 	for _, u := range sorted {
 		email := u.Email.Value()
 		switch key := state.EmailKey(email); {
-		case !validEmail(email):
-			skipped = append(skipped, fmt.Sprintf("user %s: its email %q is not a valid address", u.ID, email))
+		case state.EmailProblem(email) != "":
+			skipped = append(skipped, fmt.Sprintf("user %s: its email %q is not a valid address: %s", u.ID, email, state.EmailProblem(email)))
 			continue
 		case seen[key]:
 			skipped = append(skipped, fmt.Sprintf("user %s: its email %q differs only in case from another user's", u.ID, email))

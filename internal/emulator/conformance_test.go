@@ -17,7 +17,7 @@ import (
 
 var prefixes = []string{"/v1/partner", "/api/v1/partner"}
 
-// TestEndpointsTable walks every row of PARTNER-API.md's endpoint table on both path
+// TestEndpointsTable walks every row of docs/partner-api.md's endpoint table on both path
 // prefixes: right method and answer shape, wrong method refused, counted once.
 func TestEndpointsTable(t *testing.T) {
 	rows := []struct {
@@ -74,7 +74,7 @@ func mapKeys(m map[string]any) func(func(string) bool) {
 	}
 }
 
-// TestConformance walks the rules of PARTNER-API.md, one case each.
+// TestConformance walks the rules of docs/partner-api.md, one case each.
 func TestConformance(t *testing.T) {
 	cases := []struct {
 		name string
@@ -229,12 +229,14 @@ func TestConformance(t *testing.T) {
 		}},
 		{"limits: known keys are non-negative whole numbers; unknown keys are stored as sent", func(t *testing.T, h *harness) {
 			for _, bad := range []string{`{"tokens":-1}`, `{"database":{"files":-2}}`, `{"tokens":"5"}`, `{"tokens":1.5}`, `{"database":3}`,
-				`{"file":{"maxFileSize":0.5}}`, `{"attachment":{"maxFileSize":-1}}`, `{"file":"big"}`, `{"messages":1e300}`, `[1]`, `5`} {
+				`{"file":{"maxFileSize":0.5}}`, `{"attachment":{"maxFileSize":-1}}`, `{"file":"big"}`, `{"messages":1e300}`, `[1]`, `5`,
+				// The platform's zod schema: known keys and sections are optional, not nullable.
+				`{"messages":null}`, `{"database":null}`, `{"database":{"files":null}}`, `{"file":{"maxFileSize":null}}`} {
 				h.fail(http.StatusBadRequest, "BAD_REQUEST", "POST", "/v1/partner/user/create", `{"limits":`+bad+`}`)
 			}
-			id := h.createUser(`{"limits":{"tokens":0,"conversations":5.0,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5,"bogus":1},` +
+			id := h.createUser(`{"limits":{"tokens":0,"conversations":5.0,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5,"bogus":1},` +
 				`"file":{"maxFileSize":1048576,"kinds":["pdf"]},"attachment":{"maxFileSize":2048},"foo":{"bar":-1.5}}}`)
-			want := `{"tokens":0,"conversations":5,"messages":null,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5,"bogus":1},` +
+			want := `{"tokens":0,"conversations":5,"database":{"datasets":1,"records":2,"skillsets":3,"abilities":4,"files":5,"bogus":1},` +
 				`"file":{"maxFileSize":1048576,"kinds":["pdf"]},"attachment":{"maxFileSize":2048},"foo":{"bar":-1.5}}`
 			assert.JSONEq(t, want, mustJSON(t, h.ok("GET", "/v1/partner/user/"+id+"/fetch", "")["limits"]))
 			assert.JSONEq(t, want, mustJSON(t, h.ok("GET", "/v1/partner/user/list", "")["items"].([]any)[0].(map[string]any)["limits"]))
@@ -369,10 +371,10 @@ func TestConformance(t *testing.T) {
 		{"token update is partial and bumps updatedAt", func(t *testing.T, h *harness) {
 			uid := h.createUser(`{}`)
 			tid := h.createToken(uid, `{"name":"ci","description":"d","meta":{"a":"1"}}`)["id"].(string)
-			h.ok("POST", "/v1/partner/user/"+uid+"/token/"+tid+"/update", `{"description":null,"meta":{"$update":{"b":"2"}}}`)
+			h.ok("POST", "/v1/partner/user/"+uid+"/token/"+tid+"/update", `{"description":"","meta":{"$update":{"b":"2"}}}`)
 			tk := h.e.Tokens(uid)[0]
 			assert.Equal(t, "ci", tk.Name.Value())
-			assert.True(t, tk.Description.IsNull())
+			assert.Equal(t, "", tk.Description.Value())
 			assert.Equal(t, map[string]any{"a": "1", "b": "2"}, map[string]any(tk.Meta.Value()))
 			assert.Greater(t, tk.UpdatedAt, tk.CreatedAt)
 		}},
@@ -399,11 +401,11 @@ func TestConformance(t *testing.T) {
 			assert.Equal(t, all[100:], ids(t, h.ok("GET", "/v1/partner/user/list?order=asc&cursor="+all[99], "")))
 			assert.Equal(t, 100, len(ids(t, h.ok("GET", "/v1/partner/user/list?order=&take=&cursor=", ""))), "empty parameters take defaults")
 		}},
-		{"pagination: take is clamped to 1..100, must be numeric; order must be asc or desc", func(t *testing.T, h *harness) {
+		{"pagination: take is clamped to 1..100 (0 is the default, 100), must be numeric; order must be asc or desc", func(t *testing.T, h *harness) {
 			for i := range 102 {
 				seedUser(t, h, fmt.Sprintf("u%03d@acme.test", i))
 			}
-			for take, want := range map[string]int{"0": 1, "-3": 1, "1": 1, "7": 7, "100": 100, "101": 100, "1000": 100, "99999999999999999999999": 100, "-99999999999999999999999": 1} {
+			for take, want := range map[string]int{"0": 100, "-3": 1, "1": 1, "7": 7, "100": 100, "101": 100, "1000": 100, "99999999999999999999999": 100, "-99999999999999999999999": 1} {
 				assert.Len(t, ids(t, h.ok("GET", "/v1/partner/user/list?take="+take, "")), want, "take=%s", take)
 			}
 			for _, q := range []string{"take=abc", "take=1.5", "order=up", "order=DESC"} {
@@ -507,17 +509,22 @@ func TestConformance(t *testing.T) {
 			p := h.ok("GET", "/v1/partner/user/list?meta.team=sales&take=1", "")
 			assert.Equal(t, []string{a}, ids(t, h.ok("GET", "/v1/partner/user/list?meta.team=sales&take=1&cursor="+p["cursor"].(string), "")))
 		}},
-		{"Accept: application/jsonl streams every item, with filters and order", func(t *testing.T, h *harness) {
+		{"Accept: application/jsonl streams every item, with filters and order; take caps the stream", func(t *testing.T, h *harness) {
 			var all []string
 			for i := range 230 {
 				all = append(all, seedUser(t, h, fmt.Sprintf("u%03d@acme.test", i)))
 			}
-			r := h.do("GET", "/api/v1/partner/user/list?take=5", "", "Accept", "application/jsonl")
+			r := h.do("GET", "/api/v1/partner/user/list", "", "Accept", "application/jsonl")
 			require.Equal(t, http.StatusOK, r.status)
 			assert.Equal(t, "application/jsonl", r.header.Get("Content-Type"))
 			types, got := readJSONL(t, r.body)
-			assert.Equal(t, "nop", types[0])
+			assert.NotContains(t, types, "nop", "no leading keep-alive: the platform sends one only after ~16.7 s of silence")
 			assert.Equal(t, reversed(all), got, "all items, beyond one page, newest first")
+			for take, want := range map[string]int{"5": 5, "0": 100, "100": 100, "1000": 100} {
+				r = h.do("GET", "/api/v1/partner/user/list?take="+take, "", "Accept", "application/jsonl")
+				_, got = readJSONL(t, r.body)
+				assert.Equal(t, reversed(all)[:want], got, "take=%s caps the whole stream", take)
+			}
 
 			r = h.do("GET", "/v1/partner/user/list?order=asc&meta.i=7", "", "Accept", "application/json, application/jsonl;q=0.9")
 			_, got = readJSONL(t, r.body)

@@ -1,5 +1,5 @@
 // Package emulator serves the ChatBotKit Partner API from memory, the way
-// PARTNER-API.md describes it — traps included — for tests, demos and benchmarks.
+// docs/partner-api.md describes it — traps included — for tests, demos and benchmarks.
 //
 // It checks the bearer token, serves one path family (or both, on request), paginates, answers nulls,
 // omits description from a user fetch, refuses duplicate emails with 409, merges meta
@@ -16,10 +16,16 @@
 // (whole numbers 0 or more); the alias is write-only (never in a list or fetch answer),
 // unique (409 CONFLICT), checked against ^[a-z0-9_-]*$ (at most 128 characters, else
 // 400), cleared by every update that leaves it out, and fetch, update and delete accept
-// "@alias" in place of the user id (token routes take ids only).
+// "@alias" in place of the user id (token routes take ids only). Also, as the platform:
+// an unknown body field is a 400; a 409 has one body, CONFLICT "Unique constraint
+// violation", for a duplicate email and a duplicate alias alike; emails are checked
+// with the platform's syntax (state.EmailProblem); null is refused for a known limit or
+// limits section (400, the whole update with it) and fails a token's name or
+// description (500: non-null columns); "$update" merges meta on update only (a create
+// stores it as a key); "#" keys are hidden in limits too; take=0 means 100; a JSONL
+// stream starts with no keep-alive and stops after take items when take is given.
 //
 // Where the platform's behaviour is not documented the emulator chooses, and says so:
-//   - Unknown body fields are refused with 400 (the platform may ignore them).
 //   - A key set to null inside meta "$update" is stored with a null value.
 //   - An empty alias is stored as null (no "@" lookup could find it).
 //   - A list cursor naming an item deleted since selects nothing: the page is empty, as
@@ -544,7 +550,7 @@ func (e *Emulator) checkAliasFree(alias state.Opt[string], self string) *apiErro
 		return nil
 	}
 	if other, taken := e.byAlias[s]; taken && other != self {
-		return &apiError{status: http.StatusConflict, code: "CONFLICT", msg: "a user with this alias already exists"}
+		return errUniqueViolation()
 	}
 	return nil
 }
@@ -568,7 +574,7 @@ func (e *Emulator) checkEmailFree(email state.Opt[string], self string) *apiErro
 		return nil
 	}
 	if other, taken := e.byEmail[state.EmailKey(s)]; taken && other != self {
-		return &apiError{status: http.StatusConflict, code: "CONFLICT", msg: "a user with this email already exists"}
+		return errUniqueViolation()
 	}
 	return nil
 }
@@ -891,7 +897,7 @@ type userAnswer struct {
 
 func answerUser(u *user, withDescription bool) userAnswer {
 	a := userAnswer{ID: u.ID, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, Name: u.Name,
-		Meta: hideMeta(u.Meta), Image: u.Image, Email: u.Email, Limits: u.Limits}
+		Meta: hideMeta(u.Meta), Image: u.Image, Email: u.Email, Limits: hideLimits(u.Limits)}
 	if withDescription {
 		a.Description = orNull(u.Description)
 	}
@@ -964,6 +970,9 @@ func parseListQuery(q map[string][]string) (listQuery, *apiError) {
 			}
 		default:
 			return lq, errBadRequest("take must be a number, got %q", t)
+		}
+		if n == 0 {
+			n = 100 // the platform reads take=0 as no take: the default
 		}
 		lq.take = int(min(max(n, 1), 100))
 	}
@@ -1055,8 +1064,9 @@ func (e *Emulator) listItems(rt routed, lq listQuery) ([]any, string, *apiError)
 	return items, page[len(page)-1].ID, nil
 }
 
-// streamList answers a list call with Accept: application/jsonl: a leading nop line,
-// then every item, one line each. Like the platform it reads the list in pages of
+// streamList answers a list call with Accept: application/jsonl: every item, one line
+// each, with no leading keep-alive (the platform sends a nop only after ~16.7 s of
+// silence), at most take items when the query gives take. Like the platform it reads the list in pages of
 // StreamPageSize, each page one query under the lock that starts after the previous
 // page's last item, and writes each page without the lock. So a page's last item
 // deleted before the next page is read (by anyone, or by the concurrent writer)
@@ -1067,9 +1077,18 @@ func (e *Emulator) streamList(w http.ResponseWriter, r *http.Request, rt routed)
 		writeError(w, aerr)
 		return
 	}
+	// take caps the whole stream (the platform's stream handler honours it); without
+	// it the stream runs to the end.
+	left := -1
+	if _, given := r.URL.Query()["take"]; given {
+		left = lq.take
+	}
 	lq.take = e.streamPage
 	started := false
 	for {
+		if left >= 0 && left < lq.take {
+			lq.take = left
+		}
 		e.mu.Lock()
 		items, cursor, aerr := e.listItems(rt, lq)
 		var lines []byte
@@ -1103,12 +1122,14 @@ func (e *Emulator) streamList(w http.ResponseWriter, r *http.Request, rt routed)
 			started = true
 			w.Header().Set("Content-Type", "application/jsonl")
 			w.WriteHeader(http.StatusOK)
-			_, _ = io.WriteString(w, `{"type":"nop"}`+"\n")
 		}
 		if _, err := w.Write(lines); err != nil {
 			return
 		}
-		if len(items) < lq.take {
+		if left >= 0 {
+			left -= len(items)
+		}
+		if len(items) < lq.take || left == 0 {
 			return
 		}
 		lq.cursor = cursor
@@ -1272,8 +1293,9 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 			return nil, false, errNotFound("user %s not found", rt.userID)
 		}
 		now := e.nowMilli()
+		// Name and description are non-null columns whose default is "".
 		t := &token{Token: state.Token{CreatedAt: now, UpdatedAt: now,
-			Name: state.Null[string](), Description: state.Null[string](), Meta: state.Null[state.Meta]()},
+			Name: state.Some(""), Description: state.Some(""), Meta: state.Null[state.Meta]()},
 			Config: state.Null[json.RawMessage]()}
 		t.ID = e.newID(now)
 		applyTokenPatch(t, p)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/mail"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +29,12 @@ func (e *apiError) Error() string {
 
 func errBadRequest(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: "BAD_REQUEST", msg: fmt.Sprintf(format, args...)}
+}
+
+// errUniqueViolation is the platform's one 409 body, for a duplicate email and a
+// duplicate alias alike: a client cannot tell from it which was taken.
+func errUniqueViolation() *apiError {
+	return &apiError{status: http.StatusConflict, code: "CONFLICT", msg: "Unique constraint violation"}
 }
 
 func errNotFound(format string, args ...any) *apiError {
@@ -249,10 +254,18 @@ func parseTokenPatch(body []byte, update bool) (tokenPatch, *apiError) {
 	for k, raw := range fields {
 		var err *apiError
 		switch k {
-		case "name":
-			p.Name, err = parseString(k, raw)
-		case "description":
-			p.Description, err = parseString(k, raw)
+		case "name", "description":
+			var v state.Opt[string]
+			if v, err = parseString(k, raw); err == nil && v.IsNull() {
+				// The platform's validator lets null through to a non-null column
+				// (default ""), and the database refuses it: a 500 on every attempt.
+				err = &apiError{status: http.StatusInternalServerError, code: "INTERNAL_SERVER_ERROR", msg: "System error occurred"}
+			}
+			if k == "name" {
+				p.Name = v
+			} else {
+				p.Description = v
+			}
 		case "meta":
 			p.Meta, err = parseMeta(raw, update)
 		case "config":
@@ -311,9 +324,8 @@ func normaliseEmail(o state.Opt[string]) (state.Opt[string], *apiError) {
 	if s == "" {
 		return state.Null[string](), nil
 	}
-	a, err := mail.ParseAddress(s)
-	if err != nil || a.Name != "" || a.Address != s || !strings.Contains(s, "@") {
-		return o, errBadRequest("email %q is not a valid address", s)
+	if why := state.EmailProblem(s); why != "" {
+		return o, errBadRequest("email %q is not a valid address: %s", s, why)
 	}
 	return o, nil
 }
@@ -329,7 +341,8 @@ func parseMeta(raw json.RawMessage, update bool) (metaPatch, *apiError) {
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		return metaPatch{}, errBadRequest("meta must be an object or null")
 	}
-	if upd, ok := m["$update"]; ok {
+	// "$update" merges on update only: a create stores it literally, as a key.
+	if upd, ok := m["$update"]; ok && update {
 		um, isMap := upd.(map[string]any)
 		if len(m) != 1 || !isMap {
 			return metaPatch{}, errBadRequest(`meta with "$update" must be exactly {"$update": {...}}`)
@@ -371,6 +384,19 @@ func hideMeta(o state.Opt[state.Meta]) state.Opt[state.Meta] {
 	}
 	if v, changed := hideValue(map[string]any(m)); changed {
 		return state.Some(state.Meta(v.(map[string]any)))
+	}
+	return o
+}
+
+// hideLimits is hideMeta for limits: the platform hides "#" keys at any depth of any
+// answer, limits included.
+func hideLimits(o state.Opt[state.Limits]) state.Opt[state.Limits] {
+	l, ok := o.Get()
+	if !ok || l == nil {
+		return o
+	}
+	if v, changed := hideValue(map[string]any(l)); changed {
+		return state.Some(state.Limits(v.(map[string]any)))
 	}
 	return o
 }
@@ -431,7 +457,7 @@ func checkMetaKeys(m map[string]any) *apiError {
 
 // parseLimits reads a body's limits: null, or an object stored as sent — unknown keys
 // at any depth included, as the platform stores them — whose known limits
-// (state.LimitPaths) are whole numbers 0 or more (5 and 5.0 alike) or null.
+// (state.LimitPaths) are whole numbers 0 or more (5 and 5.0 alike), never null.
 func parseLimits(raw json.RawMessage) (state.Opt[state.Limits], *apiError) {
 	if isNull(raw) {
 		return state.Null[state.Limits](), nil
@@ -440,8 +466,10 @@ func parseLimits(raw json.RawMessage) (state.Opt[state.Limits], *apiError) {
 	if err := json.Unmarshal(raw, &l); err != nil || l == nil {
 		return state.Opt[state.Limits]{}, errBadRequest("limits must be an object or null")
 	}
-	if err := state.CheckLimits(l); err != nil {
-		return state.Opt[state.Limits]{}, errBadRequest("%v", err)
+	if err := state.CheckWireLimits(l); err != nil {
+		// The platform's zod schema: known keys and sections are optional, not
+		// nullable, and one bad value fails the whole update.
+		return state.Opt[state.Limits]{}, errBadRequest("limits contains an invalid value: %v", err)
 	}
 	return state.Some(state.Limits(l)), nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,13 +18,12 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/cbk-sync/cbk-sync/internal/exitcode"
 )
 
 // Namespace prefixes every metric.
 const Namespace = "cbk_sync"
-
-// The results a run can have, one per exit code.
-var results = map[int]string{0: "success", 1: "error", 2: "pending", 3: "partial", 4: "unsafe"}
 
 // Outcomes of an applied action, as apply reports them.
 var outcomes = []string{"ok", "failed", "skipped"}
@@ -75,9 +75,18 @@ type Poll struct {
 	Budget     int           // the poll budget in force at the end (0: never needed)
 }
 
+// resultNames are the values of last_run_result's result label, one per exit code.
+func resultNames() string {
+	names := make([]string, len(exitcode.All))
+	for i, c := range exitcode.All {
+		names[i] = c.Result
+	}
+	return strings.Join(names, ", ")
+}
+
 // Succeeded reports whether the run counts as a success: exit 0, or 2 (changes pending
 // is the answer a plan gives, not a failure).
-func (r Run) Succeeded() bool { return r.ExitCode == 0 || r.ExitCode == 2 }
+func (r Run) Succeeded() bool { return r.ExitCode == exitcode.OK || r.ExitCode == exitcode.Pending }
 
 // Register adds the run's metrics to reg.
 func Register(reg prometheus.Registerer, r Run) error {
@@ -90,7 +99,7 @@ func Register(reg prometheus.Registerer, r Run) error {
 	cs := []prometheus.Collector{
 		gauge("last_run_timestamp_seconds", "When the last run ended (Unix time).", unix(r.Start.Add(r.Duration))),
 		gauge("last_run_duration_seconds", "How long the last run took.", r.Duration.Seconds()),
-		gauge("last_run_exit_code", "The exit code of the last run: 0 success, 1 error, 2 changes pending, 3 partly applied, 4 refused as unsafe.", float64(r.ExitCode)),
+		gauge("last_run_exit_code", "The exit code of the last run: "+exitcode.Summary()+".", float64(r.ExitCode)),
 		gauge("api_retries", "Requests of the last run that repeated an earlier one.", float64(r.Retries)),
 		gauge("api_throttled_responses", "429 answers the last run met.", float64(r.Throttled)),
 	}
@@ -113,13 +122,13 @@ func Register(reg prometheus.Registerer, r Run) error {
 		cs = append(cs, users)
 	}
 	if !r.LastSuccess.IsZero() {
-		cs = append(cs, gauge("last_success_timestamp_seconds", "When the last successful run ended (Unix time); kept across failed runs.", unix(r.LastSuccess)))
+		cs = append(cs, gauge("last_success_timestamp_seconds", "When the last successful run (exit 0 or 2) ended (Unix time); kept across failed runs.", unix(r.LastSuccess)))
 	}
 
 	result := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "last_run_result",
-		Help: "1 for the result of the last run, 0 for the others.", ConstLabels: cmd}, []string{"result"})
-	for code, name := range results {
-		result.WithLabelValues(name).Set(boolf(code == r.ExitCode))
+		Help: "1 for the result of the last run, 0 for the others (" + resultNames() + ").", ConstLabels: cmd}, []string{"result"})
+	for _, c := range exitcode.All {
+		result.WithLabelValues(c.Result).Set(boolf(c.Value == r.ExitCode))
 	}
 	calls := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "api_calls",
 		Help: "Requests the last run sent, per API operation (retries included).", ConstLabels: cmd}, []string{"operation"})
@@ -130,7 +139,7 @@ func Register(reg prometheus.Registerer, r Run) error {
 
 	if r.Pending != nil {
 		pending := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "pending_changes",
-			Help: "Changes the last plan found pending, per action.", ConstLabels: cmd}, []string{"action"})
+			Help: "Changes the last plan found pending, per action (runs that only planned, or were refused).", ConstLabels: cmd}, []string{"action"})
 		for _, a := range r.Actions {
 			pending.WithLabelValues(a).Set(float64(r.Pending[a]))
 		}
@@ -138,7 +147,7 @@ func Register(reg prometheus.Registerer, r Run) error {
 	}
 	if r.Applied != nil {
 		applied := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "actions",
-			Help: "Actions the last run applied, per action and outcome (ok, failed, skipped).", ConstLabels: cmd}, []string{"action", "outcome"})
+			Help: "Actions the last run applied, per action and outcome (ok, failed, skipped); runs that applied only.", ConstLabels: cmd}, []string{"action", "outcome"})
 		for _, a := range r.Actions {
 			for _, o := range outcomes {
 				applied.WithLabelValues(a, o).Set(float64(r.Applied[a][o]))

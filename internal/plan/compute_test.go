@@ -119,7 +119,7 @@ type computeCase struct {
 }
 
 func du(email string, mods ...func(*state.DesiredUser)) state.DesiredUser {
-	u := state.DesiredUser{Email: email}
+	u := state.DesiredUser{Email: state.Some(email)}
 	for _, f := range mods {
 		f(&u)
 	}
@@ -292,7 +292,7 @@ func TestCompute(t *testing.T) {
 				u.Limits = state.Some(state.Limits{"attachment": nil, "foo": 1.0})
 			})),
 			want:   []string{"user_update a@x.test [limits.file.maxFileSize]"},
-			bodies: map[string]string{"user_update a@x.test": `{"limits":{"file":{"maxFileSize":7},"attachment":{"maxFileSize":null},"foo":1}}`},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{"file":{"maxFileSize":7},"attachment":{},"foo":1}}`},
 		},
 		{
 			name: "limits: a declared null section clears a remote one; equal unknown keys do not drift",
@@ -303,7 +303,7 @@ func TestCompute(t *testing.T) {
 				u.Limits = state.Some(state.Limits{"tokens": 1.0, "file": map[string]any{"maxFileSize": 3.0}, "foo": map[string]any{"bar": 1.0}})
 			})),
 			want:   []string{"user_update a@x.test [limits.file]"},
-			bodies: map[string]string{"user_update a@x.test": `{"limits":{"tokens":1,"file":null,"foo":{"bar":1}}}`},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{"tokens":1,"foo":{"bar":1}}}`},
 		},
 		{
 			name:   "limits: equal declared sub-fields are no change",
@@ -316,7 +316,33 @@ func TestCompute(t *testing.T) {
 			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Limits = state.Null[state.Limits]() })},
 			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Limits = state.Some(lim(5, 100)) })),
 			want:   []string{"user_update a@x.test [limits]"},
-			bodies: map[string]string{"user_update a@x.test": `{"limits":null}`},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{}}`},
+		},
+		{
+			name:   "limits null is met by an empty remote object",
+			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.Limits = state.Null[state.Limits]() })},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) { u.Limits = state.Some(state.Limits{}) })),
+			want:   []string{},
+		},
+		{
+			name: "limits: a declared null key is left out of a create, never sent as null",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
+				u.Limits = state.Some(state.Limits{"tokens": nil, "messages": 3.0, "database": nil, "file": map[string]any{"maxFileSize": nil}})
+			})},
+			actual: actual(),
+			want:   []string{"user_create a@x.test [email,meta.cbkSyncOwner,limits.database,limits.file.maxFileSize,limits.messages,limits.tokens]"},
+			bodies: map[string]string{"user_create a@x.test": `{"email":"a@x.test","meta":{"cbkSyncOwner":"acme"},"limits":{"messages":3,"file":{}}}`},
+		},
+		{
+			name: "limits: a declared null key is removed by an update, never sent as null; a remote null at a known key is dropped",
+			users: []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) {
+				u.Limits = state.Some(state.Limits{"tokens": nil, "database": map[string]any{"files": nil}})
+			})},
+			actual: actual(remoteUser("u1", "a@x.test", ownedMeta(), func(u *state.User) {
+				u.Limits = state.Some(state.Limits{"tokens": 5.0, "messages": nil, "database": map[string]any{"files": 1.0, "records": 2.0}})
+			})),
+			want:   []string{"user_update a@x.test [limits.database.files,limits.tokens]"},
+			bodies: map[string]string{"user_update a@x.test": `{"limits":{"database":{"records":2}}}`},
 		},
 		{
 			name:   "unmanaged user with declared email is adopted: marker merged, drift enforced",
@@ -426,6 +452,31 @@ func TestCompute(t *testing.T) {
 			bodies: map[string]string{"token_update a@x.test/ci": `{"description":"CI","meta":{"$update":{"cbkSyncOwner":"acme","p":"ci"}}}`},
 		},
 		{
+			// The platform's token name and description are non-null columns: null fails
+			// inside the database (500) on every attempt, so a declared null is sent as "".
+			name: "tokens: a declared null description is sent as \"\", and a listed \"\" meets it",
+			users: []state.DesiredUser{du("a@x.test", withTokens(
+				state.DesiredToken{Name: "new", Description: state.Null[string]()},
+				state.DesiredToken{Name: "was", Description: state.Null[string]()},
+				state.DesiredToken{Name: "empty", Description: state.Null[string]()}))},
+			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1",
+				func() state.Token {
+					t := remoteToken("t1", "was", ownedMeta(), time.Hour)
+					t.Description = state.Some("old")
+					return t
+				}(),
+				func() state.Token {
+					t := remoteToken("t2", "empty", ownedMeta(), time.Hour)
+					t.Description = state.Some("")
+					return t
+				}()),
+			want: []string{"token_create a@x.test/new [description,meta.cbkSyncOwner]", "token_update a@x.test/was [description]"},
+			bodies: map[string]string{
+				"token_update a@x.test/was": `{"description":""}`,
+				"token_create a@x.test/new": `{"name":"new","description":"","meta":{"cbkSyncOwner":"acme"}}`,
+			},
+		},
+		{
 			name:   "tokens: exact meta ignores the creation nonce",
 			users:  []state.DesiredUser{du("a@x.test", func(u *state.DesiredUser) { u.MetaExact = true }, withTokens(state.DesiredToken{Name: "ci", Meta: state.Some(meta("p", "ci"))}))},
 			actual: withTokenList(actual(remoteUser("u1", "a@x.test", ownedMeta())), "u1", remoteToken("t1", "ci", ownedMeta("p", "ci", state.NonceKey, "n"), time.Hour)),
@@ -510,13 +561,11 @@ func TestCompute(t *testing.T) {
 			want:   []string{"user_create a@x.test [email,meta.cbkSyncOwner]", "user_create B@x.test [email,meta.cbkSyncOwner]", "user_create c@x.test [email,meta.cbkSyncOwner]"},
 		},
 		{
-			name:    "several remote users with one email key: the owned one is matched, the rest left alone",
-			prune:   true,
-			users:   []state.DesiredUser{du("a@x.test", withName("A"))},
-			actual:  actual(remoteUser("u1", "A@x.test", ownedMeta()), remoteUser("u2", "a@x.test", ownedMeta(), func(u *state.User) { u.CreatedAt-- }), remoteUser("u3", "a@X.test", state.Null[state.Meta]())),
-			want:    []string{"user_update a@x.test [name]"},
-			warn:    []string{"several remote users have the email a@x.test; only user u2 is matched"},
-			orphans: []string{"A@x.test"},
+			name:   "several remote users with a declared email key: an error naming them, never a guess",
+			prune:  true,
+			users:  []state.DesiredUser{du("a@x.test", withName("A"))},
+			actual: actual(remoteUser("u1", "A@x.test", ownedMeta()), remoteUser("u2", "a@x.test", ownedMeta(), func(u *state.User) { u.CreatedAt-- }), remoteUser("u3", "a@X.test", state.Null[state.Meta]())),
+			err:    errors.New("email a@x.test is held by 3 remote users (u1 and u2 and u3): cbk-sync will not guess which one the file means; declare the user by `id` instead"),
 		},
 		{
 			name:   "several owned remote users with one undeclared email key are all pruned",
@@ -675,7 +724,7 @@ func TestRotationNeedsKnownCreationTime(t *testing.T) {
 
 // UserChanges plans one existing user exactly as Compute plans it within a whole plan.
 func TestUserChangesIsComputeForOneUser(t *testing.T) {
-	du := state.DesiredUser{Email: "a@acme.test", Name: state.Some("A"), ManageTokens: true,
+	du := state.DesiredUser{Email: state.Some("a@acme.test"), Name: state.Some("A"), ManageTokens: true,
 		Tokens: []state.DesiredToken{{Name: "ci"}, {Name: "deploy", RotateAfter: 24 * time.Hour}, {Name: "new"}}}
 	u := remoteUser("u1", "a@acme.test", state.Some(meta("team", "x")))
 	toks := []state.Token{
@@ -818,11 +867,15 @@ func TestComputeAliases(t *testing.T) {
 		})
 	}
 
-	// AliasesToRead: the declared aliases of existing users only, sorted, once each.
+	// AliasesToRead: the declared aliases of existing users only (matched as Compute
+	// matches them: by email in any case, by id), sorted; none for a user whose email
+	// several users have, which Compute refuses.
 	d := state.Desired{Owner: testOwner, Users: []state.DesiredUser{du("a@x.test", withAlias("zz")),
-		du("b@x.test", withAlias("bb")), du("new@x.test", withAlias("new")), du("c@x.test")}}
-	got := AliasesToRead(d, []state.User{remoteUser("u1", "A@x.test", ownedMeta()), remoteUser("u1b", "a@X.test", ownedMeta()),
-		remoteUser("u2", "b@x.test", ownedMeta()), remoteUser("u3", "c@x.test", ownedMeta()), remoteUser("u4", "other@x.test", ownedMeta())})
-	assert.Equal(t, []string{"bb", "zz"}, got)
+		du("b@x.test", withAlias("bb")), du("new@x.test", withAlias("new")), du("c@x.test"), du("dup@x.test", withAlias("dup")),
+		{ID: "u5", Alias: "by-id"}}}
+	got := AliasesToRead(d, []state.User{remoteUser("u1", "A@x.test", ownedMeta()),
+		remoteUser("u2", "b@x.test", ownedMeta()), remoteUser("u3", "c@x.test", ownedMeta()), remoteUser("u4", "other@x.test", ownedMeta()),
+		remoteUser("u5", "five@x.test", ownedMeta()), remoteUser("u6", "dup@x.test", ownedMeta()), remoteUser("u7", "DUP@x.test", ownedMeta())})
+	assert.Equal(t, []string{"bb", "by-id", "zz"}, got)
 	assert.Empty(t, AliasesToRead(state.Desired{Owner: testOwner, Users: []state.DesiredUser{du("a@x.test")}}, nil))
 }

@@ -48,7 +48,9 @@ func Dependencies(a state.Actual, p *Plan) state.Actual {
 				continue // a user this plan creates, and its tokens
 			}
 			users[id] = true
-			if c.Action.IsToken() {
+			// A release reads the user's token list to release its owned tokens: a
+			// token marked since must be seen again.
+			if c.Action.IsToken() || c.Action == UserRelease {
 				tokens[id] = true
 			}
 		}

@@ -14,7 +14,7 @@ import (
 // Action is what one Change does. The zero value is NoOp.
 type Action int
 
-// The actions of PRODUCT.md, and token_adopt (a token update that adds the ownership
+// The actions of the plan (docs/output.md), and token_adopt (a token update that adds the ownership
 // marker, shown and counted as an adoption like a user's). Appended last so that the
 // values of the others stay as they were.
 const (
@@ -28,17 +28,25 @@ const (
 	TokenRevoke
 	TokenRotate
 	TokenAdopt
+	// UserRelease and TokenRelease (prune.users: release) remove cbk-sync's markers
+	// from an owned user that no file declares, and from its owned tokens, and change
+	// nothing else: the user is unmanaged afterwards, and can be adopted again.
+	UserRelease
+	TokenRelease
 )
 
-var actionNames = [...]string{"no_op", "user_create", "user_update", "user_delete", "user_adopt", "token_create", "token_update", "token_revoke", "token_rotate", "token_adopt"}
+var actionNames = [...]string{"no_op", "user_create", "user_update", "user_delete", "user_adopt", "token_create", "token_update", "token_revoke", "token_rotate", "token_adopt", "user_release", "token_release"}
 
-var actionSymbols = [...]string{" ", "+", "~", "-", ">", "+", "~", "-", "±", ">"}
+var actionSymbols = [...]string{" ", "+", "~", "-", ">", "+", "~", "-", "±", ">", "<", "<"}
 
 // Legend is the one-line key to the symbols of the text view.
 const Legend = "Symbols: + create, ~ update, - delete or revoke, > adopt, ± rotate (create the successor, then revoke)."
 
+// LegendRelease is added to the legend of a plan that releases users.
+const LegendRelease = " < release (only cbk-sync's owner marker is removed)."
+
 // Actions lists every action but NoOp, in summary order.
-var Actions = []Action{UserCreate, UserUpdate, UserDelete, UserAdopt, TokenCreate, TokenUpdate, TokenAdopt, TokenRevoke, TokenRotate}
+var Actions = []Action{UserCreate, UserUpdate, UserDelete, UserAdopt, UserRelease, TokenCreate, TokenUpdate, TokenAdopt, TokenRevoke, TokenRotate, TokenRelease}
 
 // String returns the action's name as used in JSON output (e.g. "user_create").
 func (a Action) String() string {
@@ -57,7 +65,7 @@ func (a Action) Symbol() string {
 }
 
 // IsToken reports whether the action changes a token rather than a user.
-func (a Action) IsToken() bool { return a >= TokenCreate }
+func (a Action) IsToken() bool { return a >= TokenCreate && a != UserRelease }
 
 // MarshalJSON writes the action's name.
 func (a Action) MarshalJSON() ([]byte, error) { return json.Marshal(a.String()) }
@@ -92,7 +100,9 @@ type FieldChange struct {
 // the old).
 type Change struct {
 	Action Action `json:"action"`
-	Email  string `json:"email"`             // the user's email as declared (or as remote, for deletes)
+	// Email is the user's email as declared, else as remote ("" for a user without
+	// one); the user's identity is its UserPlan's.
+	Email  string `json:"email"`
 	UserID string `json:"user_id,omitempty"` // empty for a user that does not exist yet
 	// Token changes only.
 	TokenName string        `json:"token_name,omitempty"`
@@ -109,16 +119,32 @@ type Change struct {
 // UserPlan is every change for one user, in the order they must run: the user's own
 // change first, then its tokens (a rotation creates the successor before revoking).
 type UserPlan struct {
-	Email   string   `json:"email"`
-	UserID  string   `json:"user_id,omitempty"`
-	Changes []Change `json:"changes"`
+	// Identity names the user: as its file declares it, or for a user no file declares
+	// (a delete) by its email, else its id.
+	Identity state.Identity `json:"identity"`
+	Email    string         `json:"email"`
+	UserID   string         `json:"user_id,omitempty"`
+	Changes  []Change       `json:"changes"`
+}
+
+// UserAction is the change of the user itself (create, update, delete, adopt,
+// release), or NoOp when only its tokens change. It is the first change, except for a
+// release, whose tokens are released first (see Compute).
+func (up *UserPlan) UserAction() Action {
+	for _, c := range up.Changes {
+		if !c.Action.IsToken() {
+			return c.Action
+		}
+	}
+	return NoOp
 }
 
 // Orphan is an owned user that no file declares (or a second owned user with a
 // declared email), listed with no action.
 type Orphan struct {
-	Email  string `json:"email"`
-	UserID string `json:"user_id"`
+	Identity state.Identity `json:"identity"`
+	Email    string         `json:"email"`
+	UserID   string         `json:"user_id"`
 	// Reason says why it is kept: prune.users is off, or it shares its email with the
 	// user that was matched (deleting it would be a guess).
 	Reason string `json:"reason,omitempty"`
@@ -138,17 +164,20 @@ type Safety struct {
 	Foreign []string `json:"foreign,omitempty"`
 }
 
-// Summary counts changes per action, with the JSON keys of PRODUCT.md.
+// Summary counts changes per action, with the JSON keys of docs/output.md.
 type Summary struct {
 	UserCreate  int `json:"user_create"`
 	UserUpdate  int `json:"user_update"`
 	UserDelete  int `json:"user_delete"`
 	UserAdopt   int `json:"user_adopt"`
+	UserRelease int `json:"user_release"`
 	TokenCreate int `json:"token_create"`
 	TokenUpdate int `json:"token_update"`
 	TokenAdopt  int `json:"token_adopt"`
 	TokenRevoke int `json:"token_revoke"`
 	TokenRotate int `json:"token_rotate"`
+	// TokenRelease counts the owned tokens of released users whose marker is removed.
+	TokenRelease int `json:"token_release"`
 }
 
 // Count returns the number for action a.
@@ -162,6 +191,10 @@ func (s Summary) Count(a Action) int {
 		return s.UserDelete
 	case UserAdopt:
 		return s.UserAdopt
+	case UserRelease:
+		return s.UserRelease
+	case TokenRelease:
+		return s.TokenRelease
 	case TokenCreate:
 		return s.TokenCreate
 	case TokenUpdate:
@@ -186,6 +219,10 @@ func (s *Summary) add(a Action) {
 		s.UserDelete++
 	case UserAdopt:
 		s.UserAdopt++
+	case UserRelease:
+		s.UserRelease++
+	case TokenRelease:
+		s.TokenRelease++
 	case TokenCreate:
 		s.TokenCreate++
 	case TokenUpdate:
@@ -288,7 +325,7 @@ func (d SecretsDestination) Describe() string {
 		if d.Recipients == 1 {
 			noun = "recipient"
 		}
-		return fmt.Sprintf("age-encrypted files %s/<email>/<token-name>.age, for %d %s", strings.TrimSuffix(loc, "/"), d.Recipients, noun)
+		return fmt.Sprintf("age-encrypted files %s/<email, or user id>/<token-name>.age, for %d %s", strings.TrimSuffix(loc, "/"), d.Recipients, noun)
 	case "exec":
 		return "the command " + loc + ", one run per secret with the record on its stdin"
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
 // MarkdownOptions shape the Markdown view.
@@ -39,10 +41,19 @@ func RenderMarkdownWith(w io.Writer, p *Plan, o MarkdownOptions) error {
 	s := p.Summary()
 	fmt.Fprintf(&head, "**%s**\n\n", SummaryLine(s))
 	if s.Total() > 0 {
-		head.WriteString("| | Create | Update | Delete / revoke | Adopt | Rotate |\n")
-		head.WriteString("|---|---:|---:|---:|---:|---:|\n")
-		fmt.Fprintf(&head, "| Users | %d | %d | %d | %d | – |\n", s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt)
-		fmt.Fprintf(&head, "| Tokens | %d | %d | %d | %d | %d |\n\n", s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenAdopt, s.TokenRotate)
+		if s.UserRelease+s.TokenRelease == 0 {
+			head.WriteString("| | Create | Update | Delete / revoke | Adopt | Rotate |\n")
+			head.WriteString("|---|---:|---:|---:|---:|---:|\n")
+			fmt.Fprintf(&head, "| Users | %d | %d | %d | %d | – |\n", s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt)
+			fmt.Fprintf(&head, "| Tokens | %d | %d | %d | %d | %d |\n\n", s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenAdopt, s.TokenRotate)
+		} else {
+			// The Release column only when the plan releases something, so that every
+			// other plan's table stays as it was.
+			head.WriteString("| | Create | Update | Delete / revoke | Adopt | Rotate | Release |\n")
+			head.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
+			fmt.Fprintf(&head, "| Users | %d | %d | %d | %d | – | %d |\n", s.UserCreate, s.UserUpdate, s.UserDelete, s.UserAdopt, s.UserRelease)
+			fmt.Fprintf(&head, "| Tokens | %d | %d | %d | %d | %d | %d |\n\n", s.TokenCreate, s.TokenUpdate, s.TokenRevoke, s.TokenAdopt, s.TokenRotate, s.TokenRelease)
+		}
 	}
 	if line := secretsLine(p); line != "" {
 		head.WriteString(mdEscape(line) + "\n\n")
@@ -161,7 +172,11 @@ func mdOrphans(p *Plan) string {
 	var b strings.Builder
 	b.WriteString("#### Orphaned users\n\nOwned by this owner, with no action.\n\n")
 	for _, o := range p.Orphans {
-		fmt.Fprintf(&b, "- `%s` (`%s`)", mdCode(displayEmail(o.Email)), mdCode(Printable(o.UserID)))
+		if o.Identity.Kind == state.ByID {
+			fmt.Fprintf(&b, "- `%s`", mdCode(displayUser(o.Identity, o.Email)))
+		} else {
+			fmt.Fprintf(&b, "- `%s` (`%s`)", mdCode(displayUser(o.Identity, o.Email)), mdCode(Printable(o.UserID)))
+		}
 		if o.Reason != "" {
 			b.WriteString(": " + mdEscape(Printable(o.Reason)))
 		}
@@ -209,7 +224,7 @@ func mdUser(b *strings.Builder, up *UserPlan) {
 		what = append(what, fmt.Sprintf("%d token changes", tokens))
 	}
 	fmt.Fprintf(b, "<details><summary><code>%s</code> <b>%s</b>: %s</summary>\n\n",
-		mdEscape(act.Symbol()), mdEscape(displayEmail(up.Email)), strings.Join(what, ", "))
+		mdEscape(act.Symbol()), mdEscape(displayUser(up.Identity, up.Email)), strings.Join(what, ", "))
 
 	var lines []string
 	add := func(mark byte, indent int, s string) {
@@ -226,8 +241,7 @@ func mdUser(b *strings.Builder, up *UserPlan) {
 		return ' '
 	}
 	first := true
-	for i := range up.Changes {
-		c := &up.Changes[i]
+	for _, c := range displayOrder(up) {
 		indent := 4
 		if c.Action.IsToken() {
 			if first {

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/sergi/go-diff/diffmatchpatch"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
 // TextOptions are the choices of the text view that the command makes for it.
@@ -37,7 +39,7 @@ func actionColor(a Action) string {
 		return ansiYellow
 	case UserDelete, TokenRevoke:
 		return ansiRed
-	case UserAdopt, TokenAdopt:
+	case UserAdopt, TokenAdopt, UserRelease, TokenRelease:
 		return ansiCyan
 	case TokenRotate:
 		return ansiPurple
@@ -103,7 +105,7 @@ func RenderText(w io.Writer, p *Plan, o TextOptions) error {
 	}
 	sum := p.Summary()
 	if sum.Total() > 0 {
-		t.line(0, t.paint(ansiDim, Legend))
+		t.line(0, t.paint(ansiDim, releaseLegend(sum)))
 	}
 	// "No changes ... matches" after "Unsafe" would contradict it: a refused plan says
 	// only what it refuses.
@@ -120,9 +122,16 @@ func SummaryLine(s Summary) string {
 	}
 	// The noun agrees with the first count of its group: "1 user to create, 2 to
 	// update", "2 users to create".
-	return fmt.Sprintf("Plan: %s to create, %d to update, %d to delete, %d to adopt; %s to create, %d to update, %d to adopt, %d to revoke, %d to rotate.",
-		Count(s.UserCreate, "user", "users"), s.UserUpdate, s.UserDelete, s.UserAdopt,
-		Count(s.TokenCreate, "token", "tokens"), s.TokenUpdate, s.TokenAdopt, s.TokenRevoke, s.TokenRotate)
+	// Releases are counted only in a plan that has any, so that every other summary
+	// line reads as it always did.
+	var userRelease, tokenRelease string
+	if s.UserRelease+s.TokenRelease > 0 {
+		userRelease = fmt.Sprintf(", %d to release", s.UserRelease)
+		tokenRelease = fmt.Sprintf(", %d to release", s.TokenRelease)
+	}
+	return fmt.Sprintf("Plan: %s to create, %d to update, %d to delete, %d to adopt%s; %s to create, %d to update, %d to adopt, %d to revoke, %d to rotate%s.",
+		Count(s.UserCreate, "user", "users"), s.UserUpdate, s.UserDelete, s.UserAdopt, userRelease,
+		Count(s.TokenCreate, "token", "tokens"), s.TokenUpdate, s.TokenAdopt, s.TokenRevoke, s.TokenRotate, tokenRelease)
 }
 
 // Count is n and the singular or plural noun: "1 user", "0 users", "2 users".
@@ -144,7 +153,7 @@ func secretsLine(p *Plan) string {
 }
 
 func orphanLine(o Orphan) string {
-	s := fmt.Sprintf("%s (%s)", displayEmail(o.Email), Printable(o.UserID))
+	s := userTitle(o.Identity, o.Email, o.UserID)
 	if o.Reason != "" {
 		s += ": " + Printable(o.Reason)
 	}
@@ -159,16 +168,32 @@ func displayEmail(e string) string {
 	return Printable(e)
 }
 
+// displayUser names a user as every human view shows it: by its email under an email
+// identity (as before there were others), else by its kind and value, with its email
+// after it when it has one.
+func displayUser(id state.Identity, email string) string {
+	if id.Kind == state.ByEmail {
+		return displayEmail(id.Value)
+	}
+	s := id.Kind.String() + " " + Printable(id.Value)
+	if email != "" {
+		s += ", email " + Printable(email)
+	}
+	return s
+}
+
+// userTitle is displayUser with the user's platform ID in brackets, unless the
+// identity is that ID.
+func userTitle(id state.Identity, email, userID string) string {
+	s := displayUser(id, email)
+	if userID != "" && id.Kind != state.ByID {
+		s += " (" + Printable(userID) + ")"
+	}
+	return s
+}
+
 func userHeader(up *UserPlan) (Action, string) {
-	act := NoOp
-	if len(up.Changes) > 0 && !up.Changes[0].Action.IsToken() {
-		act = up.Changes[0].Action
-	}
-	s := "user " + displayEmail(up.Email)
-	if up.UserID != "" {
-		s += " (" + Printable(up.UserID) + ")"
-	}
-	return act, s
+	return up.UserAction(), "user " + userTitle(up.Identity, up.Email, up.UserID)
 }
 
 func tokenHeader(c *Change) string {
@@ -186,8 +211,7 @@ func tokenHeader(c *Change) string {
 func (t *textWriter) user(up *UserPlan) {
 	act, head := userHeader(up)
 	t.line(2, t.paint(actionColor(act), act.Symbol()+" "+t.paint(ansiBold, head)))
-	for i := range up.Changes {
-		c := &up.Changes[i]
+	for _, c := range displayOrder(up) {
 		if !c.Action.IsToken() {
 			t.line(6, t.paint(ansiDim, "# "+Printable(c.Reason)))
 			t.fields(6, c)

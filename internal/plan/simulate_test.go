@@ -78,7 +78,7 @@ func simulate(t testing.TB, d state.Desired, a state.Actual, p *Plan, now time.T
 				idx[u.ID] = len(out.Users)
 				out.Users = append(out.Users, u)
 				out.Tokens[u.ID] = []state.Token{}
-			case UserUpdate, UserAdopt:
+			case UserUpdate, UserAdopt, UserRelease:
 				u := &out.Users[idx[c.UserID]]
 				b := c.UserBody
 				setIfPresent(&u.Email, b.Email)
@@ -107,7 +107,7 @@ func simulate(t testing.TB, d state.Desired, a state.Actual, p *Plan, now time.T
 				if c.Action == TokenRotate {
 					out.Tokens[userID] = removeToken(out.Tokens[userID], c.TokenID)
 				}
-			case TokenUpdate, TokenAdopt:
+			case TokenUpdate, TokenAdopt, TokenRelease:
 				toks := out.Tokens[userID]
 				found := false
 				for i := range toks {
@@ -137,12 +137,11 @@ func simulate(t testing.TB, d state.Desired, a state.Actual, p *Plan, now time.T
 	}
 	out.Users = kept
 	// The next reader reads the token lists of every existing user that declares tokens.
-	byKey := map[string]string{}
-	for _, u := range out.Users {
-		byKey[state.EmailKey(u.Email.Value())] = u.ID
-	}
-	for _, du := range d.Users {
-		if id, ok := byKey[state.EmailKey(du.Email)]; ok && du.ManageTokens {
+	index := state.NewUserIndex(out.Users, d.ExternalIDKey)
+	for i := range d.Users {
+		du := &d.Users[i]
+		if j, err := index.Match(du); err == nil && j >= 0 && du.ManageTokens {
+			id := out.Users[j].ID
 			if _, read := out.Tokens[id]; !read {
 				out.Tokens[id] = []state.Token{}
 			}

@@ -1,6 +1,10 @@
 package state
 
-import "strings"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
 
 // The lease user is how concurrent runs exclude each other (see internal/lease): a
 // partner user whose email is derived from the owner, so that the API's unique-email
@@ -14,8 +18,22 @@ const (
 	leasePrefix = "cbk-sync-lock+"
 )
 
-// LeaseEmail is the email of the lease user of owner.
-func LeaseEmail(owner string) string { return leasePrefix + owner + "@" + LeaseDomain }
+// LeaseEmail is the email of the lease user of owner. The platform allows 64 bytes
+// before the "@" (EmailProblem) and an owner may have 63 characters, so a long owner is
+// cut and a hash of the whole owner appended: the address stays valid and distinct per
+// owner.
+func LeaseEmail(owner string) string {
+	local := leasePrefix + owner
+	if len(local) > maxLocal {
+		sum := sha256.Sum256([]byte(owner))
+		h := hex.EncodeToString(sum[:4])
+		local = local[:maxLocal-len(h)-1] + "-" + h
+	}
+	return local + "@" + LeaseDomain
+}
+
+// maxLocal is the platform's limit on the part of an email before the "@".
+const maxLocal = 64
 
 // IsLeaseEmail reports whether email is a lease user's, of any owner: such a user is
 // never planned, exported, adopted or deleted by a plan.

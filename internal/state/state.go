@@ -124,40 +124,76 @@ func (l Limits) Lookup(path string) (any, bool) {
 }
 
 // CheckLimits reports the first known limit of l that is not a whole number from 0 to
-// MaxLimit or null, or a known section that is not an object or null, as the platform
-// validates a body. Unknown keys are not checked: the platform stores them as sent.
-func CheckLimits(l Limits) error {
+// MaxLimit or null, or a known section that is not an object or null: the rule for
+// declared limits, where null means "no such limit".
+func CheckLimits(l Limits) error { return checkLimits(l, true) }
+
+// CheckWireLimits is CheckLimits for a limits object on the wire: the platform's
+// schema makes its known keys and sections optional, not nullable, so a null there is a
+// 400 that fails the whole update ("no such limit" is the object without the key).
+func CheckWireLimits(l Limits) error { return checkLimits(l, false) }
+
+func checkLimits(l Limits, nullOK bool) error {
 	for _, sec := range LimitSections {
-		if v, ok := l[sec]; ok && v != nil {
-			if _, isObj := v.(map[string]any); !isObj {
-				return fmt.Errorf("limits.%s must be an object or null", sec)
+		if v, ok := l[sec]; ok {
+			if _, isObj := v.(map[string]any); !isObj && (v != nil || !nullOK) {
+				return fmt.Errorf("limits.%s must be an object%s, not %s", sec, orNullText(nullOK), jsonText(v))
 			}
 		}
 	}
 	for _, p := range LimitPaths {
 		v, ok := l.Lookup(p)
-		if !ok || v == nil {
+		if !ok || (v == nil && nullOK) {
 			continue
 		}
 		f, isNum := v.(float64)
 		if !isNum || f < 0 || f > MaxLimit || f != math.Trunc(f) {
-			return fmt.Errorf("limits.%s must be a whole number from 0 to %d or null, not %s", p, int64(MaxLimit), jsonText(v))
+			return fmt.Errorf("limits.%s must be a whole number from 0 to %d%s, not %s", p, int64(MaxLimit), orNullText(nullOK), jsonText(v))
 		}
 	}
 	return nil
 }
 
+func orNullText(nullOK bool) string {
+	if nullOK {
+		return " or null"
+	}
+	return ""
+}
+
+// WireLimits is what a create sends for declared limits: the object without the keys
+// declared null, since a null is refused on the wire (CheckWireLimits).
+func WireLimits(declared Limits) Limits {
+	return OverlayLimits(nil, declared)
+}
+
 // OverlayLimits lays the declared limits over the remote ones and returns a new
 // object: the API replaces the whole object on update, so every remote key that is not
 // declared — at any depth, known or unknown — must be sent back. A declared object is
-// merged into a remote object key by key; any other declared value (a number, a null)
-// replaces the remote one.
+// merged into a remote object key by key; a declared number replaces the remote one; a
+// declared null removes the key ("no such limit": the platform refuses null for a
+// known key). A null the remote object holds at a known key or section is dropped too,
+// so the object sent always passes CheckWireLimits.
 func OverlayLimits(remote, declared Limits) Limits {
 	out := remote.Clone()
 	if out == nil {
 		out = Limits{}
 	}
 	overlayTree(out, declared)
+	for _, sec := range LimitSections {
+		if v, ok := out[sec]; ok && v == nil {
+			delete(out, sec)
+		}
+	}
+	for _, p := range LimitPaths {
+		if v, ok := out.Lookup(p); ok && v == nil {
+			parent, key := map[string]any(out), p
+			if sec, k, nested := strings.Cut(p, "."); nested {
+				parent, key = out[sec].(map[string]any), k
+			}
+			delete(parent, key)
+		}
+	}
 	return out
 }
 
@@ -166,6 +202,8 @@ func overlayTree(dst, src map[string]any) {
 		sv, srcObj := v.(map[string]any)
 		dv, dstObj := dst[k].(map[string]any)
 		switch {
+		case v == nil:
+			delete(dst, k)
 		case srcObj && dstObj:
 			overlayTree(dv, sv)
 		case srcObj:

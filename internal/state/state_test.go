@@ -78,16 +78,31 @@ func TestOverlayLimitsKeepsEveryRemoteKeyItDoesNotDeclare(t *testing.T) {
 	declared := Limits{"tokens": 9.0, "database": map[string]any{"files": nil, "datasets": 6.0},
 		"attachment": map[string]any{"maxFileSize": 7.0}, "messages": nil}
 	got := OverlayLimits(remote, declared)
-	assert.Equal(t, Limits{"tokens": 9.0, "messages": nil, "foo": map[string]any{"bar": 2.0},
+	assert.Equal(t, Limits{"tokens": 9.0, "foo": map[string]any{"bar": 2.0},
 		"file":       map[string]any{"maxFileSize": 3.0, "x": "y"},
-		"database":   map[string]any{"files": nil, "records": 5.0, "datasets": 6.0},
+		"database":   map[string]any{"records": 5.0, "datasets": 6.0},
 		"attachment": map[string]any{"maxFileSize": 7.0}}, got)
 	assert.Equal(t, before, remote, "the remote limits are not changed")
 	got["foo"].(map[string]any)["bar"] = 0.0
 	assert.Equal(t, 2.0, remote["foo"].(map[string]any)["bar"], "the result shares nothing with remote")
 
 	assert.Equal(t, Limits{"tokens": 1.0}, OverlayLimits(nil, Limits{"tokens": 1.0}))
-	assert.Equal(t, Limits{"database": nil}, OverlayLimits(Limits{"database": map[string]any{"files": 1.0}}, Limits{"database": nil}))
+	// A declared null is "no such limit": the key is left out, never sent as null (the
+	// platform refuses null for a known key or section, and the whole update with it).
+	assert.Equal(t, Limits{}, OverlayLimits(Limits{"database": map[string]any{"files": 1.0}}, Limits{"database": nil}))
+	assert.Equal(t, Limits{"messages": 2.0, "database": map[string]any{"records": 3.0}},
+		OverlayLimits(Limits{"tokens": 1.0, "messages": 2.0, "database": map[string]any{"files": 1.0, "records": 3.0}},
+			Limits{"tokens": nil, "database": map[string]any{"files": nil}}))
+	// A null already stored remotely at a known place is dropped too; unknown keys keep theirs.
+	assert.Equal(t, Limits{"foo": nil, "database": map[string]any{"x": nil}},
+		OverlayLimits(Limits{"tokens": nil, "file": nil, "foo": nil, "database": map[string]any{"files": nil, "x": nil}}, nil))
+	assert.Equal(t, Limits{"tokens": 1.0, "database": map[string]any{}}, WireLimits(Limits{"tokens": 1.0, "messages": nil, "file": nil, "database": map[string]any{"files": nil}}))
+	for _, l := range []Limits{
+		OverlayLimits(Limits{"tokens": nil}, Limits{"file": nil}),
+		WireLimits(Limits{"tokens": nil, "database": nil}),
+	} {
+		assert.NoError(t, CheckWireLimits(l), "%v", l)
+	}
 }
 
 func TestCheckLimits(t *testing.T) {
@@ -99,7 +114,13 @@ func TestCheckLimits(t *testing.T) {
 		{"attachment": []any{}},
 	} {
 		assert.Error(t, CheckLimits(bad), "%v", bad)
+		assert.Error(t, CheckWireLimits(bad), "%v", bad)
 	}
+	for _, null := range []Limits{{"tokens": nil}, {"database": nil}, {"database": map[string]any{"files": nil}}, {"attachment": nil}} {
+		assert.NoError(t, CheckLimits(null), "declared: null means no such limit")
+		assert.Error(t, CheckWireLimits(null), "on the wire: null for a known key is a 400")
+	}
+	assert.NoError(t, CheckWireLimits(Limits{"unknown": nil, "database": map[string]any{"other": nil}}))
 }
 
 func TestEmailKeyFoldsASCIIOnly(t *testing.T) {
