@@ -34,10 +34,11 @@ func TestLoadFullConfig(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "acme-platform", d.Owner)
 	assert.False(t, d.PruneUsers)
-	require.Len(t, d.Users, 3)
+	require.Len(t, d.Users, 5)
+	assert.Equal(t, "stripeCustomerId", d.ExternalIDKey)
 
 	alice := d.Users[0]
-	assert.Equal(t, "alice@acme.test", alice.Email)
+	assert.Equal(t, "alice@acme.test", alice.Email.Value())
 	assert.Equal(t, state.Pos{File: "testdata/full.yaml", Line: 20, Column: 5}, alice.Pos)
 	assert.Equal(t, "alice-sales", alice.Alias)
 	assert.Equal(t, map[string]any{"maxFileSize": 10485760.0}, alice.Limits.Value()["file"])
@@ -72,6 +73,18 @@ func TestLoadFullConfig(t *testing.T) {
 	carol := d.Users[2]
 	assert.False(t, carol.ManageTokens, "absent tokens are not managed")
 	assert.False(t, carol.MetaExact)
+	assert.Equal(t, state.Identity{Kind: state.ByEmail, Value: "carol@acme.test"}, carol.Identity())
+
+	dana := d.Users[3]
+	assert.Equal(t, state.Identity{Kind: state.ByID, Value: "cm_dana01"}, dana.Identity(), "id before externalId")
+	assert.True(t, dana.Email.IsNull(), "email: null clears it under an id")
+	assert.Equal(t, "cus_dana", dana.Meta.Value()["stripeCustomerId"], "an externalId under an id is enforced in meta")
+
+	erin := d.Users[4]
+	assert.Equal(t, state.Identity{Kind: state.ByExternalID, Value: "cus_erin"}, erin.Identity())
+	assert.True(t, erin.Email.Absent(), "no email: unmanaged")
+	assert.Equal(t, "cus_erin", erin.Meta.Value()["stripeCustomerId"], "created with its external id")
+	assert.Equal(t, "standard", erin.Meta.Value()["plan"], "with the defaults' meta")
 }
 
 func TestDefaultsDeepMerge(t *testing.T) {
@@ -153,7 +166,7 @@ users:
 	assert.Equal(t, "acme", d.Owner)
 	assert.True(t, d.PruneUsers)
 	u := d.Users[0]
-	assert.Equal(t, "alice@acme.test", u.Email)
+	assert.Equal(t, "alice@acme.test", u.Email.Value())
 	assert.Equal(t, state.Some("Nobody"), u.Name)
 	assert.Equal(t, state.Some("price is ${AMOUNT} and fallback"), u.Description)
 	assert.Equal(t, state.Meta{"n": 42.0, "q": "42", "lit": "${X}", "s": "hello"}, u.Meta.Value())
@@ -197,7 +210,7 @@ func TestSeveralFilesAndDirectories(t *testing.T) {
 	assert.True(t, d.PruneUsers, "one file setting prune is enough")
 	var emails []string
 	for _, u := range d.Users {
-		emails = append(emails, u.Email)
+		emails = append(emails, u.Email.Value())
 	}
 	assert.Equal(t, []string{"a@acme.test", "b@acme.test", "c@acme.test"}, emails, "lexical order in a directory, then the next path; a file named twice is read once")
 	assert.Equal(t, state.Some("A-team"), d.Users[0].Name)
@@ -269,7 +282,7 @@ func TestTestdataExamples(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, d.PruneUsers)
 	require.Len(t, d.Users, 3)
-	assert.Equal(t, "lead@acme.test", d.Users[1].Email)
+	assert.Equal(t, "lead@acme.test", d.Users[1].Email.Value())
 	assert.Equal(t, 25.0, d.Users[1].Limits.Value()["tokens"])
 	assert.Equal(t, 1000.0, d.Users[1].Limits.Value()["conversations"])
 	assert.Equal(t, state.Meta{"team": "support"}, d.Users[2].Meta.Value())
@@ -284,7 +297,7 @@ func TestInternationalEmailsAreAccepted(t *testing.T) {
 	for _, email := range []string{"zoë@acme.test", "Zoe\u0308@acme.test", "δοκιμή@παράδειγμα.δοκιμή", "用户@例子.广告", "o'neil+ci@acme.test"} {
 		d := load(t, "version: 1\nowner: acme\nusers:\n  - email: \""+email+"\"\n", nil)
 		require.Len(t, d.Users, 1, email)
-		assert.Equal(t, email, d.Users[0].Email)
+		assert.Equal(t, email, d.Users[0].Email.Value())
 	}
 }
 

@@ -60,6 +60,10 @@ type decoder struct {
 	aliasNodes int
 
 	metaNeedsNormalizing bool // a meta string is not valid UTF-8
+
+	// extKey is the file's externalIdKey (state.DefaultExternalIDKey unless it sets
+	// one): no user meta of the file may declare it.
+	extKey string
 }
 
 // fileConfig is what one file declares.
@@ -70,11 +74,17 @@ type fileConfig struct {
 	hasOwner bool
 	prune    state.Opt[string] // "true", "false" or "release"
 	prunePos state.Pos
-	users    []declaredUser
+	// extKey is the file's externalIdKey; hasExtKey says the file set it (at extKeyPos).
+	extKey    string
+	extKeyPos state.Pos
+	hasExtKey bool
+	users     []declaredUser
 }
 
 type declaredUser struct {
 	user     state.DesiredUser
+	idPos    state.Pos
+	extPos   state.Pos
 	emailPos state.Pos
 	aliasPos state.Pos
 }
@@ -90,8 +100,8 @@ type fields struct {
 
 type entry struct{ key, val *yaml.Node }
 
-// maxObjectKeys is the most keys any object of the format has (a user's ten).
-const maxObjectKeys = 10
+// maxObjectKeys is the most keys any object of the format has (a user's twelve).
+const maxObjectKeys = 12
 
 // fieldMap holds the entries of one mapping by key, in a fixed array rather than a
 // map: it is built for every user and token, and a map costs allocations.
@@ -169,6 +179,17 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 				if mode, ok := d.pruneUsers(pe.val); ok {
 					fc.prune, fc.prunePos = state.Some(mode), d.pos(pe.val)
 				}
+			}
+		}
+	}
+
+	fc.extKey, d.extKey = state.DefaultExternalIDKey, state.DefaultExternalIDKey
+	if e, ok := m.get("externalIdKey"); ok {
+		if s, ok := d.requiredString(e, "externalIdKey"); ok {
+			if why := externalIDKeyProblem(s); why != "" {
+				d.errorf(e.val, "externalIdKey %q: %s", s, why)
+			} else {
+				fc.extKey, fc.extKeyPos, fc.hasExtKey, d.extKey = s, d.pos(e.val), true, s
 			}
 		}
 	}
@@ -534,8 +555,8 @@ func (d *decoder) unknownKey(k *yaml.Node, obj string) {
 	case name == "<<":
 		d.errorf(k, `YAML merge keys ("<<") are not supported: use defaults for values that users share, or write the keys out`)
 		return
-	case obj == objDefaults && name == "email":
-		d.errorf(k, `"email" cannot be in defaults: each user needs its own email; move it into the users`)
+	case obj == objDefaults && (name == "email" || name == "id" || name == "externalId"):
+		d.errorf(k, `%q cannot be in defaults: it names one user; move it into the users`, name)
 		return
 	case obj == objDefaults && name == "alias":
 		d.errorf(k, `"alias" cannot be in defaults: an alias is unique per partner account; give each user its own`)
@@ -787,7 +808,7 @@ func (d *decoder) fields(m *fieldMap) fields {
 		f.image, _ = d.str(e.val, "image")
 	}
 	if e, ok := m.get("meta"); ok {
-		f.meta = d.meta(e.val, "meta")
+		f.meta = d.meta(e.val, "meta", true)
 	}
 	if e, ok := m.get("metaMode"); ok {
 		f.exact = d.metaMode(e.val, "metaMode")
@@ -863,8 +884,9 @@ func (d *decoder) limit(out map[string]any, m *fieldMap, key, prefix string) {
 	}
 }
 
-// meta reads a meta mapping into encoding/json's form (state.NormalizeMeta).
-func (d *decoder) meta(n *yaml.Node, path string) state.Opt[state.Meta] {
+// meta reads a meta mapping into encoding/json's form (state.NormalizeMeta). A user's
+// meta (user true) may not declare the file's externalIdKey.
+func (d *decoder) meta(n *yaml.Node, path string, user bool) state.Opt[state.Meta] {
 	n = d.resolve(n)
 	if n == nil {
 		return state.Opt[state.Meta]{}
@@ -889,6 +911,10 @@ func (d *decoder) meta(n *yaml.Node, path string) state.Opt[state.Meta] {
 			continue
 		}
 		key := k.Value
+		if user && key == d.extKey {
+			d.errorf(k, "%s key %q is this file's externalIdKey: declare it as \"externalId: <value>\" on the user instead (it is then the user's identity, and stored in meta under %q)", path, key, key)
+			continue
+		}
 		switch {
 		case key == "":
 			d.errorf(k, "a %s key is empty: give it a name", path)
@@ -1084,24 +1110,7 @@ func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool])
 	var du declaredUser
 	u := &du.user
 	u.Pos = d.pos(n)
-	ok = true
-	if e, has := m.get("email"); !has {
-		d.errorf(n, `this user has no "email": add "email: <address>", the user's identity`)
-		ok = false
-	} else if s, sok := d.requiredString(e, "email"); !sok {
-		ok = false
-	} else if why := emailCharProblem(s); why != "" {
-		d.errorf(e.val, "invalid email %+q: %s", s, why) // %+q: escaped to ASCII, so the culprit shows
-		ok = false
-	} else if why := state.EmailProblem(s); why != "" {
-		d.errorf(e.val, "invalid email %q: %s; the platform accepts only a plain address such as name@example.com", s, why)
-		ok = false
-	} else if strings.HasSuffix(state.EmailKey(s), "@"+state.LeaseDomain) {
-		d.errorf(e.val, "email %q: the domain %s is reserved for the lock cbk-sync takes on an account; use another address", s, state.LeaseDomain)
-		ok = false
-	} else {
-		u.Email, du.emailPos = s, d.pos(e.val)
-	}
+	ok = d.identity(n, m, &du)
 
 	if e, has := m.get("alias"); has {
 		if v, sok := d.str(e.val, "alias"); !sok {
@@ -1177,7 +1186,7 @@ func (d *decoder) tokens(n *yaml.Node) []state.DesiredToken {
 			t.Description, _ = d.str(e.val, "description")
 		}
 		if e, ok := m.get("meta"); ok {
-			t.Meta = d.meta(e.val, "meta")
+			t.Meta = d.meta(e.val, "meta", false)
 		}
 		if e, ok := m.get("rotateAfter"); ok {
 			t.RotateAfter = d.duration(e.val, "rotateAfter")
