@@ -416,13 +416,8 @@ func firstProblem(rep *apply.Report) string {
 // readAndPlan is what `cbk-sync plan` does: read the users, the token lists of the
 // declared users that manage tokens, and compute the plan.
 func readAndPlan(ctx context.Context, api *client.Client, d state.Desired, o plan.Options) (plan.Plan, error) {
-	managed := make(map[string]bool, len(d.Users))
-	for _, u := range d.Users {
-		if u.ManageTokens {
-			managed[state.EmailKey(u.Email)] = true
-		}
-	}
-	actual, err := api.ReadActual(ctx, func(u state.User) bool { return managed[state.EmailKey(u.Email.Value())] })
+	managed := plan.TokenListsToRead(d, nil)
+	actual, err := api.ReadActual(ctx, func(u state.User) bool { return managed.Has(&u) })
 	if err != nil {
 		return plan.Plan{}, fmt.Errorf("reading the remote state: %w", err)
 	}

@@ -214,20 +214,15 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 
 // computePlan reads the remote state the desired state needs, with the fewest calls,
 // and computes the plan; it returns the remote state too, for a saved plan. A non-nil
-// need limits the token lists read to the users it holds (by email key); the plan then
+// need limits the token lists read to the users it holds (by identity key); the plan then
 // counts the others as not checked.
 func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o plan.Options, need map[string]bool) (*plan.Plan, state.Actual, error) {
-	managed := make(map[string]bool, len(d.Users))
-	for _, u := range d.Users {
-		if key := state.EmailKey(u.Email); u.ManageTokens && (need == nil || need[key]) {
-			managed[key] = true
-		}
-	}
+	managed := plan.TokenListsToRead(d, need)
 	progress := newProgress(env, "reading")
 	progress.showPolls(s.reader.PollStatus)
 	actual, err := s.reader.ReadActual(ctx, func(u state.User) bool {
 		progress.add(1)
-		return managed[state.EmailKey(u.Email.Value())]
+		return managed.Has(&u)
 	})
 	progress.done()
 	if err != nil {

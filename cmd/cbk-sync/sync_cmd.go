@@ -18,7 +18,7 @@ import (
 
 // ApplyFlags are the flags of the commands that write.
 type ApplyFlags struct {
-	SecretsOut         string        `name:"secrets-out" placeholder:"FILE|-|age:DIR" help:"Where created token secrets go: a JSON-lines file (mode 0600, appended to), - for stdout (the plan then goes to stderr), or age:DIR for one age-encrypted file per secret, DIR/<email>/<token-name>.age."`
+	SecretsOut         string        `name:"secrets-out" placeholder:"FILE|-|age:DIR" help:"Where created token secrets go: a JSON-lines file (mode 0600, appended to), - for stdout (the plan then goes to stderr), or age:DIR for one age-encrypted file per secret, DIR/<email or user id>/<token-name>.age."`
 	AgeRecipients      []string      `name:"age-recipient" sep:"none" placeholder:"RECIPIENT" help:"With --secrets-out age:DIR: encrypt to this age (age1...) or SSH (ssh-ed25519 ...) public key. Repeatable."`
 	AgeRecipientsFiles []string      `name:"age-recipients-file" sep:"none" placeholder:"FILE" help:"With --secrets-out age:DIR: encrypt to every recipient in FILE, one per line, # comments (as age -R takes it). Repeatable."`
 	SecretsExec        string        `name:"secrets-exec" placeholder:"'CMD ARGS'" help:"Hand each secret to a command instead: it runs once per secret with the JSON record on stdin (never in argv or the environment); exit 0 means delivered, anything else revokes the token. Split into words like a shell would, without one; $CBK_SYNC_EMAIL, $CBK_SYNC_USER_ID, $CBK_SYNC_TOKEN_NAME, $CBK_SYNC_TOKEN_ID are expanded and set."`
