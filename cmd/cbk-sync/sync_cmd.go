@@ -12,6 +12,7 @@ import (
 
 	"github.com/cbk-sync/cbk-sync/internal/apply"
 	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
+	"github.com/cbk-sync/cbk-sync/internal/config"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
@@ -442,6 +443,12 @@ func readSavedPlan(path string) (*plan.Saved, error) {
 	s, err := plan.ReadSaved(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	// Before anything else: the desired state must be one a configuration could give
+	// (a plan recomputed with the planner from a forged desired state passes the checks
+	// of the plan against itself).
+	if err := config.CheckDesired(s.Desired); err != nil {
+		return nil, unsafef("%s: the desired state saved with the plan breaks the rules of a configuration, so no configuration gave it; nothing was applied: %s", path, strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	return s, nil
 }
