@@ -117,8 +117,9 @@ func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 		}
 		return exitError
 	}
+	in.state.setGrace(cli.InterruptGrace)
 	logger := newLogger(io, cli.Globals, redact)
-	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, abort: in.abort, facts: &runFacts{start: time.Now()}}
+	env := &Env{IO: io, Log: logger, Globals: cli.Globals, redact: redact, abort: in.abort, interrupt: in.state, facts: &runFacts{start: time.Now()}}
 	mf := metricsFlagsOf(kctx)
 	learnSecrets(kctx, env, mf)
 	err = kctx.Run(env)
@@ -234,7 +235,9 @@ type Env struct {
 	redact *state.Redactor
 	// abort is cancelled by a second interrupt: calls in flight stop at once.
 	abort context.Context
-	facts *runFacts // what the run did, for --metrics-file and --pushgateway
+	// interrupt is told what a forced exit after an interrupt must know; nil in tests.
+	interrupt *interruptState
+	facts     *runFacts // what the run did, for --metrics-file and --pushgateway
 }
 
 func newLogger(io *IOStreams, g Globals, redact *state.Redactor) *slog.Logger {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cbk-sync/cbk-sync/internal/lease"
 )
@@ -30,7 +31,9 @@ func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owne
 		return nil, nil, err
 	}
 	release := func() {
-		if err := l.Release(ctx); err != nil {
+		rctx, cancel := releaseContext(ctx, env)
+		defer cancel()
+		if err := l.Release(rctx); err != nil {
 			env.Log.Error(err.Error())
 			return
 		}
@@ -43,6 +46,19 @@ func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owne
 		}
 	}
 	return lctx, release, nil
+}
+
+// releaseAfterInterrupt bounds the lease's delete once the run was interrupted: one
+// quick call, not a wait; a lease left behind expires by itself (--lock-ttl).
+const releaseAfterInterrupt = 5 * time.Second
+
+// releaseContext is the context the lease is released in: a second interrupt cancels
+// it, and after a first one it lasts releaseAfterInterrupt at most.
+func releaseContext(ctx context.Context, env *Env) (context.Context, context.CancelFunc) {
+	if ctx.Err() != nil {
+		return context.WithTimeout(env.abort, releaseAfterInterrupt)
+	}
+	return context.WithCancel(env.abort)
 }
 
 // lockLost turns an apply cut short by the loss of the lock into an error saying so.

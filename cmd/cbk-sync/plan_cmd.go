@@ -23,20 +23,46 @@ type ConfigFlags struct {
 	Files []string `short:"f" name:"file" required:"" placeholder:"PATH" help:"Configuration file or directory (its *.yaml/*.yml); repeatable; - reads it from stdin."`
 }
 
-func (f *ConfigFlags) load(env *Env) (state.Desired, error) {
+func (f *ConfigFlags) load(ctx context.Context, env *Env) (state.Desired, error) {
 	if !slices.Contains(f.Files, "-") {
-		return config.LoadEnv(f.Files, env.configEnv())
+		return loadInterruptible(ctx, "the configuration", func() (state.Desired, error) {
+			return config.LoadEnv(f.Files, env.configEnv())
+		})
 	}
 	// -f - reads one configuration from stdin (a pipe, a generator); merging it with
 	// files would make positions ambiguous, so it comes alone.
 	if len(f.Files) > 1 {
 		return state.Desired{}, errors.New("-f - reads the whole configuration from stdin: give no other -f with it")
 	}
-	data, err := io.ReadAll(io.LimitReader(env.IO.In, config.MaxFileSize+1))
-	if err != nil {
-		return state.Desired{}, fmt.Errorf("-f -: reading stdin: %w", err)
+	return loadInterruptible(ctx, "the configuration from stdin (-f -)", func() (state.Desired, error) {
+		data, err := io.ReadAll(io.LimitReader(env.IO.In, config.MaxFileSize+1))
+		if err != nil {
+			return state.Desired{}, fmt.Errorf("-f -: reading stdin: %w", err)
+		}
+		return config.LoadBytesEnv("<stdin>", data, env.configEnv())
+	})
+}
+
+// loadInterruptible runs load, which may block for good (a pipe that never ends, a
+// FIFO nobody writes to), and returns early when ctx ends: an interrupt while reading
+// the configuration ends the run at once. The blocked read is left behind; the process
+// exits soon after.
+func loadInterruptible(ctx context.Context, what string, load func() (state.Desired, error)) (state.Desired, error) {
+	type loaded struct {
+		d   state.Desired
+		err error
 	}
-	return config.LoadBytesEnv("<stdin>", data, env.configEnv())
+	ch := make(chan loaded, 1)
+	go func() {
+		d, err := load()
+		ch <- loaded{d, err}
+	}()
+	select {
+	case l := <-ch:
+		return l.d, l.err
+	case <-ctx.Done():
+		return state.Desired{}, fmt.Errorf("interrupted while reading %s; nothing was read or changed remotely", what)
+	}
 }
 
 // PlanFlags shape how a plan is computed and shown.
@@ -107,8 +133,8 @@ type ValidateCmd struct {
 }
 
 // Run loads the files and reports every problem.
-func (c *ValidateCmd) Run(env *Env) error {
-	d, err := c.load(env)
+func (c *ValidateCmd) Run(ctx context.Context, env *Env) error {
+	d, err := c.load(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -126,6 +152,7 @@ type PlanCmd struct {
 	APIFlags
 	PlanFlags
 	MetricsFlags
+	IDsFlags
 	Out string `name:"out" type:"path" placeholder:"FILE" help:"Also save the plan to FILE for 'cbk-sync apply FILE'."`
 	// Base is the configuration before the change under review (a PR's base branch).
 	Base []string `name:"base" placeholder:"PATH" help:"Configuration before the change (file or directory; repeatable): read token lists only for users whose declared tokens the change adds or alters. The plan says how many users' tokens it did not check."`
@@ -133,7 +160,7 @@ type PlanCmd struct {
 
 // Run computes and shows the plan; it never writes remotely.
 func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
-	d, err := c.load(env)
+	d, err := c.load(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -145,14 +172,14 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 					"that adds it); leave --base out for a full plan", b)
 			}
 		}
-		base, err := config.LoadEnv(c.Base, env.configEnv())
+		base, err := loadInterruptible(ctx, "--base", func() (state.Desired, error) { return config.LoadEnv(c.Base, env.configEnv()) })
 		if err != nil {
 			return fmt.Errorf("--base: %w", err)
 		}
 		need = plan.TokenListsNeeded(base, d)
 	}
 	inputs := append(c.inputs("-f", c.Files...), c.inputs("--base", c.Base...)[1:]...)
-	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput()}, inputs); err != nil {
+	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput(), c.idsOutput()}, inputs); err != nil {
 		return err
 	}
 	s, err := c.open(env, false)
@@ -183,25 +210,23 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 		}
 		env.Log.Info("plan saved", "file", c.Out)
 	}
+	if err := c.writeIDs(env, p, nil); err != nil {
+		return err
+	}
 	return planOutcome(p, c.DetailedExitcode)
 }
 
 // computePlan reads the remote state the desired state needs, with the fewest calls,
 // and computes the plan; it returns the remote state too, for a saved plan. A non-nil
-// need limits the token lists read to the users it holds (by email key); the plan then
+// need limits the token lists read to the users it holds (by identity key); the plan then
 // counts the others as not checked.
 func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o plan.Options, need map[string]bool) (*plan.Plan, state.Actual, error) {
-	managed := make(map[string]bool, len(d.Users))
-	for _, u := range d.Users {
-		if key := state.EmailKey(u.Email); u.ManageTokens && (need == nil || need[key]) {
-			managed[key] = true
-		}
-	}
+	managed := plan.TokenListsToRead(d, need)
 	progress := newProgress(env, "reading")
 	progress.showPolls(s.reader.PollStatus)
 	actual, err := s.reader.ReadActual(ctx, func(u state.User) bool {
 		progress.add(1)
-		return managed[state.EmailKey(u.Email.Value())]
+		return managed.Has(&u)
 	})
 	progress.done()
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -88,12 +89,13 @@ func (f *ApplyFlags) prepareAge() (*secretsSink, error) {
 	return &secretsSink{dest: plan.SecretsDestination{Kind: "age", Location: dir, Recipients: sink.Recipients()}, sink: sink}, nil
 }
 
-// open returns the sink to deliver to, and what closes it.
-func (s *secretsSink) open(env *Env, path string) (apply.SecretSink, func() error, error) {
+// open returns the sink to deliver to, and what closes it. A write to stdout that its
+// reader does not take is given up when calls ends (see interruptibleWriter).
+func (s *secretsSink) open(calls context.Context, env *Env, path string) (apply.SecretSink, func() error, error) {
 	if s.sink != nil {
 		return s.sink, func() error { return nil }, nil
 	}
-	fs, err := apply.OpenSecretsFile(path, env.IO.Out)
+	fs, err := apply.OpenSecretsFile(path, &interruptibleWriter{ctx: calls, w: env.IO.Out})
 	if err != nil {
 		return nil, nil, fmt.Errorf("--secrets-out: %w", err)
 	}

@@ -99,9 +99,9 @@ type Client struct {
 // one account, so one rate cap, one pause after a 429, and one set of counters.
 type shared struct {
 	limiter *rate.Limiter // nil without an RPS cap
-	// notBefore (unix nanoseconds) is when requests may be sent again after a 429:
-	// every request waits for it, so one worker's 429 slows them all.
-	notBefore atomic.Int64
+	// pause is when requests may be sent again after a 429: every request waits for
+	// it, so one worker's 429 slows them all (each within its own retry deadline).
+	pause pause
 
 	// family is the path family in use (a PathFamily); PathsAuto until the first
 	// answer tells. probe is held by the one request finding it out.

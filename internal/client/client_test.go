@@ -389,15 +389,54 @@ func TestA429SlowsEveryRequest(t *testing.T) {
 	r := newRegistry(t)
 	r.on("GET", usersPath+"?take=100", reply(429, `{"message":"slow down","code":"TOO_MANY_REQUESTS"}`, "Retry-After", "5"))
 	r.on("GET", "/v1/partner/user/u1/fetch", reply(200, `{"id":"u1"}`))
-	// The list gives up at once (5s is past its 1s bound) but leaves the pause behind.
-	c := newTestClient(t, r, func(o *Options) { o.RetryMaxElapsed = time.Second })
-	_, err := collect(t, c.ListUsers(context.Background(), ListOptions{}))
+	c := newTestClient(t, r, func(o *Options) { o.RetryMaxElapsed = time.Minute })
+	// The list gives up at once (5s is past its own 1s bound) but leaves the pause
+	// behind, which the fetch, with a minute to go, waits for.
+	short := c.ReadOnly()
+	short.maxRetry = time.Second
+	_, err := collect(t, short.ListUsers(context.Background(), ListOptions{}))
 	require.Error(t, err)
 	assert.Empty(t, c.clock.waits())
 
 	_, err = c.FetchUser(context.Background(), "u1")
 	require.NoError(t, err)
 	assert.Equal(t, []time.Duration{5 * time.Second}, c.clock.waits(), "another request waited for the shared pause")
+}
+
+// A Retry-After of an hour is capped: the call that met it waits at most
+// maxRetryAfter, and a pause never holds another call past its own retry deadline:
+// that call is not sent and fails at once, saying why (it used to wait the hour, and
+// with it every call of the run, interrupts included).
+func TestRetryAfterIsCappedAndNeverHoldsOthersPastTheirDeadline(t *testing.T) {
+	const hour = `{"message":"slow down","code":"TOO_MANY_REQUESTS"}`
+	r := newRegistry(t)
+	r.on("GET", "/v1/partner/user/u1/fetch", reply(429, hour, "Retry-After", "3600"))
+	r.on("GET", "/v1/partner/user/u1/fetch", reply(200, `{"id":"u1"}`))
+	c := newTestClient(t, r, func(o *Options) { o.RetryMaxElapsed = time.Hour })
+	_, err := c.FetchUser(context.Background(), "u1")
+	require.NoError(t, err)
+	assert.Equal(t, []time.Duration{maxRetryAfter}, c.clock.waits(), "an hour is heard as the cap")
+
+	r2 := newRegistry(t)
+	r2.on("GET", "/v1/partner/user/u1/fetch", reply(429, hour, "Retry-After", "3600"))
+	c2 := newTestClient(t, r2, func(o *Options) { o.RetryMaxElapsed = 5 * time.Second })
+	_, err = c2.FetchUser(context.Background(), "u1")
+	require.Error(t, err)
+	for _, op := range []func() error{
+		func() error { _, err := c2.FetchUser(context.Background(), "u2"); return err },
+		func() error { return c2.DeleteUser(context.Background(), "u2") },
+		func() error { _, err := c2.CreateUser(context.Background(), state.UserFields{}); return err },
+	} {
+		err := op()
+		require.Error(t, err)
+		assert.ErrorContains(t, err, "not sent: the API asked every request to wait 5m0s (Retry-After), more than the 5s this call may still wait")
+		var ae *APIError
+		require.ErrorAs(t, err, &ae, "the 429 is wrapped")
+		assert.Equal(t, 429, ae.Status)
+		assert.False(t, IsLost(err), "nothing was sent: %v", err)
+	}
+	assert.Empty(t, c2.clock.waits(), "nobody waited for a pause they could not outlive")
+	assert.Equal(t, 1, r2.requests())
 }
 
 func TestCreateLostAnswerIsNotRetried(t *testing.T) {
@@ -642,8 +681,9 @@ func TestReadOnlySharesPaceAndCounters(t *testing.T) {
 	r := newRegistry(t)
 	r.on("GET", "/v1/partner/user/u1/fetch", reply(429, `{"message":"slow down","code":"TOO_MANY_REQUESTS"}`, "Retry-After", "5"))
 	r.on("GET", "/v1/partner/user/u2/fetch", reply(200, `{"id":"u2"}`))
-	c := newTestClient(t, r, func(o *Options) { o.RetryMaxElapsed = time.Second })
+	c := newTestClient(t, r, func(o *Options) { o.RetryMaxElapsed = time.Minute })
 	ro := c.ReadOnly()
+	ro.maxRetry = time.Second // gives up on the 429 at once
 	_, err := ro.FetchUser(context.Background(), "u1")
 	require.Error(t, err)
 	_, err = ro.CreateUser(context.Background(), state.UserFields{})

@@ -91,7 +91,7 @@ func (c *Client) doRaw(ctx context.Context, r *request) error {
 		if attempt > 0 {
 			c.retries.Add(1)
 		}
-		if err := c.waitTurn(ctx); err != nil {
+		if err := c.waitTurn(ctx, c.retryDeadline(ctx, start)); err != nil {
 			return c.interrupted(r, err, last)
 		}
 		var slot *pollSlot
@@ -145,8 +145,9 @@ func (c *Client) doRaw(ctx context.Context, r *request) error {
 
 		delay := c.backoff(attempt, res)
 		if res.throttled {
-			// Every request of the client waits for this, not just the one repeated.
-			c.pushNotBefore(c.clock.Now().Add(delay))
+			// Every request of the client waits for this, not just the one repeated,
+			// each no longer than its own retry deadline (see pause).
+			c.pause.push(c.clock.Now().Add(delay), delay, res.err)
 		}
 		if c.clock.Now().Add(delay).Sub(start) > c.maxRetry {
 			c.log.Warn("api giving up", "op", r.op, "attempts", attempt+1, "error", c.scrubText(res.err.Error()))
@@ -181,7 +182,8 @@ func (c *Client) giveUp(r *request, last result) error {
 	return last.err
 }
 
-// interrupted is the error of a call whose ctx ended while it waited to (re)send.
+// interrupted is the error of a call whose ctx ended while it waited to (re)send, or
+// that was not sent because the shared pause outlasts its retry deadline.
 func (c *Client) interrupted(r *request, err error, last result) error {
 	if last.err != nil {
 		err = fmt.Errorf("%s: %w (after: %v)", r.op, err, last.err)
@@ -195,11 +197,12 @@ func (c *Client) interrupted(r *request, err error, last result) error {
 }
 
 // backoff is the wait before repeat number attempt+1: the server's Retry-After when
-// given, else exponential backoff with full jitter. A 429 without Retry-After uses
-// equal jitter instead, so that the pause shared by all requests is never near zero.
+// given (at most maxRetryAfter), else exponential backoff with full jitter. A 429
+// without Retry-After uses equal jitter instead, so that the pause shared by all
+// requests is never near zero.
 func (c *Client) backoff(attempt int, res result) time.Duration {
 	if res.retryAfter > 0 {
-		return res.retryAfter
+		return min(res.retryAfter, maxRetryAfter)
 	}
 	d := c.retryBase << min(attempt, 30)
 	if d <= 0 || d > maxBackoff {
@@ -214,20 +217,21 @@ func (c *Client) backoff(attempt int, res result) time.Duration {
 // fullJitter picks a wait in [0, d].
 func fullJitter(d time.Duration) time.Duration { return rand.N(d + 1) }
 
-// waitTurn waits for the shared pause after a 429 and for the rate limiter.
-func (c *Client) waitTurn(ctx context.Context) error {
-	for {
-		nb := c.notBefore.Load()
-		if nb == 0 {
-			break // no 429 met yet
-		}
-		wait := time.Duration(nb - c.clock.Now().UnixNano())
-		if wait <= 0 {
-			break
-		}
-		if err := c.clock.Sleep(ctx, wait); err != nil {
-			return err
-		}
+// retryDeadline is when a call that started at start stops retrying: after its
+// retry time, or at ctx's deadline if that comes first.
+func (c *Client) retryDeadline(ctx context.Context, start time.Time) time.Time {
+	deadline := start.Add(c.maxRetry)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		return d
+	}
+	return deadline
+}
+
+// waitTurn waits for the shared pause after a 429 (failing at once when it ends after
+// deadline, see pause) and for the rate limiter.
+func (c *Client) waitTurn(ctx context.Context, deadline time.Time) error {
+	if err := c.pause.wait(ctx, c.clock, deadline); err != nil {
+		return err
 	}
 	if c.limiter != nil {
 		if err := c.limiter.Wait(ctx); err != nil {
@@ -235,16 +239,6 @@ func (c *Client) waitTurn(ctx context.Context) error {
 		}
 	}
 	return context.Cause(ctx)
-}
-
-func (c *Client) pushNotBefore(t time.Time) {
-	n := t.UnixNano()
-	for {
-		old := c.notBefore.Load()
-		if old >= n || c.notBefore.CompareAndSwap(old, n) {
-			return
-		}
-	}
 }
 
 // watchdog cancels a request that makes no progress for the client's Timeout. A

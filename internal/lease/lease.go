@@ -244,7 +244,17 @@ func (l *Lease) renew() {
 		defer t.Stop()
 		tick = t.C
 	}
-	ctx := context.WithoutCancel(context.Background())
+	// A renewal in flight (or waiting for the client's pause after a 429) is cancelled
+	// by Release, which must never wait for it.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-l.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	expires := l.o.Now().Add(l.o.TTL)
 	for {
 		select {
@@ -255,6 +265,8 @@ func (l *Lease) renew() {
 		sent := l.o.Now()
 		err := l.api.UpdateUser(ctx, l.id, l.body(false))
 		switch {
+		case ctx.Err() != nil:
+			return // released meanwhile
 		case err == nil:
 			expires = sent.Add(l.o.TTL)
 		case client.IsNotFound(err):
@@ -272,14 +284,18 @@ func (l *Lease) renew() {
 	}
 }
 
-// Release stops renewing and deletes the lease user. It is safe to call twice.
+// Release stops renewing (cancelling a renewal in flight) and deletes the lease user
+// within ctx: the caller bounds it (an interrupted run does not wait long for it; a
+// lease not deleted expires by itself). It is safe to call twice.
 func (l *Lease) Release(ctx context.Context) error {
 	var err error
 	l.once.Do(func() {
 		close(l.stop)
 		<-l.done
+		// The lease's own context (which a caller may pass) ends only once the lease
+		// is deleted.
+		err = l.api.DeleteUser(ctx, l.id)
 		l.cancel(nil)
-		err = l.api.DeleteUser(context.WithoutCancel(ctx), l.id)
 		if client.IsNotFound(err) {
 			err = nil
 		}

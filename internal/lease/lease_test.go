@@ -263,3 +263,47 @@ func TestLeaseUserAtQuota(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "--no-lock")
 }
+
+// stuckRenewal is an API whose renewals wait until their context ends, like one
+// queued behind an hour's Retry-After pause.
+type stuckRenewal struct {
+	lease.API
+	renewing chan struct{}
+}
+
+func (s *stuckRenewal) UpdateUser(ctx context.Context, id string, f state.UserFields) error {
+	close(s.renewing)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// Release does not wait for a renewal in flight: it cancels it, then deletes the lease
+// within the caller's context (it used to wait for the renewal forever).
+func TestReleaseCancelsAStuckRenewal(t *testing.T) {
+	emu, api := setup(t)
+	stuck := &stuckRenewal{API: api, renewing: make(chan struct{})}
+	tick := make(chan time.Time, 1)
+	l, _, err := lease.Acquire(context.Background(), stuck, lease.Options{Owner: owner, Renew: tick})
+	require.NoError(t, err)
+	tick <- time.Now()
+	<-stuck.renewing
+	done := make(chan error, 1)
+	go func() { done <- l.Release(context.Background()) }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second): // a bound against a hang, not a synchronisation
+		t.Fatal("Release waited for the stuck renewal")
+	}
+	assert.Empty(t, leases(emu), "the lease was deleted")
+
+	// A release whose context has ended leaves the lease to expire, and says so.
+	l2, _, err := lease.Acquire(context.Background(), api, lease.Options{Owner: owner})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = l2.Release(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.ErrorContains(t, err, "it expires by itself")
+	assert.Len(t, leases(emu), 1)
+}
