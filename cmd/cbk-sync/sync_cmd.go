@@ -40,6 +40,7 @@ type SyncCmd struct {
 	PlanFlags
 	ApplyFlags
 	MetricsFlags
+	IDsFlags
 	DryRun bool `name:"dry-run" help:"Only plan: the same as 'cbk-sync plan'."`
 	Yes    bool `short:"y" help:"Apply without asking (required when there is no terminal)."`
 }
@@ -64,12 +65,12 @@ func (c *SyncCmd) Validate() error {
 }
 
 // Run plans, shows the plan, and applies it after the safety checks and confirmation.
-func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
+func (c *SyncCmd) Run(ctx context.Context, env *Env) (err error) {
 	d, err := c.load(ctx, env)
 	if err != nil {
 		return err
 	}
-	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput()), c.inputs("-f", c.Files...)); err != nil {
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput(), c.idsOutput()), c.inputs("-f", c.Files...)); err != nil {
 		return err
 	}
 	var sink *secretsSink
@@ -90,6 +91,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
+	defer func() { err = c.writeIDsAfter(env, p, err) }()
 	p.SecretsTo = sink.destinationFor(p)
 	if err := showPlan(env, c.planWriter(env), p, c.Output, c.markdownOptions()); err != nil {
 		return err
@@ -110,13 +112,14 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	}
 	defer release()
 	ctx = lctx
-	p, err = c.lockedPlan(ctx, env, s, plan.NewSaved(d, actual, po, p), sink, func() (*plan.Plan, error) {
+	lp, err := c.lockedPlan(ctx, env, s, plan.NewSaved(d, actual, po, p), sink, func() (*plan.Plan, error) {
 		np, _, err := computePlan(ctx, env, s, d, po, nil)
 		return np, err
 	}, func(np *plan.Plan) error { return showPlan(env, c.planWriter(env), np, c.Output, c.markdownOptions()) })
-	if err != nil || p == nil {
+	if err != nil || lp == nil {
 		return err
 	}
+	p = lp
 	return lockLost(ctx, runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &d, po))
 }
 
@@ -354,6 +357,7 @@ type ApplyCmd struct {
 	APIFlags
 	ApplyFlags
 	MetricsFlags
+	IDsFlags
 	Output string `short:"o" enum:"text,json,markdown" default:"text" help:"Format of the plan shown before applying."`
 }
 
@@ -361,8 +365,8 @@ type ApplyCmd struct {
 // read of the remote objects its changes depend on, and applies that plan only if it
 // equals the saved one and is safe. Applying a saved plan is its approval: it does not
 // ask again.
-func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
-	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput()), c.inputs("the saved plan", c.PlanFile)); err != nil {
+func (c *ApplyCmd) Run(ctx context.Context, env *Env) (err error) {
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput(), c.idsOutput()), c.inputs("the saved plan", c.PlanFile)); err != nil {
 		return err
 	}
 	saved, err := readSavedPlan(c.PlanFile)
@@ -396,11 +400,12 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 		defer release()
 		ctx = lctx
 	}
-	// Where the secrets go is this run's choice, never the file's.
+	// Where the secrets go is this run's choice, never the file's (lockedPlan sets it).
 	p, err := c.lockedPlan(ctx, env, s, saved, sink, nil, nil)
 	if err != nil {
 		return savedRefusal(c.PlanFile, err)
 	}
+	defer func() { err = c.writeIDsAfter(env, p, err) }()
 	if err := showPlan(env, c.planWriter(env), p, c.Output, plan.MarkdownOptions{}); err != nil {
 		return err
 	}
