@@ -105,7 +105,13 @@ func (c *ExportCmd) Run(ctx context.Context, env *Env) error {
 		tokens = nil
 	}
 	kind := map[string]state.IdentityKind{"email": state.ByEmail, "externalId": state.ByExternalID, "id": state.ByID}[c.Identity]
-	out, written, err := config.Export(config.ExportOptions{Owner: c.Owner, Identity: kind, ExternalIDKey: c.ExternalIDKey}, users, tokens)
+	var remote []state.User // every user a plan of the file will see
+	for _, u := range actual.Users {
+		if !u.IsLease() {
+			remote = append(remote, u)
+		}
+	}
+	out, written, err := config.Export(config.ExportOptions{Owner: c.Owner, Identity: kind, ExternalIDKey: c.ExternalIDKey, Remote: remote}, users, tokens)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,10 @@ type ExportOptions struct {
 	// ExternalIDKey is the meta key of external ids ("" is state.DefaultExternalIDKey);
 	// another than the default is written as the file's externalIdKey.
 	ExternalIDKey string
+	// Remote is every remote user a plan of the file will see (foreign ones included,
+	// the lock's left out): an email or external id that two of them have cannot name
+	// either, by the rule of state.UserIndex. Nil means the users exported.
+	Remote []state.User
 }
 
 // Export renders users (and, when tokens != nil, their tokens) as a valid config, to
@@ -66,22 +70,23 @@ func Export(o ExportOptions, users []state.User, tokens map[string][]state.Token
 			cmp.Compare(boolInt(a.Owner() != o.Owner), boolInt(b.Owner() != o.Owner)),
 			cmp.Compare(a.CreatedAt, b.CreatedAt), strings.Compare(a.ID, b.ID))
 	})
-	// An email or external id that several users have cannot name any of them.
-	emails, exts := map[string]int{}, map[string]int{}
-	for i := range sorted {
-		if e := sorted[i].Email.Value(); declarableEmail(e) {
-			emails[state.EmailKey(e)]++
-		}
-		if x, ok := state.ExternalIDOf(&sorted[i], key); ok {
-			exts[x]++
-		}
+	// An email or external id that several remote users have cannot name any of them:
+	// the plan would refuse it (state.UserIndex holds that rule).
+	remote := o.Remote
+	if remote == nil {
+		remote = sorted
+	}
+	idx := state.NewUserIndex(remote, key)
+	taken := func(id state.Identity) bool {
+		_, err := idx.Find(id)
+		return err != nil
 	}
 
 	list := &yaml.Node{Kind: yaml.SequenceNode}
 	var skipped []string
 	for i := range sorted {
 		u := &sorted[i]
-		un, notes, ok := exportUser(o, key, u, tokens, emails, exts)
+		un, notes, ok := exportUser(o, key, u, tokens, taken)
 		if !ok {
 			skipped = append(skipped, notes...)
 			continue
@@ -131,9 +136,10 @@ func declarableEmail(e string) bool {
 }
 
 // exportIdentity writes the keys that name u: its id when asked or when nothing else
-// can name it, its external id and its email when they can be declared. It returns
-// the notes on what could not be, and false when u cannot be named at all.
-func exportIdentity(o ExportOptions, key string, u *state.User, emails, exts map[string]int) (*yaml.Node, []string, bool) {
+// can name it, its external id and its email when they can be declared and no other
+// remote user has them (taken). It returns the notes on what could not be, and false
+// when u cannot be named at all.
+func exportIdentity(o ExportOptions, key string, u *state.User, taken func(state.Identity) bool) (*yaml.Node, []string, bool) {
 	var notes []string
 	email := u.Email.Value()
 	useEmail := false
@@ -145,8 +151,8 @@ func exportIdentity(o ExportOptions, key string, u *state.User, emails, exts map
 			why = "the configuration cannot declare it"
 		}
 		notes = append(notes, fmt.Sprintf("its email %q is not a valid address (%s): left unmanaged", email, why))
-	case emails[state.EmailKey(email)] > 1:
-		notes = append(notes, fmt.Sprintf("its email %q differs only in case from another user's: left unmanaged", email))
+	case taken(state.Identity{Kind: state.ByEmail, Value: email}):
+		notes = append(notes, fmt.Sprintf("its email %q is another user's too, in some case: left unmanaged", email))
 	default:
 		useEmail = true
 	}
@@ -157,7 +163,7 @@ func exportIdentity(o ExportOptions, key string, u *state.User, emails, exts map
 		case !hasExt:
 			b, _ := json.Marshal(v)
 			notes = append(notes, fmt.Sprintf("meta key %q is not a text external id (%s): not exported (it is kept remotely)", key, b))
-		case exts[ext] > 1:
+		case taken(state.Identity{Kind: state.ByExternalID, Value: ext}):
 			notes = append(notes, fmt.Sprintf("its %s %q is another user's too: not exported (it is kept remotely)", key, ext))
 		case len(ext) > maxIdentityLen:
 			notes = append(notes, fmt.Sprintf("its %s is longer than %d bytes: not exported (it is kept remotely)", key, maxIdentityLen))
@@ -182,8 +188,8 @@ func exportIdentity(o ExportOptions, key string, u *state.User, emails, exts map
 	return n, notes, true
 }
 
-func exportUser(o ExportOptions, key string, u *state.User, tokens map[string][]state.Token, emails, exts map[string]int) (*yaml.Node, []string, bool) {
-	n, notes, ok := exportIdentity(o, key, u, emails, exts)
+func exportUser(o ExportOptions, key string, u *state.User, tokens map[string][]state.Token, taken func(state.Identity) bool) (*yaml.Node, []string, bool) {
+	n, notes, ok := exportIdentity(o, key, u, taken)
 	if !ok {
 		return nil, notes, false
 	}

@@ -139,3 +139,20 @@ func TestExportAndPlanAgreeOnSameNamedTokens(t *testing.T) {
 	}
 	assert.Equal(t, []string{"token_revoke t-old"}, got, "the token export wrote is kept as it is")
 }
+
+// TestExportSeesTheUsersItDoesNotWrite: an email that a foreign user (never exported)
+// has in another case would make the plan refuse the exported user's email as a
+// duplicate; export writes that user by id instead, and the plan is empty.
+func TestExportSeesTheUsersItDoesNotWrite(t *testing.T) {
+	mine := state.User{ID: "u1", CreatedAt: 1, Email: state.Some("kate@acme.test"), Meta: state.Some(state.Meta{state.OwnerKey: "acme"})}
+	theirs := state.User{ID: "u2", CreatedAt: 2, Email: state.Some("Kate@acme.test"), Meta: state.Some(state.Meta{state.OwnerKey: "other"})}
+	all := []state.User{mine, theirs}
+	out, _, err := config.Export(config.ExportOptions{Owner: "acme", Remote: all}, []state.User{mine}, nil)
+	require.NoError(t, err)
+	d, err := config.LoadBytes("export.yaml", out, nil)
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, state.Identity{Kind: state.ByID, Value: "u1"}, d.Users[0].Identity(), "%s", out)
+	p, err := plan.Compute(d, state.Actual{Users: all}, plan.DefaultOptions(time.UnixMilli(10)))
+	require.NoError(t, err)
+	assert.True(t, p.Empty(), "%+v", p.Users)
+}

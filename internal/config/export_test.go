@@ -74,7 +74,7 @@ func TestExportRoundTrip(t *testing.T) {
 
 	assert.Equal(t, state.Identity{Kind: state.ByID, Value: "u4"}, noEmail.Identity())
 
-	assert.Contains(t, string(out), `its email "ALICE@acme.test" differs only in case from another user's: left unmanaged`)
+	assert.Contains(t, string(out), `its email "ALICE@acme.test" is another user's too, in some case: left unmanaged`)
 	assert.Contains(t, string(out), `token t3 not exported: token t1 is the one named "ci" a plan keeps (owned, then newest)`)
 	assert.Contains(t, string(out), `meta key "_hidden" not exported`)
 	assert.Contains(t, string(out), `limit attachment.kind not exported: the format does not know it (updates keep it remotely)`)
