@@ -228,6 +228,9 @@ func (r *runner) stopReason() string {
 func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 	userID := up.UserID
 	blocked := ""
+	// noSuccessor names a token of the user whose create or rotation failed in this
+	// run: from then on none of the user's tokens is revoked (see holdsRevoke).
+	noSuccessor := ""
 	changes := up.Changes
 	releasing := up.UserAction() == plan.UserRelease
 	for j := 0; j < len(changes); j++ {
@@ -239,6 +242,10 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 		}
 		if blocked != "" {
 			r.skip(res, blocked)
+			continue
+		}
+		if noSuccessor != "" && holdsRevoke(c) {
+			r.skip(res, fmt.Sprintf("skipped: new token %s of this user was not delivered, so none of its tokens is revoked in this run (a successor exists before anything is revoked)", noSuccessor))
 			continue
 		}
 		if userID == "" {
@@ -270,10 +277,20 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 			case releasing && c.Action.IsToken():
 				// The user keeps its marker, so the next plan releases what is left.
 				blocked = "skipped: a token of the user could not be released; the user stays owned and the next run releases it"
+			case c.Action == plan.TokenCreate || c.Action == plan.TokenRotate:
+				if noSuccessor == "" {
+					noSuccessor = firstNonEmpty(c.TokenName, res.TokenName)
+				}
 			}
 		}
 	}
 	return results
+}
+
+// holdsRevoke reports whether c is a revocation that must wait for the user's new
+// tokens: any but that of a pending token, whose secret no one ever received.
+func holdsRevoke(c plan.Change) bool {
+	return c.Action == plan.TokenRevoke && c.Reason != plan.ReasonPending
 }
 
 // do runs one change. For a user create it sets *userID to the new user's ID.
@@ -309,7 +326,7 @@ func (r *runner) do(c plan.Change, userID *string, res *Result) error {
 			return err
 		}
 		res.TokenID = ct.ID
-		return r.deliver(*userID, c, ct)
+		return r.deliver(*userID, c, ct, res)
 	case plan.TokenRotate:
 		return r.rotateToken(*userID, c, res)
 	case plan.TokenUpdate, plan.TokenAdopt, plan.TokenRelease:

@@ -356,24 +356,47 @@ func newNonce() string {
 // deliver hands a new token's secret to the sink, and once the sink has it durably,
 // confirms the token by clearing its pending mark: a run that stops in between leaves
 // a token still marked, which the next plan revokes and creates again. If the sink or
-// the confirmation fails, the token is revoked rather than left live and unconfirmed.
-func (r *runner) deliver(userID string, c plan.Change, ct state.CreatedToken) error {
-	if err := r.deliverSecret(userID, c, ct); err != nil {
+// the confirmation fails, the token is revoked rather than left live and unconfirmed;
+// a secret the sink already had is then taken back (retract), so that the sink is
+// never left holding a revoked secret in place of a live one.
+func (r *runner) deliver(userID string, c plan.Change, ct state.CreatedToken, res *Result) error {
+	rec, err := r.deliverSecret(userID, c, ct)
+	if err != nil {
 		return err
 	}
-	err := r.api.UpdateToken(r.call, userID, ct.ID, confirmBody)
+	err = r.api.UpdateToken(r.call, userID, ct.ID, confirmBody)
 	if err == nil {
 		return nil
 	}
-	if derr := r.deleteToken(userID, ct.ID); derr != nil {
-		return fmt.Errorf("the secret of new token %s was saved, but confirming the token failed (%v), and revoking it failed: %v (the next run replaces it)", ct.ID, err, derr)
+	derr := r.deleteToken(userID, ct.ID)
+	back := r.retract(rec, res)
+	if derr != nil {
+		return fmt.Errorf("the secret of new token %s was saved, but confirming the token failed (%v), and revoking it failed: %v (the next run replaces it); %s", ct.ID, err, derr, back)
 	}
-	return fmt.Errorf("the secret of new token %s was saved, but confirming the token failed, so it was revoked: %w", ct.ID, err)
+	return fmt.Errorf("the secret of new token %s was saved, but confirming the token failed, so it was revoked (%s): %w", ct.ID, back, err)
 }
 
-// deliverSecret hands a new token's secret to the sink. If the sink fails, the secret
-// is lost for good, so the token is revoked rather than left live and unusable.
-func (r *runner) deliverSecret(userID string, c plan.Change, ct state.CreatedToken) error {
+// retract tells the sink that the token of rec, whose secret it has, was revoked
+// (SecretRetractor), records the outcome in res, and says it for the error.
+func (r *runner) retract(rec SecretRecord, res *Result) string {
+	rt, ok := r.o.Secrets.(SecretRetractor)
+	if !ok {
+		return "the secrets destination holds the revoked secret: it cannot take it back"
+	}
+	rec.Revoked = true
+	if err := rt.Retract(rec); err != nil {
+		r.log.Error("secret not rolled back", "email", rec.Email, "token_name", rec.TokenName, "token_id", rec.TokenID, "error", err.Error())
+		return fmt.Sprintf("taking its secret back from the secrets destination failed: %v", err)
+	}
+	res.SecretRolledBack = append(res.SecretRolledBack, rec.TokenID)
+	r.log.Warn("secret rolled back", "email", rec.Email, "token_name", rec.TokenName, "token_id", rec.TokenID)
+	return "its secret was rolled back in the secrets destination"
+}
+
+// deliverSecret hands a new token's secret to the sink and returns the record
+// delivered. If the sink fails, the secret is lost for good, so the token is revoked
+// rather than left live and unusable.
+func (r *runner) deliverSecret(userID string, c plan.Change, ct state.CreatedToken) (SecretRecord, error) {
 	created := r.o.Now().UTC()
 	if ct.CreatedAt > 0 {
 		created = time.UnixMilli(ct.CreatedAt).UTC()
@@ -382,16 +405,15 @@ func (r *runner) deliverSecret(userID string, c plan.Change, ct state.CreatedTok
 	if name == "" && c.TokenBody != nil {
 		name = c.TokenBody.Name.Value()
 	}
-	err := r.o.Secrets.Deliver(SecretRecord{
-		Email: c.Email, UserID: userID, TokenName: name, TokenID: ct.ID, Token: ct.Token, CreatedAt: created,
-	})
+	rec := SecretRecord{Email: c.Email, UserID: userID, TokenName: name, TokenID: ct.ID, Token: ct.Token, CreatedAt: created}
+	err := r.o.Secrets.Deliver(rec)
 	if err == nil {
-		return nil
+		return rec, nil
 	}
 	if derr := r.deleteToken(userID, ct.ID); derr != nil {
-		return fmt.Errorf("saving the secret of new token %s failed (%v), and revoking it failed: %v (revoke it by hand)", ct.ID, err, derr)
+		return rec, fmt.Errorf("saving the secret of new token %s failed (%v), and revoking it failed: %v (revoke it by hand)", ct.ID, err, derr)
 	}
-	return fmt.Errorf("saving the secret of new token %s failed, so it was revoked: %w", ct.ID, err)
+	return rec, fmt.Errorf("saving the secret of new token %s failed, so it was revoked: %w", ct.ID, err)
 }
 
 // rotateToken creates the successor, delivers its secret and confirms it, and only then
@@ -403,7 +425,7 @@ func (r *runner) rotateToken(userID string, c plan.Change, res *Result) error {
 		return fmt.Errorf("creating the successor failed, so old token %s was kept: %w", c.TokenID, err)
 	}
 	res.NewTokenID = ct.ID
-	if err := r.deliver(userID, c, ct); err != nil {
+	if err := r.deliver(userID, c, ct, res); err != nil {
 		return fmt.Errorf("%w; old token %s was kept", err, c.TokenID)
 	}
 	if err := r.deleteToken(userID, c.TokenID); err != nil {

@@ -80,6 +80,10 @@ type Result struct {
 	Status     string `json:"status"` // "ok", "failed" or "skipped"
 	// Error says why the change failed or was skipped.
 	Error string `json:"error,omitempty"`
+	// SecretRolledBack lists the new tokens whose secret reached the secrets
+	// destination and was taken back from it (SecretRetractor) when the token was
+	// revoked right after (its confirmation failed).
+	SecretRolledBack []string `json:"secret_rolled_back,omitempty"`
 	// Recovered says how a lost answer or a conflict was resolved, e.g.
 	// "answer lost; found by email lookup: adopted".
 	Recovered string `json:"recovered,omitempty"`
