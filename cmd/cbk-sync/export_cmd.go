@@ -20,6 +20,9 @@ type ExportCmd struct {
 	Tokens bool   `help:"Also export the users' tokens (their names, descriptions and meta; never secrets)."`
 	All    bool   `help:"Also export unmanaged users (no owner marker), to bootstrap a configuration; planning it adopts them."`
 	Force  bool   `help:"Replace the file --out names if it exists (else that is refused)."`
+	// Identity and ExternalIDKey choose how each user is named in the file.
+	Identity      string `enum:"email,externalId,id" default:"email" placeholder:"email|externalId|id" help:"How each user is named: email (where it has one, else its id), externalId (where its meta holds one, else its id) or id (the platform's user id). A user whose meta holds an external id is always written with externalId unless id is asked."`
+	ExternalIDKey string `name:"external-id-key" default:"externalId" placeholder:"KEY" help:"The meta key that holds users' external ids (written as externalIdKey when it is not externalId)."`
 	// OldOut is export's spelling before -o meant a format everywhere: -o FILE still
 	// works, with a warning, unless FILE is a format's name (see Validate).
 	OldOut string `name:"output" short:"o" hidden:""`
@@ -39,6 +42,9 @@ var formatNames = map[string]bool{"text": true, "json": true, "markdown": true, 
 func (c *ExportCmd) Validate() error {
 	if !config.ValidOwner(c.Owner) {
 		return fmt.Errorf("--owner %q: use 1 to 63 characters of a-z, 0-9 and -", c.Owner)
+	}
+	if err := config.CheckExternalIDKey(c.ExternalIDKey); err != nil {
+		return fmt.Errorf("--external-id-key %w", err)
 	}
 	if c.OldOut != "" {
 		name := filepath.Base(c.OldOut)
@@ -130,9 +136,19 @@ func (c *ExportCmd) Run(ctx context.Context, env *Env) error {
 	if !c.Tokens {
 		tokens = nil
 	}
-	out, err := config.Export(c.Owner, users, tokens)
+	kind := map[string]state.IdentityKind{"email": state.ByEmail, "externalId": state.ByExternalID, "id": state.ByID}[c.Identity]
+	var remote []state.User // every user a plan of the file will see
+	for _, u := range actual.Users {
+		if !u.IsLease() {
+			remote = append(remote, u)
+		}
+	}
+	out, written, err := config.Export(config.ExportOptions{Owner: c.Owner, Identity: kind, ExternalIDKey: c.ExternalIDKey, Remote: remote}, users, tokens)
 	if err != nil {
 		return err
+	}
+	if written < len(users) {
+		env.Log.Warn("some users could not be exported; the file's last comment says why", "read", len(users), "written", written)
 	}
 	if len(c.Omit) > 0 {
 		out = append([]byte("# Left unmanaged (export --omit): "+strings.Join(c.Omit, ", ")+". These fields are not in the file,\n# so no sync changes them; declare one on a user to manage it there.\n"), out...)
@@ -141,7 +157,7 @@ func (c *ExportCmd) Run(ctx context.Context, env *Env) error {
 		if err := atomicfile.Write(c.Out, out, 0o644); err != nil {
 			return fmt.Errorf("%s: %w", outFlag, err)
 		}
-		env.Log.Info("exported", "users", len(users), "file", c.Out)
+		env.Log.Info("exported", "users", written, "file", c.Out)
 		return nil
 	}
 	_, err = env.IO.Out.Write(out)

@@ -24,8 +24,8 @@ func remoteUsers() ([]state.User, map[string][]state.Token) {
 	tokens := map[string][]state.Token{
 		"u1": {
 			{ID: "t2", Name: state.Some("ops"), Meta: state.Some(state.Meta{state.OwnerKey: "acme", state.NonceKey: "n1", "k": "v"})},
-			{ID: "t1", Name: state.Some("ci"), Description: state.Some("CI")},
-			{ID: "t3", Name: state.Some("ci")},
+			{ID: "t1", CreatedAt: 2000, Name: state.Some("ci"), Description: state.Some("CI")},
+			{ID: "t3", CreatedAt: 1000, Name: state.Some("ci")},
 			{ID: "t4"},
 		},
 		"u2": {},
@@ -35,28 +35,33 @@ func remoteUsers() ([]state.User, map[string][]state.Token) {
 
 func TestExportRoundTrip(t *testing.T) {
 	users, tokens := remoteUsers()
-	out, err := Export("acme", users, tokens)
+	out, n, err := Export(ExportOptions{Owner: "acme"}, users, tokens)
 	require.NoError(t, err)
 	t.Logf("%s", out)
+	assert.Equal(t, 5, n, "every user is written")
 
 	d, err := LoadBytes("export.yaml", out, nil)
 	require.NoError(t, err, "%s", out)
 	assert.Equal(t, "acme", d.Owner)
-	require.Len(t, d.Users, 3)
+	require.Len(t, d.Users, 5)
 
-	alice, bob, zed := d.Users[0], d.Users[1], d.Users[2]
-	assert.Equal(t, "Alice@acme.test", alice.Email.Value())
+	// By email, those without one last; the two emails that differ only in case cannot
+	// name a user: both are written by id, their email unmanaged.
+	alice, alice2, bob, zed, noEmail := d.Users[0], d.Users[1], d.Users[2], d.Users[3], d.Users[4]
+	assert.Equal(t, state.Identity{Kind: state.ByID, Value: "u1"}, alice.Identity())
+	assert.True(t, alice.Email.Absent())
+	assert.Equal(t, state.Identity{Kind: state.ByID, Value: "u5"}, alice2.Identity())
 	assert.Equal(t, state.Some("Alice\nDoe"), alice.Name)
 	assert.Equal(t, state.Some("null"), alice.Image, "a string that looks like null stays a string")
 	assert.True(t, alice.Meta.Absent(), "only the marker and refused keys were there")
 	assert.True(t, alice.ManageTokens)
 	require.Len(t, alice.Tokens, 2)
 	assert.Equal(t, "ci", alice.Tokens[0].Name)
-	assert.Equal(t, state.Some("CI"), alice.Tokens[0].Description)
+	assert.Equal(t, state.Some("CI"), alice.Tokens[0].Description, "the newest of the two named ci, which a plan keeps")
 	assert.Equal(t, "ops", alice.Tokens[1].Name)
 	assert.Equal(t, state.Some(state.Meta{"k": "v"}), alice.Tokens[1].Meta, "marker and nonce stripped")
 
-	assert.Equal(t, "bob@acme.test", bob.Email.Value())
+	assert.Equal(t, state.Identity{Kind: state.ByEmail, Value: "bob@acme.test"}, bob.Identity())
 	assert.False(t, bob.ManageTokens, "tokens not read: not managed")
 	assert.True(t, bob.Name.Absent())
 
@@ -67,20 +72,22 @@ func TestExportRoundTrip(t *testing.T) {
 	assert.True(t, zed.ManageTokens)
 	assert.Empty(t, zed.Tokens)
 
-	assert.Contains(t, string(out), `user u4: its email "" is not a valid address`)
-	assert.Contains(t, string(out), `user u5: its email "ALICE@acme.test" differs only in case`)
-	assert.Contains(t, string(out), `token t3 not exported`)
+	assert.Equal(t, state.Identity{Kind: state.ByID, Value: "u4"}, noEmail.Identity())
+
+	assert.Contains(t, string(out), `its email "ALICE@acme.test" is another user's too, in some case: left unmanaged`)
+	assert.Contains(t, string(out), `token t3 not exported: token t1 is the one named "ci" a plan keeps (owned, then newest)`)
 	assert.Contains(t, string(out), `meta key "_hidden" not exported`)
 	assert.Contains(t, string(out), `limit attachment.kind not exported: the format does not know it (updates keep it remotely)`)
 	assert.Contains(t, string(out), `limit foo not exported: the format does not know it (updates keep it remotely)`)
 	assert.Contains(t, string(out), `limit conversations not exported: 2.5 is not a whole number from 0 to 9007199254740991`)
 	assert.NotContains(t, string(out), state.OwnerKey)
+	assert.NotContains(t, string(out), "Not exported:")
 	assert.Contains(t, string(out), "# Aliases cannot be exported: the platform never returns them.")
 }
 
 func TestExportWithoutTokensAndEmpty(t *testing.T) {
 	users, _ := remoteUsers()
-	out, err := Export("acme", users, nil)
+	out, _, err := Export(ExportOptions{Owner: "acme"}, users, nil)
 	require.NoError(t, err)
 	d, err := LoadBytes("export.yaml", out, nil)
 	require.NoError(t, err)
@@ -88,12 +95,12 @@ func TestExportWithoutTokensAndEmpty(t *testing.T) {
 		assert.False(t, u.ManageTokens, u.Email.Value())
 	}
 
-	out, err = Export("acme", nil, nil)
+	out, _, err = Export(ExportOptions{Owner: "acme"}, nil, nil)
 	require.NoError(t, err)
 	d, err = LoadBytes("export.yaml", out, nil)
 	require.NoError(t, err, "%s", out)
 	assert.Empty(t, d.Users)
 
-	_, err = Export("Bad Owner", nil, nil)
+	_, _, err = Export(ExportOptions{Owner: "Bad Owner"}, nil, nil)
 	assert.EqualError(t, err, `cannot export for owner "Bad Owner": an owner is 1 to 63 characters of a-z, 0-9 and -`)
 }

@@ -60,7 +60,7 @@ func FuzzLoad(f *testing.F) {
 			want = append(want, e)
 			src = append(src, u)
 		}
-		out, err := Export(d.Owner, users, nil)
+		out, _, err := Export(ExportOptions{Owner: d.Owner}, users, nil)
 		if err != nil {
 			t.Fatalf("export: %v", err)
 		}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"unicode"
@@ -157,4 +158,16 @@ func withExternalID(m state.Opt[state.Meta], exact bool, key, id string) (state.
 	}
 	out[key] = id
 	return state.Some(out), exact
+}
+
+// CheckExternalIDKey reports why k cannot be the meta key of external ids, or nil;
+// commands that take the key as a flag check it with this too.
+func CheckExternalIDKey(k string) error {
+	if k == "" {
+		return errors.New("the key is empty")
+	}
+	if why := externalIDKeyProblem(k); why != "" {
+		return fmt.Errorf("%q: %s", k, why)
+	}
+	return nil
 }

@@ -1,6 +1,10 @@
 package config
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
+)
 
 // keySpec is one key of an object of the format: the loader accepts exactly the keys
 // of these tables, and Schema describes exactly them, so the two cannot drift apart.
@@ -34,7 +38,8 @@ var (
 		{"metaMode", "How meta is enforced for the users of this file unless defaults or the user say otherwise.", ref("metaMode")},
 		{"externalIdKey", "The meta key that holds each user's externalId (default externalId); the files that set it must agree, and no meta of the file may declare that key.",
 			map[string]any{"type": "string", "pattern": "^[A-Za-z0-9][^.]{0,127}$|\\$\\{",
-				"patternErrorMessage": "A meta key that starts with a letter or digit and has no dot (or a ${VAR})."}},
+				"patternErrorMessage": "A meta key that starts with a letter or digit and has no dot (or a ${VAR}).",
+				"not":                 map[string]any{"enum": []any{state.OwnerKey, state.NonceKey, state.PendingKey}}}},
 		{"users", "The partner users.", anyOf(map[string]any{"type": "array", "items": ref(objUser)}, nullType())},
 	}
 	pruneKeys = []keySpec{
@@ -53,9 +58,10 @@ var (
 	}
 	userKeys = append([]keySpec{
 		{"id", "The platform ID of an existing sub-account: the user's identity, which an email change never breaks. It cannot be created: an id that does not exist is an error. Unique across all files.",
-			map[string]any{"type": "string", "minLength": 1}},
+			map[string]any{"type": "string", "pattern": "^[^@/?#%\\\\\\s][^/?#%\\\\\\s]{0,255}$",
+				"patternErrorMessage": "A platform user id: no spaces, no / ? # % \\, not starting with @."}},
 		{"externalId", "The partner's own key for the user (a Stripe customer, a Clerk user), kept in meta under externalIdKey: the user's identity unless it has an id. Not found: created with it. Unique across all files.",
-			map[string]any{"type": "string", "minLength": 1}},
+			map[string]any{"type": "string", "minLength": 1, "maxLength": 256}},
 		{"email", "The user's email: its identity when it declares neither id nor externalId (then required), else an ordinary field (absent: unmanaged; null: cleared). Unique case-insensitively across all files.",
 			anyOf(map[string]any{"type": "string", "format": "email"}, nullType())},
 		{"alias", "The user's alias (1-128 characters of a-z, 0-9, _ and -), unique across all files. The platform never returns it and clears it on every update that leaves it out, so declare it for every user that has one.",

@@ -65,7 +65,13 @@ func Schema() []byte {
 	root["required"] = []string{"version", "owner"}
 	root["$defs"] = defs
 	ref := defs[objUser].(map[string]any)
-	ref["required"] = []string{"email"}
+	// A user names its sub-account by id, externalId or email; only under one of the
+	// first two may the email be null (cleared).
+	ref["anyOf"] = []any{
+		map[string]any{"required": []string{"id"}},
+		map[string]any{"required": []string{"externalId"}},
+		map[string]any{"required": []string{"email"}, "properties": map[string]any{"email": map[string]any{"type": "string"}}},
+	}
 	defs[objToken].(map[string]any)["required"] = []string{"name"}
 
 	b, err := json.MarshalIndent(root, "", "  ")

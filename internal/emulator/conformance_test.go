@@ -498,6 +498,12 @@ func TestConformance(t *testing.T) {
 				"meta.deep.k=w":                         {b},
 				"meta.deep=v":                           {},
 				"meta.missing=x":                        {},
+				// The bracket form, as the platform's filter also reads it.
+				"meta[team]=sales":           {c, a},
+				"meta[deep][k]=w":            {b},
+				"meta[deep.k]=w":             {b},
+				"meta[on]=false":             {},
+				"meta[team]=sales&meta[n]=3": {a},
 			} {
 				p := h.ok("GET", "/v1/partner/user/list?"+q, "")
 				assert.Equal(t, want, ids(t, p), q)
@@ -508,6 +514,19 @@ func TestConformance(t *testing.T) {
 			// A filtered page continues after its cursor.
 			p := h.ok("GET", "/v1/partner/user/list?meta.team=sales&take=1", "")
 			assert.Equal(t, []string{a}, ids(t, h.ok("GET", "/v1/partner/user/list?meta.team=sales&take=1&cursor="+p["cursor"].(string), "")))
+
+			// Token lists take the meta filter too, in both forms; booleans match "true".
+			t1 := h.ok("POST", "/v1/partner/user/"+a+"/token/create", `{"name":"ci","meta":{"purpose":"ci","live":true}}`)["id"].(string)
+			t2 := h.ok("POST", "/v1/partner/user/"+a+"/token/create", `{"name":"ops","meta":{"purpose":"ops"}}`)["id"].(string)
+			for q, want := range map[string][]string{
+				"meta.purpose=ci":   {t1},
+				"meta[purpose]=ops": {t2},
+				"meta.live=true":    {t1},
+				"meta[live]=false":  {},
+				"order=asc":         {t1, t2},
+			} {
+				assert.Equal(t, want, ids(t, h.ok("GET", "/v1/partner/user/"+a+"/token/list?"+q, "")), q)
+			}
 		}},
 		{"Accept: application/jsonl streams every item, with filters and order; take caps the stream", func(t *testing.T, h *harness) {
 			var all []string

@@ -956,7 +956,7 @@ func parseListQuery(q map[string][]string) (listQuery, *apiError) {
 	lq.cursor = get("cursor")
 	lq.email = get("email")
 	for k, vs := range q {
-		if path, ok := strings.CutPrefix(k, "meta."); ok && path != "" && len(vs) > 0 {
+		if path, ok := metaFilterPath(k); ok && len(vs) > 0 {
 			lq.meta = append(lq.meta, [2]string{path, vs[0]})
 		}
 	}
@@ -1029,7 +1029,19 @@ func (e *Emulator) listItems(rt routed, lq listQuery) ([]any, string, *apiError)
 	if aerr != nil || gone {
 		return []any{}, "", aerr
 	}
-	page := e.tokens.page(rt.userID, lq.asc, after, take, nil)
+	var keep func(*token) bool
+	if len(lq.meta) > 0 {
+		// Token lists take the meta filter too (not email).
+		keep = func(t *token) bool {
+			for _, f := range lq.meta {
+				if !metaMatches(t.Meta, f[0], f[1]) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	page := e.tokens.page(rt.userID, lq.asc, after, take, keep)
 	items := make([]any, len(page))
 	for i, t := range page {
 		items[i] = answerToken(t)

@@ -487,6 +487,33 @@ func cloneLimits(o state.Opt[state.Limits]) state.Opt[state.Limits] {
 	return state.Some(v.Clone())
 }
 
+// metaFilterPath reads a list query key that filters by meta, as the platform takes it
+// (lib/filter.ts): `meta.K` or `meta[K]`, where K is a dotted path (a dot nests), and
+// `meta[K][L]` nests too. It returns the dotted path.
+func metaFilterPath(k string) (string, bool) {
+	if path, ok := strings.CutPrefix(k, "meta."); ok {
+		return path, path != ""
+	}
+	rest, ok := strings.CutPrefix(k, "meta[")
+	if !ok {
+		return "", false
+	}
+	var parts []string
+	for {
+		part, after, closed := strings.Cut(rest, "]")
+		if !closed || part == "" {
+			return "", false
+		}
+		parts = append(parts, part)
+		if after == "" {
+			return strings.Join(parts, "."), true
+		}
+		if rest, ok = strings.CutPrefix(after, "["); !ok {
+			return "", false
+		}
+	}
+}
+
 // metaMatches reports whether the meta value at the dotted path equals want, compared
 // as strings (a string as itself, anything else as its JSON).
 func metaMatches(m state.Opt[state.Meta], path, want string) bool {
