@@ -152,6 +152,8 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 	fs.Float64Var(&f.RateLost, "lost", 0, "lost-answer rate")
 	fs.Float64Var(&f.RateBadBody, "bad-body", 0, "bad-body rate")
 	fs.IntVar(&f.UserQuota, "quota", 0, "user quota")
+	fs.IntVar(&f.LateCreates, "late-creates", 0, "token creates completed late")
+	fs.DurationVar(&f.LateCommit, "late-commit", 0, "how late")
 	fs.IntVar(&f.PollLimit, "poll-limit", 0, "poll limit (0 = the emulator's default, -1 = none)")
 	fs.DurationVar(&f.PollWindow, "poll-window", 0, "poll window (0 = the emulator's default)")
 	fs.Float64Var(&f.DeleteRate, "delete-rate", 0, "concurrent writer: fraction of list pages whose last item is deleted")
@@ -184,6 +186,7 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 //	emu delivered FILE...                  assert the secret of every live token created by
 //	                                       cbk-sync is in the JSON-lines sinks FILE... exactly once
 //	emu wait-calls OP N                    wait until OP was called at least N times
+//	emu wait-late N                        wait until N late token creates (-late-creates) are done
 //	emu delete EMAIL                       delete that user through the API, as another client would
 func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
@@ -394,6 +397,13 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("usage: emu delete EMAIL")
 		}
 		deleteByEmail(ts, slot, args[1])
+	case "wait-late":
+		if len(args) != 2 {
+			ts.Fatalf("usage: emu wait-late N")
+		}
+		n, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		slot.emu.LateCommitted(n)
 	case "wait-calls":
 		if len(args) != 3 {
 			ts.Fatalf("usage: emu wait-calls OP N")

@@ -13,7 +13,7 @@ import (
 // learnSecrets teaches the run's redactor every credential the run can see, before
 // any command reads a file or prints a line: the API token of every variable it may
 // come from and of every --api-token-file given (a file that cannot be read is
-// reported by the command, later, as before), and a pushgateway password.
+// reported by the command, later, as before), and the pushgateway password.
 func learnSecrets(kctx *kong.Context, env *Env, mf *MetricsFlags) {
 	for _, k := range tokenEnvVars {
 		if v, ok := env.IO.lookupEnv(k); ok {
@@ -30,7 +30,11 @@ func learnSecrets(kctx *kong.Context, env *Env, mf *MetricsFlags) {
 			}
 		}
 	}
+	if pw, ok := env.IO.lookupEnv(pushgatewayPasswordEnv); ok {
+		env.redact.Add(pw)
+	}
 	if mf != nil {
+		// Refused by MetricsFlags.Validate, but an error may show the URL first.
 		if u, err := url.Parse(mf.Pushgateway); err == nil && u.User != nil {
 			if pw, ok := u.User.Password(); ok {
 				env.redact.Add(pw)

@@ -22,7 +22,7 @@ import (
 // syncs, whose only other signal is a red job.
 type MetricsFlags struct {
 	MetricsFile    string `name:"metrics-file" type:"path" placeholder:"FILE" help:"Write Prometheus metrics of the run to FILE, atomically (text format; for node-exporter's textfile collector, name it *.prom)."`
-	Pushgateway    string `name:"pushgateway" placeholder:"URL" help:"Push Prometheus metrics of the run to this pushgateway (e.g. http://pushgateway:9091)."`
+	Pushgateway    string `name:"pushgateway" placeholder:"URL" help:"Push Prometheus metrics of the run to this pushgateway (e.g. http://pushgateway:9091); for basic auth, https://USER@HOST with the password in CBK_SYNC_PUSHGATEWAY_PASSWORD."`
 	PushgatewayJob string `name:"pushgateway-job" default:"cbk-sync" placeholder:"NAME" help:"Job name the metrics are pushed under; give each configuration its own."`
 }
 
@@ -34,6 +34,9 @@ func (f *MetricsFlags) Validate() error {
 		u, err := url.Parse(f.Pushgateway)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("--pushgateway %q is not an http(s) URL such as http://pushgateway:9091", redactURL(f.Pushgateway))
+		}
+		if _, ok := u.User.Password(); ok {
+			return fmt.Errorf("--pushgateway %s: a password in the URL is visible to every user of the machine (ps): give the user in the URL (https://USER@HOST) and the password in %s", redactURL(f.Pushgateway), pushgatewayPasswordEnv)
 		}
 	}
 	if f.PushgatewayJob == "" {
@@ -141,12 +144,29 @@ func emitMetrics(ctx context.Context, env *Env, f *MetricsFlags, command string,
 		// land in the same group as the runs that succeed. One job name per config.
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := metrics.Push(pctx, f.Pushgateway, f.PushgatewayJob, nil, reg, &http.Client{}); err != nil {
+		if err := metrics.Push(pctx, f.pushURL(env), f.PushgatewayJob, nil, reg, &http.Client{}); err != nil {
 			env.Log.Error("--pushgateway: metrics not pushed", "err", err)
 		} else {
 			env.Log.Debug("metrics pushed", "url", redactURL(f.Pushgateway), "job", f.PushgatewayJob)
 		}
 	}
+}
+
+// pushgatewayPasswordEnv holds the pushgateway's basic-auth password, which the URL
+// may not (MetricsFlags.Validate).
+const pushgatewayPasswordEnv = "CBK_SYNC_PUSHGATEWAY_PASSWORD"
+
+// pushURL is --pushgateway with the password from the environment added to its user,
+// in memory only (the run's redactor knows it: learnSecrets).
+func (f *MetricsFlags) pushURL(env *Env) string {
+	u, err := url.Parse(f.Pushgateway)
+	if err != nil || u.User == nil {
+		return f.Pushgateway
+	}
+	if pw, ok := env.IO.lookupEnv(pushgatewayPasswordEnv); ok && pw != "" {
+		u.User = url.UserPassword(u.User.Username(), pw)
+	}
+	return u.String()
 }
 
 // redactURL hides a password in a URL's user info.

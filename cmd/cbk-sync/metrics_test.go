@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -252,4 +254,34 @@ func TestAccountUsersMetrics(t *testing.T) {
 	cmd.Stdin = bytes.NewReader(text)
 	pout, err := cmd.CombinedOutput()
 	require.NoError(t, err, "promtool check metrics:\n%s\n%s", pout, text)
+}
+
+// TestPushgatewayPasswordNeverOnTheCommandLine: a password in --pushgateway (which ps
+// shows) is refused, pointing at CBK_SYNC_PUSHGATEWAY_PASSWORD, which is sent as basic
+// auth with the user of the URL and shown nowhere.
+func TestPushgatewayPasswordNeverOnTheCommandLine(t *testing.T) {
+	h := newSavedHarness(t)
+	cfg := h.file("c.yaml", "version: 1\nowner: acme\nusers:\n  - email: a@acme.test\n")
+	const pw = "hunter2-pushgateway-pw"
+	code, out := h.run("plan", "-f", cfg, "--pushgateway", "https://ops:"+pw+"@127.0.0.1:1")
+	require.Equal(t, 1, code, out)
+	assert.Contains(t, out, "CBK_SYNC_PUSHGATEWAY_PASSWORD")
+	assert.NotContains(t, out, pw)
+
+	var gotUser, gotPass string
+	var gotAuth bool
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotUser, gotPass, gotAuth = r.BasicAuth()
+		w.WriteHeader(http.StatusUnauthorized) // and the error must not show the password
+	}))
+	defer gw.Close()
+	u := strings.Replace(gw.URL, "http://", "http://ops@", 1)
+	streams, stdout, stderr := TestStreams("", map[string]string{"CHATBOTKIT_API_TOKEN": savedToken, "CBK_SYNC_PUSHGATEWAY_PASSWORD": pw})
+	code = run(context.Background(), []string{"plan", "-f", cfg, "--api-url", h.url, "--pushgateway", u}, streams)
+	require.Equal(t, 0, code, stderr.String())
+	assert.True(t, gotAuth, "basic auth sent")
+	assert.Equal(t, "ops", gotUser)
+	assert.Equal(t, pw, gotPass)
+	assert.Contains(t, stderr.String(), "metrics not pushed")
+	assert.NotContains(t, stdout.String()+stderr.String(), pw)
 }

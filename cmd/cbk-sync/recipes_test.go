@@ -58,7 +58,7 @@ func TestSecretRecipes(t *testing.T) {
 		// stored returns the token IDs in one line of the store, after checking it.
 		stored func(t *testing.T, line string) string
 	}{
-		{"vault", "vault", `vault kv put -mount=secret "chatbotkit/$CBK_SYNC_EMAIL/$CBK_SYNC_TOKEN_NAME" -`,
+		{"vault", "vault", "sh " + filepath.Join(examples, "to-vault.sh"),
 			func(t *testing.T, line string) string {
 				path, rec, _ := strings.Cut(line, "\t")
 				require.Regexp(t, `^chatbotkit/u0[0-7]@acme\.test/(ci|deploy)$`, path)

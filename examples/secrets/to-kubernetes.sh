@@ -12,7 +12,8 @@
 # two tokens never share a Secret even where the readable parts do (a.b@x and a-b@x,
 # or ci and ci-nightly of a long email). At most 63 characters, a valid DNS label. The
 # Secret has the key "token" (the secret) and labels saying whose it is. The secret goes
-# to kubectl on stdin, never on a command line; exit 0 = stored.
+# to kubectl on stdin, never on a command line; exit 0 = done. A record marked
+# "revoked": true (CBK_SYNC_REVOKED=1) deletes the Secret if it still holds that token.
 set -eu
 record=$(cat)
 token=$(printf '%s' "$record" | sed -n 's/.*"token":"\(sk-[0-9a-f]*\)".*/\1/p')
@@ -23,6 +24,18 @@ hash=$(printf '%s\n%s' "$email" "$CBK_SYNC_TOKEN_NAME" | sha256 | cut -c1-10)
 readable=$(printf '%s-%s' "$email" "$CBK_SYNC_TOKEN_NAME" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9-' '-' | cut -c1-48 | sed 's/-*$//')
 name="cbk-$readable-$hash"
 ns=${CBK_SYNC_NAMESPACE:+--namespace=$CBK_SYNC_NAMESPACE}
+if [ "${CBK_SYNC_REVOKED:-}" = 1 ]; then
+  # The token was revoked after its secret was stored: a Secret still holding it is
+  # deleted (its previous value was replaced), and the next run stores a live one.
+  held=$(kubectl get secret "$name" $ns -o 'jsonpath={.metadata.labels.chatbotkit\.com/token-id}' 2>/dev/null || true)
+  if [ "$held" = "$CBK_SYNC_TOKEN_ID" ]; then
+    kubectl delete secret "$name" $ns >/dev/null
+    echo "deleted secret/$name: its token was revoked"
+  else
+    echo "secret/$name does not hold token $CBK_SYNC_TOKEN_ID: nothing to do"
+  fi
+  exit 0
+fi
 printf '%s' "$token" |
   kubectl create secret generic "$name" $ns --from-file=token=/dev/stdin --dry-run=client -o yaml |
   kubectl label --local -f - -o yaml app.kubernetes.io/managed-by=cbk-sync "chatbotkit.com/token-id=$CBK_SYNC_TOKEN_ID" |

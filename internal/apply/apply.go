@@ -169,6 +169,7 @@ func Run(ctx context.Context, api API, p *plan.Plan, o Options) (*Report, error)
 		})
 	}
 	wg.Wait()
+	rep.LateTokensRevoked = r.revokeLate()
 	all := make([]Result, 0, len(rep.Results))
 	for _, w := range windows {
 		all = append(all, w...)
@@ -210,6 +211,10 @@ type runner struct {
 	mu          sync.Mutex // serialises Progress
 	done        int
 	interrupted atomic.Bool
+	// late holds, per user ID, the nonces of lost token creates that a lookup did not
+	// find (revokeLate).
+	lateMu sync.Mutex
+	late   map[string][]string
 	// abort holds why nothing more should start after the API refused the credentials
 	// or subscription: every further call would fail the same way.
 	abort atomic.Pointer[string]

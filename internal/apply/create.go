@@ -304,7 +304,11 @@ func (r *runner) createToken(userID string, c plan.Change, res *Result) (state.C
 			return state.CreatedToken{}, fmt.Errorf("%w; then looking the token up by its nonce failed: %v", err, lerr)
 		}
 		if !found {
-			addNote(res, "answer lost; not found by nonce, so not created")
+			// Not found yet: a server that completes the create after the client gave
+			// up may still make it. It would stay pending (never confirmed), so the run
+			// looks for it again at its end (revokeLate), and the next plan revokes it.
+			addNote(res, "answer lost; not found by nonce yet (if the server still makes it, it stays pending and is revoked)")
+			r.lateNonce(userID, nonce)
 			continue
 		}
 		if derr := r.deleteToken(userID, tok.ID); derr != nil {
@@ -444,4 +448,43 @@ func (r *runner) deleteToken(userID, tokenID string) error {
 		return nil
 	}
 	return err
+}
+
+// lateNonce remembers the nonce of a lost token create not found when looked up.
+func (r *runner) lateNonce(userID, nonce string) {
+	r.lateMu.Lock()
+	defer r.lateMu.Unlock()
+	if r.late == nil {
+		r.late = map[string][]string{}
+	}
+	r.late[userID] = append(r.late[userID], nonce)
+}
+
+// revokeLate looks once more, at the end of the run, for the lost token creates that
+// were not found: one the server completed meanwhile is pending, its secret lost, and
+// is revoked now; it returns their IDs. One it completes later still is revoked by the
+// next plan (pending).
+func (r *runner) revokeLate() []string {
+	var revoked []string
+	for userID, nonces := range r.late {
+		toks, err := r.listTokens(userID)
+		if err != nil {
+			r.log.Warn("looking again for lost token creates failed; the next plan revokes any that turn up", "user_id", userID, "error", err.Error())
+			continue
+		}
+		for _, t := range toks {
+			m, ok := t.Meta.Get()
+			if !ok || !slices.Contains(nonces, fmt.Sprint(m[state.NonceKey])) {
+				continue
+			}
+			if err := r.deleteToken(userID, t.ID); err != nil {
+				r.log.Warn("a lost token create turned up, and revoking it failed; the next plan revokes it", "user_id", userID, "token_id", t.ID, "error", err.Error())
+				continue
+			}
+			r.log.Warn("a lost token create turned up after all, its secret lost: revoked", "user_id", userID, "token_id", t.ID)
+			revoked = append(revoked, t.ID)
+		}
+	}
+	slices.Sort(revoked)
+	return revoked
 }

@@ -47,6 +47,10 @@ type Report struct {
 	// Account counts the account's users as the plan read them, declared or not (the
 	// plan's own census; filled by the command).
 	Account *plan.Census `json:"account,omitempty"`
+	// LateTokensRevoked are tokens whose create had lost its answer and was not found
+	// by its nonce, which the server completed later all the same (pending, their secret
+	// lost): found again at the end of the run and revoked.
+	LateTokensRevoked []string `json:"late_tokens_revoked,omitempty"`
 	// Results has one entry per planned change, in plan order.
 	Results []Result `json:"results"`
 }

@@ -129,6 +129,12 @@ type Faults struct {
 	RateLost    float64       // of POSTs that succeed: the change is made, then the connection is dropped
 	RateBadBody float64       // of GETs: a 200 whose body is a JSON-lines error, without acting
 	UserQuota   int           // > 0: a user create beyond this many users gets 429 LIMITS_REACHED
+	// LateCreates is how many token creates, the first ones, the server completes only
+	// LateCommit after they arrive, whether or not the client is still waiting: a
+	// client that timed out meanwhile looks the token up, does not find it yet, and
+	// must not report it "not created" (see LateCommitted).
+	LateCreates int
+	LateCommit  time.Duration
 	// PollLimit is the poll limit (see admitPoll): list requests per PollWindow,
 	// account-wide. 0 means DefaultPollLimit; a negative value turns it off.
 	PollLimit int
@@ -225,8 +231,13 @@ type Emulator struct {
 	streamPage int
 
 	faultMu sync.Mutex
-	faults  Faults
-	rng     *rand.Rand
+	// The late token creates (Faults.LateCreates): how many were taken and finished.
+	lateMu    sync.Mutex
+	lateTaken int
+	lateDoneN int
+	lateCond  *sync.Cond
+	faults    Faults
+	rng       *rand.Rand
 	// The concurrent writer's own RNG and counters, so that it does not shift the
 	// draws of the other faults.
 	writerRNG     *rand.Rand
@@ -623,6 +634,11 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			e.streamList(w, r, rt)
 			return
 		}
+	}
+	if rt.op == opTokenCreate && e.takeLate(f) {
+		// The server goes on although the client may be gone: no r.Context() here.
+		time.Sleep(f.LateCommit)
+		defer e.lateDone()
 	}
 	ans, changed, aerr := e.handle(rt, r.URL.Query(), body, f)
 	if aerr != nil {

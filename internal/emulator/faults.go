@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -94,3 +95,36 @@ func dropConnection(w http.ResponseWriter) {
 
 // retryAfterSeconds is d in whole seconds, rounded up (Retry-After has no fractions).
 func retryAfterSeconds(d time.Duration) int64 { return int64(math.Ceil(d.Seconds())) }
+
+// takeLate reports whether this token create is one of the Faults.LateCreates first.
+func (e *Emulator) takeLate(f Faults) bool {
+	e.lateMu.Lock()
+	defer e.lateMu.Unlock()
+	if e.lateTaken >= f.LateCreates {
+		return false
+	}
+	e.lateTaken++
+	return true
+}
+
+func (e *Emulator) lateDone() {
+	e.lateMu.Lock()
+	defer e.lateMu.Unlock()
+	e.lateDoneN++
+	if e.lateCond != nil {
+		e.lateCond.Broadcast()
+	}
+}
+
+// LateCommitted blocks until n late token creates (Faults.LateCreates) have been
+// completed and answered, for a test to go on once the server has acted.
+func (e *Emulator) LateCommitted(n int) {
+	e.lateMu.Lock()
+	defer e.lateMu.Unlock()
+	if e.lateCond == nil {
+		e.lateCond = sync.NewCond(&e.lateMu)
+	}
+	for e.lateDoneN < n {
+		e.lateCond.Wait()
+	}
+}
