@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cbk-sync/cbk-sync/internal/state"
@@ -43,6 +44,13 @@ const (
 	MaxListBytes = 1 << 30
 	// maxResumes bounds how often one listing starts again after a possible truncation.
 	maxResumes = 1000
+	// MaxUserTokens is the number of tokens one user's token list may hold: no
+	// integration has that many, and a flooded user must not fill the memory.
+	MaxUserTokens = 10_000
+	// MaxRunItems is the number of items (users and tokens, repeats included) all the
+	// listings of one client may receive together: many listings each under their own
+	// bound (a million tokens across ten users) still end.
+	MaxRunItems = 2_000_000
 )
 
 // ErrListBound is wrapped by the errors of a listing that was stopped because the
@@ -137,18 +145,30 @@ type listBudget struct {
 	items, bytes       int64
 	maxItems, maxBytes int64
 	resumes            int
+	// run counts the items of every listing of the client, up to maxRun.
+	run    *atomic.Int64
+	maxRun int64
 }
 
 func (l *lister[T]) budget() *listBudget {
-	return &listBudget{op: l.op, maxItems: l.c.maxListItems, maxBytes: l.c.maxListBytes}
+	maxItems := l.c.maxListItems
+	if l.op == OpTokenList {
+		maxItems = min(maxItems, l.c.maxUserTokens)
+	}
+	return &listBudget{op: l.op, maxItems: maxItems, maxBytes: l.c.maxListBytes, run: &l.c.runItems, maxRun: l.c.maxRunItems}
 }
 
 func (b *listBudget) add(items int, n int64) error {
 	b.items += int64(items)
 	b.bytes += n
+	run := b.run.Add(int64(items))
 	switch {
+	case b.op == OpTokenList && b.items > b.maxItems:
+		return fmt.Errorf("%s: %w: more than %d tokens for one user; no integration has that many, so the server is repeating itself or the user is flooded with tokens: revoke them by hand", b.op, ErrListBound, b.maxItems)
 	case b.items > b.maxItems:
 		return fmt.Errorf("%s: %w: more than %d items received; no account has that many, so the server is repeating itself", b.op, ErrListBound, b.maxItems)
+	case run > b.maxRun:
+		return fmt.Errorf("%s: %w: more than %d users and tokens received in this run; no account has that many, so the server is repeating itself or the account is flooded", b.op, ErrListBound, b.maxRun)
 	case b.bytes > b.maxBytes:
 		return fmt.Errorf("%s: %w: more than %d MiB received; no account is that large, so the server is repeating itself", b.op, ErrListBound, b.maxBytes>>20)
 	}
