@@ -235,3 +235,50 @@ func TestTokenFloodsAreBounded(t *testing.T) {
 	require.ErrorIs(t, err, ErrListBound)
 	assert.ErrorContains(t, err, "more than 2500 users and tokens received in this run")
 }
+
+// A JSONL request answered with a JSON page (a proxy, an older server) fails at once
+// naming what came back, instead of being retried as a malformed stream for the whole
+// --retry-timeout.
+func TestJSONLAnsweredWithAPageFailsAtOnce(t *testing.T) {
+	for name, body := range map[string]string{
+		"compact":  page(usersJSON(0, 3), "u2") + "\n",
+		"indented": "{\n  \"items\": " + usersJSON(0, 3) + "\n}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			hs := newHostile(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprint(w, body)
+			})
+			c := hs.client(t, func(o *Options) { o.JSONL = true; o.RetryMaxElapsed = time.Minute })
+			err := readAll(t, c)
+			require.ErrorIs(t, err, ErrMalformed)
+			assert.ErrorContains(t, err, `asked for a JSONL stream (Accept: application/jsonl) and the server answered a JSON page (Content-Type "application/json"); use --listing paged`)
+			assert.Equal(t, int64(1), hs.requests.Load(), "not retried")
+		})
+	}
+}
+
+// A stream trickled just fast enough to keep each line within --timeout is bounded as
+// a whole: beyond twice the timeout, each item may take minStreamItemTime (a stream of
+// 40 items sent one every 150 ms at --timeout 200ms took its 6 s before).
+func TestSlowStreamIsBoundedAsAWhole(t *testing.T) {
+	hs := newHostile(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/jsonl")
+		tick := time.NewTicker(150 * time.Millisecond) // the hostile server's trickle
+		defer tick.Stop()
+		for i := range 40 {
+			fmt.Fprintf(w, `{"type":"item","data":{"id":"x%d"}}`+"\n", i)
+			w.(http.Flusher).Flush()
+			select {
+			case <-tick.C:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	c := hs.client(t, func(o *Options) { o.JSONL = true; o.Timeout = 200 * time.Millisecond })
+	err := readAll(t, c)
+	require.ErrorIs(t, err, ErrListBound)
+	assert.ErrorContains(t, err, "slower than cbk-sync waits for (50ms per item beyond twice --timeout)")
+	assert.Equal(t, int64(1), hs.requests.Load(), "not retried")
+}
