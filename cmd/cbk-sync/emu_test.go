@@ -138,7 +138,7 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 //	emu delete EMAIL                       delete that user through the API, as another client would
 func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
-		ts.Fatalf("usage: emu start|faults|calls|reset-calls|dump|gate|gate-wait|gate-open")
+		ts.Fatalf("usage: emu start|faults|calls|reset-calls|seed|seed-app|dump|user|users|gate|gate-wait|gate-open")
 	}
 	slot := ts.Value(emuKey{}).(*emuHandle)
 	if args[0] != "start" && slot.emu == nil {
@@ -217,6 +217,46 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 				ts.Check(err)
 			}
 		}
+	case "seed-app":
+		// Seeds users the way ChatBotKit's white-label template creates them: each
+		// customer's sub-account made with create({name}), most without an email.
+		if len(args) != 3 {
+			ts.Fatalf("usage: emu seed-app N WITHOUT-EMAIL")
+		}
+		n, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		without, err := strconv.Atoi(args[2])
+		ts.Check(err)
+		for i := range n {
+			u := state.User{Name: state.Some(fmt.Sprintf("Customer %03d", i))}
+			if i >= without {
+				u.Email = state.Some(fmt.Sprintf("customer%03d@app.test", i))
+			}
+			_, err := slot.emu.PutUser(u)
+			ts.Check(err)
+		}
+	case "user":
+		// Prints the dump line of one user, found by its ID, with the ID.
+		if len(args) != 2 {
+			ts.Fatalf("usage: emu user ID")
+		}
+		for _, u := range slot.emu.Users() {
+			if u.ID == args[1] {
+				fmt.Fprintf(ts.Stdout(), "user %s id=%s name=%q owner=%q meta=%s\n", u.Email.Value(), u.ID, u.Name.Value(), u.Owner(), jsonOf(u.Meta))
+				return
+			}
+		}
+		ts.Fatalf("emu user: no user %s", args[1])
+	case "users":
+		// Fails unless the account has exactly N users (the lock's included).
+		if len(args) != 2 {
+			ts.Fatalf("usage: emu users N")
+		}
+		want, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		if got := len(slot.emu.Users()); (got == want) == neg {
+			ts.Fatalf("emu users: got %d, want %s%d", got, map[bool]string{true: "not ", false: ""}[neg], want)
+		}
 	case "writer-deletes":
 		if len(args) != 2 {
 			ts.Fatalf("usage: emu writer-deletes N")
@@ -230,7 +270,7 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 		emails := map[string]bool{}
 		for _, u := range slot.emu.Users() {
 			key := state.EmailKey(u.Email.Value())
-			if emails[key] {
+			if emails[key] && key != "" {
 				ts.Fatalf("emu unique: two users with email %s", key)
 			}
 			emails[key] = true

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cbk-sync/cbk-sync/internal/apply"
 )
 
 // output is one file a command writes, named by the flag that names it. A path of
@@ -72,6 +74,9 @@ func prepareOutputs(outs []output, ins []input) error {
 		if o.secrets && fi != nil {
 			if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 				return fmt.Errorf("%s %s has mode %04o, which lets others read it; run `chmod 600 %s` or choose another file; nothing was changed", o.flag, o.path, perm, o.path)
+			}
+			if err := apply.CheckOwner(o.path, fi); err != nil {
+				return fmt.Errorf("%s %w; nothing was changed", o.flag, err)
 			}
 		}
 		done = append(done, checked{output: o, key: key, fi: fi})

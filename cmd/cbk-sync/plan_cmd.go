@@ -165,6 +165,7 @@ type PlanCmd struct {
 	APIFlags
 	PlanFlags
 	MetricsFlags
+	IDsFlags
 	Out string `name:"out" type:"path" placeholder:"FILE" help:"Also save the plan to FILE for 'cbk-sync apply FILE'."`
 	// Base is the configuration before the change under review (a PR's base branch).
 	Base []string `name:"base" placeholder:"PATH" help:"Configuration before the change (file or directory; repeatable): read token lists only for users whose declared tokens the change adds or alters. The plan says how many users' tokens it did not check."`
@@ -191,7 +192,7 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 		need = plan.TokenListsNeeded(base, d)
 	}
 	inputs := append(c.inputs("-f", c.Files...), c.inputs("--base", c.Base...)[1:]...)
-	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput()}, inputs); err != nil {
+	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput(), c.idsOutput()}, inputs); err != nil {
 		return err
 	}
 	s, err := c.open(env, false)
@@ -222,25 +223,23 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 		}
 		env.Log.Info("plan saved", "file", c.Out)
 	}
+	if err := c.writeIDs(env, p, nil); err != nil {
+		return err
+	}
 	return planOutcome(p, c.DetailedExitcode)
 }
 
 // computePlan reads the remote state the desired state needs, with the fewest calls,
 // and computes the plan; it returns the remote state too, for a saved plan. A non-nil
-// need limits the token lists read to the users it holds (by email key); the plan then
+// need limits the token lists read to the users it holds (by identity key); the plan then
 // counts the others as not checked.
 func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o plan.Options, need map[string]bool) (*plan.Plan, state.Actual, error) {
-	managed := make(map[string]bool, len(d.Users))
-	for _, u := range d.Users {
-		if key := state.EmailKey(u.Email); u.ManageTokens && (need == nil || need[key]) {
-			managed[key] = true
-		}
-	}
+	managed := plan.TokenListsToRead(d, need)
 	progress := newProgress(env, "reading")
 	progress.showPolls(s.reader.PollStatus)
 	actual, err := s.reader.ReadActual(ctx, func(u state.User) bool {
 		progress.add(1)
-		return managed[state.EmailKey(u.Email.Value())]
+		return managed.Has(&u)
 	})
 	progress.done()
 	if err != nil {

@@ -107,12 +107,12 @@ func TestForgedSavedPlanIsRefused(t *testing.T) {
 	}{
 		"a delete of an unmanaged user added": {edit: func(h *savedHarness, p map[string]any) {
 			z := h.byEmail("z@acme.test")
-			p["users"] = append(p["users"].([]any), map[string]any{"email": "z@acme.test", "user_id": z.ID,
+			p["users"] = append(p["users"].([]any), map[string]any{"identity": map[string]any{"kind": "email", "value": "z@acme.test"}, "email": "z@acme.test", "user_id": z.ID,
 				"changes": []any{map[string]any{"action": "user_delete", "email": "z@acme.test", "user_id": z.ID, "reason": "owned and not declared (prune.users is true)"}}})
 		}},
 		"an update of a foreign user added": {edit: func(h *savedHarness, p map[string]any) {
 			f := h.byEmail("f@acme.test")
-			p["users"] = append(p["users"].([]any), map[string]any{"email": "f@acme.test", "user_id": f.ID,
+			p["users"] = append(p["users"].([]any), map[string]any{"identity": map[string]any{"kind": "email", "value": "f@acme.test"}, "email": "f@acme.test", "user_id": f.ID,
 				"changes": []any{map[string]any{"action": "user_update", "email": "f@acme.test", "user_id": f.ID, "reason": "drifted from the configuration",
 					"fields": []any{map[string]any{"field": "name", "before": "Old", "after": "Pwned"}}, "user_body": map[string]any{"name": "Pwned"}}}})
 		}},

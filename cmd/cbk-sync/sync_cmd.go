@@ -18,7 +18,7 @@ import (
 
 // ApplyFlags are the flags of the commands that write.
 type ApplyFlags struct {
-	SecretsOut         string        `name:"secrets-out" placeholder:"FILE|-|age:DIR" help:"Where created token secrets go: a JSON-lines file (mode 0600, appended to), - for stdout (the plan then goes to stderr), or age:DIR for one age-encrypted file per secret, DIR/<email>/<token-name>.age."`
+	SecretsOut         string        `name:"secrets-out" placeholder:"FILE|-|age:DIR" help:"Where created token secrets go: a JSON-lines file (mode 0600, appended to), - for stdout (the plan then goes to stderr), or age:DIR for one age-encrypted file per secret, DIR/<email or user id>/<token-name>.age."`
 	AgeRecipients      []string      `name:"age-recipient" sep:"none" placeholder:"RECIPIENT" help:"With --secrets-out age:DIR: encrypt to this age (age1...) or SSH (ssh-ed25519 ...) public key. Repeatable."`
 	AgeRecipientsFiles []string      `name:"age-recipients-file" sep:"none" placeholder:"FILE" help:"With --secrets-out age:DIR: encrypt to every recipient in FILE, one per line, # comments (as age -R takes it). Repeatable."`
 	SecretsExec        string        `name:"secrets-exec" placeholder:"'CMD ARGS'" help:"Hand each secret to a command instead: it runs once per secret with the JSON record on stdin (never in argv or the environment); exit 0 means delivered, anything else revokes the token. Split into words like a shell would, without one; $CBK_SYNC_EMAIL, $CBK_SYNC_USER_ID, $CBK_SYNC_TOKEN_NAME, $CBK_SYNC_TOKEN_ID are expanded and set."`
@@ -50,6 +50,7 @@ type SyncCmd struct {
 	PlanFlags
 	ApplyFlags
 	MetricsFlags
+	IDsFlags
 	DryRun bool `name:"dry-run" help:"Only plan: the same as 'cbk-sync plan'."`
 	Yes    bool `short:"y" help:"Apply without asking (required when there is no terminal)."`
 }
@@ -81,12 +82,12 @@ func (c *SyncCmd) Validate() error {
 }
 
 // Run plans, shows the plan, and applies it after the safety checks and confirmation.
-func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
+func (c *SyncCmd) Run(ctx context.Context, env *Env) (err error) {
 	d, err := c.load(ctx, env)
 	if err != nil {
 		return err
 	}
-	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput()), c.inputs("-f", c.Files...)); err != nil {
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput(), c.idsOutput()), c.inputs("-f", c.Files...)); err != nil {
 		return err
 	}
 	var sink *secretsSink
@@ -115,6 +116,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
+	defer func() { err = c.writeIDsAfter(env, p, err) }()
 	p.SecretsTo = sink.destinationFor(p)
 	if err := showPlan(env, c.planWriter(env), p, c.Output, c.markdownOptions()); err != nil {
 		return err
@@ -352,6 +354,7 @@ type ApplyCmd struct {
 	APIFlags
 	ApplyFlags
 	MetricsFlags
+	IDsFlags
 	Output string `short:"o" enum:"text,json,markdown" default:"text" help:"Format of the plan shown before applying."`
 }
 
@@ -359,8 +362,8 @@ type ApplyCmd struct {
 // read of the remote objects its changes depend on, and applies that plan only if it
 // equals the saved one and is safe. Applying a saved plan is its approval: it does not
 // ask again.
-func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
-	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput()), c.inputs("the saved plan", c.PlanFile)); err != nil {
+func (c *ApplyCmd) Run(ctx context.Context, env *Env) (err error) {
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput(), c.idsOutput()), c.inputs("the saved plan", c.PlanFile)); err != nil {
 		return err
 	}
 	saved, err := readSavedPlan(c.PlanFile)
@@ -400,6 +403,7 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return savedRefusal(c.PlanFile, err)
 	}
+	defer func() { err = c.writeIDsAfter(env, p, err) }()
 	// Where the secrets go is this run's choice, never the file's.
 	p.SecretsTo = sink.destinationFor(p)
 	if err := showPlan(env, c.planWriter(env), p, c.Output, plan.MarkdownOptions{}); err != nil {

@@ -113,7 +113,7 @@ func Run(ctx context.Context, api API, p *plan.Plan, o Options) (*Report, error)
 	if o.Desired != nil {
 		r.desired = make(map[string]*state.DesiredUser, len(o.Desired.Users))
 		for i := range o.Desired.Users {
-			r.desired[state.EmailKey(o.Desired.Users[i].Email)] = &o.Desired.Users[i]
+			r.desired[o.Desired.Users[i].Identity().Key()] = &o.Desired.Users[i]
 		}
 	}
 	rep := &Report{FormatVersion: ReportFormatVersion, Owner: o.Owner, StartedAt: o.Now()}
@@ -126,7 +126,7 @@ func Run(ctx context.Context, api API, p *plan.Plan, o Options) (*Report, error)
 	for _, up := range p.Users {
 		for _, c := range up.Changes {
 			rep.Results = append(rep.Results, Result{
-				Action: c.Action, Email: c.Email, UserID: firstNonEmpty(c.UserID, up.UserID),
+				Action: c.Action, Identity: up.Identity, Email: c.Email, UserID: firstNonEmpty(c.UserID, up.UserID),
 				TokenName: c.TokenName, TokenID: c.TokenID,
 			})
 		}
@@ -197,7 +197,7 @@ type runner struct {
 	ctx  context.Context
 	call context.Context
 	log  *slog.Logger
-	// desired indexes Options.Desired by email key.
+	// desired indexes Options.Desired by identity key (state.Identity.Key).
 	desired map[string]*state.DesiredUser
 
 	total       int
@@ -228,6 +228,9 @@ func (r *runner) stopReason() string {
 func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 	userID := up.UserID
 	blocked := ""
+	// noSuccessor names a token of the user whose create or rotation failed in this
+	// run: from then on none of the user's tokens is revoked (see holdsRevoke).
+	noSuccessor := ""
 	changes := up.Changes
 	releasing := up.UserAction() == plan.UserRelease
 	for j := 0; j < len(changes); j++ {
@@ -239,6 +242,10 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 		}
 		if blocked != "" {
 			r.skip(res, blocked)
+			continue
+		}
+		if noSuccessor != "" && holdsRevoke(c) {
+			r.skip(res, fmt.Sprintf("skipped: new token %s of this user was not delivered, so none of its tokens is revoked in this run (a successor exists before anything is revoked)", noSuccessor))
 			continue
 		}
 		if userID == "" {
@@ -257,7 +264,7 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 		var err error
 		if c.Action == plan.UserCreate {
 			// create says why the user's later changes cannot run, if they cannot.
-			changes, results, blocked, err = r.create(c, &userID, changes, results, j)
+			changes, results, blocked, err = r.create(up.Identity, c, &userID, changes, results, j)
 			res = &results[j]
 		} else {
 			err = r.do(c, &userID, res)
@@ -270,10 +277,20 @@ func (r *runner) runUser(up plan.UserPlan, results []Result) []Result {
 			case releasing && c.Action.IsToken():
 				// The user keeps its marker, so the next plan releases what is left.
 				blocked = "skipped: a token of the user could not be released; the user stays owned and the next run releases it"
+			case c.Action == plan.TokenCreate || c.Action == plan.TokenRotate:
+				if noSuccessor == "" {
+					noSuccessor = firstNonEmpty(c.TokenName, res.TokenName)
+				}
 			}
 		}
 	}
 	return results
+}
+
+// holdsRevoke reports whether c is a revocation that must wait for the user's new
+// tokens: any but that of a pending token, whose secret no one ever received.
+func holdsRevoke(c plan.Change) bool {
+	return c.Action == plan.TokenRevoke && c.Reason != plan.ReasonPending
 }
 
 // do runs one change. For a user create it sets *userID to the new user's ID.
@@ -309,7 +326,7 @@ func (r *runner) do(c plan.Change, userID *string, res *Result) error {
 			return err
 		}
 		res.TokenID = ct.ID
-		return r.deliver(*userID, c, ct)
+		return r.deliver(*userID, c, ct, res)
 	case plan.TokenRotate:
 		return r.rotateToken(*userID, c, res)
 	case plan.TokenUpdate, plan.TokenAdopt, plan.TokenRelease:

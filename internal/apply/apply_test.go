@@ -53,7 +53,7 @@ func tokenRevoke(email, id, tokID string) plan.Change {
 func planOf(users ...plan.UserPlan) *plan.Plan { return &plan.Plan{Owner: owner, Users: users} }
 
 func userPlan(email, id string, cs ...plan.Change) plan.UserPlan {
-	return plan.UserPlan{Email: email, UserID: id, Changes: cs}
+	return plan.UserPlan{Identity: state.Identity{Kind: state.ByEmail, Value: email}, Email: email, UserID: id, Changes: cs}
 }
 
 func fixedNow() time.Time { return time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC) }
@@ -73,7 +73,7 @@ func runDesired(t *testing.T, f *fakeAPI, p *plan.Plan, sink apply.SecretSink, d
 
 // desiredUser declares email with name N (as userCreate plans it) and tokens.
 func desiredUser(email string, tokens ...string) state.DesiredUser {
-	du := state.DesiredUser{Email: email, Name: state.Some("N"), ManageTokens: true}
+	du := state.DesiredUser{Email: state.Some(email), Name: state.Some("N"), ManageTokens: true}
 	for _, n := range tokens {
 		du.Tokens = append(du.Tokens, state.DesiredToken{Name: n})
 	}

@@ -18,11 +18,11 @@ import (
 // never retried blindly: the object is looked up first, and only a lookup that proves
 // the create did not happen allows another one.
 
-// createUser creates the user of c and returns its ID. A lost answer or a 409 is
-// resolved by looking the email up: a user found with our marker or with none is
+// createUser creates the user of c, named ident, and returns its ID. A lost answer or a
+// 409 is resolved by looking the identity up: a user found with our marker or with none is
 // returned as found, for the caller to re-plan; a user of another owner is an error,
 // and nothing found after a lost answer means the create can be sent again.
-func (r *runner) createUser(c plan.Change, res *Result) (string, *state.User, error) {
+func (r *runner) createUser(ident state.Identity, c plan.Change, res *Result) (string, *state.User, error) {
 	if c.UserBody == nil {
 		return "", nil, fmt.Errorf("%s: the plan has no user body", c.Action)
 	}
@@ -46,9 +46,9 @@ func (r *runner) createUser(c plan.Change, res *Result) (string, *state.User, er
 		if !lost {
 			what = "409 conflict"
 		}
-		u, found, lerr := r.findUser(c.Email)
+		u, found, lerr := r.findUser(ident, c.Email)
 		if lerr != nil {
-			return "", nil, fmt.Errorf("%w; then looking the user up by email failed: %v", err, lerr)
+			return "", nil, fmt.Errorf("%w; then looking the user up by %s failed: %v", err, ident.Kind, lerr)
 		}
 		if found {
 			kind := "unmanaged"
@@ -57,20 +57,20 @@ func (r *runner) createUser(c plan.Change, res *Result) (string, *state.User, er
 				kind = "owned"
 			case "":
 			default:
-				return "", nil, fmt.Errorf("%w; the user with this email belongs to owner %q, so it was not adopted", err, owner)
+				return "", nil, fmt.Errorf("%w; the user with this %s belongs to owner %q, so it was not adopted", err, ident.Kind, owner)
 			}
-			addNote(res, fmt.Sprintf("%s; found %s user %s by email", what, kind, u.ID))
+			addNote(res, fmt.Sprintf("%s; found %s user %s by %s", what, kind, u.ID, ident.Kind))
 			return u.ID, &u, nil
 		}
 		if !lost {
 			if a, ok := body.Alias.Get(); ok && a != "" {
 				// The platform answers one 409 body for a duplicate email and a
 				// duplicate alias alike: with no user of this email, the alias is taken.
-				return "", nil, fmt.Errorf("%w; no user with this email exists, so the alias %q is taken by another user: give this user another alias", err, a)
+				return "", nil, fmt.Errorf("%w; no user with this %s exists, so the alias %q is taken by another user: give this user another alias", err, ident.Kind, a)
 			}
-			return "", nil, fmt.Errorf("%w; yet no user with this email was found", err)
+			return "", nil, fmt.Errorf("%w; yet no user with this %s was found", err, ident.Kind)
 		}
-		addNote(res, "answer lost; not found by email, so not created")
+		addNote(res, fmt.Sprintf("answer lost; not found by %s, so not created", ident.Kind))
 		if attempt >= maxCreateAttempts {
 			return "", nil, fmt.Errorf("gave up after %d creates whose answers were lost: %w", attempt, err)
 		}
@@ -82,9 +82,9 @@ func (r *runner) createUser(c plan.Change, res *Result) (string, *state.User, er
 // are read, the user is planned afresh (plan.UserChanges), its user change is made as
 // part of this one, and its later changes are replaced by the fresh plan's. It returns
 // the changes and results to go on with, and the reason to skip the rest, if any.
-func (r *runner) create(c plan.Change, userID *string, changes []plan.Change, results []Result, j int) ([]plan.Change, []Result, string, error) {
+func (r *runner) create(ident state.Identity, c plan.Change, userID *string, changes []plan.Change, results []Result, j int) ([]plan.Change, []Result, string, error) {
 	res := &results[j]
-	id, found, err := r.createUser(c, res)
+	id, found, err := r.createUser(ident, c, res)
 	if err != nil {
 		return changes, results, "skipped: the user could not be created", err
 	}
@@ -92,7 +92,7 @@ func (r *runner) create(c plan.Change, userID *string, changes []plan.Change, re
 	if found == nil {
 		return changes, results, "", nil
 	}
-	du := r.desired[state.EmailKey(c.Email)]
+	du := r.desired[ident.Key()]
 	if du == nil {
 		// No desired state to re-plan from: adopt the user with the create body, and
 		// make none of the changes planned without seeing it.
@@ -203,19 +203,45 @@ func (r *runner) listTokens(userID string) ([]state.Token, error) {
 	return out, nil
 }
 
-// findUser looks a user up by email with one list call.
-func (r *runner) findUser(email string) (state.User, bool, error) {
-	key := state.EmailKey(email)
-	for u, err := range r.api.ListUsers(r.call, client.ListOptions{Email: email}) {
+// findUser looks up, with one filtered list call, the user a create named id was
+// for: by its externalId (the meta filter) or its email. A user is matched as
+// state.UserIndex matches it, so a filter that the API applies differently (case)
+// cannot give another user. An externalId that no user has yet is looked up by the
+// email the create sent, as the plan matches it.
+func (r *runner) findUser(id state.Identity, email string) (state.User, bool, error) {
+	key := r.externalIDKey()
+	o := client.ListOptions{Email: email}
+	if id.Kind == state.ByExternalID {
+		o = client.ListOptions{Meta: map[string]string{key: id.Value}}
+	}
+	var got []state.User
+	for u, err := range r.api.ListUsers(r.call, o) {
 		if err != nil {
 			return state.User{}, false, err
 		}
-		// The filter's case handling is the API's; identity here is case-insensitive.
-		if state.EmailKey(u.Email.Value()) == key {
-			return u, true, nil
-		}
+		got = append(got, u)
 	}
-	return state.User{}, false, nil
+	idx := state.NewUserIndex(got, key)
+	i, err := idx.Find(id)
+	if err != nil {
+		return state.User{}, false, err
+	}
+	if i < 0 && id.Kind == state.ByExternalID && email != "" {
+		return r.findUser(state.Identity{Kind: state.ByEmail, Value: email}, email)
+	}
+	if i < 0 {
+		return state.User{}, false, nil
+	}
+	return got[i], true, nil
+}
+
+// externalIDKey is the meta key of external ids of the desired state the plan came
+// from.
+func (r *runner) externalIDKey() string {
+	if r.o.Desired != nil && r.o.Desired.ExternalIDKey != "" {
+		return r.o.Desired.ExternalIDKey
+	}
+	return state.DefaultExternalIDKey
 }
 
 // withUserMarker makes sure the body carries the ownership marker, as everything
@@ -330,24 +356,47 @@ func newNonce() string {
 // deliver hands a new token's secret to the sink, and once the sink has it durably,
 // confirms the token by clearing its pending mark: a run that stops in between leaves
 // a token still marked, which the next plan revokes and creates again. If the sink or
-// the confirmation fails, the token is revoked rather than left live and unconfirmed.
-func (r *runner) deliver(userID string, c plan.Change, ct state.CreatedToken) error {
-	if err := r.deliverSecret(userID, c, ct); err != nil {
+// the confirmation fails, the token is revoked rather than left live and unconfirmed;
+// a secret the sink already had is then taken back (retract), so that the sink is
+// never left holding a revoked secret in place of a live one.
+func (r *runner) deliver(userID string, c plan.Change, ct state.CreatedToken, res *Result) error {
+	rec, err := r.deliverSecret(userID, c, ct)
+	if err != nil {
 		return err
 	}
-	err := r.api.UpdateToken(r.call, userID, ct.ID, confirmBody)
+	err = r.api.UpdateToken(r.call, userID, ct.ID, confirmBody)
 	if err == nil {
 		return nil
 	}
-	if derr := r.deleteToken(userID, ct.ID); derr != nil {
-		return fmt.Errorf("the secret of new token %s was saved, but confirming the token failed (%v), and revoking it failed: %v (the next run replaces it)", ct.ID, err, derr)
+	derr := r.deleteToken(userID, ct.ID)
+	back := r.retract(rec, res)
+	if derr != nil {
+		return fmt.Errorf("the secret of new token %s was saved, but confirming the token failed (%v), and revoking it failed: %v (the next run replaces it); %s", ct.ID, err, derr, back)
 	}
-	return fmt.Errorf("the secret of new token %s was saved, but confirming the token failed, so it was revoked: %w", ct.ID, err)
+	return fmt.Errorf("the secret of new token %s was saved, but confirming the token failed, so it was revoked (%s): %w", ct.ID, back, err)
 }
 
-// deliverSecret hands a new token's secret to the sink. If the sink fails, the secret
-// is lost for good, so the token is revoked rather than left live and unusable.
-func (r *runner) deliverSecret(userID string, c plan.Change, ct state.CreatedToken) error {
+// retract tells the sink that the token of rec, whose secret it has, was revoked
+// (SecretRetractor), records the outcome in res, and says it for the error.
+func (r *runner) retract(rec SecretRecord, res *Result) string {
+	rt, ok := r.o.Secrets.(SecretRetractor)
+	if !ok {
+		return "the secrets destination holds the revoked secret: it cannot take it back"
+	}
+	rec.Revoked = true
+	if err := rt.Retract(rec); err != nil {
+		r.log.Error("secret not rolled back", "email", rec.Email, "token_name", rec.TokenName, "token_id", rec.TokenID, "error", err.Error())
+		return fmt.Sprintf("taking its secret back from the secrets destination failed: %v", err)
+	}
+	res.SecretRolledBack = append(res.SecretRolledBack, rec.TokenID)
+	r.log.Warn("secret rolled back", "email", rec.Email, "token_name", rec.TokenName, "token_id", rec.TokenID)
+	return "its secret was rolled back in the secrets destination"
+}
+
+// deliverSecret hands a new token's secret to the sink and returns the record
+// delivered. If the sink fails, the secret is lost for good, so the token is revoked
+// rather than left live and unusable.
+func (r *runner) deliverSecret(userID string, c plan.Change, ct state.CreatedToken) (SecretRecord, error) {
 	created := r.o.Now().UTC()
 	if ct.CreatedAt > 0 {
 		created = time.UnixMilli(ct.CreatedAt).UTC()
@@ -356,16 +405,15 @@ func (r *runner) deliverSecret(userID string, c plan.Change, ct state.CreatedTok
 	if name == "" && c.TokenBody != nil {
 		name = c.TokenBody.Name.Value()
 	}
-	err := r.o.Secrets.Deliver(SecretRecord{
-		Email: c.Email, UserID: userID, TokenName: name, TokenID: ct.ID, Token: ct.Token, CreatedAt: created,
-	})
+	rec := SecretRecord{Email: c.Email, UserID: userID, TokenName: name, TokenID: ct.ID, Token: ct.Token, CreatedAt: created}
+	err := r.o.Secrets.Deliver(rec)
 	if err == nil {
-		return nil
+		return rec, nil
 	}
 	if derr := r.deleteToken(userID, ct.ID); derr != nil {
-		return fmt.Errorf("saving the secret of new token %s failed (%v), and revoking it failed: %v (revoke it by hand)", ct.ID, err, derr)
+		return rec, fmt.Errorf("saving the secret of new token %s failed (%v), and revoking it failed: %v (revoke it by hand)", ct.ID, err, derr)
 	}
-	return fmt.Errorf("saving the secret of new token %s failed, so it was revoked: %w", ct.ID, err)
+	return rec, fmt.Errorf("saving the secret of new token %s failed, so it was revoked: %w", ct.ID, err)
 }
 
 // rotateToken creates the successor, delivers its secret and confirms it, and only then
@@ -377,7 +425,7 @@ func (r *runner) rotateToken(userID string, c plan.Change, res *Result) error {
 		return fmt.Errorf("creating the successor failed, so old token %s was kept: %w", c.TokenID, err)
 	}
 	res.NewTokenID = ct.ID
-	if err := r.deliver(userID, c, ct); err != nil {
+	if err := r.deliver(userID, c, ct, res); err != nil {
 		return fmt.Errorf("%w; old token %s was kept", err, c.TokenID)
 	}
 	if err := r.deleteToken(userID, c.TokenID); err != nil {

@@ -36,7 +36,7 @@ func TestApplyThroughLostAnswers(t *testing.T) {
 	old := now.Add(-10 * 24 * time.Hour).UnixMilli()
 	d := state.Desired{Owner: owner}
 	declare := func(email string, tokens ...string) {
-		u := state.DesiredUser{Email: email, Name: state.Some("User " + email), ManageTokens: true,
+		u := state.DesiredUser{Email: state.Some(email), Name: state.Some("User " + email), ManageTokens: true,
 			Meta: state.Some(state.Meta{"team": "it"})}
 		for _, n := range tokens {
 			u.Tokens = append(u.Tokens, state.DesiredToken{Name: n, RotateAfter: 24 * time.Hour})
@@ -69,11 +69,8 @@ func TestApplyThroughLostAnswers(t *testing.T) {
 
 	computePlan := func() *plan.Plan {
 		t.Helper()
-		managed := map[string]bool{}
-		for _, u := range d.Users {
-			managed[state.EmailKey(u.Email)] = u.ManageTokens
-		}
-		actual, err := api.ReadActual(context.Background(), func(u state.User) bool { return managed[state.EmailKey(u.Email.Value())] })
+		managed := plan.TokenListsToRead(d, nil)
+		actual, err := api.ReadActual(context.Background(), func(u state.User) bool { return managed.Has(&u) })
 		require.NoError(t, err)
 		p, err := plan.Compute(d, actual, plan.Options{Now: time.Now(), MaxDeletes: -1, MaxDeletePercent: -1})
 		require.NoError(t, err)

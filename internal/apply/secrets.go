@@ -21,6 +21,16 @@ type SecretSink interface {
 	Deliver(SecretRecord) error
 }
 
+// SecretRetractor is a SecretSink that can take back a secret it was given, once the
+// token was revoked right after the delivery (its confirmation failed): the record is
+// the one delivered, with Revoked set. The age sink restores the file it replaced,
+// the exec sink runs the command again with the record, and the JSON-lines file
+// appends it, so that no destination silently holds a revoked secret in place of a
+// live one. Retract must not return before the change is durable.
+type SecretRetractor interface {
+	Retract(SecretRecord) error
+}
+
 // SecretRecord is one created token and its secret. Token redacts itself everywhere
 // (fmt, JSON, slog); a sink that must write the value calls Token.Reveal().
 type SecretRecord struct {
@@ -30,6 +40,9 @@ type SecretRecord struct {
 	TokenID   string       `json:"token_id"`
 	Token     state.Secret `json:"token"`
 	CreatedAt time.Time    `json:"created_at"`
+	// Revoked is true in a record handed back to Retract: the token was revoked after
+	// its secret was delivered, and the secret no longer works.
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // FileSink writes secret records as JSON lines to a file opened with OpenSecretsFile,
@@ -40,6 +53,8 @@ type FileSink struct {
 	f      *os.File // nil when writing to the caller's stdout
 	name   string
 	closed bool
+	// write writes to f; a test replaces it to inject a short write.
+	write func([]byte) (int, error)
 }
 
 // OpenSecretsFile opens the --secrets-out destination. "-" writes to stdout. A path is
@@ -56,9 +71,10 @@ func OpenSecretsFile(path string, stdout io.Writer) (*FileSink, error) {
 	if path == "" {
 		return nil, errors.New("secrets: empty file name")
 	}
-	// O_NOFOLLOW: a symbolic link is refused, not followed to wherever it points;
-	// O_NONBLOCK: a FIFO is opened without waiting for a reader, then refused below.
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY|noFollowNonBlock, 0o600)
+	// Read and write, for repair to read the last byte; O_NOFOLLOW: a symbolic link is
+	// refused, not followed to wherever it points; O_NONBLOCK: a FIFO is opened without
+	// waiting for a reader, then refused below.
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_RDWR|noFollowNonBlock, 0o600)
 	if err != nil {
 		if isSymlinkRefused(err) {
 			return nil, fmt.Errorf("secrets: %s is a symbolic link: name the file itself", path)
@@ -79,7 +95,36 @@ func OpenSecretsFile(path string, stdout io.Writer) (*FileSink, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("secrets file %s has mode %04o, which lets others read it; run `chmod 600 %s` or choose another file", path, perm, path)
 	}
-	return &FileSink{w: f, f: f, name: path}, nil
+	if err := CheckOwner(path, fi); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("secrets file %w", err)
+	}
+	s := &FileSink{w: f, f: f, name: path, write: f.Write}
+	if err := s.repair(fi.Size()); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// repair ends a last line that a failed write left without its newline, so that the
+// next record starts on a line of its own (the piece stays, on its own line, as no
+// reader can take it for a record).
+func (s *FileSink) repair(size int64) error {
+	if size == 0 {
+		return nil
+	}
+	last := make([]byte, 1)
+	if _, err := s.f.ReadAt(last, size-1); err != nil {
+		return fmt.Errorf("secrets: checking the end of %s: %w", s.name, err)
+	}
+	if last[0] == '\n' {
+		return nil
+	}
+	if _, err := s.f.Write([]byte("\n")); err != nil {
+		return fmt.Errorf("secrets: ending the cut last line of %s: %w", s.name, err)
+	}
+	return s.sync()
 }
 
 // secretLine is the JSON-lines shape of docs/secrets.md, with the secret revealed.
@@ -90,12 +135,13 @@ type secretLine struct {
 	TokenID   string    `json:"token_id"`
 	Token     string    `json:"token"`
 	CreatedAt time.Time `json:"created_at"`
+	Revoked   bool      `json:"revoked,omitempty"`
 }
 
 // Line is rec as one JSON line (with its newline), the secret revealed: what every sink
 // delivers, so a consumer reads the same record from a file, an age file or stdin.
 func (rec SecretRecord) Line() ([]byte, error) {
-	b, err := json.Marshal(secretLine{rec.Email, rec.UserID, rec.TokenName, rec.TokenID, rec.Token.Reveal(), rec.CreatedAt.UTC()})
+	b, err := json.Marshal(secretLine{rec.Email, rec.UserID, rec.TokenName, rec.TokenID, rec.Token.Reveal(), rec.CreatedAt.UTC(), rec.Revoked})
 	if err != nil {
 		return nil, fmt.Errorf("secrets: encoding the record of token %s: %w", rec.TokenID, err)
 	}
@@ -113,11 +159,51 @@ func (s *FileSink) Deliver(rec SecretRecord) error {
 	if s.closed {
 		return fmt.Errorf("secrets: %s is closed", s.name)
 	}
-	// One Write per line, so that concurrent appenders never interleave within a line.
-	if _, err := s.w.Write(b); err != nil {
+	if s.f == nil {
+		// One Write per line, so that concurrent appenders never interleave within a line.
+		if _, err := s.w.Write(b); err != nil {
+			return fmt.Errorf("secrets: writing to %s: %w", s.name, err)
+		}
+		return s.sync()
+	}
+	before, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("secrets: %s: %w", s.name, err)
+	}
+	if _, err := s.write(b); err != nil {
+		// A short write (a full disk) leaves part of a record: cut it off, so the
+		// file ends with a whole line and the next record starts a line.
+		if terr := s.f.Truncate(before.Size()); terr != nil {
+			return fmt.Errorf("secrets: writing to %s: %w; and cutting the partial record off failed: %v (the next run ends that line)", s.name, err, terr)
+		}
 		return fmt.Errorf("secrets: writing to %s: %w", s.name, err)
 	}
-	return s.sync()
+	if err := s.sync(); err != nil {
+		return err
+	}
+	return s.stillThere()
+}
+
+// stillThere checks that the file written is still the one at its path: a file deleted
+// or replaced meanwhile holds the record where no one will read it, so the delivery
+// failed.
+func (s *FileSink) stillThere() error {
+	written, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("secrets: %s: %w", s.name, err)
+	}
+	at, err := os.Lstat(s.name)
+	if err != nil || !os.SameFile(written, at) || linkCount(written) < 1 {
+		return fmt.Errorf("secrets: %s was deleted or replaced while cbk-sync wrote to it: the secret is in no file at that path", s.name)
+	}
+	return nil
+}
+
+// Retract appends rec, marked revoked, so that a reader taking the last record of a
+// token name knows the one before it is not live.
+func (s *FileSink) Retract(rec SecretRecord) error {
+	rec.Revoked = true
+	return s.Deliver(rec)
 }
 
 func (s *FileSink) sync() error {

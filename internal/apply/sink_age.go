@@ -33,6 +33,9 @@ type AgeSink struct {
 	dir        string
 	recipients []age.Recipient
 	mu         sync.Mutex // serialises the renames, so a replaced file is kept once
+	// replaced records, per file written in this run, whether it replaced one (kept
+	// as its previous version), for Retract.
+	replaced map[string]bool
 }
 
 // ParseAgeRecipients reads recipients the way the age tool's -r and -R take them: one per
@@ -130,6 +133,9 @@ func OpenAgeDir(dir string, recipients []age.Recipient) (*AgeSink, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("age: %s is not a directory", dir)
 	}
+	if err := CheckOwner(dir, fi); err != nil {
+		return nil, fmt.Errorf("age: %w", err)
+	}
 	probe, err := os.CreateTemp(dir, ".cbk-sync-probe-*")
 	if err != nil {
 		return nil, fmt.Errorf("age: cannot write in %s: %w", dir, err)
@@ -154,9 +160,15 @@ func (s *AgeSink) Dir() string { return s.dir }
 // Recipients is how many recipients every file is encrypted to.
 func (s *AgeSink) Recipients() int { return len(s.recipients) }
 
-// Path is the file that holds the newest secret of rec's user and token name.
+// Path is the file that holds the newest secret of rec's user and token name: in a
+// directory named for the user's email, or its ID when it has none (a sub-account
+// may have no email).
 func (s *AgeSink) Path(rec SecretRecord) string {
-	return filepath.Join(s.dir, pathComponent(state.EmailKey(rec.Email)), pathComponent(rec.TokenName)+".age")
+	user := state.EmailKey(rec.Email)
+	if user == "" {
+		user = rec.UserID
+	}
+	return filepath.Join(s.dir, pathComponent(user), pathComponent(rec.TokenName)+".age")
 }
 
 // previousPath is where the file a delivery replaces is kept. "~" never occurs in a
@@ -194,9 +206,14 @@ func (s *AgeSink) Deliver(rec SecretRecord) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := keepPrevious(path); err != nil {
+	had, err := keepPrevious(path)
+	if err != nil {
 		return err
 	}
+	if s.replaced == nil {
+		s.replaced = map[string]bool{}
+	}
+	s.replaced[path] = had
 	// The temporary file, its sync, the rename and the directory sync (which also
 	// makes keepPrevious's rename durable) are atomicfile's.
 	if err := atomicfile.Write(path, ct.Bytes(), 0o600); err != nil {
@@ -205,24 +222,49 @@ func (s *AgeSink) Deliver(rec SecretRecord) error {
 	return nil
 }
 
-// keepPrevious keeps the file at path, if there is one, as its previous version. A hard
-// link keeps path in place meanwhile, so a reader always finds a secret there; where
-// links are not supported, the file is renamed.
-func keepPrevious(path string) error {
+// keepPrevious keeps the file at path, if there is one, as its previous version, and
+// says whether there was one. A hard link keeps path in place meanwhile, so a reader
+// always finds a secret there; where links are not supported, the file is renamed.
+func keepPrevious(path string) (bool, error) {
 	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	prev := previousPath(path)
 	staged := filepath.Join(filepath.Dir(path), ".prev-"+filepath.Base(path))
 	_ = os.Remove(staged)
 	if err := os.Link(path, staged); err == nil {
 		if err := os.Rename(staged, prev); err != nil {
-			return fmt.Errorf("age: keeping the previous %s: %w", path, err)
+			return true, fmt.Errorf("age: keeping the previous %s: %w", path, err)
 		}
-		return nil
+		return true, nil
 	}
 	if err := os.Rename(path, prev); err != nil {
-		return fmt.Errorf("age: keeping the previous %s: %w", path, err)
+		return true, fmt.Errorf("age: keeping the previous %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// Retract undoes the delivery of rec, whose token was revoked: the file it replaced
+// is put back (its secret is the one still live, a rotation having kept the old
+// token), or, when it replaced none, the file is removed; the directory is synced.
+func (s *AgeSink) Retract(rec SecretRecord) error {
+	path := s.Path(rec)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	had, ok := s.replaced[path]
+	if !ok {
+		return fmt.Errorf("age: %s was not written in this run", path)
+	}
+	delete(s.replaced, path)
+	if had {
+		if err := os.Rename(previousPath(path), path); err != nil {
+			return fmt.Errorf("age: restoring the previous %s: %w", path, err)
+		}
+	} else if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("age: removing %s: %w", path, err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("age: syncing %s: %w", filepath.Dir(path), err)
 	}
 	return nil
 }

@@ -28,7 +28,14 @@ const (
 	ExecVarUserID    = "CBK_SYNC_USER_ID"
 	ExecVarTokenName = "CBK_SYNC_TOKEN_NAME"
 	ExecVarTokenID   = "CBK_SYNC_TOKEN_ID"
+	// ExecVarRevoked is set to 1 (only in the environment) when the command is called
+	// by Retract: the record, marked "revoked": true, is of a token revoked after its
+	// secret was delivered; the command should roll back or delete that version.
+	ExecVarRevoked = "CBK_SYNC_REVOKED"
 )
+
+// execWaitDelay is how long the output of a command that has exited is still read.
+const execWaitDelay = 2 * time.Second
 
 // execOutputMax bounds what is kept of each of the command's output streams, and
 // execLogMax what of it is logged (after redaction, so no cut can expose a secret).
@@ -138,6 +145,14 @@ func expandCommand(cmdline string, vars map[string]string) ([]string, error) {
 	return words, nil
 }
 
+// Retract runs the command again with rec, which is marked "revoked": true (and
+// CBK_SYNC_REVOKED=1 in its environment): the token whose secret it stored was revoked,
+// so it should restore the previous version or delete this one. Exit 0 means done.
+func (s *ExecSink) Retract(rec SecretRecord) error {
+	rec.Revoked = true
+	return s.Deliver(rec)
+}
+
 // Command is the command line as given, for the plan and the report.
 func (s *ExecSink) Command() string { return s.line }
 
@@ -163,12 +178,23 @@ func (s *ExecSink) Deliver(rec SecretRecord) error {
 	for _, k := range []string{ExecVarEmail, ExecVarUserID, ExecVarTokenName, ExecVarTokenID} {
 		cmd.Env = append(cmd.Env, k+"="+vars[k])
 	}
+	if rec.Revoked {
+		cmd.Env = append(cmd.Env, ExecVarRevoked+"=1")
+	}
 	stdout, stderr := &cappedBuffer{max: execOutputMax}, &cappedBuffer{max: execOutputMax}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	// A child that leaves a grandchild holding the pipes open must not hang the run.
-	cmd.WaitDelay = 5 * time.Second
+	// A child that leaves a grandchild holding the pipes open must not hang the run:
+	// once it has exited, its output is read for execWaitDelay more, then no longer.
+	cmd.WaitDelay = execWaitDelay
 	start := time.Now()
 	runErr := cmd.Run()
+	if errors.Is(runErr, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		// It exited 0: the secret is stored, whatever a background process it left
+		// behind still does with the output.
+		runErr = nil
+		s.log.Warn("secrets-exec: the command exited 0 but left a background process holding its output; stopped reading it",
+			"email", rec.Email, "token_name", rec.TokenName, "token_id", rec.TokenID)
+	}
 
 	redact := s.redact.With(rec.Token.Reveal()).String
 	attrs := []any{"email", rec.Email, "token_name", rec.TokenName, "token_id", rec.TokenID}

@@ -180,6 +180,17 @@ func TestAgeSinkWritesOneEncryptedFilePerSecret(t *testing.T) {
 	assert.Len(t, entries, 2, "no temporary file is left")
 }
 
+// A sub-account without an email keeps its secrets under its ID: two such users' tokens
+// of one name never share a file.
+func TestAgePathOfAUserWithoutEmail(t *testing.T) {
+	sink, err := apply.OpenAgeDir(t.TempDir(), mustRecipients(t))
+	require.NoError(t, err)
+	a, b := realRecord("", "ci", "t1"), realRecord("", "ci", "t2")
+	b.UserID = "u2"
+	assert.Equal(t, filepath.Join(sink.Dir(), "u1", "ci.age"), sink.Path(a))
+	assert.Equal(t, filepath.Join(sink.Dir(), "u2", "ci.age"), sink.Path(b))
+}
+
 func TestAgePathComponentsAreSafe(t *testing.T) {
 	sink, err := apply.OpenAgeDir(t.TempDir(), mustRecipients(t))
 	require.NoError(t, err)

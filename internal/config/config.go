@@ -265,11 +265,11 @@ func (l *loader) bytes(name string, data []byte, outside string) {
 	l.files = append(l.files, fc)
 }
 
-// finish checks what spans files (owner, prune, unique emails) and assembles the
-// desired state.
+// finish checks what spans files (owner, prune, externalIdKey, unique identities and
+// emails) and assembles the desired state.
 func (l *loader) finish() (state.Desired, error) {
 	var out state.Desired
-	var ownerFrom, pruneFrom *fileConfig
+	var ownerFrom, pruneFrom, extFrom *fileConfig
 	n := 0
 	for i := range l.files {
 		fc := &l.files[i]
@@ -290,20 +290,31 @@ func (l *loader) finish() (state.Desired, error) {
 					"prune.users is %v here but %v at %s: the files that set prune.users must agree", v, pruneFrom.prune.Value(), pruneFrom.prunePos)})
 			}
 		}
+		if fc.hasExtKey {
+			if extFrom == nil {
+				extFrom = fc
+			} else if fc.extKey != extFrom.extKey {
+				l.errs = append(l.errs, Error{Pos: fc.extKeyPos, Msg: fmt.Sprintf(
+					"externalIdKey is %q here but %q at %s: the files that set externalIdKey must agree", fc.extKey, extFrom.extKey, extFrom.extKeyPos)})
+			}
+		}
+	}
+	extKey := state.DefaultExternalIDKey
+	if extFrom != nil {
+		extKey = extFrom.extKey
+		if extKey != state.DefaultExternalIDKey {
+			out.ExternalIDKey = extKey
+		}
 	}
 
 	out.Users = make([]state.DesiredUser, 0, n)
-	first := make(map[string]state.Pos, n)
+	ids := newUniqueIdentities(n)
 	aliases := make(map[string]state.Pos)
 	for _, fc := range l.files {
 		for _, du := range fc.users {
-			key := state.EmailKey(du.user.Email)
-			if prev, dup := first[key]; dup {
-				l.errs = append(l.errs, Error{Pos: du.emailPos, Msg: fmt.Sprintf(
-					"duplicate email %q: %s already declares it (emails compare case-insensitively); remove or merge one of the two users", du.user.Email, prev)})
+			if !ids.add(&l.errs, du) {
 				continue
 			}
-			first[key] = du.emailPos
 			if a := du.user.Alias; a != "" {
 				if prev, dup := aliases[a]; dup {
 					l.errs = append(l.errs, Error{Pos: du.aliasPos, Msg: fmt.Sprintf(
@@ -312,7 +323,18 @@ func (l *loader) finish() (state.Desired, error) {
 				}
 				aliases[a] = du.aliasPos
 			}
-			out.Users = append(out.Users, du.user)
+			u := du.user
+			if _, declared := u.Meta.Value()[extKey]; declared && !fc.hasExtKey {
+				// The file's own key is checked where its meta declares it; another
+				// file set the run's key.
+				l.errs = append(l.errs, Error{Pos: u.Pos, Msg: fmt.Sprintf(
+					"this user's meta declares %q, the externalIdKey set at %s: declare it as \"externalId: <value>\" instead", extKey, extFrom.extKeyPos)})
+				continue
+			}
+			if u.ExternalID != "" {
+				u.Meta, u.MetaExact = withExternalID(u.Meta, u.MetaExact, extKey, u.ExternalID)
+			}
+			out.Users = append(out.Users, u)
 		}
 	}
 	if len(l.errs) > 0 {

@@ -60,6 +60,10 @@ type decoder struct {
 	aliasNodes int
 
 	metaNeedsNormalizing bool // a meta string is not valid UTF-8
+
+	// extKey is the file's externalIdKey (state.DefaultExternalIDKey unless it sets
+	// one): no user meta of the file may declare it.
+	extKey string
 }
 
 // fileConfig is what one file declares.
@@ -70,11 +74,17 @@ type fileConfig struct {
 	hasOwner bool
 	prune    state.Opt[string] // "true", "false" or "release"
 	prunePos state.Pos
-	users    []declaredUser
+	// extKey is the file's externalIdKey; hasExtKey says the file set it (at extKeyPos).
+	extKey    string
+	extKeyPos state.Pos
+	hasExtKey bool
+	users     []declaredUser
 }
 
 type declaredUser struct {
 	user     state.DesiredUser
+	idPos    state.Pos
+	extPos   state.Pos
 	emailPos state.Pos
 	aliasPos state.Pos
 }
@@ -86,12 +96,15 @@ type fields struct {
 	exact                    state.Opt[bool] // metaMode
 	limits                   state.Opt[state.Limits]
 	exclusive                state.Opt[bool]
+	// tokens are defaults.tokens (nil for a user's own fields, and when the defaults
+	// declare none).
+	tokens *tokenDefaults
 }
 
 type entry struct{ key, val *yaml.Node }
 
-// maxObjectKeys is the most keys any object of the format has (a user's ten).
-const maxObjectKeys = 10
+// maxObjectKeys is the most keys any object of the format has (a user's thirteen).
+const maxObjectKeys = 13
 
 // fieldMap holds the entries of one mapping by key, in a fixed array rather than a
 // map: it is built for every user and token, and a map costs allocations.
@@ -173,6 +186,17 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 		}
 	}
 
+	fc.extKey, d.extKey = state.DefaultExternalIDKey, state.DefaultExternalIDKey
+	if e, ok := m.get("externalIdKey"); ok {
+		if s, ok := d.requiredString(e, "externalIdKey"); ok {
+			if why := externalIDKeyProblem(s); why != "" {
+				d.errorf(e.val, "externalIdKey %q: %s", s, why)
+			} else {
+				fc.extKey, fc.extKeyPos, fc.hasExtKey, d.extKey = s, d.pos(e.val), true, s
+			}
+		}
+	}
+
 	var fileExact state.Opt[bool]
 	if e, ok := m.get("metaMode"); ok {
 		fileExact = d.metaMode(e.val, "metaMode")
@@ -182,6 +206,9 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 	if e, ok := m.get("defaults"); ok {
 		if dm, ok := d.optionalMapping(e.val, objDefaults, "defaults"); ok {
 			defaults = d.fields(dm)
+			if te, ok := dm.get("tokens"); ok {
+				defaults.tokens = d.defaultTokens(te.val)
+			}
 		}
 	}
 
@@ -534,14 +561,14 @@ func (d *decoder) unknownKey(k *yaml.Node, obj string) {
 	case name == "<<":
 		d.errorf(k, `YAML merge keys ("<<") are not supported: use defaults for values that users share, or write the keys out`)
 		return
-	case obj == objDefaults && name == "email":
-		d.errorf(k, `"email" cannot be in defaults: each user needs its own email; move it into the users`)
+	case obj == objDefaults && (name == "email" || name == "id" || name == "externalId"):
+		d.errorf(k, `%q cannot be in defaults: it names one user; move it into the users`, name)
 		return
 	case obj == objDefaults && name == "alias":
 		d.errorf(k, `"alias" cannot be in defaults: an alias is unique per partner account; give each user its own`)
 		return
-	case obj == objDefaults && name == "tokens":
-		d.errorf(k, `"tokens" cannot be in defaults: token names are unique per user; declare tokens under each user`)
+	case obj == objDefaults && name == "defaultTokens":
+		d.errorf(k, `"defaultTokens" cannot be in defaults: it is how one user opts out of defaults.tokens; set it on that user`)
 		return
 	}
 	if s := suggest(name, keyNames(objects[obj])); s != "" {
@@ -787,7 +814,7 @@ func (d *decoder) fields(m *fieldMap) fields {
 		f.image, _ = d.str(e.val, "image")
 	}
 	if e, ok := m.get("meta"); ok {
-		f.meta = d.meta(e.val, "meta")
+		f.meta = d.meta(e.val, "meta", true)
 	}
 	if e, ok := m.get("metaMode"); ok {
 		f.exact = d.metaMode(e.val, "metaMode")
@@ -863,8 +890,9 @@ func (d *decoder) limit(out map[string]any, m *fieldMap, key, prefix string) {
 	}
 }
 
-// meta reads a meta mapping into encoding/json's form (state.NormalizeMeta).
-func (d *decoder) meta(n *yaml.Node, path string) state.Opt[state.Meta] {
+// meta reads a meta mapping into encoding/json's form (state.NormalizeMeta). A user's
+// meta (user true) may not declare the file's externalIdKey.
+func (d *decoder) meta(n *yaml.Node, path string, user bool) state.Opt[state.Meta] {
 	n = d.resolve(n)
 	if n == nil {
 		return state.Opt[state.Meta]{}
@@ -889,6 +917,10 @@ func (d *decoder) meta(n *yaml.Node, path string) state.Opt[state.Meta] {
 			continue
 		}
 		key := k.Value
+		if user && key == d.extKey {
+			d.errorf(k, "%s key %q is this file's externalIdKey: declare it as \"externalId: <value>\" on the user instead (it is then the user's identity, and stored in meta under %q)", path, key, key)
+			continue
+		}
 		switch {
 		case key == "":
 			d.errorf(k, "a %s key is empty: give it a name", path)
@@ -1084,24 +1116,7 @@ func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool])
 	var du declaredUser
 	u := &du.user
 	u.Pos = d.pos(n)
-	ok = true
-	if e, has := m.get("email"); !has {
-		d.errorf(n, `this user has no "email": add "email: <address>", the user's identity`)
-		ok = false
-	} else if s, sok := d.requiredString(e, "email"); !sok {
-		ok = false
-	} else if why := emailCharProblem(s); why != "" {
-		d.errorf(e.val, "invalid email %+q: %s", s, why) // %+q: escaped to ASCII, so the culprit shows
-		ok = false
-	} else if why := state.EmailProblem(s); why != "" {
-		d.errorf(e.val, "invalid email %q: %s; the platform accepts only a plain address such as name@example.com", s, why)
-		ok = false
-	} else if strings.HasSuffix(state.EmailKey(s), "@"+state.LeaseDomain) {
-		d.errorf(e.val, "email %q: the domain %s is reserved for the lock cbk-sync takes on an account; use another address", s, state.LeaseDomain)
-		ok = false
-	} else {
-		u.Email, du.emailPos = s, d.pos(e.val)
-	}
+	ok = d.identity(n, m, &du)
 
 	if e, has := m.get("alias"); has {
 		if v, sok := d.str(e.val, "alias"); !sok {
@@ -1126,27 +1141,46 @@ func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool])
 	}
 	u.ExclusiveTokens = f.exclusive.Value()
 
-	if e, has := m.get("tokens"); has {
+	var own []state.DesiredToken
+	var ownRotate []bool
+	e, hasOwn := m.get("tokens")
+	if hasOwn {
+		own, ownRotate = d.tokens(e.val)
+	}
+	useDefaults := defaults.tokens != nil
+	if e, has := m.get("defaultTokens"); has {
+		if b, bok := d.boolean(e.val, "defaultTokens"); bok {
+			useDefaults = useDefaults && b
+		}
+	}
+	switch {
+	case useDefaults:
 		u.ManageTokens = true
-		u.Tokens = d.tokens(e.val)
+		u.Tokens = mergeTokens(defaults.tokens, own, ownRotate)
+	case hasOwn:
+		u.ManageTokens = true
+		u.Tokens = own
 	}
 	return du, ok
 }
 
-func (d *decoder) tokens(n *yaml.Node) []state.DesiredToken {
+// tokens reads a tokens list; rotateSet says, for each token read, whether it has the
+// rotateAfter key (null included), which the merge with defaults.tokens needs.
+func (d *decoder) tokens(n *yaml.Node) (out []state.DesiredToken, rotateSet []bool) {
 	n = d.resolve(n)
 	if n == nil {
-		return nil
+		return nil, nil
 	}
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == tagNull {
 		d.errorf(n, "tokens is null, which is ambiguous: write \"tokens: []\" to revoke all owned tokens, or remove the key to leave tokens unmanaged")
-		return nil
+		return nil, nil
 	}
 	if n.Kind != yaml.SequenceNode {
 		d.errorf(n, "tokens must be a list of tokens (lines starting with \"- name: ...\"), not %s", describe(n))
-		return nil
+		return nil, nil
 	}
-	out := make([]state.DesiredToken, 0, len(n.Content))
+	out = make([]state.DesiredToken, 0, len(n.Content))
+	rotateSet = make([]bool, 0, len(n.Content))
 	seen := make(map[string]*yaml.Node, len(n.Content))
 	for _, item := range n.Content {
 		item = d.resolve(item)
@@ -1177,14 +1211,16 @@ func (d *decoder) tokens(n *yaml.Node) []state.DesiredToken {
 			t.Description, _ = d.str(e.val, "description")
 		}
 		if e, ok := m.get("meta"); ok {
-			t.Meta = d.meta(e.val, "meta")
+			t.Meta = d.meta(e.val, "meta", false)
 		}
-		if e, ok := m.get("rotateAfter"); ok {
+		e, rotate := m.get("rotateAfter")
+		if rotate {
 			t.RotateAfter = d.duration(e.val, "rotateAfter")
 		}
 		out = append(out, t)
+		rotateSet = append(rotateSet, rotate)
 	}
-	return out
+	return out, rotateSet
 }
 
 // duration reads a rotateAfter value; null means never (0).

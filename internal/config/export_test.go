@@ -45,7 +45,7 @@ func TestExportRoundTrip(t *testing.T) {
 	require.Len(t, d.Users, 3)
 
 	alice, bob, zed := d.Users[0], d.Users[1], d.Users[2]
-	assert.Equal(t, "Alice@acme.test", alice.Email)
+	assert.Equal(t, "Alice@acme.test", alice.Email.Value())
 	assert.Equal(t, state.Some("Alice\nDoe"), alice.Name)
 	assert.Equal(t, state.Some("null"), alice.Image, "a string that looks like null stays a string")
 	assert.True(t, alice.Meta.Absent(), "only the marker and refused keys were there")
@@ -56,7 +56,7 @@ func TestExportRoundTrip(t *testing.T) {
 	assert.Equal(t, "ops", alice.Tokens[1].Name)
 	assert.Equal(t, state.Some(state.Meta{"k": "v"}), alice.Tokens[1].Meta, "marker and nonce stripped")
 
-	assert.Equal(t, "bob@acme.test", bob.Email)
+	assert.Equal(t, "bob@acme.test", bob.Email.Value())
 	assert.False(t, bob.ManageTokens, "tokens not read: not managed")
 	assert.True(t, bob.Name.Absent())
 
@@ -85,7 +85,7 @@ func TestExportWithoutTokensAndEmpty(t *testing.T) {
 	d, err := LoadBytes("export.yaml", out, nil)
 	require.NoError(t, err)
 	for _, u := range d.Users {
-		assert.False(t, u.ManageTokens, u.Email)
+		assert.False(t, u.ManageTokens, u.Email.Value())
 	}
 
 	out, err = Export("acme", nil, nil)

@@ -47,12 +47,18 @@ func FuzzLoad(f *testing.F) {
 			}
 			return
 		}
-		users := make([]state.User, len(d.Users))
+		var users []state.User
 		var want []string
-		for i, u := range d.Users {
-			users[i] = state.User{ID: u.Email, Email: state.Some(u.Email), Name: u.Name, Description: u.Description,
-				Image: u.Image, Meta: u.Meta, Limits: u.Limits}
-			want = append(want, u.Email)
+		var src []state.DesiredUser
+		for _, u := range d.Users {
+			e := u.Email.Value()
+			if e == "" {
+				continue // exported by id, which this check does not follow
+			}
+			users = append(users, state.User{ID: e, Email: state.Some(e), Name: u.Name, Description: u.Description,
+				Image: u.Image, Meta: u.Meta, Limits: u.Limits})
+			want = append(want, e)
+			src = append(src, u)
 		}
 		out, err := Export(d.Owner, users, nil)
 		if err != nil {
@@ -64,11 +70,11 @@ func FuzzLoad(f *testing.F) {
 		}
 		var got []string
 		for i, u := range back.Users {
-			got = append(got, u.Email)
-			src := d.Users[slices.Index(want, u.Email)]
+			got = append(got, u.Email.Value())
+			src := src[slices.Index(want, u.Email.Value())]
 			if src.Name.IsSet() && back.Users[i].Name != src.Name ||
 				src.Meta.IsSet() && !state.EqualJSON(src.Meta.Value(), back.Users[i].Meta.Value()) && len(src.Meta.Value()) > 0 {
-				t.Fatalf("user %s changed in the round trip:\n%s", u.Email, out)
+				t.Fatalf("user %s changed in the round trip:\n%s", u.Email.Value(), out)
 			}
 		}
 		slices.SortFunc(want, func(a, b string) int { return strings.Compare(state.EmailKey(a), state.EmailKey(b)) })

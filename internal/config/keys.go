@@ -32,6 +32,9 @@ var (
 		{"prune", "What to delete when the files no longer declare it.", anyOf(ref(objPrune), nullType())},
 		{"defaults", "User fields deep-merged under every user of this file; the user's own values win.", anyOf(ref(objDefaults), nullType())},
 		{"metaMode", "How meta is enforced for the users of this file unless defaults or the user say otherwise.", ref("metaMode")},
+		{"externalIdKey", "The meta key that holds each user's externalId (default externalId); the files that set it must agree, and no meta of the file may declare that key.",
+			map[string]any{"type": "string", "pattern": "^[A-Za-z0-9][^.]{0,127}$|\\$\\{",
+				"patternErrorMessage": "A meta key that starts with a letter or digit and has no dot (or a ${VAR})."}},
 		{"users", "The partner users.", anyOf(map[string]any{"type": "array", "items": ref(objUser)}, nullType())},
 	}
 	pruneKeys = []keySpec{
@@ -49,14 +52,24 @@ var (
 		{"exclusiveTokens", "Also revoke tokens that cbk-sync does not own (default false).", boolType()},
 	}
 	userKeys = append([]keySpec{
-		{"email", "Identity key of the user, unique case-insensitively across all files.",
-			map[string]any{"type": "string", "format": "email"}},
+		{"id", "The platform ID of an existing sub-account: the user's identity, which an email change never breaks. It cannot be created: an id that does not exist is an error. Unique across all files.",
+			map[string]any{"type": "string", "minLength": 1}},
+		{"externalId", "The partner's own key for the user (a Stripe customer, a Clerk user), kept in meta under externalIdKey: the user's identity unless it has an id. Not found: created with it. Unique across all files.",
+			map[string]any{"type": "string", "minLength": 1}},
+		{"email", "The user's email: its identity when it declares neither id nor externalId (then required), else an ordinary field (absent: unmanaged; null: cleared). Unique case-insensitively across all files.",
+			anyOf(map[string]any{"type": "string", "format": "email"}, nullType())},
 		{"alias", "The user's alias (1-128 characters of a-z, 0-9, _ and -), unique across all files. The platform never returns it and clears it on every update that leaves it out, so declare it for every user that has one.",
 			map[string]any{"type": "string", "pattern": "^[a-z0-9_-]{1,128}$|\\$\\{",
 				"patternErrorMessage": "An alias is 1-128 characters of a-z, 0-9, _ and - (or a ${VAR})."}},
 	}, append(append([]keySpec{}, userFieldKeys...),
-		keySpec{"tokens", "The user's API tokens. Absent: tokens are not managed; []: revoke all owned tokens.",
-			map[string]any{"type": "array", "items": ref(objToken)}})...)
+		keySpec{"tokens", "The user's API tokens. Absent: tokens are not managed (unless defaults.tokens gives some); []: revoke all owned tokens (but those of defaults.tokens). A token named as one of defaults.tokens is merged with it field by field, the user's values winning.",
+			map[string]any{"type": "array", "items": ref(objToken)}},
+		keySpec{"defaultTokens", "false: this user does not get defaults.tokens (default true). With false and no tokens, the user's tokens are not managed.", boolType()})...)
+	// defaultsKeys are the keys of defaults: the user fields, and the tokens every user
+	// of the file gets.
+	defaultsKeys = append(append([]keySpec{}, userFieldKeys...),
+		keySpec{"tokens", "Tokens every user of this file gets, merged by name with the user's own tokens (the user's values win, field by field; meta merges key by key). A user opts out with defaultTokens: false. Not empty.",
+			map[string]any{"type": "array", "items": ref(objToken), "minItems": 1}})
 	limitsKeys = []keySpec{
 		{"tokens", "Maximum tokens.", limitType()},
 		{"conversations", "Maximum conversations.", limitType()},
@@ -91,7 +104,7 @@ var (
 var objects = map[string][]keySpec{
 	objConfig:   configKeys,
 	objPrune:    pruneKeys,
-	objDefaults: userFieldKeys,
+	objDefaults: defaultsKeys,
 	objUser:     userKeys,
 	objLimits:   limitsKeys,
 	objDatabase: databaseKeys,

@@ -10,10 +10,10 @@ import (
 
 // TokenListsNeeded decides which token lists a plan of head must read when it is
 // reviewed as a change from base (plan --base): the users of head that declare tokens
-// and that base does not have (by email), or whose token declaration differs there —
+// and that base does not have (by identity), or whose token declaration differs there —
 // the tokens key present or not, names, descriptions, meta, rotateAfter,
 // exclusiveTokens, or the metaMode that also applies to tokens. When the owner scope
-// differs, every user that declares tokens. The answer is keyed by state.EmailKey.
+// differs, every user that declares tokens. The answer is keyed by state.Identity.Key.
 //
 // The other users' token drift (someone's change behind cbk-sync's back, a token come
 // of age for rotation) is then not checked: ComputePartial counts them, and the
@@ -21,7 +21,7 @@ import (
 func TokenListsNeeded(base, head state.Desired) map[string]bool {
 	before := make(map[string]*state.DesiredUser, len(base.Users))
 	for i := range base.Users {
-		before[state.EmailKey(base.Users[i].Email)] = &base.Users[i]
+		before[base.Users[i].Identity().Key()] = &base.Users[i]
 	}
 	need := map[string]bool{}
 	for i := range head.Users {
@@ -29,8 +29,8 @@ func TokenListsNeeded(base, head state.Desired) map[string]bool {
 		if !u.ManageTokens {
 			continue
 		}
-		key := state.EmailKey(u.Email)
-		if b := before[key]; b == nil || base.Owner != head.Owner || tokensDiffer(b, u) {
+		key := u.Identity().Key()
+		if b := before[key]; b == nil || base.Owner != head.Owner || base.ExternalIDKey != head.ExternalIDKey || tokensDiffer(b, u) {
 			need[key] = true
 		}
 	}

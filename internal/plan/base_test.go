@@ -46,8 +46,8 @@ func TestTokenListsNeeded(t *testing.T) {
 	}}
 	need := TokenListsNeeded(base, head)
 	assert.Equal(t, map[string]bool{
-		"rotation@acme.test": true, "desc@acme.test": true, "exact@acme.test": true,
-		"notokens@acme.test": true, "new@acme.test": true,
+		"email:rotation@acme.test": true, "email:desc@acme.test": true, "email:exact@acme.test": true,
+		"email:notokens@acme.test": true, "email:new@acme.test": true,
 	}, need)
 
 	other := base

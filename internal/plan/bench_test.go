@@ -22,7 +22,7 @@ func benchScenario(n int) (state.Desired, state.Actual, Options) {
 		id := fmt.Sprintf("cm%020d", i)
 		name := fmt.Sprintf("User %d", i)
 		d.Users = append(d.Users, state.DesiredUser{
-			Email: email, Name: state.Some(name), Description: state.Some("sandbox"),
+			Email: state.Some(email), Name: state.Some(name), Description: state.Some("sandbox"),
 			Meta:         state.Some(state.Meta{"team": "sales", "region": "eu"}),
 			Limits:       state.Some(state.Limits{"conversations": 1000.0}),
 			ManageTokens: true,

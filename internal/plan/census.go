@@ -39,11 +39,11 @@ func (c Census) Line() string {
 }
 
 // census counts users (lease users already left out) by ownership and match.
-func census(owners []ownership, matched []bool) *Census {
+func census(owners []ownership, matchedBy []int32) *Census {
 	c := &Census{Seen: len(owners)}
 	for i, o := range owners {
 		switch {
-		case matched[i]:
+		case matchedBy[i] != 0:
 			c.Declared++
 		case o == owned:
 			c.OwnedUndeclared++

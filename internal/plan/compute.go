@@ -80,11 +80,13 @@ func Compute(d state.Desired, a state.Actual, o Options) (Plan, error) {
 }
 
 type computer struct {
-	d        state.Desired
-	a        state.Actual
-	o        Options
-	owner    string
-	plan     Plan
+	d     state.Desired
+	a     state.Actual
+	o     Options
+	owner string
+	plan  Plan
+	// index finds the remote users by identity (run builds it).
+	index    *state.UserIndex
 	warnings []string
 	// noAlias counts the user updates and adoptions of users that declare no alias:
 	// each clears whatever alias the user had.
@@ -134,103 +136,88 @@ func (c *computer) run() (Plan, error) {
 		return Plan{}, errors.New("plan: desired state has no owner")
 	}
 	users := withoutLeases(c.a.Users)
-	// byKey picks one remote user per email key. The API keeps emails unique, but
-	// perhaps only case-sensitively; when several share a declared key the preferred
-	// one is matched and the others are left alone (never deleted), with a warning.
-	byKey := make(map[string]int, len(users))
-	var dupKeys map[string]bool
+	c.index = state.NewUserIndex(users, c.d.ExternalIDKey)
 	owners := make([]ownership, len(users))
 	ownedCount := 0
 	for i := range users {
-		u := &users[i]
-		owners[i], _ = c.ownershipOf(u.Meta)
+		owners[i], _ = c.ownershipOf(users[i].Meta)
 		if owners[i] == owned {
 			ownedCount++
 		}
-		k := state.EmailKey(u.Email.Value())
-		if k == "" {
-			continue
-		}
-		if j, ok := byKey[k]; ok {
-			if dupKeys == nil {
-				dupKeys = map[string]bool{}
-			}
-			dupKeys[k] = true
-			if preferUser(u, owners[i], &users[j], owners[j]) {
-				byKey[k] = i
-			}
-			continue
-		}
-		byKey[k] = i
 	}
 
-	matched := make([]bool, len(users))
-	// A declared email is a duplicate if it matched the same remote user before or is
-	// created twice; only creates need a set, which keeps a large steady-state run
-	// from building one more 100,000-entry map.
-	var created map[string]struct{}
+	// matchedBy holds, for each remote user, 1 + the index of the declared user that
+	// names it. Only creates need a set of identities, which keeps a large
+	// steady-state run from building one more 100,000-entry map.
+	matchedBy := make([]int32, len(users))
+	var created map[string]int
+	emailCreates := 0
 	for i := range c.d.Users {
 		du := &c.d.Users[i]
-		k := state.EmailKey(du.Email)
-		if k == "" {
-			return Plan{}, fmt.Errorf("plan: declared user %d has no email", i+1)
+		id := du.Identity()
+		if id.IsZero() {
+			return Plan{}, fmt.Errorf("plan: %s: the declared user has no id, externalId or email", where(du))
 		}
-		j, ok := byKey[k]
-		if !ok {
-			if _, dup := created[k]; dup {
-				return Plan{}, fmt.Errorf("plan: email %s is declared twice", k)
+		j, err := c.index.Match(du)
+		if err != nil {
+			return Plan{}, fmt.Errorf("plan: %s: %w", where(du), err)
+		}
+		if j < 0 {
+			if id.Kind == state.ByID {
+				return Plan{}, fmt.Errorf("plan: %s: user id %q does not exist on the platform, and an id cannot be created: correct the id, or declare the user by externalId or email to create it", where(du), du.ID)
+			}
+			key := id.Key()
+			if prev, dup := created[key]; dup {
+				return Plan{}, fmt.Errorf("plan: %s: %s is declared twice (also at %s)", where(du), id, where(&c.d.Users[prev]))
 			}
 			if created == nil {
-				created = map[string]struct{}{}
+				created = map[string]int{}
 			}
-			created[k] = struct{}{}
+			created[key] = i
+			if id.Kind == state.ByEmail {
+				emailCreates++
+			}
+			c.plan.Declared = append(c.plan.Declared, declaredID(du, nil))
 			c.create(du)
 			continue
 		}
-		if matched[j] {
-			return Plan{}, fmt.Errorf("plan: email %s is declared twice", k)
+		if prev := matchedBy[j]; prev != 0 {
+			return Plan{}, fmt.Errorf("plan: %s and %s both name user %s: declare it once", where(&c.d.Users[prev-1]), where(du), users[j].ID)
 		}
-		matched[j] = true
+		matchedBy[j] = int32(i + 1)
+		c.plan.Declared = append(c.plan.Declared, declaredID(du, &users[j]))
 		if err := c.existing(du, &users[j], owners[j]); err != nil {
 			return Plan{}, err
 		}
 	}
 
-	c.plan.Account = census(owners, matched)
-	for k := range dupKeys {
-		if matched[byKey[k]] {
-			c.warn(fmt.Sprintf("several remote users have the email %s; only user %s is matched, the others are left alone", k, users[byKey[k]].ID))
-		}
-	}
+	c.plan.Account = census(owners, matchedBy)
 	deletes := 0
+	var unmatchedOwned []*state.User // those with an email, which an email change could have made
 	for i := range users {
-		if matched[i] || owners[i] != owned {
+		if matchedBy[i] != 0 || owners[i] != owned {
 			continue
 		}
 		u := &users[i]
-		k := state.EmailKey(u.Email.Value())
-		if k != "" && dupKeys[k] && matched[byKey[k]] {
-			// Another user with a declared email was matched: deleting this one would
-			// be a guess at which of them the file means.
-			c.plan.Orphans = append(c.plan.Orphans, Orphan{Email: u.Email.Value(), UserID: u.ID,
-				Reason: fmt.Sprintf("same email as user %s, which is the one matched", users[byKey[k]].ID)})
-			continue
+		if u.Email.Value() != "" {
+			unmatchedOwned = append(unmatchedOwned, u)
 		}
 		if c.d.ReleaseUsers {
 			c.release(u)
 			continue
 		}
 		if !c.d.PruneUsers {
-			c.plan.Orphans = append(c.plan.Orphans, Orphan{Email: u.Email.Value(), UserID: u.ID,
+			c.plan.Orphans = append(c.plan.Orphans, Orphan{Identity: u.Identity(), Email: u.Email.Value(), UserID: u.ID,
 				Reason: "owned and not declared; prune.users is false"})
 			continue
 		}
 		deletes++
-		c.plan.Users = append(c.plan.Users, UserPlan{Email: u.Email.Value(), UserID: u.ID, Changes: []Change{{
+		c.plan.Users = append(c.plan.Users, UserPlan{Identity: u.Identity(), Email: u.Email.Value(), UserID: u.ID, Changes: []Change{{
 			Action: UserDelete, Email: u.Email.Value(), UserID: u.ID,
-			Reason: "owned and not declared (prune.users is true)",
+			Reason: "owned and not declared (prune.users is true); " + IrreversibleDelete,
 		}}})
 	}
+	c.emailChangeWarning(emailCreates, unmatchedOwned)
 
 	if err := c.tokensNeeded(); err != nil {
 		return Plan{}, err
@@ -242,10 +229,10 @@ func (c *computer) run() (Plan, error) {
 	c.aliasWarning()
 
 	slices.SortFunc(c.plan.Users, func(x, y UserPlan) int {
-		return cmp.Or(strings.Compare(state.EmailKey(x.Email), state.EmailKey(y.Email)), strings.Compare(x.UserID, y.UserID))
+		return cmp.Or(strings.Compare(x.Identity.Key(), y.Identity.Key()), strings.Compare(x.UserID, y.UserID))
 	})
 	slices.SortFunc(c.plan.Orphans, func(x, y Orphan) int {
-		return cmp.Or(strings.Compare(state.EmailKey(x.Email), state.EmailKey(y.Email)), strings.Compare(x.UserID, y.UserID))
+		return cmp.Or(strings.Compare(x.Identity.Key(), y.Identity.Key()), strings.Compare(x.UserID, y.UserID))
 	})
 	slices.Sort(c.warnings)
 	c.plan.Warnings = slices.Compact(c.warnings)
@@ -296,19 +283,6 @@ func withoutLeases(us []state.User) []state.User {
 		}
 	}
 	return us
-}
-
-// preferUser reports whether remote user x should be matched rather than y when both
-// have the same email key: owned before unmanaged before foreign, then the oldest, then
-// the smallest ID, so that the choice is stable across runs.
-func preferUser(x *state.User, ox ownership, y *state.User, oy ownership) bool {
-	if ox != oy {
-		return ox == owned || (ox == unmanaged && oy == foreign)
-	}
-	if x.CreatedAt != y.CreatedAt {
-		return x.CreatedAt < y.CreatedAt
-	}
-	return x.ID < y.ID
 }
 
 func (c *computer) safety(deletes, ownedCount int) {
@@ -368,7 +342,7 @@ func (c *computer) updateCaps(updates, ownedCount int) {
 func (c *computer) create(du *state.DesiredUser) {
 	body := &state.UserFields{
 		Alias:       optAlias(du.Alias),
-		Email:       state.Some(du.Email),
+		Email:       du.Email,
 		Name:        du.Name,
 		Description: du.Description,
 		Image:       du.Image,
@@ -378,7 +352,7 @@ func (c *computer) create(du *state.DesiredUser) {
 		// A limit declared null is left out: the platform refuses null for a known key.
 		body.Limits = state.Some(state.WireLimits(l))
 	}
-	fields := []FieldChange{{Field: "email", After: du.Email}}
+	fields := appendCreated(nil, "email", du.Email)
 	fields = appendCreated(fields, "alias", body.Alias)
 	fields = appendCreated(fields, "name", du.Name)
 	fields = appendCreated(fields, "description", du.Description)
@@ -389,8 +363,9 @@ func (c *computer) create(du *state.DesiredUser) {
 	} else if du.Limits.IsNull() {
 		fields = append(fields, FieldChange{Field: "limits", After: nil})
 	}
-	up := UserPlan{Email: du.Email, Changes: []Change{{
-		Action: UserCreate, Email: du.Email, Reason: "declared and not found remotely",
+	email := du.Email.Value()
+	up := UserPlan{Identity: du.Identity(), Email: email, Changes: []Change{{
+		Action: UserCreate, Email: email, Reason: "declared and not found remotely",
 		Fields: fields, UserBody: body,
 	}}}
 	if du.ManageTokens {
@@ -401,7 +376,15 @@ func (c *computer) create(du *state.DesiredUser) {
 		sortTokenChanges(toks)
 		up.Changes = append(up.Changes, toks...)
 	}
+	setEmail(up.Changes, email)
 	c.plan.Users = append(c.plan.Users, up)
+}
+
+// setEmail gives every change of a user the user's email.
+func setEmail(cs []Change, email string) {
+	for i := range cs {
+		cs[i].Email = email
+	}
 }
 
 func (c *computer) tokenCreate(du *state.DesiredUser, dt *state.DesiredToken, userID string, act Action, reason string) Change {
@@ -412,14 +395,14 @@ func (c *computer) tokenCreate(du *state.DesiredUser, dt *state.DesiredToken, us
 	}
 	fields := appendCreated(nil, "description", body.Description)
 	fields = appendMetaCreated(fields, body.Meta.Value())
-	return Change{Action: act, Email: du.Email, UserID: userID, TokenName: dt.Name, Reason: reason, Fields: fields, TokenBody: body}
+	return Change{Action: act, UserID: userID, TokenName: dt.Name, Reason: reason, Fields: fields, TokenBody: body}
 }
 
 // existing plans a declared user that exists remotely as u.
 func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership) error {
 	if own == foreign && !c.o.Takeover {
 		c.plan.Safety.Reasons = append(c.plan.Safety.Reasons,
-			fmt.Sprintf("user %s is owned by %q; pass --takeover to adopt it", du.Email, u.Owner()))
+			fmt.Sprintf("user %s is owned by %q; pass --takeover to adopt it", label(du.Identity()), u.Owner()))
 		c.plan.Safety.Foreign = append(c.plan.Safety.Foreign, u.ID)
 		return nil
 	}
@@ -427,6 +410,13 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 	// A declared alias goes into every body: an update that leaves it out clears it.
 	body := state.UserFields{Alias: optAlias(du.Alias)}
 	fields, aliasNote := c.aliasDrift(fields, du, u)
+	// Under an email identity the email matched (perhaps in another case, which is
+	// left as it is); under the others it is an ordinary field.
+	if du.Identity().Kind != state.ByEmail && stringDrift(du.Email, u.Email) {
+		fields = append(fields, FieldChange{Field: "email", Before: optAny(u.Email), After: optAny(du.Email)})
+		body.Email = du.Email
+		c.emailTakenWarning(du, u)
+	}
 	if stringDrift(du.Name, u.Name) {
 		fields = append(fields, FieldChange{Field: "name", Before: optAny(u.Name), After: optAny(du.Name)})
 		body.Name = du.Name
@@ -452,18 +442,19 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 		}
 	}
 
-	up := UserPlan{Email: du.Email, UserID: u.ID}
+	email := emailOf(du, u)
+	up := UserPlan{Identity: du.Identity(), Email: email, UserID: u.ID}
 	// The body is copied to the heap only when a change needs it.
 	bodyPtr := func() *state.UserFields { b := body; return &b }
 	switch {
 	case own == unmanaged:
-		up.Changes = append(up.Changes, Change{Action: UserAdopt, Email: du.Email, UserID: u.ID,
-			Reason: "unmanaged user with a declared email: adopt it" + aliasNote, Fields: fields, UserBody: bodyPtr()})
+		up.Changes = append(up.Changes, Change{Action: UserAdopt, UserID: u.ID,
+			Reason: "unmanaged user with a declared " + du.Identity().Kind.String() + ": adopt it" + aliasNote, Fields: fields, UserBody: bodyPtr()})
 	case own == foreign:
-		up.Changes = append(up.Changes, Change{Action: UserAdopt, Email: du.Email, UserID: u.ID,
+		up.Changes = append(up.Changes, Change{Action: UserAdopt, UserID: u.ID,
 			Reason: fmt.Sprintf("owned by %q: taken over (--takeover)", u.Owner()) + aliasNote, Fields: fields, UserBody: bodyPtr()})
 	case len(fields) > 0:
-		up.Changes = append(up.Changes, Change{Action: UserUpdate, Email: du.Email, UserID: u.ID,
+		up.Changes = append(up.Changes, Change{Action: UserUpdate, UserID: u.ID,
 			Reason: "drifted from the configuration" + aliasNote, Fields: fields, UserBody: bodyPtr()})
 	}
 	if len(up.Changes) > 0 && du.Alias == "" {
@@ -476,13 +467,14 @@ func (c *computer) existing(du *state.DesiredUser, u *state.User, own ownership)
 		case ok:
 			up.Changes = c.tokens(up.Changes, du, u.ID, toks)
 		case !c.partialTokens:
-			return fmt.Errorf("plan: user %s (%s) declares tokens: %w", du.Email, u.ID, ErrTokensNotRead)
+			return fmt.Errorf("plan: user %s (%s) declares tokens: %w", label(du.Identity()), u.ID, ErrTokensNotRead)
 		case c.countUnchecked:
 			c.plan.TokensUnchecked++
 		}
 		// Else its tokens had no change when the plan was saved: not read again.
 	}
 	if len(up.Changes) > 0 {
+		setEmail(up.Changes, email)
 		c.plan.Users = append(c.plan.Users, up)
 	}
 	return nil
@@ -505,7 +497,7 @@ func (c *computer) aliasDrift(fields []FieldChange, du *state.DesiredUser, u *st
 		return fields, fmt.Sprintf("; alias %q names no user", du.Alias)
 	}
 	c.warn(fmt.Sprintf("alias %q, declared for %s (%s), names user %s: the update that moves it fails with 409 CONFLICT while %s keeps it",
-		du.Alias, du.Email, u.ID, holder, holder))
+		du.Alias, label(du.Identity()), u.ID, holder, holder))
 	return fields, fmt.Sprintf("; alias %q names user %s", du.Alias, holder)
 }
 
@@ -517,29 +509,27 @@ func optAlias(a string) state.Opt[string] {
 }
 
 // AliasesToRead returns the declared aliases of the declared users that exist in users
-// (matched by email key), sorted: the `@alias` fetches whose answers, in
+// (matched as Compute matches them), sorted: the `@alias` fetches whose answers, in
 // Actual.Aliases, let Compute find a missing or moved alias. A user to be created needs
-// none, since its create sends the alias.
+// none, since its create sends the alias. A user that cannot be matched (a duplicate
+// identity) needs none either: Compute refuses the plan.
 func AliasesToRead(d state.Desired, users []state.User) []string {
-	var want map[string]string
-	for _, du := range d.Users {
-		if du.Alias != "" {
-			if want == nil {
-				want = make(map[string]string)
-			}
-			want[state.EmailKey(du.Email)] = du.Alias
-		}
-	}
+	var idx *state.UserIndex
 	var out []string
-	for _, u := range users {
-		k := state.EmailKey(u.Email.Value())
-		if a, ok := want[k]; ok {
-			out = append(out, a)
-			delete(want, k) // two remote users with one email key: look up once
+	for i := range d.Users {
+		du := &d.Users[i]
+		if du.Alias == "" {
+			continue
+		}
+		if idx == nil {
+			idx = state.NewUserIndex(withoutLeases(users), d.ExternalIDKey)
+		}
+		if j, err := idx.Match(du); err == nil && j >= 0 {
+			out = append(out, du.Alias)
 		}
 	}
 	slices.Sort(out)
-	return out
+	return slices.Compact(out)
 }
 
 // stringDrift reports whether a declared string field differs from the remote one.
@@ -765,6 +755,7 @@ func UserChanges(du *state.DesiredUser, owner string, u state.User, tokens []sta
 		return UserPlan{}, nil, nil, errors.New("plan: no owner")
 	}
 	c := computer{d: state.Desired{Owner: owner}, a: state.Actual{Users: []state.User{u}}, o: o, owner: owner}
+	c.index = state.NewUserIndex(c.a.Users, "")
 	if du.ManageTokens {
 		if tokens == nil {
 			tokens = []state.Token{}
@@ -775,7 +766,7 @@ func UserChanges(du *state.DesiredUser, owner string, u state.User, tokens []sta
 	if err := c.existing(du, &u, own); err != nil {
 		return UserPlan{}, nil, nil, err
 	}
-	up = UserPlan{Email: du.Email, UserID: u.ID}
+	up = UserPlan{Identity: du.Identity(), Email: emailOf(du, &u), UserID: u.ID}
 	if len(c.plan.Users) > 0 {
 		up = c.plan.Users[0]
 	}

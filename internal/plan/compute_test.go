@@ -119,7 +119,7 @@ type computeCase struct {
 }
 
 func du(email string, mods ...func(*state.DesiredUser)) state.DesiredUser {
-	u := state.DesiredUser{Email: email}
+	u := state.DesiredUser{Email: state.Some(email)}
 	for _, f := range mods {
 		f(&u)
 	}
@@ -561,13 +561,11 @@ func TestCompute(t *testing.T) {
 			want:   []string{"user_create a@x.test [email,meta.cbkSyncOwner]", "user_create B@x.test [email,meta.cbkSyncOwner]", "user_create c@x.test [email,meta.cbkSyncOwner]"},
 		},
 		{
-			name:    "several remote users with one email key: the owned one is matched, the rest left alone",
-			prune:   true,
-			users:   []state.DesiredUser{du("a@x.test", withName("A"))},
-			actual:  actual(remoteUser("u1", "A@x.test", ownedMeta()), remoteUser("u2", "a@x.test", ownedMeta(), func(u *state.User) { u.CreatedAt-- }), remoteUser("u3", "a@X.test", state.Null[state.Meta]())),
-			want:    []string{"user_update a@x.test [name]"},
-			warn:    []string{"several remote users have the email a@x.test; only user u2 is matched"},
-			orphans: []string{"A@x.test"},
+			name:   "several remote users with a declared email key: an error naming them, never a guess",
+			prune:  true,
+			users:  []state.DesiredUser{du("a@x.test", withName("A"))},
+			actual: actual(remoteUser("u1", "A@x.test", ownedMeta()), remoteUser("u2", "a@x.test", ownedMeta(), func(u *state.User) { u.CreatedAt-- }), remoteUser("u3", "a@X.test", state.Null[state.Meta]())),
+			err:    errors.New("email a@x.test is held by 3 remote users (u1 and u2 and u3): cbk-sync will not guess which one the file means; declare the user by `id` instead"),
 		},
 		{
 			name:   "several owned remote users with one undeclared email key are all pruned",
@@ -726,7 +724,7 @@ func TestRotationNeedsKnownCreationTime(t *testing.T) {
 
 // UserChanges plans one existing user exactly as Compute plans it within a whole plan.
 func TestUserChangesIsComputeForOneUser(t *testing.T) {
-	du := state.DesiredUser{Email: "a@acme.test", Name: state.Some("A"), ManageTokens: true,
+	du := state.DesiredUser{Email: state.Some("a@acme.test"), Name: state.Some("A"), ManageTokens: true,
 		Tokens: []state.DesiredToken{{Name: "ci"}, {Name: "deploy", RotateAfter: 24 * time.Hour}, {Name: "new"}}}
 	u := remoteUser("u1", "a@acme.test", state.Some(meta("team", "x")))
 	toks := []state.Token{
@@ -869,11 +867,15 @@ func TestComputeAliases(t *testing.T) {
 		})
 	}
 
-	// AliasesToRead: the declared aliases of existing users only, sorted, once each.
+	// AliasesToRead: the declared aliases of existing users only (matched as Compute
+	// matches them: by email in any case, by id), sorted; none for a user whose email
+	// several users have, which Compute refuses.
 	d := state.Desired{Owner: testOwner, Users: []state.DesiredUser{du("a@x.test", withAlias("zz")),
-		du("b@x.test", withAlias("bb")), du("new@x.test", withAlias("new")), du("c@x.test")}}
-	got := AliasesToRead(d, []state.User{remoteUser("u1", "A@x.test", ownedMeta()), remoteUser("u1b", "a@X.test", ownedMeta()),
-		remoteUser("u2", "b@x.test", ownedMeta()), remoteUser("u3", "c@x.test", ownedMeta()), remoteUser("u4", "other@x.test", ownedMeta())})
-	assert.Equal(t, []string{"bb", "zz"}, got)
+		du("b@x.test", withAlias("bb")), du("new@x.test", withAlias("new")), du("c@x.test"), du("dup@x.test", withAlias("dup")),
+		{ID: "u5", Alias: "by-id"}}}
+	got := AliasesToRead(d, []state.User{remoteUser("u1", "A@x.test", ownedMeta()),
+		remoteUser("u2", "b@x.test", ownedMeta()), remoteUser("u3", "c@x.test", ownedMeta()), remoteUser("u4", "other@x.test", ownedMeta()),
+		remoteUser("u5", "five@x.test", ownedMeta()), remoteUser("u6", "dup@x.test", ownedMeta()), remoteUser("u7", "DUP@x.test", ownedMeta())})
+	assert.Equal(t, []string{"bb", "by-id", "zz"}, got)
 	assert.Empty(t, AliasesToRead(state.Desired{Owner: testOwner, Users: []state.DesiredUser{du("a@x.test")}}, nil))
 }

@@ -117,7 +117,7 @@ func fuzzInputs(b []byte) (state.Desired, state.Actual, Options) {
 			continue
 		}
 		seen[state.EmailKey(email)] = true
-		u := state.DesiredUser{Email: email, Name: s.str("N", "M"), Description: s.str("d\n1", "d\n2", ""),
+		u := state.DesiredUser{Email: state.Some(email), Name: s.str("N", "M"), Description: s.str("d\n1", "d\n2", ""),
 			Image: s.str("i"), Meta: s.meta(false), MetaExact: s.n(3) == 0, Limits: s.limits()}
 		if s.n(3) > 0 {
 			u.ManageTokens = true
@@ -136,10 +136,18 @@ func fuzzInputs(b []byte) (state.Desired, state.Actual, Options) {
 		d.Users = append(d.Users, u)
 	}
 	a := state.Actual{Tokens: map[string][]state.Token{}}
+	remoteSeen := map[string]bool{}
 	for i := range s.n(6) {
 		u := state.User{ID: fmt.Sprintf("u%d", i), CreatedAt: int64(s.n(3)), UpdatedAt: 1,
 			Email: s.str(fuzzEmails...), Name: s.str("N", "O"), Description: s.str("d\n1", "d\n3"),
 			Image: s.str("i", "j"), Meta: s.meta(true), Limits: s.limits()}
+		// A declared email that several remote users have is refused (a
+		// DuplicateError, tested on its own): the second one has no email instead.
+		if k := state.EmailKey(u.Email.Value()); k != "" && remoteSeen[k] {
+			u.Email = state.Null[string]()
+		} else {
+			remoteSeen[k] = true
+		}
 		a.Users = append(a.Users, u)
 		if s.n(4) > 0 {
 			var toks []state.Token

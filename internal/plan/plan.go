@@ -100,7 +100,9 @@ type FieldChange struct {
 // the old).
 type Change struct {
 	Action Action `json:"action"`
-	Email  string `json:"email"`             // the user's email as declared (or as remote, for deletes)
+	// Email is the user's email as declared, else as remote ("" for a user without
+	// one); the user's identity is its UserPlan's.
+	Email  string `json:"email"`
 	UserID string `json:"user_id,omitempty"` // empty for a user that does not exist yet
 	// Token changes only.
 	TokenName string        `json:"token_name,omitempty"`
@@ -117,9 +119,12 @@ type Change struct {
 // UserPlan is every change for one user, in the order they must run: the user's own
 // change first, then its tokens (a rotation creates the successor before revoking).
 type UserPlan struct {
-	Email   string   `json:"email"`
-	UserID  string   `json:"user_id,omitempty"`
-	Changes []Change `json:"changes"`
+	// Identity names the user: as its file declares it, or for a user no file declares
+	// (a delete) by its email, else its id.
+	Identity state.Identity `json:"identity"`
+	Email    string         `json:"email"`
+	UserID   string         `json:"user_id,omitempty"`
+	Changes  []Change       `json:"changes"`
 }
 
 // UserAction is the change of the user itself (create, update, delete, adopt,
@@ -137,8 +142,9 @@ func (up *UserPlan) UserAction() Action {
 // Orphan is an owned user that no file declares (or a second owned user with a
 // declared email), listed with no action.
 type Orphan struct {
-	Email  string `json:"email"`
-	UserID string `json:"user_id"`
+	Identity state.Identity `json:"identity"`
+	Email    string         `json:"email"`
+	UserID   string         `json:"user_id"`
 	// Reason says why it is kept: prune.users is off, or it shares its email with the
 	// user that was matched (deleting it would be a guess).
 	Reason string `json:"reason,omitempty"`
@@ -275,6 +281,10 @@ type Plan struct {
 	// of one user, UserChanges). Like the orphans, it is about the whole account: a
 	// saved plan keeps the one it was computed with.
 	Account *Census `json:"account,omitempty"`
+	// Declared are the declared users' identities and platform IDs as the plan read
+	// them ("" for a user to create), for --ids-out. Like Account it describes the
+	// read, not a change: a saved plan keeps the one it was computed with.
+	Declared []DeclaredID `json:"declared_ids,omitempty"`
 }
 
 // UncheckedLine says plainly whose token drift a partial plan did not check, or ""
@@ -323,7 +333,7 @@ func (d SecretsDestination) Describe() string {
 		if d.Recipients == 1 {
 			noun = "recipient"
 		}
-		return fmt.Sprintf("age-encrypted files %s/<email>/<token-name>.age, for %d %s", strings.TrimSuffix(loc, "/"), d.Recipients, noun)
+		return fmt.Sprintf("age-encrypted files %s/<email, or user id>/<token-name>.age, for %d %s", strings.TrimSuffix(loc, "/"), d.Recipients, noun)
 	case "exec":
 		return "the command " + loc + ", one run per secret with the record on its stdin"
 	}

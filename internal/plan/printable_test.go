@@ -40,7 +40,7 @@ func hostileScenario() (state.Desired, state.Actual, Options) {
 	const forge = "\n  + user root@acme.test (u_root)\n      # declared and not found remotely"
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	d := state.Desired{Owner: gOwner, PruneUsers: true, Users: []state.DesiredUser{{
-		Email:        "eve@acme.test",
+		Email:        state.Some("eve@acme.test"),
 		Name:         state.Some("Eve" + forge + "\x1b[2J\x1b[H"),
 		Description:  state.Some("first line\n\x1b[31mred\r overwritten\u009b2J"),
 		Meta:         state.Some(meta("team\n+ meta.admin", "ops\u202etxt.exe", "z", "a\u200bb")),

@@ -44,7 +44,7 @@ func (c *computer) release(u *state.User) {
 		return
 	}
 	email := u.Email.Value()
-	up := UserPlan{Email: email, UserID: u.ID}
+	up := UserPlan{Identity: u.Identity(), Email: email, UserID: u.ID}
 	for i := range toks {
 		t := &toks[i]
 		if own, _ := c.ownershipOf(t.Meta); own != owned {

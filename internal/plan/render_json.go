@@ -5,22 +5,26 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
-// JSONFormatVersion is the format_version of the `-o json` view and of saved plans.
-const JSONFormatVersion = "1"
+// JSONFormatVersion is the format_version of the `-o json` view. Version 2 added the
+// identity of each action's and orphan's user.
+const JSONFormatVersion = "2"
 
 // jsonAction is one action of the `-o json` view; the view's top-level keys are
 // written in their documented order by RenderJSON, and every array is non-nil so that
 // consumers never meet null where a list is expected.
 type jsonAction struct {
-	Action    Action      `json:"action"`
-	Email     string      `json:"email"`
-	UserID    string      `json:"user_id"`
-	TokenName string      `json:"token_name"`
-	TokenID   string      `json:"token_id"`
-	Reason    string      `json:"reason"`
-	Fields    []jsonField `json:"fields"`
+	Action    Action         `json:"action"`
+	Identity  state.Identity `json:"identity"`
+	Email     string         `json:"email"`
+	UserID    string         `json:"user_id"`
+	TokenName string         `json:"token_name"`
+	TokenID   string         `json:"token_id"`
+	Reason    string         `json:"reason"`
+	Fields    []jsonField    `json:"fields"`
 }
 
 type jsonField struct {
@@ -54,7 +58,7 @@ func RenderJSON(w io.Writer, p *Plan) error {
 				jw.raw(",\n    ")
 			}
 			n++
-			a := jsonAction{Action: c.Action, Email: c.Email, UserID: c.UserID, TokenName: c.TokenName,
+			a := jsonAction{Action: c.Action, Identity: u.Identity, Email: c.Email, UserID: c.UserID, TokenName: c.TokenName,
 				TokenID: c.TokenID, Reason: c.Reason, Fields: make([]jsonField, len(c.Fields))}
 			for i, f := range c.Fields {
 				a.Fields[i] = jsonField(f)

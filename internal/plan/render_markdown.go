@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
 // MarkdownOptions shape the Markdown view.
@@ -170,7 +172,11 @@ func mdOrphans(p *Plan) string {
 	var b strings.Builder
 	b.WriteString("#### Orphaned users\n\nOwned by this owner, with no action.\n\n")
 	for _, o := range p.Orphans {
-		fmt.Fprintf(&b, "- `%s` (`%s`)", mdCode(displayEmail(o.Email)), mdCode(Printable(o.UserID)))
+		if o.Identity.Kind == state.ByID {
+			fmt.Fprintf(&b, "- `%s`", mdCode(displayUser(o.Identity, o.Email)))
+		} else {
+			fmt.Fprintf(&b, "- `%s` (`%s`)", mdCode(displayUser(o.Identity, o.Email)), mdCode(Printable(o.UserID)))
+		}
 		if o.Reason != "" {
 			b.WriteString(": " + mdEscape(Printable(o.Reason)))
 		}
@@ -218,7 +224,7 @@ func mdUser(b *strings.Builder, up *UserPlan) {
 		what = append(what, fmt.Sprintf("%d token changes", tokens))
 	}
 	fmt.Fprintf(b, "<details><summary><code>%s</code> <b>%s</b>: %s</summary>\n\n",
-		mdEscape(act.Symbol()), mdEscape(displayEmail(up.Email)), strings.Join(what, ", "))
+		mdEscape(act.Symbol()), mdEscape(displayUser(up.Identity, up.Email)), strings.Join(what, ", "))
 
 	var lines []string
 	add := func(mark byte, indent int, s string) {

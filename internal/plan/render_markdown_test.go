@@ -22,7 +22,7 @@ func bigCreatePlan(t *testing.T, n int) *Plan {
 	d := state.Desired{Owner: gOwner}
 	for i := range n {
 		d.Users = append(d.Users, state.DesiredUser{
-			Email: fmt.Sprintf("user%03d@acme.test", i), Name: state.Some(fmt.Sprintf("User %d", i)),
+			Email: state.Some(fmt.Sprintf("user%03d@acme.test", i)), Name: state.Some(fmt.Sprintf("User %d", i)),
 			Description:  state.Some("Sandbox of the platform team"),
 			Meta:         state.Some(meta("team", "platform")),
 			ManageTokens: true, Tokens: []state.DesiredToken{{Name: "ci"}, {Name: "deploy"}},

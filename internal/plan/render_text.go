@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/sergi/go-diff/diffmatchpatch"
+
+	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
 // TextOptions are the choices of the text view that the command makes for it.
@@ -151,7 +153,7 @@ func secretsLine(p *Plan) string {
 }
 
 func orphanLine(o Orphan) string {
-	s := fmt.Sprintf("%s (%s)", displayEmail(o.Email), Printable(o.UserID))
+	s := userTitle(o.Identity, o.Email, o.UserID)
 	if o.Reason != "" {
 		s += ": " + Printable(o.Reason)
 	}
@@ -166,13 +168,32 @@ func displayEmail(e string) string {
 	return Printable(e)
 }
 
-func userHeader(up *UserPlan) (Action, string) {
-	act := up.UserAction()
-	s := "user " + displayEmail(up.Email)
-	if up.UserID != "" {
-		s += " (" + Printable(up.UserID) + ")"
+// displayUser names a user as every human view shows it: by its email under an email
+// identity (as before there were others), else by its kind and value, with its email
+// after it when it has one.
+func displayUser(id state.Identity, email string) string {
+	if id.Kind == state.ByEmail {
+		return displayEmail(id.Value)
 	}
-	return act, s
+	s := id.Kind.String() + " " + Printable(id.Value)
+	if email != "" {
+		s += ", email " + Printable(email)
+	}
+	return s
+}
+
+// userTitle is displayUser with the user's platform ID in brackets, unless the
+// identity is that ID.
+func userTitle(id state.Identity, email, userID string) string {
+	s := displayUser(id, email)
+	if userID != "" && id.Kind != state.ByID {
+		s += " (" + Printable(userID) + ")"
+	}
+	return s
+}
+
+func userHeader(up *UserPlan) (Action, string) {
+	return up.UserAction(), "user " + userTitle(up.Identity, up.Email, up.UserID)
 }
 
 func tokenHeader(c *Change) string {

@@ -17,8 +17,10 @@ import (
 const SavedKind = "cbk-sync-plan"
 
 // SavedFormatVersion is the format_version of saved plans. Version 1 carried the plan
-// alone, which apply had to trust; version 2 carries what it was computed from.
-const SavedFormatVersion = "2"
+// alone, which apply had to trust; version 2 carries what it was computed from;
+// version 3 names every user by its identity (id, externalId or email) and lets a
+// declared user have no email.
+const SavedFormatVersion = "3"
 
 // Saved is a plan saved for `apply FILE` (`plan --out FILE`), with everything it was
 // computed from: the options, the desired state of the users it concerns, and the
@@ -64,17 +66,20 @@ func NewSaved(d state.Desired, a state.Actual, o Options, p *Plan) *Saved {
 			}
 		}
 	}
+	// The saved desired users are those with changes, and those that name a remote
+	// object the plan depends on (so that it is planned again against that object).
 	keys := map[string]bool{}
 	for _, up := range p.Users {
-		keys[state.EmailKey(up.Email)] = true
+		keys[up.Identity.Key()] = true
 	}
-	for _, u := range remote.Users {
-		keys[state.EmailKey(u.Email.Value())] = true
-	}
-	desired := state.Desired{Owner: d.Owner, PruneUsers: d.PruneUsers, ReleaseUsers: d.ReleaseUsers, Users: []state.DesiredUser{}}
-	for _, du := range d.Users {
-		if keys[state.EmailKey(du.Email)] {
-			desired.Users = append(desired.Users, du)
+	idx := state.NewUserIndex(remote.Users, d.ExternalIDKey)
+	desired := state.Desired{Owner: d.Owner, PruneUsers: d.PruneUsers, ReleaseUsers: d.ReleaseUsers, ExternalIDKey: d.ExternalIDKey, Users: []state.DesiredUser{}}
+	for i := range d.Users {
+		du := &d.Users[i]
+		if keys[du.Identity().Key()] {
+			desired.Users = append(desired.Users, *du)
+		} else if j, err := idx.Match(du); err == nil && j >= 0 {
+			desired.Users = append(desired.Users, *du)
 		}
 	}
 	// The alias lookups of the saved users go with them: Check and Verify plan an
@@ -116,6 +121,9 @@ func ReadSaved(r io.Reader) (*Saved, error) {
 	if h.Kind != SavedKind {
 		return nil, fmt.Errorf("saved plan: kind is %q, want %q: is this a file written by `cbk-sync plan --out`?", h.Kind, SavedKind)
 	}
+	if h.FormatVersion == "1" || h.FormatVersion == "2" {
+		return nil, fmt.Errorf("saved plan: format_version %q was written by an older cbk-sync, which named users by email alone; this cbk-sync reads %q, with identities: run `cbk-sync plan --out` again with this version and review that plan", h.FormatVersion, SavedFormatVersion)
+	}
 	if h.FormatVersion != SavedFormatVersion {
 		return nil, fmt.Errorf("saved plan: format_version %q is not supported (this cbk-sync reads %q); run `cbk-sync plan --out` again with this version", h.FormatVersion, SavedFormatVersion)
 	}
@@ -143,7 +151,7 @@ func ReadSaved(r io.Reader) (*Saved, error) {
 	for _, du := range s.Desired.Users {
 		if l, ok := du.Limits.Get(); ok {
 			if err := state.CheckLimits(l); err != nil {
-				return nil, fmt.Errorf("saved plan: desired user %s: %w", du.Email, err)
+				return nil, fmt.Errorf("saved plan: desired user %s: %w", du.Identity(), err)
 			}
 		}
 	}
@@ -242,16 +250,19 @@ func (p *Plan) validate() error {
 	}
 	for _, u := range p.Users {
 		if len(u.Changes) == 0 {
-			return fmt.Errorf("user %s has no changes", u.Email)
+			return fmt.Errorf("user %s has no changes", label(u.Identity))
+		}
+		if u.Identity.IsZero() {
+			return fmt.Errorf("a user with changes (%s) has no identity", u.Changes[0].Action)
 		}
 		// A token change needs the ID of its user: from the plan, or from the user
 		// create that comes first.
 		userKnown := u.UserID != ""
 		for i, c := range u.Changes {
 			if c.Action <= NoOp || int(c.Action) >= len(actionNames) {
-				return fmt.Errorf("user %s: change %d has no action", u.Email, i+1)
+				return fmt.Errorf("user %s: change %d has no action", label(u.Identity), i+1)
 			}
-			where := fmt.Sprintf("user %s: %s", u.Email, c.Action)
+			where := fmt.Sprintf("user %s: %s", label(u.Identity), c.Action)
 			switch c.Action {
 			case UserCreate, UserUpdate, UserAdopt, UserRelease:
 				if c.UserBody == nil {

@@ -28,7 +28,7 @@ func savedSeeds(tb testing.TB) [][]byte {
 		return b.Bytes()
 	}
 	small := save(state.Desired{Owner: "own", Users: []state.DesiredUser{{
-		Email: "a@x.test", Name: state.Some("A"), Description: state.Some("one\ntwo"),
+		Email: state.Some("a@x.test"), Name: state.Some("A"), Description: state.Some("one\ntwo"),
 		Meta: state.Some(state.Meta{"team": "t"}), ManageTokens: true, Tokens: []state.DesiredToken{{Name: "ci"}},
 	}}}, state.Actual{}, DefaultOptions(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)))
 	golden := save(goldenScenario())
@@ -46,8 +46,8 @@ func savedSeeds(tb testing.TB) [][]byte {
 		[]byte(strings.Replace(g, `"owner":`, `"OWNER":`, 1)),
 		[]byte(strings.Replace(g, `"limits": {`, `"limits": {"bogus": 1, `, 1)),
 		[]byte(strings.Replace(g, `"before": `, `"before_unknown": true, "before": `, 1)),
-		[]byte(`{"format_version":"2","kind":"cbk-sync-plan","options":{},"desired":{"owner":"o"},"remote":{},"plan":null}`),
-		[]byte(`{"format_version":"2","kind":"cbk-sync-plan","options":{},"desired":{"owner":"o"},"remote":{},"plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_create","email":"e","reason":"","token_body":{}}]}]}}`),
+		[]byte(`{"format_version":"3","kind":"cbk-sync-plan","options":{},"desired":{"owner":"o"},"remote":{},"plan":null}`),
+		[]byte(`{"format_version":"3","kind":"cbk-sync-plan","options":{},"desired":{"owner":"o"},"remote":{},"plan":{"owner":"o","fingerprint":"f","users":[{"email":"e","changes":[{"action":"token_create","email":"e","reason":"","token_body":{}}]}]}}`),
 	}
 }
 

@@ -137,12 +137,11 @@ func simulate(t testing.TB, d state.Desired, a state.Actual, p *Plan, now time.T
 	}
 	out.Users = kept
 	// The next reader reads the token lists of every existing user that declares tokens.
-	byKey := map[string]string{}
-	for _, u := range out.Users {
-		byKey[state.EmailKey(u.Email.Value())] = u.ID
-	}
-	for _, du := range d.Users {
-		if id, ok := byKey[state.EmailKey(du.Email)]; ok && du.ManageTokens {
+	index := state.NewUserIndex(out.Users, d.ExternalIDKey)
+	for i := range d.Users {
+		du := &d.Users[i]
+		if j, err := index.Match(du); err == nil && j >= 0 && du.ManageTokens {
+			id := out.Users[j].ID
 			if _, read := out.Tokens[id]; !read {
 				out.Tokens[id] = []state.Token{}
 			}

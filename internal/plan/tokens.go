@@ -60,10 +60,10 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 		idx[i] = di
 		// A pending token's secret was never confirmed delivered: it is never kept,
 		// so it is never the successor of a rotation either.
-		if di < 0 || c.pending(&remote[i]) {
+		if di < 0 || !state.TokenKeepable(&remote[i], c.owner) {
 			continue
 		}
-		if b := best[di]; b < 0 || c.preferToken(&remote[i], &remote[b]) {
+		if b := best[di]; b < 0 || state.PreferToken(&remote[i], &remote[b], c.owner) {
 			best[di] = i
 		}
 	}
@@ -90,7 +90,7 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 		if own == foreign && !c.o.Takeover {
 			// Like a foreign user: adopting another owner's token needs --takeover.
 			c.plan.Safety.Reasons = append(c.plan.Safety.Reasons,
-				fmt.Sprintf("user %s: token %s (%s) is owned by %q; pass --takeover to adopt it", du.Email, dt.Name, t.ID, prev))
+				fmt.Sprintf("user %s: token %s (%s) is owned by %q; pass --takeover to adopt it", label(du.Identity()), dt.Name, t.ID, prev))
 			continue
 		}
 		var fields []FieldChange
@@ -109,9 +109,9 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 			act, reason = TokenAdopt, "unmanaged token with a declared name: adopt it"
 		case foreign:
 			act, reason = TokenAdopt, fmt.Sprintf("owned by %q: taken over (--takeover)", prev)
-			c.warn(fmt.Sprintf("user %s: token %s owned by %q is taken over (--takeover)", du.Email, dt.Name, prev))
+			c.warn(fmt.Sprintf("user %s: token %s owned by %q is taken over (--takeover)", label(du.Identity()), dt.Name, prev))
 		}
-		changes = append(changes, Change{Action: act, Email: du.Email, UserID: userID, TokenName: dt.Name,
+		changes = append(changes, Change{Action: act, UserID: userID, TokenName: dt.Name,
 			TokenID: t.ID, Reason: reason, Fields: fields, TokenBody: tokenBodyPtr(body)})
 	}
 	sortTokenChanges(changes[start:])
@@ -130,11 +130,11 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 			reason = ReasonPending
 		case di >= 0 && own == owned:
 			reason = "duplicate of the kept token with the same name"
-			c.warn(fmt.Sprintf("user %s: several tokens named %s; keeping %s, revoking %s", du.Email, decl[di].Name, remote[best[di]].ID, t.ID))
+			c.warn(fmt.Sprintf("user %s: several tokens named %s; keeping %s, revoking %s", label(du.Identity()), decl[di].Name, remote[best[di]].ID, t.ID))
 		case di >= 0 && du.ExclusiveTokens:
 			reason = "duplicate of the kept token with the same name (exclusiveTokens is true)"
 		case di >= 0:
-			c.warn(fmt.Sprintf("user %s: several tokens named %s; keeping unowned token %s as it is", du.Email, decl[di].Name, t.ID))
+			c.warn(fmt.Sprintf("user %s: several tokens named %s; keeping unowned token %s as it is", label(du.Identity()), decl[di].Name, t.ID))
 			continue
 		case own == owned:
 			reason = "owned and not declared"
@@ -143,7 +143,7 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 		default:
 			continue
 		}
-		changes = append(changes, Change{Action: TokenRevoke, Email: du.Email, UserID: userID,
+		changes = append(changes, Change{Action: TokenRevoke, UserID: userID,
 			TokenName: t.Name.Value(), TokenID: t.ID, Reason: reason})
 	}
 	sortTokenChanges(changes[revStart:])
@@ -153,33 +153,8 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 // ReasonPending is the Reason of a token_revoke of an owned token still marked pending.
 const ReasonPending = "created but its secret was never confirmed delivered"
 
-// pending reports whether t is an owned token whose secret was never confirmed
-// delivered (a run that created it stopped before confirming it).
-func (c *computer) pending(t *state.Token) bool {
-	if !t.Pending() {
-		return false
-	}
-	own, _ := c.ownershipOf(t.Meta)
-	return own == owned
-}
-
 // tokenBodyPtr copies a body to the heap only for a planned change.
 func tokenBodyPtr(b state.TokenFields) *state.TokenFields { return &b }
-
-// preferToken reports whether remote token x should be kept rather than y for the same
-// declared name: an owned token first, then the newest (a successor whose predecessor
-// was not revoked), then the greatest ID, so that the choice is stable.
-func (c *computer) preferToken(x, y *state.Token) bool {
-	ox, _ := c.ownershipOf(x.Meta)
-	oy, _ := c.ownershipOf(y.Meta)
-	if (ox == owned) != (oy == owned) {
-		return ox == owned
-	}
-	if x.CreatedAt != y.CreatedAt {
-		return x.CreatedAt > y.CreatedAt
-	}
-	return x.ID > y.ID
-}
 
 func sortTokenChanges(cs []Change) {
 	if len(cs) < 2 {

@@ -90,7 +90,7 @@ func (s *Saved) Verify(f Fresh) (*Plan, error) {
 	for _, su := range s.Remote.Users {
 		fu, ok := fresh[su.ID]
 		if !ok {
-			return nil, fmt.Errorf("%w: user %s (%s) no longer exists", ErrStale, su.Email.Value(), su.ID)
+			return nil, fmt.Errorf("%w: user %s (%s) no longer exists", ErrStale, label(su.Identity()), su.ID)
 		}
 		if fu.Description.Absent() {
 			// Fetched: the platform's fetch leaves description out. Every other field,
@@ -99,7 +99,7 @@ func (s *Saved) Verify(f Fresh) (*Plan, error) {
 			fu.Description = su.Description
 		}
 		if !bytes.Equal(encodeUser(&fu), encodeUser(&su)) {
-			return nil, fmt.Errorf("%w: user %s (%s) was changed", ErrStale, su.Email.Value(), su.ID)
+			return nil, fmt.Errorf("%w: user %s (%s) was changed", ErrStale, label(su.Identity()), su.ID)
 		}
 		inPlan[su.ID] = true
 		a.Users = append(a.Users, fu)
@@ -116,28 +116,31 @@ func (s *Saved) Verify(f Fresh) (*Plan, error) {
 	}
 	owned := s.Plan.Safety.Owned
 	if f.Listed {
-		// A declared email that a user has taken since (a planned create that would
-		// now meet 409) is planned against that user, and so differs.
-		declared := make(map[string]bool, len(s.Desired.Users))
-		for _, du := range s.Desired.Users {
-			declared[state.EmailKey(du.Email)] = true
+		// A declared identity that a user has taken since (an email a planned create
+		// would now meet 409 on) is planned against that user, and so differs.
+		claims := state.NewClaims(s.Desired.ExternalIDKey)
+		for i := range s.Desired.Users {
+			claims.Add(&s.Desired.Users[i])
 		}
 		owned = 0
-		for _, u := range f.Users {
+		for i := range f.Users {
+			u := &f.Users[i]
 			if u.IsLease() {
 				continue
 			}
 			if u.Owner() == s.Desired.Owner {
 				owned++
 			}
-			if !inPlan[u.ID] && declared[state.EmailKey(u.Email.Value())] {
-				a.Users = append(a.Users, u)
+			if !inPlan[u.ID] && claims.Has(u) {
+				a.Users = append(a.Users, *u)
 			}
 		}
 	}
 	p, err := s.recompute(a, owned)
 	if err != nil {
-		return nil, err
+		// The saved state gave a plan (Check): what the fresh one added (a user that
+		// took a declared identity, say) is why it no longer does.
+		return nil, fmt.Errorf("%w: %w", ErrStale, err)
 	}
 	if err := s.compare(p, ErrStale); err != nil {
 		return nil, err
@@ -158,6 +161,9 @@ func (s *Saved) recompute(a state.Actual, owned int) (*Plan, error) {
 	// they change nothing, so the saved ones are shown. So are the number of users whose
 	// tokens a plan --base did not check, and the count of the account's users.
 	p.Orphans, p.Warnings, p.TokensUnchecked, p.Account = s.Plan.Orphans, s.Plan.Warnings, s.Plan.TokensUnchecked, s.Plan.Account
+	// The declared users' IDs are the saved ones (read with the whole account), with
+	// those of the users read again here laid over them.
+	p.Declared = mergeDeclared(s.Plan.Declared, p.Declared)
 	return &p, nil
 }
 
@@ -203,11 +209,11 @@ func firstDifference(got, saved []UserPlan) string {
 	for i := range max(len(got), len(saved)) {
 		switch {
 		case i >= len(got):
-			return fmt.Sprintf("the saved plan has changes for %s that it does not give", saved[i].Email)
+			return fmt.Sprintf("the saved plan has changes for %s that it does not give", label(saved[i].Identity))
 		case i >= len(saved):
-			return fmt.Sprintf("it gives changes for %s that the saved plan lacks", got[i].Email)
+			return fmt.Sprintf("it gives changes for %s that the saved plan lacks", label(got[i].Identity))
 		case !sameJSON(got[i], saved[i]):
-			return fmt.Sprintf("the changes for user %s differ", saved[i].Email)
+			return fmt.Sprintf("the changes for user %s differ", label(saved[i].Identity))
 		}
 	}
 	return "the changes differ"

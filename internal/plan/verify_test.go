@@ -103,13 +103,13 @@ func TestSavedPlanReads(t *testing.T) {
 	assert.NotContains(t, r.Users, "u_gina", "no change, not read again")
 
 	// An update alone is checked by fetches and no listing.
-	d2 := state.Desired{Owner: gOwner, Users: []state.DesiredUser{{Email: "gina@acme.test", Name: state.Some("G")}}}
+	d2 := state.Desired{Owner: gOwner, Users: []state.DesiredUser{{Email: state.Some("gina@acme.test"), Name: state.Some("G")}}}
 	s2 := saveAndRead(t, d2, a, o, nil)
 	assert.Equal(t, Reads{Users: []string{"u_gina"}}, s2.Reads())
 	// Deletes under the percentage cap need the number of owned users.
 	d3 := d2
 	d3.PruneUsers = true
-	d3.Users = append(d3.Users, state.DesiredUser{Email: "bob@acme.test"}, state.DesiredUser{Email: "frank@acme.test"})
+	d3.Users = append(d3.Users, state.DesiredUser{Email: state.Some("bob@acme.test")}, state.DesiredUser{ID: "u_frank"})
 	s3 := saveAndRead(t, d3, a, o, nil)
 	assert.True(t, s3.Reads().Listing)
 	o.ForceDeletes = true
@@ -130,12 +130,12 @@ func TestForgedSavedPlanIsRefused(t *testing.T) {
 	}{
 		"a delete of an unmanaged user added": {edit: func(f map[string]any) {
 			p := f["plan"].(map[string]any)
-			p["users"] = append(changesOf(f), map[string]any{"email": "zed@acme.test", "user_id": "u_zed",
+			p["users"] = append(changesOf(f), map[string]any{"identity": map[string]any{"kind": "email", "value": "zed@acme.test"}, "email": "zed@acme.test", "user_id": "u_zed",
 				"changes": []any{map[string]any{"action": "user_delete", "email": "zed@acme.test", "user_id": "u_zed", "reason": "owned and not declared (prune.users is true)"}}})
 		}, want: ErrEdited},
 		"an update of a foreign user added": {edit: func(f map[string]any) {
 			p := f["plan"].(map[string]any)
-			p["users"] = append(changesOf(f), map[string]any{"email": "yan@acme.test", "user_id": "u_yan",
+			p["users"] = append(changesOf(f), map[string]any{"identity": map[string]any{"kind": "email", "value": "yan@acme.test"}, "email": "yan@acme.test", "user_id": "u_yan",
 				"changes": []any{map[string]any{"action": "user_update", "email": "yan@acme.test", "user_id": "u_yan", "reason": "drifted",
 					"fields": []any{map[string]any{"field": "name", "after": "Y"}}, "user_body": map[string]any{"name": "Y"}}}})
 		}, want: ErrEdited},

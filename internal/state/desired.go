@@ -23,13 +23,23 @@ type Desired struct {
 	// ReleaseUsers (prune.users: release) releases owned users that no file declares
 	// instead: cbk-sync's markers are removed, nothing is deleted. PruneUsers is then
 	// false.
-	ReleaseUsers bool          `json:"releaseUsers,omitempty"`
-	Users        []DesiredUser `json:"users"`
+	ReleaseUsers bool `json:"releaseUsers,omitempty"`
+	// ExternalIDKey is the meta key that holds the users' externalId ("" is
+	// DefaultExternalIDKey).
+	ExternalIDKey string        `json:"externalIdKey,omitempty"`
+	Users         []DesiredUser `json:"users"`
 }
 
 // DesiredUser is one declared partner user.
 type DesiredUser struct {
-	Email string `json:"email"`
+	// ID, ExternalID and Email name the user's sub-account, by that precedence
+	// (Identity): an ID names an existing one; an ExternalID is the partner's own key,
+	// held in meta under Desired.ExternalIDKey (the loader also puts it into Meta, so
+	// it is enforced and created like a declared meta key). Under an ID or ExternalID
+	// identity, Email is an ordinary field: absent means unmanaged.
+	ID         string      `json:"id,omitempty"`
+	ExternalID string      `json:"externalId,omitempty"`
+	Email      Opt[string] `json:"email,omitzero"`
 	// Alias is the user's declared alias, "" when none is declared. The platform never
 	// returns an alias and clears it on every update that leaves it out, so a declared
 	// one is sent with every create, update and adopt.
