@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -101,6 +102,9 @@ func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 	if exitCode >= 0 { // --help, or kong exiting by itself
 		return exitCode
 	}
+	if err != nil && errors.Is(err, syscall.EPIPE) {
+		return exitOK // the help went to a reader that had read enough (| head -1)
+	}
 	if err != nil {
 		help := "cbk-sync"
 		var pe *kong.ParseError
@@ -124,6 +128,9 @@ func runInterruptible(in interrupts, args []string, io *IOStreams) int {
 	mf := metricsFlagsOf(kctx)
 	learnSecrets(kctx, env, mf)
 	err = kctx.Run(env)
+	if readerGone(err, kctx.Command(), cli.Sync.DryRun) {
+		return exitOK
+	}
 	code := exitCodeOf(err)
 	if cli.LogFormat == "json" {
 		logError(logger, err, code)

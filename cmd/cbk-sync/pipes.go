@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
+	"syscall"
 )
 
 // interruptibleWriter writes to w (stdout, for --secrets-out -) so that a write the
@@ -50,4 +53,23 @@ func (iw *interruptibleWriter) Sync() error {
 		return s.Sync()
 	}
 	return nil
+}
+
+// readerGone reports an error that only says stdout's reader stopped reading (EPIPE:
+// `cbk-sync plan | head -1`) in a command that changes nothing: it has shown what was
+// wanted, and ends quietly with exit 0, as a pager's input should. A command that may
+// write (sync without --dry-run, apply) still reports it: it stopped before applying,
+// or the report could not be written.
+func readerGone(err error, command string, dryRun bool) bool {
+	if err == nil || !errors.Is(err, syscall.EPIPE) {
+		return false
+	}
+	name, _, _ := strings.Cut(command, " ")
+	switch name {
+	case "sync":
+		return dryRun
+	case "apply", "emulator":
+		return false
+	}
+	return true
 }

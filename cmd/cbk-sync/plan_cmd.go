@@ -76,8 +76,12 @@ type PlanFlags struct {
 	MaxUpdates       int    `name:"max-updates" default:"-1" help:"Refuse a plan that updates more users than this (-1 = no absolute cap)."`
 	MaxUpdatePercent int    `name:"max-update-percent" default:"30" help:"Refuse a plan that updates more than this percentage of owned users (checked from 10 owned)."`
 	ForceUpdates     bool   `name:"force-updates" help:"Lift the update caps for this run."`
-	MaxBytes         int    `name:"max-bytes" placeholder:"N" help:"With -o markdown: cut the plan at a user boundary to at most N bytes, with a note of what was left out (GitHub comments hold 65536 characters)."`
-	FullPlanURL      string `name:"full-plan-url" placeholder:"URL" help:"With --max-bytes: where the note says the full plan is (e.g. the CI run with the plan artifact)."`
+	// The token revocation caps: a revoked token cuts off what uses it, as a deleted user does.
+	MaxTokenRevokes       int    `name:"max-token-revokes" default:"20" help:"Refuse a plan that revokes more tokens than this (a pending token, whose secret nobody has, is not counted)."`
+	MaxTokenRevokePercent int    `name:"max-token-revoke-percent" default:"25" help:"Refuse a plan that revokes more than this percentage of the owned tokens it read (checked from 40 owned tokens)."`
+	ForceTokenRevokes     bool   `name:"force-token-revokes" help:"Lift the token revocation caps for this run."`
+	MaxBytes              int    `name:"max-bytes" placeholder:"N" help:"With -o markdown: cut the plan at a user boundary to at most N bytes, with a note of what was left out (GitHub comments hold 65536 characters)."`
+	FullPlanURL           string `name:"full-plan-url" placeholder:"URL" help:"With --max-bytes: where the note says the full plan is (e.g. the CI run with the plan artifact)."`
 }
 
 func (f *PlanFlags) options() plan.Options {
@@ -89,6 +93,9 @@ func (f *PlanFlags) options() plan.Options {
 	o.MaxUpdates = f.MaxUpdates
 	o.MaxUpdatePercent = f.MaxUpdatePercent
 	o.ForceUpdates = f.ForceUpdates
+	o.MaxTokenRevokes = f.MaxTokenRevokes
+	o.MaxTokenRevokePercent = f.MaxTokenRevokePercent
+	o.ForceTokenRevokes = f.ForceTokenRevokes
 	return o
 }
 
@@ -106,6 +113,12 @@ func (f *PlanFlags) Validate() error {
 	}
 	if f.MaxUpdatePercent < 0 || f.MaxUpdatePercent > 100 {
 		return fmt.Errorf("--max-update-percent must be between 0 and 100 (got %d)", f.MaxUpdatePercent)
+	}
+	if f.MaxTokenRevokes < 0 {
+		return fmt.Errorf("--max-token-revokes must be 0 or more (got %d)", f.MaxTokenRevokes)
+	}
+	if f.MaxTokenRevokePercent < 0 || f.MaxTokenRevokePercent > 100 {
+		return fmt.Errorf("--max-token-revoke-percent must be between 0 and 100 (got %d)", f.MaxTokenRevokePercent)
 	}
 	if f.MaxDeletePercent < 0 || f.MaxDeletePercent > 100 {
 		return fmt.Errorf("--max-delete-percent must be between 0 and 100 (got %d)", f.MaxDeletePercent)

@@ -185,3 +185,34 @@ func TestInterruptWhileStdoutSinkIsBlocked(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(rep), `"interrupted": true`)
 }
+
+// A stdout whose reader has gone (`cbk-sync plan --help | head -1`) ends a command
+// that changes nothing quietly, exit 0 (it printed "error: write /dev/stdout: broken
+// pipe" and exited 1); a sync that would apply still says it stopped.
+func TestClosedStdoutEndsQuietly(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(signalsConfig), 0o644))
+	closedPipe := func(c *exec.Cmd) {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		require.NoError(t, r.Close()) // the reader is gone before anything is written
+		t.Cleanup(func() { w.Close() })
+		c.Stdout = w
+	}
+	for _, args := range [][]string{
+		{"plan", "--help"},
+		{"help", "sync"},
+		{"plan", "-f", "config.yaml", "--emulator", "state.json", "--emulator-init"},
+		{"sync", "-f", "config.yaml", "--dry-run", "--emulator", "state.json", "--emulator-init"},
+		{"schema"},
+	} {
+		run := startRun(t, dir, nil, closedPipe, args...)
+		assert.Equal(t, exitOK, run.end(), "%v: %s", args, run.out.String())
+		assert.Empty(t, run.out.String(), "%v", args)
+	}
+	run := startRun(t, dir, nil, closedPipe, "sync", "-f", "config.yaml", "--yes", "--emulator", "state.json", "--emulator-init")
+	assert.Equal(t, exitError, run.end())
+	assert.Contains(t, run.out.String(), "broken pipe")
+	_, err := os.Stat(filepath.Join(dir, "state.json"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "nothing was applied")
+}

@@ -33,6 +33,17 @@ type ApplyFlags struct {
 	LockTTL time.Duration `name:"lock-ttl" hidden:"" default:"2m"`
 }
 
+// validateLock refuses lock flags that contradict each other.
+func (f *ApplyFlags) validateLock() error {
+	if f.NoLock && f.LockTimeout != 0 {
+		return fmt.Errorf("--lock-timeout with --no-lock: no lock is taken, so there is nothing to wait for; drop one of them")
+	}
+	return nil
+}
+
+// Validate refuses lock flags that contradict each other.
+func (c *ApplyCmd) Validate() error { return c.ApplyFlags.validateLock() }
+
 // SyncCmd plans and applies.
 type SyncCmd struct {
 	ConfigFlags
@@ -47,7 +58,13 @@ type SyncCmd struct {
 
 // Validate refuses flags that --dry-run would silently ignore.
 func (c *SyncCmd) Validate() error {
+	if err := c.ApplyFlags.validateLock(); err != nil {
+		return err
+	}
 	if !c.DryRun {
+		if c.DetailedExitcode {
+			return fmt.Errorf("--detailed-exitcode without --dry-run: it sets the exit code of a plan that is only shown, and sync applies its plan (exit 0, 3 or 4), so it would do nothing; drop it, or add --dry-run")
+		}
 		return nil
 	}
 	for _, f := range []struct {
@@ -56,6 +73,7 @@ func (c *SyncCmd) Validate() error {
 	}{
 		{c.Yes, "--yes"}, {c.SecretsOut != "", "--secrets-out"}, {c.SecretsExec != "", "--secrets-exec"},
 		{c.Report != "", "--report"}, {len(c.AgeRecipients)+len(c.AgeRecipientsFiles) > 0, "--age-recipient"},
+		{c.NoLock, "--no-lock"}, {c.LockTimeout != 0, "--lock-timeout"},
 	} {
 		if f.set {
 			return fmt.Errorf("--dry-run with %s: a dry run applies nothing, so %s would do nothing; drop one of them (the plan itself: 'cbk-sync plan -o json')", f.flag, f.flag)

@@ -88,8 +88,10 @@ type Client struct {
 	log       *slog.Logger
 	writeGate func() error // asked before each write is sent (WithWriteGate); nil: none
 
-	// The bounds of one listing (MaxListItems, MaxListBytes); tests lower them.
+	// The bounds of one listing (MaxListItems, MaxListBytes, MaxUserTokens) and of the
+	// run (MaxRunItems); tests lower them.
 	maxListItems, maxListBytes int64
+	maxUserTokens, maxRunItems int64
 	clock                      clock
 	jitter                     func(time.Duration) time.Duration // tests make it deterministic
 
@@ -114,6 +116,8 @@ type shared struct {
 	reached atomic.Bool
 
 	polls *pollScheduler
+	// runItems counts the items every listing received (see MaxRunItems).
+	runItems atomic.Int64
 
 	calls     map[string]*atomic.Int64 // fixed set of ops, built in New: read-only map
 	retries   atomic.Int64
@@ -197,11 +201,13 @@ func New(opts Options) (*Client, error) {
 		paths:     opts.Paths,
 		log:       opts.Logger,
 
-		maxListItems: MaxListItems,
-		maxListBytes: MaxListBytes,
-		clock:        realClock{},
-		jitter:       fullJitter,
-		shared:       &shared{calls: make(map[string]*atomic.Int64, len(allOps)), probe: make(chan struct{}, 1)},
+		maxListItems:  MaxListItems,
+		maxListBytes:  MaxListBytes,
+		maxUserTokens: MaxUserTokens,
+		maxRunItems:   MaxRunItems,
+		clock:         realClock{},
+		jitter:        fullJitter,
+		shared:        &shared{calls: make(map[string]*atomic.Int64, len(allOps)), probe: make(chan struct{}, 1)},
 	}
 	if c.redact == nil {
 		c.redact = state.NewRedactor()
@@ -230,6 +236,10 @@ func New(opts Options) (*Client, error) {
 		// holds one for its whole answer, and the token lists must not wait for it.
 		t.MaxConnsPerHost = c.maxConns + 1
 		t.MaxIdleConnsPerHost = c.maxConns + 1
+		// No compression: an answer's size on the wire is its size in memory, so a
+		// small gzip bomb cannot inflate to the 64 MiB cap on every connection (attempt
+		// also asks for identity, which a caller's transport honours too).
+		t.DisableCompression = true
 		c.hc = &http.Client{Transport: t}
 	}
 	// The API never redirects, and a redirect followed would carry the token to

@@ -277,6 +277,9 @@ func (c *Client) attempt(ctx context.Context, r *request, fam PathFamily, probin
 	req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Accept", orDefault(r.accept, "application/json"))
+	// Asked for explicitly, so that no transport inflates an answer behind the
+	// client's back: a compressed answer is then not JSON, and is refused as such.
+	req.Header.Set("Accept-Encoding", "identity")
 	if r.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -316,6 +319,10 @@ func (c *Client) attempt(ctx context.Context, r *request, fam PathFamily, probin
 func (c *Client) sortAnswer(ctx, rctx context.Context, r *request, u *url.URL, resp *http.Response, wd *watchdog) result {
 	switch s := resp.StatusCode; {
 	case s >= 200 && s < 300:
+		if ce := strings.TrimSpace(resp.Header.Get("Content-Encoding")); ce != "" && !strings.EqualFold(ce, "identity") {
+			// Never inflated (see attempt): its size in memory stays its size on the wire.
+			return result{err: malformed(r.op, "the answer is compressed (Content-Encoding %q) though the client asked for none; a proxy may be rewriting it", ce), class: classMaybeProcessed}
+		}
 		herr := r.handle(resp, wd)
 		switch {
 		case herr == nil:

@@ -10,10 +10,12 @@ import (
 	"io"
 	"iter"
 	"maps"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cbk-sync/cbk-sync/internal/state"
@@ -43,6 +45,13 @@ const (
 	MaxListBytes = 1 << 30
 	// maxResumes bounds how often one listing starts again after a possible truncation.
 	maxResumes = 1000
+	// MaxUserTokens is the number of tokens one user's token list may hold: no
+	// integration has that many, and a flooded user must not fill the memory.
+	MaxUserTokens = 10_000
+	// MaxRunItems is the number of items (users and tokens, repeats included) all the
+	// listings of one client may receive together: many listings each under their own
+	// bound (a million tokens across ten users) still end.
+	MaxRunItems = 2_000_000
 )
 
 // ErrListBound is wrapped by the errors of a listing that was stopped because the
@@ -137,18 +146,30 @@ type listBudget struct {
 	items, bytes       int64
 	maxItems, maxBytes int64
 	resumes            int
+	// run counts the items of every listing of the client, up to maxRun.
+	run    *atomic.Int64
+	maxRun int64
 }
 
 func (l *lister[T]) budget() *listBudget {
-	return &listBudget{op: l.op, maxItems: l.c.maxListItems, maxBytes: l.c.maxListBytes}
+	maxItems := l.c.maxListItems
+	if l.op == OpTokenList {
+		maxItems = min(maxItems, l.c.maxUserTokens)
+	}
+	return &listBudget{op: l.op, maxItems: maxItems, maxBytes: l.c.maxListBytes, run: &l.c.runItems, maxRun: l.c.maxRunItems}
 }
 
 func (b *listBudget) add(items int, n int64) error {
 	b.items += int64(items)
 	b.bytes += n
+	run := b.run.Add(int64(items))
 	switch {
+	case b.op == OpTokenList && b.items > b.maxItems:
+		return fmt.Errorf("%s: %w: more than %d tokens for one user; no integration has that many, so the server is repeating itself or the user is flooded with tokens: revoke them by hand", b.op, ErrListBound, b.maxItems)
 	case b.items > b.maxItems:
 		return fmt.Errorf("%s: %w: more than %d items received; no account has that many, so the server is repeating itself", b.op, ErrListBound, b.maxItems)
+	case run > b.maxRun:
+		return fmt.Errorf("%s: %w: more than %d users and tokens received in this run; no account has that many, so the server is repeating itself or the account is flooded", b.op, ErrListBound, b.maxRun)
 	case b.bytes > b.maxBytes:
 		return fmt.Errorf("%s: %w: more than %d MiB received; no account is that large, so the server is repeating itself", b.op, ErrListBound, b.maxBytes>>20)
 	}
@@ -421,6 +442,30 @@ func (l *lister[T]) stream(ctx context.Context, o ListOptions) iter.Seq2[T, erro
 	}
 }
 
+// isJSONPage reports a first line that is not a stream's event but a JSON page: an object
+// with items and no type, or, when the answer says it is JSON, not an event at all
+// (an indented page starts with a lone brace).
+func isJSONPage(line []byte, mediaType string) bool {
+	var ev object
+	if err := json.Unmarshal(line, &ev); err == nil {
+		_, items := ev["items"]
+		_, typ := ev["type"]
+		return items && !typ
+	}
+	return mediaType == "application/json" && len(line) > 0 && line[0] == '{'
+}
+
+// minStreamItemTime is the time a stream may take per item, beyond twice the request
+// timeout: --timeout bounds the wait for each line, and this bounds the whole answer,
+// so a server trickling bytes just fast enough to keep each line alive cannot stretch
+// a listing without limit. The platform streams thousands of items a second.
+const minStreamItemTime = 50 * time.Millisecond
+
+// streamAllowance is how long a stream that has sent items items may have taken.
+func (c *Client) streamAllowance(items int) time.Duration {
+	return 2*c.timeout + time.Duration(items)*minStreamItemTime
+}
+
 // streamOnce reads one JSONL answer listing the items after the cursor after, and
 // hands every item to emit. It returns the id of the last item streamed (a repeat
 // included), "" if none. The decoding is by hand because the answer is a sequence of
@@ -439,10 +484,14 @@ func (l *lister[T]) streamOnce(ctx context.Context, q url.Values, after string, 
 	var last string
 	err := l.c.do(ctx, &request{op: l.op, kind: kindRead, url: &su, accept: "application/jsonl", handle: func(resp *http.Response, wd *watchdog) error {
 		last = ""
+		mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 		// No preallocated buffer: the scanner starts small and grows to the longest line.
 		sc := bufio.NewScanner(resp.Body)
 		sc.Buffer(nil, maxLineSize)
-		itemAt := time.Now()
+		start := time.Now()
+		itemAt := start
+		var items int
+		var consumer time.Duration // time spent by the consumer, not the server
 		for n := 1; sc.Scan(); n++ {
 			wd.kick()
 			if err := b.add(0, int64(len(sc.Bytes())+1)); err != nil {
@@ -492,8 +541,11 @@ func (l *lister[T]) streamOnce(ctx context.Context, q url.Values, after string, 
 						return permanent(err)
 					}
 					last = key
+					items++
 					wd.pause() // the consumer may be slow; the server is not to blame
+					t0 := time.Now()
 					more := emit(it)
+					consumer += time.Since(t0)
 					wd.kick()
 					if !more {
 						return errStop
@@ -504,10 +556,19 @@ func (l *lister[T]) streamOnce(ctx context.Context, q url.Values, after string, 
 				return nil
 			}()
 			if err != nil {
+				if n == 1 && isJSONPage(line, mt) {
+					// A proxy or an older server answered a JSON page: repeating cannot
+					// change that, and a page is not the list.
+					return permanent(malformed(l.op, "asked for a JSONL stream (Accept: application/jsonl) and the server answered a JSON page (Content-Type %q); use --listing paged", mt))
+				}
 				return err
 			}
 			if isItem {
 				itemAt = time.Now()
+				if d := itemAt.Sub(start) - consumer; d > l.c.streamAllowance(items) {
+					return permanent(fmt.Errorf("%s: %w: the stream sent %d items in %s, slower than cbk-sync waits for (%s per item beyond twice --timeout): the server or a proxy is trickling it",
+						l.op, ErrListBound, items, d.Round(time.Millisecond), minStreamItemTime))
+				}
 				continue
 			}
 			if d := time.Since(itemAt); d > idle {

@@ -30,6 +30,15 @@ type Options struct {
 	MaxUpdatePercent int `json:"max_update_percent"`
 	// ForceUpdates lifts both update caps for one run.
 	ForceUpdates bool `json:"force_updates"`
+	// MaxTokenRevokes caps token revocations per run (a pending token's is not
+	// counted); negative means no cap.
+	MaxTokenRevokes int `json:"max_token_revokes"`
+	// MaxTokenRevokePercent caps token revocations as a share of the owned tokens of
+	// the token lists read, checked only from MinOwnedTokensForPercent owned tokens;
+	// negative means no cap.
+	MaxTokenRevokePercent int `json:"max_token_revoke_percent"`
+	// ForceTokenRevokes lifts both revocation caps for one run.
+	ForceTokenRevokes bool `json:"force_token_revokes"`
 	// Now is the time token ages (rotateAfter) are measured against.
 	Now time.Time `json:"now"`
 }
@@ -51,7 +60,8 @@ const (
 // DefaultOptions returns the options a command uses when no flag changes them.
 func DefaultOptions(now time.Time) Options {
 	return Options{MaxDeletes: DefaultMaxDeletes, MaxDeletePercent: DefaultMaxDeletePercent,
-		MaxUpdates: DefaultMaxUpdates, MaxUpdatePercent: DefaultMaxUpdatePercent, Now: now}
+		MaxUpdates: DefaultMaxUpdates, MaxUpdatePercent: DefaultMaxUpdatePercent,
+		MaxTokenRevokes: DefaultMaxTokenRevokes, MaxTokenRevokePercent: DefaultMaxTokenRevokePercent, Now: now}
 }
 
 // ErrTokensNotRead is wrapped by Compute's error when a user that declares tokens
@@ -92,6 +102,8 @@ type computer struct {
 	countUnchecked bool
 	// needTokens are the released users whose token lists were not read.
 	needTokens []string
+	// ownedTokens counts the owned tokens (not pending) of the token lists planned.
+	ownedTokens int
 }
 
 // ownership is how a remote object relates to this owner scope.
@@ -284,6 +296,7 @@ func (c *computer) safety(deletes, ownedCount int) {
 		}
 	}
 	c.updateCaps(s.Updates, ownedCount)
+	c.tokenRevokeCaps()
 	var over []string
 	if c.o.MaxDeletes >= 0 && deletes > c.o.MaxDeletes {
 		over = append(over, fmt.Sprintf("the plan deletes %d users, more than --max-deletes %d; pass --force-deletes to allow it", deletes, c.o.MaxDeletes))

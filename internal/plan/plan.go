@@ -159,6 +159,10 @@ type Safety struct {
 	Deletes int      `json:"deletes"` // user deletions planned
 	Updates int      `json:"updates"` // user updates planned (adoptions not counted)
 	Owned   int      `json:"owned"`   // users owned remotely
+	// TokenRevokes are the token revocations planned (a pending token's not counted)
+	// and OwnedTokens the owned tokens of the token lists read, for the revocation caps.
+	TokenRevokes int `json:"token_revokes,omitempty"`
+	OwnedTokens  int `json:"owned_tokens,omitempty"`
 	// Foreign are the IDs of the declared users that another owner manages and that
 	// make the plan unsafe without --takeover: a saved plan depends on them too.
 	Foreign []string `json:"foreign,omitempty"`

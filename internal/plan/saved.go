@@ -127,7 +127,9 @@ func ReadSaved(r io.Reader) (*Saved, error) {
 	if h.FormatVersion != SavedFormatVersion {
 		return nil, fmt.Errorf("saved plan: format_version %q is not supported (this cbk-sync reads %q); run `cbk-sync plan --out` again with this version", h.FormatVersion, SavedFormatVersion)
 	}
-	s := &Saved{}
+	// A plan saved before the token revocation caps existed was computed without them:
+	// it is read back so, not with a cap of 0.
+	s := &Saved{Options: Options{MaxTokenRevokes: -1, MaxTokenRevokePercent: -1}}
 	for _, part := range []struct {
 		name string
 		raw  json.RawMessage

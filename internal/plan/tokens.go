@@ -53,6 +53,9 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 	}
 	idx := scratch(&idxBuf, len(remote)) // declared index of each remote token
 	for i := range remote {
+		if own, _ := c.ownershipOf(remote[i].Meta); own == owned && !remote[i].Pending() {
+			c.ownedTokens++
+		}
 		di := declIndex(&remote[i])
 		idx[i] = di
 		// A pending token's secret was never confirmed delivered: it is never kept,
