@@ -74,8 +74,9 @@ type Options struct {
 	// StatePath is the JSON file the state is loaded from at New (when it exists) and
 	// saved to; "" keeps the state in memory only.
 	StatePath string
-	// SaveOnWrite saves to StatePath after every successful mutating request;
-	// otherwise the state is saved only by Save and Close.
+	// SaveOnWrite makes every change durable before it is answered, appended to the
+	// journal beside StatePath (persist.go); otherwise the state is saved only by Save
+	// and Close.
 	SaveOnWrite bool
 	// Faults are injected into API requests (see SetFaults to change them later).
 	Faults Faults

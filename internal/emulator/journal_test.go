@@ -391,3 +391,27 @@ func TestDemoStateLoadsAndIsWrittenBack(t *testing.T) {
 	assert.Len(t, sf.Users, n+1)
 	sameState(t, h.e, reopen(t, path))
 }
+
+// An append that fails is answered 500 (the change was made, not saved), and the next
+// write repairs the journal with a whole snapshot: both changes survive a restart.
+func TestFailedAppendIsRepairedBySnapshot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	h := newHarness(t, Options{StatePath: path, SaveOnWrite: true})
+	h.createUser(`{"email":"a@acme.test"}`)
+	fail := true
+	h.e.saveMu.Lock()
+	h.e.writeJournal = func(w io.Writer, data []byte) error {
+		if fail {
+			fail = false
+			_, _ = w.Write(data[:len(data)/2])
+			return io.ErrShortWrite
+		}
+		return writeAll(w, data)
+	}
+	h.e.saveMu.Unlock()
+	h.fail(500, "INTERNAL_SERVER_ERROR", "POST", "/v1/partner/user/create", `{"email":"b@acme.test"}`)
+	h.createUser(`{"email":"c@acme.test"}`)
+	assert.Len(t, reopen(t, path).Users(), 3, "the half-written group is replaced by a snapshot that holds everything")
+	h.createUser(`{"email":"d@acme.test"}`)
+	assert.Len(t, reopen(t, path).Users(), 4, "and appending goes on")
+}

@@ -321,13 +321,13 @@ func (e *Emulator) saveAtLeast(v uint64) error {
 	if e.durable >= v {
 		return nil
 	}
-	if e.journal == nil {
-		return errors.New("emulator: the state file is closed")
-	}
 	if e.broken != nil {
 		// An append failed: the journal may hold part of a group. Only a whole
 		// snapshot, which holds every change, repairs it.
 		return e.saveLocked(true)
+	}
+	if e.journal == nil {
+		return errors.New("emulator: the state file is closed")
 	}
 	st := e.PersistStats()
 	e.mu.Lock()
