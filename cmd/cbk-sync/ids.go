@@ -56,6 +56,6 @@ func (f *IDsFlags) writeIDs(env *Env, p *plan.Plan, report *apply.Report) error 
 	if err := atomicfile.Write(f.IDsOut, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("--ids-out: %w", err)
 	}
-	env.Log.Info("ids written", "file", f.IDsOut, "users", len(p.Declared))
+	env.Log.Info("ids written", "file", f.IDsOut, "users", len(p.DeclaredIDs()))
 	return nil
 }

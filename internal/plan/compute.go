@@ -152,6 +152,7 @@ func (c *computer) run() (Plan, error) {
 	matchedBy := make([]int32, len(users))
 	var created map[string]int
 	emailCreates := 0
+	c.plan.matched = newMatches(c.d.Users)
 	for i := range c.d.Users {
 		du := &c.d.Users[i]
 		id := du.Identity()
@@ -177,7 +178,6 @@ func (c *computer) run() (Plan, error) {
 			if id.Kind == state.ByEmail {
 				emailCreates++
 			}
-			c.plan.Declared = append(c.plan.Declared, declaredID(du, nil))
 			c.create(du)
 			continue
 		}
@@ -185,7 +185,7 @@ func (c *computer) run() (Plan, error) {
 			return Plan{}, fmt.Errorf("plan: %s and %s both name user %s: declare it once", where(&c.d.Users[prev-1]), where(du), users[j].ID)
 		}
 		matchedBy[j] = int32(i + 1)
-		c.plan.Declared = append(c.plan.Declared, declaredID(du, &users[j]))
+		c.plan.matched.set(i, du, &users[j])
 		if err := c.existing(du, &users[j], owners[j]); err != nil {
 			return Plan{}, err
 		}

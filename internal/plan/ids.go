@@ -18,16 +18,47 @@ type DeclaredID struct {
 	UserID     string         `json:"user_id,omitempty"`
 }
 
-// declaredID is du's entry, for the remote user u (nil: to be created).
-func declaredID(du *state.DesiredUser, u *state.User) DeclaredID {
-	d := DeclaredID{Identity: du.Identity(), Email: du.Email.Value(), ExternalID: du.ExternalID}
-	if u != nil {
-		d.UserID = u.ID
-		if d.Email == "" && !du.Email.IsNull() {
-			d.Email = u.Email.Value()
+// matches are the remote users Compute matched the declared users to, kept as little
+// as possible (the IDs share the remote users' strings), since every plan has them and
+// few runs write them out.
+type matches struct {
+	users []state.DesiredUser
+	ids   []string       // by declared user: the matched user's ID, "" for a create
+	email map[int]string // by declared user that declares no email: the remote one
+}
+
+func newMatches(users []state.DesiredUser) *matches {
+	return &matches{users: users, ids: make([]string, len(users))}
+}
+
+// set records that declared user i, du, names remote user u.
+func (m *matches) set(i int, du *state.DesiredUser, u *state.User) {
+	m.ids[i] = u.ID
+	if du.Email.Absent() && u.Email.Value() != "" {
+		if m.email == nil {
+			m.email = map[int]string{}
 		}
+		m.email[i] = u.Email.Value()
 	}
-	return d
+}
+
+// DeclaredIDs returns the declared users' identities and platform IDs: those a saved
+// plan carries, or those Compute matched.
+func (p *Plan) DeclaredIDs() []DeclaredID {
+	if p.Declared != nil || p.matched == nil {
+		return p.Declared
+	}
+	m := p.matched
+	out := make([]DeclaredID, len(m.users))
+	for i := range m.users {
+		du := &m.users[i]
+		email := du.Email.Value()
+		if e, ok := m.email[i]; ok {
+			email = e
+		}
+		out[i] = DeclaredID{Identity: du.Identity(), Email: email, ExternalID: du.ExternalID, UserID: m.ids[i]}
+	}
+	return out
 }
 
 // mergeDeclared returns saved with the entries of fresh (by identity) laid over it.
@@ -75,7 +106,7 @@ type IDsUser struct {
 // by an apply).
 func (p *Plan) IDs(created map[string]string) IDsFile {
 	f := IDsFile{Owner: p.Owner, ByEmail: map[string]*string{}, ByExternalID: map[string]*string{}, ByID: map[string]*string{}, Users: []IDsUser{}}
-	ids := slices.Clone(p.Declared)
+	ids := slices.Clone(p.DeclaredIDs())
 	slices.SortFunc(ids, func(x, y DeclaredID) int {
 		return cmp.Or(strings.Compare(x.Identity.Key(), y.Identity.Key()), strings.Compare(x.UserID, y.UserID))
 	})

@@ -282,9 +282,11 @@ type Plan struct {
 	// saved plan keeps the one it was computed with.
 	Account *Census `json:"account,omitempty"`
 	// Declared are the declared users' identities and platform IDs as the plan read
-	// them ("" for a user to create), for --ids-out. Like Account it describes the
-	// read, not a change: a saved plan keeps the one it was computed with.
+	// them ("" for a user to create), for --ids-out: set in a saved plan (NewSaved),
+	// which keeps the ones it was computed with, as for Account. A computed plan holds
+	// them more cheaply in matched; DeclaredIDs gives either.
 	Declared []DeclaredID `json:"declared_ids,omitempty"`
+	matched  *matches
 }
 
 // UncheckedLine says plainly whose token drift a partial plan did not check, or ""

@@ -92,6 +92,8 @@ func NewSaved(d state.Desired, a state.Actual, o Options, p *Plan) *Saved {
 			remote.Aliases[du.Alias] = holder
 		}
 	}
+	// The declared users' IDs go with it, for apply FILE --ids-out.
+	p.Declared = nonNil(p.DeclaredIDs())
 	return &Saved{Options: o, Desired: desired, Remote: remote, Plan: p}
 }
 

@@ -163,7 +163,7 @@ func (s *Saved) recompute(a state.Actual, owned int) (*Plan, error) {
 	p.Orphans, p.Warnings, p.TokensUnchecked, p.Account = s.Plan.Orphans, s.Plan.Warnings, s.Plan.TokensUnchecked, s.Plan.Account
 	// The declared users' IDs are the saved ones (read with the whole account), with
 	// those of the users read again here laid over them.
-	p.Declared = mergeDeclared(s.Plan.Declared, p.Declared)
+	p.Declared = mergeDeclared(s.Plan.Declared, p.DeclaredIDs())
 	return &p, nil
 }
 
