@@ -31,7 +31,13 @@ import (
 	"time"
 
 	"github.com/cbk-sync/cbk-sync/internal/config"
+	"github.com/cbk-sync/cbk-sync/internal/lease"
 )
+
+// checkLockTTL is -check's lock TTL: renewed every 200ms, so that even a run of a
+// second renews it and its calls are counted (the default, 2 minutes, renews every
+// 40 s, which only the full-size runs reach).
+const checkLockTTL = 600 * time.Millisecond
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -58,6 +64,10 @@ type settings struct {
 	paged         bool          // list users in pages instead of one JSONL stream (cbk-sync's default)
 	pollLimit     int           // B of the poll-limit runs; 0: none
 	pollWindow    time.Duration // W of the poll-limit runs
+	lockTTL       time.Duration // the TTL of a sync's lock, renewed every TTL/3
+	stateUsers    []int         // sizes of the emulator's own runs (emustate.go)
+	stateDuration time.Duration // each phase of those runs
+	markdownPath  string        // also write the tables as Markdown
 }
 
 // Main runs the benchmark and returns the exit code.
@@ -78,6 +88,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rep.writeText(stdout)
 	if s.jsonPath != "" {
 		if err := rep.writeJSONFile(s.jsonPath); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return exitFailed
+		}
+	}
+	if s.markdownPath != "" {
+		if err := writeMarkdownFile(s.markdownPath, rep.jsonView()); err != nil {
 			fmt.Fprintln(stderr, "bench:", err)
 			return exitFailed
 		}
@@ -106,7 +122,11 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 	listing := fs.String("listing", "jsonl", "how users are listed, as cbk-sync's --listing: `jsonl` (one stream) or paged")
 	fs.IntVar(&s.pollLimit, "poll-limit", 500, "poll limit `B` per -poll-window of the poll-limit runs (0: no such runs)")
 	fs.DurationVar(&s.pollWindow, "poll-window", 10*time.Second, "sliding window `W` of the poll limit")
-	check := fs.Bool("check", false, "CI size: -users 200 -latency 1ms -poll-limit 50 -poll-window 250ms unless given")
+	fs.DurationVar(&s.lockTTL, "lock-ttl", lease.DefaultTTL, "TTL `D` of a sync's account lock, renewed every D/3 (one user update each, counted)")
+	stateUsers := fs.String("state-users", "1000,10000,100000", "comma-separated `sizes` of the emulator's own runs, with and without its state file (\"\": none)")
+	fs.DurationVar(&s.stateDuration, "state-duration", 3*time.Second, "length `D` of each phase of the emulator's own runs")
+	fs.StringVar(&s.markdownPath, "markdown", "", "also write the tables as Markdown to `FILE` (for docs/performance.md)")
+	check := fs.Bool("check", false, "CI size: -users 200 -latency 1ms -poll-limit 50 -poll-window 250ms -lock-ttl 600ms unless given")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./bench [flags]")
 		fmt.Fprintln(stderr, "Measures plan and sync against the in-process emulator and checks their API calls.")
@@ -133,6 +153,15 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 		if !set["poll-window"] {
 			s.pollWindow = 250 * time.Millisecond
 		}
+		if !set["lock-ttl"] {
+			s.lockTTL = checkLockTTL
+		}
+		if !set["state-users"] {
+			*stateUsers = "100,1000"
+		}
+		if !set["state-duration"] {
+			s.stateDuration = 300 * time.Millisecond
+		}
 	}
 	switch *listing {
 	case "jsonl":
@@ -152,6 +181,21 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 		return s, fmt.Errorf("-poll-limit %d: want 0 (no poll-limit runs) or more", s.pollLimit)
 	case s.pollWindow <= 0:
 		return s, fmt.Errorf("-poll-window %s: want more than 0", s.pollWindow)
+	case s.lockTTL < 30*time.Millisecond:
+		return s, fmt.Errorf("-lock-ttl %s: want 30ms or more", s.lockTTL)
+	}
+	for _, f := range strings.Split(*stateUsers, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 1_000_000 {
+			return s, fmt.Errorf("-state-users %q: want a comma-separated list of sizes 1..1000000", *stateUsers)
+		}
+		s.stateUsers = append(s.stateUsers, n)
+	}
+	if s.stateDuration <= 0 {
+		return s, fmt.Errorf("-state-duration %s: want more than 0", s.stateDuration)
 	}
 	seen := map[int]bool{1: true}
 	for _, f := range strings.Split(*par, ",") {
@@ -175,12 +219,13 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 func benchmark(ctx context.Context, s settings, progress io.Writer) (*report, error) {
 	sc := newScenario(s.users, s.tokens, s.seed, time.Now())
 	sc.setListing(s.paged)
+	sc.lockTTL = s.lockTTL
 	t0 := time.Now()
 	d, err := config.LoadBytes("bench.yaml", sc.yaml, nil)
 	if err != nil {
 		return nil, fmt.Errorf("the generated configuration does not load: %w", err)
 	}
-	rep := &report{settings: s, scenario: sc, configUsers: len(d.Users), configLoad: time.Since(t0), configBytes: len(sc.yaml)}
+	rep := &report{settings: s, scenario: sc, configUsers: len(d.Users), configLoad: time.Since(t0), configBytes: len(sc.yaml), started: t0}
 	rep.timer = timerLatency(s.latency)
 
 	type step struct {
@@ -213,6 +258,15 @@ func benchmark(ctx context.Context, s settings, progress io.Writer) (*report, er
 		}
 		rep.runs = append(rep.runs, r)
 	}
+	for _, n := range s.stateUsers {
+		fmt.Fprintf(progress, "bench: the emulator at %d users, in memory and with its state file ...\n", n)
+		runs, err := measureState(ctx, n, s.stateDuration, s.seed)
+		if err != nil {
+			return nil, fmt.Errorf("the emulator at %d users: %w", n, err)
+		}
+		rep.stateRuns = append(rep.stateRuns, runs...)
+	}
+	rep.duration = time.Since(t0)
 	return rep, nil
 }
 

@@ -21,7 +21,8 @@ import (
 func TestMainCheckSize(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bench.json")
 	var out, errb bytes.Buffer
-	code := Main(context.Background(), []string{"-check", "-parallelism", "4", "-json", path}, &out, &errb)
+	md := filepath.Join(t.TempDir(), "bench.md")
+	code := Main(context.Background(), []string{"-check", "-parallelism", "4", "-json", path, "-markdown", md}, &out, &errb)
 	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 	assert.Contains(t, out.String(), "every run made exactly the minimum reads")
 
@@ -31,6 +32,26 @@ func TestMainCheckSize(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &rep))
 	assert.True(t, rep.OK)
 	assert.Equal(t, 200, rep.Users)
+	assert.NotEmpty(t, rep.Date)
+	assert.Positive(t, rep.Machine.CPUs)
+
+	// The emulator's own runs: in memory, then with its state file, at each size.
+	require.Len(t, rep.StateRuns, 4, "100 and 1,000 users, each in memory and with --state")
+	for i, r := range rep.StateRuns {
+		assert.Equal(t, []int{100, 100, 1000, 1000}[i], r.Users)
+		assert.Equal(t, i%2 == 1, r.Persisted)
+		assert.Positive(t, r.WritesPerSec)
+		assert.Positive(t, r.ReadsAlone)
+		assert.Positive(t, r.ReadsDuringWrites)
+		assert.Empty(t, r.Failures)
+		if r.Persisted {
+			assert.Positive(t, r.Appends, "every write was appended to the journal")
+		}
+	}
+	assert.Positive(t, rep.StateScale)
+	mdText, err := os.ReadFile(md)
+	require.NoError(t, err)
+	assert.Equal(t, renderMarkdown(rep), string(mdText), "the Markdown is the JSON's")
 	require.Len(t, rep.Runs, 6, "plan P=1, plan P=4, sync P=4, then under the poll limit plan given, plan learned, sync given")
 	for i, budget := range []string{"given", "learned", "given"} {
 		r := rep.Runs[3+i]
@@ -56,7 +77,11 @@ func TestMainCheckSize(t *testing.T) {
 	assert.Equal(t, int64(2), sync.Calls[opUserList], "the lock's lookup and one stream")
 	assert.Equal(t, int64(1), sync.Calls[opUserFetch], "the stream's last user still exists: it was whole")
 	assert.Equal(t, int64(190), sync.Calls[opTokenList])
-	assert.Equal(t, sync.Planned+2, sync.Writes, "the planned writes and the lock's create and delete")
+	assert.Equal(t, sync.Planned+2+sync.Renewals, sync.Writes, "the planned writes, the lock's create and delete and its renewals")
+	assert.Equal(t, int64(20)+sync.Renewals, sync.Calls[opUserUpdate], "20 planned and the lock's renewals")
+	pollSync := rep.Runs[5]
+	require.Equal(t, "sync", pollSync.Op)
+	assert.Positive(t, pollSync.Renewals, "a sync under the poll limit holds the lock for 3 windows of 250ms: -check's lock (TTL 600ms) is renewed every 200ms")
 	assert.Equal(t, int64(10+1), sync.Calls[opUserCreate], "10 planned and the lock")
 	assert.Equal(t, int64(160), sync.Planned, "10 + 20 + 10 user writes, 20 creates x 2 (create, confirm), 20 revokes, 20 rotations x 3 (create, confirm, revoke)")
 }
@@ -70,10 +95,31 @@ func TestMainOddSizes(t *testing.T) {
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
-			code := Main(context.Background(), append(args, "-latency", "0", "-parallelism", "3"), &out, &errb)
+			code := Main(context.Background(), append(args, "-latency", "0", "-parallelism", "3", "-state-users", ""), &out, &errb)
 			assert.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 		})
 	}
+}
+
+// A sync that holds the lock longer than TTL/3 renews it: each renewal is a user
+// update that no plan asked for, and the exact call checks count it (they did not,
+// and `go run ./bench` failed at its defaults: "user.update: 502 calls, want 500").
+func TestSyncCountsTheLocksRenewals(t *testing.T) {
+	sc := newScenario(50, 1, 1, time.Now())
+	sc.lockTTL = 90 * time.Millisecond // renewed every 30ms
+	d, err := config.LoadBytes("bench.yaml", sc.yaml, nil)
+	require.NoError(t, err)
+	// 5ms per call: the sync takes well over 30ms.
+	r, err := measure(context.Background(), sc, d, 5*time.Millisecond, opSync, 2, pollRun{}, false)
+	require.NoError(t, err)
+	assert.Empty(t, r.Failures)
+	require.Positive(t, r.Renewals)
+	assert.Equal(t, int64(sc.want.UserUpdate)+r.Renewals, r.Calls[opUserUpdate])
+
+	// A miscount is caught: the renewals counted are checked against the hold.
+	var bad run
+	checkRenewals(&bad, 10, 100*time.Millisecond, 90*time.Millisecond)
+	assert.Contains(t, strings.Join(bad.Failures, ""), "renewed 10 times while held 100ms, want 1..3")
 }
 
 func TestScenarioDrift(t *testing.T) {

@@ -104,6 +104,7 @@ type run struct {
 	Writes, Planned       int64 // write calls made, and planned (a token create counts 2, a rotation 3)
 	Chain                 int   // the longest per-user sequence of planned write calls
 	Retries               int64
+	Renewals              int64         // the lock's renewals (user updates), a sync's only
 	CallP50, CallP99      time.Duration // one request, until its answer's headers
 	CallMax               time.Duration
 	HeapBefore            uint64 // live heap at the start (emulator state, config, scenario)
@@ -245,10 +246,13 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 	r.HeapBefore = mem.start
 	t0 := time.Now()
 	var lk *lease.Lease
+	lockAPI := &leaseAPI{API: e.api}
+	var held time.Duration
 	if op == opSync {
 		// A sync takes the account's lock first, as cbk-sync sync does: a lookup and
-		// a create before the plan, a delete after the apply.
-		lk, ctx, err = lease.Acquire(ctx, e.api, lease.Options{Owner: d.Owner})
+		// a create before the plan, a delete after the apply, and a renewal every
+		// TTL/3 in between.
+		lk, ctx, err = lease.Acquire(ctx, lockAPI, lease.Options{Owner: d.Owner, TTL: sc.lockTTL})
 		if err != nil {
 			return nil, fmt.Errorf("%s P=%d: %w", op, p, err)
 		}
@@ -263,6 +267,7 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 			err = rerr
 		}
 		r.WriteWall = time.Since(t1)
+		held = time.Since(t0)
 	}
 	r.Wall = time.Since(t0)
 	r.PeakHeap, r.Allocated = mem.stop()
@@ -304,6 +309,9 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 		want[opUserFetch] += fetches - sc.minReads[opUserFetch]
 		want[opUserCreate]++
 		want[opUserDelete]++
+		r.Renewals = lockAPI.renewals.Load()
+		want[opUserUpdate] += r.Renewals
+		checkRenewals(r, r.Renewals, held, sc.lockTTL)
 	}
 	r.MinPolls = want[opUserList] + want[opTokenList] // a sync's: with the lock's lookup
 

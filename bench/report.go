@@ -31,6 +31,9 @@ type report struct {
 	configLoad  time.Duration
 	timer       time.Duration // what a timer of the latency really takes here
 	runs        []*run
+	stateRuns   []*stateRun   // the emulator's own runs, memory then --state at each size
+	duration    time.Duration // the whole benchmark
+	started     time.Time
 }
 
 // baseline returns the P=1 run of op, or nil.
@@ -83,6 +86,11 @@ func (rep *report) failures() []string {
 			out = append(out, fmt.Sprintf("%s P=%d: %s", r.Op, r.Parallelism, f))
 		}
 	}
+	for _, r := range rep.stateRuns {
+		for _, f := range r.Failures {
+			out = append(out, fmt.Sprintf("emulator at %d users (%s): %s", r.Users, r.mode(), f))
+		}
+	}
 	return out
 }
 
@@ -124,9 +132,9 @@ func (rep *report) writeText(w io.Writer) {
 	fmt.Fprintln(w)
 	for _, r := range rep.runs {
 		if r.Op == opSync {
-			fmt.Fprintf(w, "sync P=%d: read+plan %s (bound %s, ratio %.2f), apply %s (bound %s, ratio %.2f)\n", r.Parallelism,
+			fmt.Fprintf(w, "sync P=%d%s: read+plan %s (bound %s, ratio %.2f), apply %s (bound %s, ratio %.2f); lock renewed %d times\n", r.Parallelism, r.Poll.short(),
 				seconds(r.ReadWall), seconds(r.ReadBound), ratio(r.ReadWall, r.ReadBound),
-				seconds(r.WriteWall), seconds(r.WriteBound), ratio(r.WriteWall, r.WriteBound))
+				seconds(r.WriteWall), seconds(r.WriteBound), ratio(r.WriteWall, r.WriteBound), r.Renewals)
 		}
 	}
 	for _, r := range rep.runs {
@@ -148,8 +156,9 @@ func (rep *report) writeText(w io.Writer) {
 	fmt.Fprintln(w, "call: one request as the client times it, from sending to the answer's headers (waiting for a connection included).")
 	fmt.Fprintln(w, "peak heap: live heap sampled every 2ms (runtime/metrics heap objects, ~HeapAlloc), the in-process emulator included;\n"+
 		"  growth: over the heap at the start of the run; allocated: bytes allocated during the run, emulator included.")
+	rep.writeStateText(w)
 	if len(rep.failures()) == 0 {
-		fmt.Fprintln(w, "calls: every run made exactly the minimum reads and one write per planned call (a sync: and the lock's 3 calls).")
+		fmt.Fprintf(w, "calls: every run made exactly the minimum reads and one write per planned call (a sync: and the lock's 3 calls, and a renewal every %s).\n", renewalPeriod(s.lockTTL))
 	}
 }
 
@@ -164,6 +173,10 @@ func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 // The JSON form of the report: durations in milliseconds.
 type jsonReport struct {
+	Date      string      `json:"date"` // YYYY-MM-DD, UTC
+	Machine   jsonMachine `json:"machine"`
+	DurationS float64     `json:"duration_s"` // the whole benchmark
+
 	Users        int              `json:"users"`
 	Tokens       int              `json:"tokens_per_user"`
 	LatencyMS    float64          `json:"latency_ms"`
@@ -176,6 +189,11 @@ type jsonReport struct {
 	Runs         []jsonRun        `json:"runs"`
 	OK           bool             `json:"ok"`
 	Failures     []string         `json:"failures"`
+
+	StateDurationMS float64        `json:"state_duration_ms,omitempty"`
+	StateRuns       []jsonStateRun `json:"state_runs,omitempty"`
+	// StateScale is writes/s with --state at the largest size over the smallest.
+	StateScale float64 `json:"state_scale,omitempty"`
 }
 
 type jsonDrift struct {
@@ -205,6 +223,7 @@ type jsonRun struct {
 	Planned      int64            `json:"planned_writes"`
 	LongestChain int              `json:"longest_chain"`
 	Retries      int64            `json:"retries"`
+	Renewals     int64            `json:"lock_renewals"`
 	CallP50MS    float64          `json:"call_p50_ms"`
 	CallP99MS    float64          `json:"call_p99_ms"`
 	CallMaxMS    float64          `json:"call_max_ms"`
@@ -235,6 +254,12 @@ func (rep *report) jsonView() jsonReport {
 		Plan:  sc.want, MinReads: sc.minReads, ConfigLoadMS: ms(rep.configLoad),
 		Failures: rep.failures(),
 	}
+	out.Date, out.Machine, out.DurationS = rep.started.UTC().Format(time.DateOnly), thisMachine(), rep.duration.Seconds()
+	out.StateDurationMS = ms(s.stateDuration)
+	for _, r := range rep.stateRuns {
+		out.StateRuns = append(out.StateRuns, r.json())
+	}
+	out.StateScale = stateScale(rep.stateRuns)
 	out.OK = len(out.Failures) == 0
 	if out.Failures == nil {
 		out.Failures = []string{}
@@ -249,7 +274,7 @@ func (rep *report) jsonView() jsonReport {
 			WallMS: ms(r.Wall), BoundMS: ms(r.Bound()), Ratio: r.Ratio(), SpeedUp: rep.speedUp(r),
 			ReadWallMS: ms(r.ReadWall), ReadBoundMS: ms(r.ReadBound), WriteWallMS: ms(r.WriteWall), WriteBoundMS: ms(r.WriteBound),
 			Calls: r.Calls, Reads: r.Reads, MinReads: r.MinReads, Writes: r.Writes, Planned: r.Planned,
-			LongestChain: r.Chain, Retries: r.Retries, CallP50MS: ms(r.CallP50), CallP99MS: ms(r.CallP99), CallMaxMS: ms(r.CallMax), HeapBefore: r.HeapBefore, PeakHeap: r.PeakHeap, Allocated: r.Allocated,
+			LongestChain: r.Chain, Retries: r.Retries, Renewals: r.Renewals, CallP50MS: ms(r.CallP50), CallP99MS: ms(r.CallP99), CallMaxMS: ms(r.CallMax), HeapBefore: r.HeapBefore, PeakHeap: r.PeakHeap, Allocated: r.Allocated,
 			Targets: rep.targets(r), Failures: f,
 		})
 		if r.Poll.on() {

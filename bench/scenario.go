@@ -42,6 +42,9 @@ type scenario struct {
 	// users is the number of remote users before the run.
 	users int
 	paged bool // users are listed in pages, not one stream
+	// lockTTL is the TTL of a sync's account lock (0: lease.DefaultTTL), renewed every
+	// lockTTL/3; -check shortens it so that a short run renews it too.
+	lockTTL time.Duration
 	// want is the plan summary the drift must produce.
 	want plan.Summary
 }

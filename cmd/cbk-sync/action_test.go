@@ -145,6 +145,13 @@ func TestActionRunStep(t *testing.T) {
 	}
 	_, err = os.Stat(emu)
 	assert.True(t, os.IsNotExist(err), "plan wrote nothing, not even the emulator's state")
+	var ids struct {
+		ByEmail map[string]*string `json:"by_email"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out["ids"]), &ids), "the ids output")
+	assert.Len(t, ids.ByEmail, 300)
+	assert.Nil(t, ids.ByEmail["user007@acme.test"], "in a plan, a user to create maps to null")
+	assert.Equal(t, filepath.Join(planDir, "ids.json"), out["ids-file"])
 
 	out, summary = runActionStep(t, step, inputs("sync"), ctx, dir)
 	assert.Equal(t, "0", out["exit-code"], summary)
@@ -156,6 +163,14 @@ func TestActionRunStep(t *testing.T) {
 	secrets, err := os.ReadFile(filepath.Join(dir, "secrets.jsonl"))
 	require.NoError(t, err)
 	assert.Equal(t, 600, strings.Count(string(secrets), `"token":"sk-`))
+	// After sync, ids-file maps every created user to its new ID.
+	idsJSON, err := os.ReadFile(out["ids-file"])
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(idsJSON, &ids))
+	require.Len(t, ids.ByEmail, 300)
+	for email, id := range ids.ByEmail {
+		require.NotNil(t, id, email)
+	}
 	for _, f := range []string{"plan.txt", "plan.md", "comment.md", "plan.json", "plan.saved.json", "report.json"} {
 		b, err := os.ReadFile(filepath.Join(out["plan-dir"], f))
 		require.NoError(t, err, f)

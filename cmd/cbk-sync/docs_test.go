@@ -3,9 +3,12 @@ package main
 import (
 	"flag"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -52,6 +55,103 @@ func generatedBlocks(t *testing.T) []struct{ file, name, text string } {
 		{"commands.md", "commands", commandsMarkdown(cliModel(t))},
 		{"output.md", "exit-codes", exitcode.Markdown()},
 		{"output.md", "metrics", metricsMarkdown(t)},
+		{"development.md", "imports", importsMarkdown(t)},
+	}
+}
+
+// ourImports returns, for each package of the module but the tools, the packages of
+// ours its non-test files import ("internal/plan" -> ["internal/state"]).
+func ourImports(t *testing.T) map[string][]string {
+	t.Helper()
+	const module = "github.com/cbk-sync/cbk-sync/"
+	root := filepath.Join("..", "..")
+	dirs := []string{"cmd/cbk-sync", "bench"}
+	entries, err := os.ReadDir(filepath.Join(root, "internal"))
+	require.NoError(t, err)
+	for _, e := range entries {
+		if e.IsDir() {
+			dirs = append(dirs, "internal/"+e.Name())
+		}
+	}
+	out := map[string][]string{}
+	for _, d := range dirs {
+		files, err := filepath.Glob(filepath.Join(root, filepath.FromSlash(d), "*.go"))
+		require.NoError(t, err)
+		set := map[string]bool{}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
+			require.NoError(t, err)
+			for _, imp := range af.Imports {
+				if p := strings.Trim(imp.Path.Value, `"`); strings.HasPrefix(p, module) {
+					set[strings.TrimPrefix(p, module)] = true
+				}
+			}
+		}
+		deps := []string{}
+		for p := range set {
+			deps = append(deps, p)
+		}
+		sort.Strings(deps)
+		out[d] = deps
+	}
+	return out
+}
+
+// importsMarkdown is the import graph of docs/development.md.
+func importsMarkdown(t *testing.T) string {
+	imports := ourImports(t)
+	pkgs := make([]string, 0, len(imports))
+	arrows := 0
+	for p, deps := range imports {
+		pkgs = append(pkgs, p)
+		arrows += len(deps)
+	}
+	sort.Strings(pkgs)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d arrows (non-test imports between our packages):\n\n| package | imports of ours |\n|---|---|\n", arrows)
+	for _, p := range pkgs {
+		deps := "–"
+		if len(imports[p]) > 0 {
+			deps = "`" + strings.Join(imports[p], "`, `") + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s |\n", p, deps)
+	}
+	return b.String()
+}
+
+// TestImportArrows keeps the data flow one way (docs/development.md): plan is pure and
+// imports neither client nor apply; client knows no plan; the leaves import nothing of
+// ours but state; nothing imports the command.
+func TestImportArrows(t *testing.T) {
+	imports := ourImports(t)
+	allowed := map[string][]string{
+		"internal/state":      {},
+		"internal/atomicfile": {},
+		"internal/exitcode":   {},
+		"internal/config":     {"internal/state"},
+		"internal/client":     {"internal/state"},
+		"internal/plan":       {"internal/state"},
+		"internal/metrics":    {"internal/exitcode"},
+		"internal/emulator":   {"internal/atomicfile", "internal/state"},
+		"internal/lease":      {"internal/client", "internal/state"},
+		"internal/apply":      {"internal/atomicfile", "internal/client", "internal/plan", "internal/state"},
+	}
+	for p, deps := range imports {
+		want, ok := allowed[p]
+		if !ok {
+			if strings.HasPrefix(p, "internal/") {
+				t.Errorf("%s is a new package: say in TestImportArrows (and docs/development.md) what it may import", p)
+			}
+			continue
+		}
+		for _, d := range deps {
+			if !slices.Contains(want, d) {
+				t.Errorf("%s imports %s: an arrow the layout does not have (docs/development.md)", p, d)
+			}
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
@@ -22,7 +23,13 @@ type ExportCmd struct {
 	// OldOut is export's spelling before -o meant a format everywhere: -o FILE still
 	// works, with a warning, unless FILE is a format's name (see Validate).
 	OldOut string `name:"output" short:"o" hidden:""`
+	// Omit leaves fields to the partner's app: a nightly sync of the file never reverts
+	// what customers set there.
+	Omit []string `name:"omit" sep:"," placeholder:"FIELD,..." help:"Leave these user fields out of the file, so that it does not manage them (what the partner's app or its customers set is never reverted): any of name, description, image, meta, limits."`
 }
+
+// omittable are the user fields export --omit can leave out.
+var omittable = []string{"name", "description", "image", "meta", "limits"}
 
 // formatNames are the words -o takes as a format in plan, sync and show: given to
 // export's old -o, they are refused, never taken for a file name.
@@ -43,7 +50,31 @@ func (c *ExportCmd) Validate() error {
 			return fmt.Errorf("export -o %s and --out %s: -o is the old spelling of --out; pass --out only", c.OldOut, c.Out)
 		}
 	}
+	for _, f := range c.Omit {
+		if !slices.Contains(omittable, f) {
+			return fmt.Errorf("--omit %q: give user fields among %s, separated by commas", f, strings.Join(omittable, ", "))
+		}
+	}
 	return nil
+}
+
+// omitFields leaves the fields of --omit out of u: absent, they are not exported, so
+// the file does not manage them.
+func (c *ExportCmd) omitFields(u *state.User) {
+	for _, f := range c.Omit {
+		switch f {
+		case "name":
+			u.Name = state.Opt[string]{}
+		case "description":
+			u.Description = state.Opt[string]{}
+		case "image":
+			u.Image = state.Opt[string]{}
+		case "meta":
+			u.Meta = state.Opt[state.Meta]{}
+		case "limits":
+			u.Limits = state.Opt[state.Limits]{}
+		}
+	}
 }
 
 // Run reads the users (and tokens) and writes them as YAML.
@@ -83,6 +114,7 @@ func (c *ExportCmd) Run(ctx context.Context, env *Env) error {
 		if !include(u) {
 			continue
 		}
+		c.omitFields(&u)
 		users = append(users, u)
 		if c.Tokens {
 			for _, t := range actual.Tokens[u.ID] {
@@ -101,6 +133,9 @@ func (c *ExportCmd) Run(ctx context.Context, env *Env) error {
 	out, err := config.Export(c.Owner, users, tokens)
 	if err != nil {
 		return err
+	}
+	if len(c.Omit) > 0 {
+		out = append([]byte("# Left unmanaged (export --omit): "+strings.Join(c.Omit, ", ")+". These fields are not in the file,\n# so no sync changes them; declare one on a user to manage it there.\n"), out...)
 	}
 	if c.Out != "" {
 		if err := atomicfile.Write(c.Out, out, 0o644); err != nil {

@@ -152,6 +152,7 @@ type PlanCmd struct {
 	APIFlags
 	PlanFlags
 	MetricsFlags
+	IDsFlags
 	Out string `name:"out" type:"path" placeholder:"FILE" help:"Also save the plan to FILE for 'cbk-sync apply FILE'."`
 	// Base is the configuration before the change under review (a PR's base branch).
 	Base []string `name:"base" placeholder:"PATH" help:"Configuration before the change (file or directory; repeatable): read token lists only for users whose declared tokens the change adds or alters. The plan says how many users' tokens it did not check."`
@@ -178,7 +179,7 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 		need = plan.TokenListsNeeded(base, d)
 	}
 	inputs := append(c.inputs("-f", c.Files...), c.inputs("--base", c.Base...)[1:]...)
-	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput()}, inputs); err != nil {
+	if err := prepareOutputs([]output{{flag: "--out", path: c.Out}, c.emulatorOutput(), c.metricsOutput(), c.idsOutput()}, inputs); err != nil {
 		return err
 	}
 	s, err := c.open(env, false)
@@ -208,6 +209,9 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 			return fmt.Errorf("--out: %w", err)
 		}
 		env.Log.Info("plan saved", "file", c.Out)
+	}
+	if err := c.writeIDs(env, p, nil); err != nil {
+		return err
 	}
 	return planOutcome(p, c.DetailedExitcode)
 }

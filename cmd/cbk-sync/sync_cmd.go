@@ -39,6 +39,7 @@ type SyncCmd struct {
 	PlanFlags
 	ApplyFlags
 	MetricsFlags
+	IDsFlags
 	DryRun bool `name:"dry-run" help:"Only plan: the same as 'cbk-sync plan'."`
 	Yes    bool `short:"y" help:"Apply without asking (required when there is no terminal)."`
 }
@@ -63,12 +64,12 @@ func (c *SyncCmd) Validate() error {
 }
 
 // Run plans, shows the plan, and applies it after the safety checks and confirmation.
-func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
+func (c *SyncCmd) Run(ctx context.Context, env *Env) (err error) {
 	d, err := c.load(ctx, env)
 	if err != nil {
 		return err
 	}
-	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput()), c.inputs("-f", c.Files...)); err != nil {
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput(), c.idsOutput()), c.inputs("-f", c.Files...)); err != nil {
 		return err
 	}
 	var sink *secretsSink
@@ -97,6 +98,7 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
+	defer func() { err = c.writeIDsAfter(env, p, err) }()
 	p.SecretsTo = sink.destinationFor(p)
 	if err := showPlan(env, c.planWriter(env), p, c.Output, c.markdownOptions()); err != nil {
 		return err
@@ -334,6 +336,7 @@ type ApplyCmd struct {
 	APIFlags
 	ApplyFlags
 	MetricsFlags
+	IDsFlags
 	Output string `short:"o" enum:"text,json,markdown" default:"text" help:"Format of the plan shown before applying."`
 }
 
@@ -341,8 +344,8 @@ type ApplyCmd struct {
 // read of the remote objects its changes depend on, and applies that plan only if it
 // equals the saved one and is safe. Applying a saved plan is its approval: it does not
 // ask again.
-func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
-	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput()), c.inputs("the saved plan", c.PlanFile)); err != nil {
+func (c *ApplyCmd) Run(ctx context.Context, env *Env) (err error) {
+	if err := prepareOutputs(append(c.ApplyFlags.outputs(), c.emulatorOutput(), c.metricsOutput(), c.idsOutput()), c.inputs("the saved plan", c.PlanFile)); err != nil {
 		return err
 	}
 	saved, err := readSavedPlan(c.PlanFile)
@@ -382,6 +385,7 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return savedRefusal(c.PlanFile, err)
 	}
+	defer func() { err = c.writeIDsAfter(env, p, err) }()
 	// Where the secrets go is this run's choice, never the file's.
 	p.SecretsTo = sink.destinationFor(p)
 	if err := showPlan(env, c.planWriter(env), p, c.Output, plan.MarkdownOptions{}); err != nil {

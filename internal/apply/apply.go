@@ -126,7 +126,7 @@ func Run(ctx context.Context, api API, p *plan.Plan, o Options) (*Report, error)
 	for _, up := range p.Users {
 		for _, c := range up.Changes {
 			rep.Results = append(rep.Results, Result{
-				Action: c.Action, Email: c.Email, UserID: firstNonEmpty(c.UserID, up.UserID),
+				Action: c.Action, Identity: up.Identity, Email: c.Email, UserID: firstNonEmpty(c.UserID, up.UserID),
 				TokenName: c.TokenName, TokenID: c.TokenID,
 			})
 		}

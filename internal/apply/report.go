@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cbk-sync/cbk-sync/internal/plan"
+	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
 // Statuses of a Result.
@@ -72,10 +73,13 @@ type Totals struct {
 
 // Result is what one planned change came to.
 type Result struct {
-	Action    plan.Action `json:"action"`
-	Email     string      `json:"email"`
-	UserID    string      `json:"user_id,omitempty"` // for a user create: the new user's ID
-	TokenName string      `json:"token_name,omitempty"`
+	Action plan.Action `json:"action"`
+	// Identity names the change's user as the plan does (for --ids-out, which maps a
+	// created user's identity to its new ID); the report shows email and user_id.
+	Identity  state.Identity `json:"-"`
+	Email     string         `json:"email"`
+	UserID    string         `json:"user_id,omitempty"` // for a user create: the new user's ID
+	TokenName string         `json:"token_name,omitempty"`
 	// TokenID is the token the plan named (updated, revoked, rotated out), or for a
 	// token create the new token's ID.
 	TokenID string `json:"token_id,omitempty"`

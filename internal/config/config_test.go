@@ -39,7 +39,7 @@ func TestLoadFullConfig(t *testing.T) {
 
 	alice := d.Users[0]
 	assert.Equal(t, "alice@acme.test", alice.Email.Value())
-	assert.Equal(t, state.Pos{File: "testdata/full.yaml", Line: 20, Column: 5}, alice.Pos)
+	assert.Equal(t, state.Pos{File: "testdata/full.yaml", Line: 23, Column: 5}, alice.Pos)
 	assert.Equal(t, "alice-sales", alice.Alias)
 	assert.Equal(t, map[string]any{"maxFileSize": 10485760.0}, alice.Limits.Value()["file"])
 	assert.Equal(t, map[string]any{"maxFileSize": 2097152.0}, alice.Limits.Value()["attachment"])
@@ -52,18 +52,20 @@ func TestLoadFullConfig(t *testing.T) {
 	assert.Equal(t, 100000.0, lim["tokens"])
 	assert.Equal(t, 100.0, lim["database"].(map[string]any)["files"])
 	assert.True(t, alice.ManageTokens)
-	require.Len(t, alice.Tokens, 2)
-	assert.Equal(t, "ci", alice.Tokens[0].Name)
-	assert.Equal(t, 720*time.Hour, alice.Tokens[0].RotateAfter)
-	assert.Equal(t, 30*24*time.Hour, alice.Tokens[1].RotateAfter)
-	assert.Equal(t, state.Some(state.Meta{"purpose": "ci"}), alice.Tokens[0].Meta)
-	assert.True(t, alice.Tokens[1].Description.Absent())
+	require.Len(t, alice.Tokens, 3)
+	assert.Equal(t, "deploy", alice.Tokens[0].Name, "defaults.tokens first")
+	assert.Equal(t, state.Some("Deploys"), alice.Tokens[0].Description)
+	assert.Equal(t, "ci", alice.Tokens[1].Name)
+	assert.Equal(t, 720*time.Hour, alice.Tokens[1].RotateAfter)
+	assert.Equal(t, 30*24*time.Hour, alice.Tokens[2].RotateAfter)
+	assert.Equal(t, state.Some(state.Meta{"purpose": "ci"}), alice.Tokens[1].Meta)
+	assert.True(t, alice.Tokens[2].Description.Absent())
 
 	bob := d.Users[1]
 	assert.True(t, bob.Image.IsNull(), "the user's null wins over the default")
 	assert.Equal(t, state.Some("Unnamed"), bob.Name)
 	assert.True(t, bob.ManageTokens)
-	assert.Empty(t, bob.Tokens)
+	assert.Empty(t, bob.Tokens, "defaultTokens: false and tokens: []: revoke all owned tokens")
 	assert.Equal(t, 1000.0, bob.Limits.Value()["conversations"])
 	assert.Equal(t, 10.0, bob.Limits.Value()["database"].(map[string]any)["files"])
 	assert.Equal(t, map[string]any{"maxFileSize": 10485760.0}, bob.Limits.Value()["file"], "from defaults")
@@ -71,7 +73,9 @@ func TestLoadFullConfig(t *testing.T) {
 	assert.True(t, has && att == nil, "defaults' attachment: null is declared")
 
 	carol := d.Users[2]
-	assert.False(t, carol.ManageTokens, "absent tokens are not managed")
+	assert.True(t, carol.ManageTokens, "no tokens of its own: defaults.tokens")
+	require.Len(t, carol.Tokens, 1)
+	assert.Equal(t, "deploy", carol.Tokens[0].Name)
 	assert.False(t, carol.MetaExact)
 	assert.Equal(t, state.Identity{Kind: state.ByEmail, Value: "carol@acme.test"}, carol.Identity())
 
@@ -336,4 +340,66 @@ func TestPruneUsersRelease(t *testing.T) {
 	_, err := Load([]string{a, b}, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), b+`:3:16: prune.users is true here but release at `+a+`:3:16: the files that set prune.users must agree`)
+}
+
+// TestDefaultTokens: defaults.tokens are every user's, merged by name with the user's
+// own (the user's values win field by field, meta key by key); defaultTokens: false
+// opts a user out.
+func TestDefaultTokens(t *testing.T) {
+	d := load(t, `
+version: 1
+owner: acme
+defaults:
+  tokens:
+    - name: ci
+      description: CI pipeline
+      meta: { purpose: ci, team: platform }
+      rotateAfter: 30d
+users:
+  - email: a@acme.test
+  - email: b@acme.test
+    tokens:
+      - name: ci
+        description: B's own pipeline
+        meta: { team: b }
+      - name: ops
+  - email: c@acme.test
+    tokens:
+      - name: ci
+        rotateAfter: null
+  - email: d@acme.test
+    defaultTokens: false
+  - email: e@acme.test
+    defaultTokens: false
+    tokens: [{name: own}]
+`, nil)
+	require.Len(t, d.Users, 5)
+	a, b, c, dd, e := d.Users[0], d.Users[1], d.Users[2], d.Users[3], d.Users[4]
+
+	require.True(t, a.ManageTokens, "defaults.tokens manage the tokens of a user without its own")
+	require.Len(t, a.Tokens, 1)
+	assert.Equal(t, "ci", a.Tokens[0].Name)
+	assert.Equal(t, state.Some("CI pipeline"), a.Tokens[0].Description)
+	assert.Equal(t, state.Meta{"purpose": "ci", "team": "platform"}, a.Tokens[0].Meta.Value())
+	assert.Equal(t, 30*24*time.Hour, a.Tokens[0].RotateAfter)
+
+	require.Len(t, b.Tokens, 2)
+	assert.Equal(t, "ci", b.Tokens[0].Name)
+	assert.Equal(t, state.Some("B's own pipeline"), b.Tokens[0].Description, "the user's value wins")
+	assert.Equal(t, state.Meta{"purpose": "ci", "team": "b"}, b.Tokens[0].Meta.Value(), "meta merges key by key")
+	assert.Equal(t, 30*24*time.Hour, b.Tokens[0].RotateAfter, "what the user leaves out comes from the default")
+	assert.Equal(t, 14, b.Tokens[0].Pos.Line, "the user's declaration is where the token is")
+	assert.Equal(t, "ops", b.Tokens[1].Name)
+
+	require.Len(t, c.Tokens, 1)
+	assert.Zero(t, c.Tokens[0].RotateAfter, "rotateAfter: null overrides the default: never rotate")
+
+	assert.False(t, dd.ManageTokens, "opted out and no tokens of its own: not managed")
+	assert.True(t, e.ManageTokens)
+	require.Len(t, e.Tokens, 1)
+	assert.Equal(t, "own", e.Tokens[0].Name)
+
+	// Each user has its own copy of a default's meta.
+	a.Tokens[0].Meta.Value()["purpose"] = "changed"
+	assert.Equal(t, "ci", d.Users[2].Tokens[0].Meta.Value()["purpose"])
 }

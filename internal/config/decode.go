@@ -96,12 +96,15 @@ type fields struct {
 	exact                    state.Opt[bool] // metaMode
 	limits                   state.Opt[state.Limits]
 	exclusive                state.Opt[bool]
+	// tokens are defaults.tokens (nil for a user's own fields, and when the defaults
+	// declare none).
+	tokens *tokenDefaults
 }
 
 type entry struct{ key, val *yaml.Node }
 
-// maxObjectKeys is the most keys any object of the format has (a user's twelve).
-const maxObjectKeys = 12
+// maxObjectKeys is the most keys any object of the format has (a user's thirteen).
+const maxObjectKeys = 13
 
 // fieldMap holds the entries of one mapping by key, in a fixed array rather than a
 // map: it is built for every user and token, and a map costs allocations.
@@ -203,6 +206,9 @@ func (d *decoder) decodeFile(data []byte) fileConfig {
 	if e, ok := m.get("defaults"); ok {
 		if dm, ok := d.optionalMapping(e.val, objDefaults, "defaults"); ok {
 			defaults = d.fields(dm)
+			if te, ok := dm.get("tokens"); ok {
+				defaults.tokens = d.defaultTokens(te.val)
+			}
 		}
 	}
 
@@ -561,8 +567,8 @@ func (d *decoder) unknownKey(k *yaml.Node, obj string) {
 	case obj == objDefaults && name == "alias":
 		d.errorf(k, `"alias" cannot be in defaults: an alias is unique per partner account; give each user its own`)
 		return
-	case obj == objDefaults && name == "tokens":
-		d.errorf(k, `"tokens" cannot be in defaults: token names are unique per user; declare tokens under each user`)
+	case obj == objDefaults && name == "defaultTokens":
+		d.errorf(k, `"defaultTokens" cannot be in defaults: it is how one user opts out of defaults.tokens; set it on that user`)
 		return
 	}
 	if s := suggest(name, keyNames(objects[obj])); s != "" {
@@ -1135,27 +1141,46 @@ func (d *decoder) user(n *yaml.Node, defaults fields, fileExact state.Opt[bool])
 	}
 	u.ExclusiveTokens = f.exclusive.Value()
 
-	if e, has := m.get("tokens"); has {
+	var own []state.DesiredToken
+	var ownRotate []bool
+	e, hasOwn := m.get("tokens")
+	if hasOwn {
+		own, ownRotate = d.tokens(e.val)
+	}
+	useDefaults := defaults.tokens != nil
+	if e, has := m.get("defaultTokens"); has {
+		if b, bok := d.boolean(e.val, "defaultTokens"); bok {
+			useDefaults = useDefaults && b
+		}
+	}
+	switch {
+	case useDefaults:
 		u.ManageTokens = true
-		u.Tokens = d.tokens(e.val)
+		u.Tokens = mergeTokens(defaults.tokens, own, ownRotate)
+	case hasOwn:
+		u.ManageTokens = true
+		u.Tokens = own
 	}
 	return du, ok
 }
 
-func (d *decoder) tokens(n *yaml.Node) []state.DesiredToken {
+// tokens reads a tokens list; rotateSet says, for each token read, whether it has the
+// rotateAfter key (null included), which the merge with defaults.tokens needs.
+func (d *decoder) tokens(n *yaml.Node) (out []state.DesiredToken, rotateSet []bool) {
 	n = d.resolve(n)
 	if n == nil {
-		return nil
+		return nil, nil
 	}
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == tagNull {
 		d.errorf(n, "tokens is null, which is ambiguous: write \"tokens: []\" to revoke all owned tokens, or remove the key to leave tokens unmanaged")
-		return nil
+		return nil, nil
 	}
 	if n.Kind != yaml.SequenceNode {
 		d.errorf(n, "tokens must be a list of tokens (lines starting with \"- name: ...\"), not %s", describe(n))
-		return nil
+		return nil, nil
 	}
-	out := make([]state.DesiredToken, 0, len(n.Content))
+	out = make([]state.DesiredToken, 0, len(n.Content))
+	rotateSet = make([]bool, 0, len(n.Content))
 	seen := make(map[string]*yaml.Node, len(n.Content))
 	for _, item := range n.Content {
 		item = d.resolve(item)
@@ -1188,12 +1213,14 @@ func (d *decoder) tokens(n *yaml.Node) []state.DesiredToken {
 		if e, ok := m.get("meta"); ok {
 			t.Meta = d.meta(e.val, "meta", false)
 		}
-		if e, ok := m.get("rotateAfter"); ok {
+		e, rotate := m.get("rotateAfter")
+		if rotate {
 			t.RotateAfter = d.duration(e.val, "rotateAfter")
 		}
 		out = append(out, t)
+		rotateSet = append(rotateSet, rotate)
 	}
-	return out
+	return out, rotateSet
 }
 
 // duration reads a rotateAfter value; null means never (0).

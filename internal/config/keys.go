@@ -62,8 +62,14 @@ var (
 			map[string]any{"type": "string", "pattern": "^[a-z0-9_-]{1,128}$|\\$\\{",
 				"patternErrorMessage": "An alias is 1-128 characters of a-z, 0-9, _ and - (or a ${VAR})."}},
 	}, append(append([]keySpec{}, userFieldKeys...),
-		keySpec{"tokens", "The user's API tokens. Absent: tokens are not managed; []: revoke all owned tokens.",
-			map[string]any{"type": "array", "items": ref(objToken)}})...)
+		keySpec{"tokens", "The user's API tokens. Absent: tokens are not managed (unless defaults.tokens gives some); []: revoke all owned tokens (but those of defaults.tokens). A token named as one of defaults.tokens is merged with it field by field, the user's values winning.",
+			map[string]any{"type": "array", "items": ref(objToken)}},
+		keySpec{"defaultTokens", "false: this user does not get defaults.tokens (default true). With false and no tokens, the user's tokens are not managed.", boolType()})...)
+	// defaultsKeys are the keys of defaults: the user fields, and the tokens every user
+	// of the file gets.
+	defaultsKeys = append(append([]keySpec{}, userFieldKeys...),
+		keySpec{"tokens", "Tokens every user of this file gets, merged by name with the user's own tokens (the user's values win, field by field; meta merges key by key). A user opts out with defaultTokens: false. Not empty.",
+			map[string]any{"type": "array", "items": ref(objToken), "minItems": 1}})
 	limitsKeys = []keySpec{
 		{"tokens", "Maximum tokens.", limitType()},
 		{"conversations", "Maximum conversations.", limitType()},
@@ -98,7 +104,7 @@ var (
 var objects = map[string][]keySpec{
 	objConfig:   configKeys,
 	objPrune:    pruneKeys,
-	objDefaults: userFieldKeys,
+	objDefaults: defaultsKeys,
 	objUser:     userKeys,
 	objLimits:   limitsKeys,
 	objDatabase: databaseKeys,

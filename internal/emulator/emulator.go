@@ -87,6 +87,9 @@ type Options struct {
 	StreamPageSize int
 	// Paths is the path family served (see Paths); the zero value is PathsPartner.
 	Paths Paths
+	// MaxTombstones bounds the deleted ids remembered for their cursors (see addGone);
+	// 0 means DefaultMaxTombstones.
+	MaxTombstones int
 }
 
 // Paths says which path family the emulator serves. A deployment serves one: the
@@ -210,18 +213,20 @@ type Emulator struct {
 	now         func() time.Time
 	paths       Paths
 
-	mu        sync.Mutex // guards the state below
-	users     sorted[*user]
+	mu        sync.Mutex      // guards the state below
+	users     *ordered[*user] // in list order (index.go)
 	userByID  map[string]*user
 	byEmail   map[string]string // state.EmailKey(email) -> user id
 	byAlias   map[string]string // alias -> user id
-	tokens    map[string]*sorted[*token]
+	tokens    *ordered[*token]  // every user's, grouped by user id
 	tokenByID map[string]*token
 	tokenUser map[string]string // token id -> user id
-	gone      map[string]int64  // deleted id -> createdAt: its cursor selects nothing, its id is never reused
-	foreign   map[string]bool   // ids of users of another partner account: 403 on every route
-	seq       uint64            // id counter
-	version   uint64            // bumped by every change, so saves never go backwards
+	gone      map[string]int64  // deleted id -> createdAt: its cursor selects nothing (bounded: addGone)
+	goneOrder []string          // the ids of gone, oldest delete first
+	maxGone   int
+	foreign   map[string]bool // ids of users of another partner account: 403 on every route
+	seq       uint64          // id counter
+	version   uint64          // bumped by every change, so saves never go backwards
 
 	streamPage int
 
@@ -248,12 +253,7 @@ type Emulator struct {
 	calls       map[string]int64
 	faultCounts map[string]int64
 
-	saveMu       sync.Mutex
-	savedVersion uint64 // the version last saved, when saved
-	saved        bool
-	// writeState writes the encoded state to the temporary file; tests replace it to
-	// simulate a crash in the middle of a save.
-	writeState func(w io.Writer, data []byte) error
+	persister // the state file and its journal (persist.go)
 }
 
 // New returns an emulator, loading opts.StatePath when that file exists.
@@ -271,28 +271,26 @@ func New(opts Options) (*Emulator, error) {
 		saveOnWrite: opts.SaveOnWrite && opts.StatePath != "",
 		now:         opts.Now,
 		paths:       paths,
-		users:       sorted[*user]{key: userKey},
+		users:       newOrdered[*user](),
 		userByID:    map[string]*user{},
 		byEmail:     map[string]string{},
 		byAlias:     map[string]string{},
-		tokens:      map[string]*sorted[*token]{},
+		tokens:      newOrdered[*token](),
 		tokenByID:   map[string]*token{},
 		tokenUser:   map[string]string{},
 		gone:        map[string]int64{},
 		streamPage:  orDefaultInt(opts.StreamPageSize, 100),
 		foreign:     map[string]bool{},
 		pollNow:     time.Now,
-		writeState:  func(w io.Writer, data []byte) error { _, err := w.Write(data); return err },
+		maxGone:     orDefaultInt(opts.MaxTombstones, DefaultMaxTombstones),
 	}
 	if e.now == nil {
 		e.now = time.Now
 	}
 	e.SetFaults(opts.Faults)
 	e.ResetCounts()
-	if e.statePath != "" {
-		if err := e.load(); err != nil {
-			return nil, err
-		}
+	if err := e.openState(); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -386,8 +384,8 @@ func (e *Emulator) nowMilli() int64 { return e.now().UnixMilli() }
 func (e *Emulator) Users() []state.User {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make([]state.User, 0, len(e.users.items))
-	for _, u := range e.users.items {
+	out := make([]state.User, 0, e.users.len())
+	for _, u := range e.users.all("") {
 		c := u.User
 		c.Meta = cloneMeta(c.Meta)
 		c.Limits = cloneLimits(c.Limits)
@@ -401,12 +399,12 @@ func (e *Emulator) Users() []state.User {
 func (e *Emulator) Tokens(userID string) []state.Token {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	ts := e.tokens[userID]
-	if ts == nil {
+	ts := e.tokens.all(userID)
+	if len(ts) == 0 {
 		return nil
 	}
-	out := make([]state.Token, 0, len(ts.items))
-	for _, t := range ts.items {
+	out := make([]state.Token, 0, len(ts))
+	for _, t := range ts {
 		c := t.Token
 		c.Meta = cloneMeta(c.Meta)
 		out = append(out, c)
@@ -445,7 +443,6 @@ func (e *Emulator) PutUser(u state.User) (state.User, error) {
 		return state.User{}, aerr
 	}
 	e.insertUser(rec)
-	e.version++
 	out := rec.User
 	out.Meta = cloneMeta(out.Meta)
 	out.Limits = cloneLimits(out.Limits)
@@ -493,7 +490,6 @@ func (e *Emulator) PutToken(userID string, t state.Token) (state.Token, error) {
 		return state.Token{}, aerr
 	}
 	e.insertToken(userID, rec)
-	e.version++
 	out := rec.Token
 	out.Meta = cloneMeta(out.Meta)
 	return out, nil
@@ -516,32 +512,13 @@ func (e *Emulator) PutForeignUser(id string) error {
 	if id == "" || e.idTaken(id) {
 		return fmt.Errorf("emulator: id %q is empty or already in use", id)
 	}
-	e.foreign[id] = true
-	e.version++
+	e.putForeign(id)
 	return nil
 }
 
 // errForeign is the answer for a user of another partner account.
 func errForeign() *apiError {
 	return &apiError{status: http.StatusForbidden, code: "NOT_AUTHORIZED", msg: "not authorized to access this user"}
-}
-
-func (e *Emulator) insertUser(u *user) {
-	e.users.insert(u)
-	e.userByID[u.ID] = u
-	if email, ok := u.Email.Get(); ok {
-		e.byEmail[state.EmailKey(email)] = u.ID
-	}
-	if alias, ok := u.Alias.Get(); ok {
-		e.byAlias[alias] = u.ID
-	}
-	e.tokens[u.ID] = &sorted[*token]{key: tokenKey}
-}
-
-func (e *Emulator) insertToken(userID string, t *token) {
-	e.tokens[userID].insert(t)
-	e.tokenByID[t.ID] = t
-	e.tokenUser[t.ID] = userID
 }
 
 // userRef finds the user a fetch, update or delete path names: by id, or by alias as
@@ -672,7 +649,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.mu.Lock()
 		v := e.version // this change's version, or a later one
 		e.mu.Unlock()
-		if err := e.saveAtLeast(v, false); err != nil {
+		if err := e.saveAtLeast(v); err != nil {
 			// The change is made in memory but not on disk: say so, as a server that
 			// failed after acting would.
 			writeError(w, &apiError{status: http.StatusInternalServerError, code: "INTERNAL_SERVER_ERROR", msg: "the change was made but the state was not saved"})
@@ -1005,7 +982,7 @@ func parseListQuery(q map[string][]string) (listQuery, *apiError) {
 // cursorKey finds the sort key of a cursor id, a live item of the list. A cursor whose
 // item was deleted selects nothing (gone is true), as on the platform, where Prisma's
 // cursor query finds no row to start from.
-func (e *Emulator) cursorKey(id string, live func(string) (sortKey, bool)) (after *sortKey, gone bool, aerr *apiError) {
+func (e *Emulator) cursorKey(id string, live func(string) (indexKey, bool)) (after *indexKey, gone bool, aerr *apiError) {
 	if id == "" {
 		return nil, false, nil
 	}
@@ -1023,10 +1000,10 @@ func (e *Emulator) cursorKey(id string, live func(string) (sortKey, bool)) (afte
 func (e *Emulator) listItems(rt routed, lq listQuery) ([]any, string, *apiError) {
 	take := lq.take
 	if rt.op == opUserList {
-		after, gone, aerr := e.cursorKey(lq.cursor, func(id string) (sortKey, bool) {
+		after, gone, aerr := e.cursorKey(lq.cursor, func(id string) (indexKey, bool) {
 			u := e.userByID[id]
 			if u == nil {
-				return sortKey{}, false
+				return indexKey{}, false
 			}
 			return userKey(u), true
 		})
@@ -1044,7 +1021,7 @@ func (e *Emulator) listItems(rt routed, lq listQuery) ([]any, string, *apiError)
 			}
 			return true
 		}
-		page := e.users.page(lq.asc, after, take, keep)
+		page := e.users.page("", lq.asc, after, take, keep)
 		items := make([]any, len(page))
 		for i, u := range page {
 			items[i] = answerUser(u, true)
@@ -1055,21 +1032,20 @@ func (e *Emulator) listItems(rt routed, lq listQuery) ([]any, string, *apiError)
 		return items, page[len(page)-1].ID, nil
 	}
 
-	ts := e.tokens[rt.userID]
-	if ts == nil {
+	if e.userByID[rt.userID] == nil {
 		return nil, "", errNotFound("user %s not found", rt.userID)
 	}
-	after, gone, aerr := e.cursorKey(lq.cursor, func(id string) (sortKey, bool) {
+	after, gone, aerr := e.cursorKey(lq.cursor, func(id string) (indexKey, bool) {
 		t := e.tokenByID[id]
 		if t == nil || e.tokenUser[id] != rt.userID {
-			return sortKey{}, false
+			return indexKey{}, false
 		}
-		return tokenKey(t), true
+		return tokenKey(rt.userID, t), true
 	})
 	if aerr != nil || gone {
 		return []any{}, "", aerr
 	}
-	page := ts.page(lq.asc, after, take, nil)
+	page := e.tokens.page(rt.userID, lq.asc, after, take, nil)
 	items := make([]any, len(page))
 	for i, t := range page {
 		items[i] = answerToken(t)
@@ -1227,7 +1203,7 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		if aerr := e.checkAliasFree(p.Alias, ""); aerr != nil {
 			return nil, false, aerr
 		}
-		if f.UserQuota > 0 && len(e.users.items) >= f.UserQuota {
+		if f.UserQuota > 0 && e.users.len() >= f.UserQuota {
 			e.countFault(faultQuota)
 			return nil, false, &apiError{status: http.StatusTooManyRequests, code: "LIMITS_REACHED",
 				msg: "You have exceeded your allocated account limits: users", header: http.Header{"X-Failure-Code": {"LIMITS_REACHED"}}}
@@ -1240,7 +1216,6 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		u.ID = e.newID(now)
 		applyUserPatch(u, p)
 		e.insertUser(u)
-		e.version++
 		return idAnswer{u.ID}, true, nil
 
 	case opUserUpdate:
@@ -1265,24 +1240,11 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 			// that leaves it out clears it.
 			p.Alias = state.Null[string]()
 		}
-		// Work on a copy so the email and alias indexes can be moved.
+		// A new record: stored ones never change (replaceUser moves the indexes).
 		nu := *u
 		applyUserPatch(&nu, p)
-		if old, ok := u.Alias.Get(); ok {
-			delete(e.byAlias, old)
-		}
-		if alias, ok := nu.Alias.Get(); ok {
-			e.byAlias[alias] = u.ID
-		}
 		nu.UpdatedAt = max(e.nowMilli(), u.CreatedAt)
-		if old, ok := u.Email.Get(); ok {
-			delete(e.byEmail, state.EmailKey(old))
-		}
-		if email, ok := nu.Email.Get(); ok {
-			e.byEmail[state.EmailKey(email)] = u.ID
-		}
-		*u = nu
-		e.version++
+		e.replaceUser(&nu)
 		return idAnswer{u.ID}, true, nil
 
 	case opUserDelete:
@@ -1316,7 +1278,6 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		t.ID = e.newID(now)
 		applyTokenPatch(t, p)
 		e.insertToken(rt.userID, t)
-		e.version++
 		// The secret exists only in this answer: nothing of it is stored.
 		return createdTokenAnswer{ID: t.ID, Token: newSecret(), CreatedAt: t.CreatedAt}, true, nil
 
@@ -1347,40 +1308,10 @@ func (e *Emulator) handle(rt routed, q map[string][]string, body []byte, f Fault
 		nt := *t
 		applyTokenPatch(&nt, p)
 		nt.UpdatedAt = max(e.nowMilli(), t.CreatedAt)
-		*t = nt
-		e.version++
+		e.replaceToken(rt.userID, &nt)
 		return idAnswer{t.ID}, true, nil
 	}
 	return nil, false, errNotFound("no such endpoint")
-}
-
-// deleteUser deletes u and, as the platform does, its tokens. The caller holds e.mu.
-func (e *Emulator) deleteUser(u *user) {
-	if alias, ok := u.Alias.Get(); ok {
-		delete(e.byAlias, alias)
-	}
-	for _, t := range e.tokens[u.ID].items {
-		delete(e.tokenByID, t.ID)
-		delete(e.tokenUser, t.ID)
-		e.gone[t.ID] = t.CreatedAt
-	}
-	delete(e.tokens, u.ID)
-	if email, ok := u.Email.Get(); ok {
-		delete(e.byEmail, state.EmailKey(email))
-	}
-	e.users.remove(userKey(u))
-	delete(e.userByID, u.ID)
-	e.gone[u.ID] = u.CreatedAt
-	e.version++
-}
-
-// deleteToken deletes a token of userID. The caller holds e.mu.
-func (e *Emulator) deleteToken(userID string, t *token) {
-	e.tokens[userID].remove(tokenKey(t))
-	delete(e.tokenByID, t.ID)
-	delete(e.tokenUser, t.ID)
-	e.gone[t.ID] = t.CreatedAt
-	e.version++
 }
 
 func applyUserPatch(u *user, p userPatch) {

@@ -140,14 +140,14 @@ func checkInvariants(t *testing.T, e *Emulator) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, u := range e.users.items {
+	for _, u := range e.users.all("") {
 		checkShown(t, "user "+u.ID, answerUser(u, true).Meta.Value())
-		for _, tk := range e.tokens[u.ID].items {
+		for _, tk := range e.tokens.all(u.ID) {
 			checkShown(t, "token "+tk.ID, answerToken(tk).Meta.Value())
 		}
 	}
 	aliased := 0
-	for _, u := range e.users.items {
+	for _, u := range e.users.all("") {
 		if a, ok := u.Alias.Get(); ok {
 			aliased++
 			if !state.ValidAlias(a) {

@@ -40,7 +40,7 @@ func TestWritesArrivingTogetherShareOneSave(t *testing.T) {
 	var saves atomic.Int64
 	first, release := make(chan struct{}), make(chan struct{})
 	h.e.saveMu.Lock()
-	h.e.writeState = func(w io.Writer, data []byte) error {
+	h.e.writeJournal = func(w io.Writer, data []byte) error {
 		if saves.Add(1) == 1 {
 			close(first)
 			<-release

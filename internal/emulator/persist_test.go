@@ -54,13 +54,13 @@ func TestSaveOnWrite(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
 	h := newHarness(t, Options{StatePath: path, SaveOnWrite: true})
 	h.createUser(`{"email":"a@acme.test"}`)
-	assert.Len(t, readStateFile(t, path).Users, 1)
+	assert.Len(t, reopen(t, path).Users(), 1, "a restart finds it: it is in the journal")
 
 	// A lost answer is still saved: the change was made.
 	h.e.SetFaults(Faults{RateLost: 1})
 	_, err := h.try("POST", "/v1/partner/user/create", `{"email":"b@acme.test"}`)
 	require.Error(t, err)
-	assert.Len(t, readStateFile(t, path).Users, 2)
+	assert.Len(t, reopen(t, path).Users(), 2)
 }
 
 func TestConcurrentWritesAllReachTheFile(t *testing.T) {
@@ -82,7 +82,7 @@ func TestConcurrentWritesAllReachTheFile(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	assert.Len(t, readStateFile(t, path).Users, 20, "the last save holds every user")
+	assert.Len(t, reopen(t, path).Users(), 20, "the journal holds every user")
 	assert.Len(t, h.e.Users(), 20)
 }
 

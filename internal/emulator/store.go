@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -52,81 +51,6 @@ type user struct {
 type token struct {
 	state.Token
 	Config state.Opt[json.RawMessage] `json:"config"`
-}
-
-// sortKey is the order of every list: creation time, then id.
-type sortKey struct {
-	createdAt int64
-	id        string
-}
-
-func compareKeys(a, b sortKey) int {
-	if c := cmp.Compare(a.createdAt, b.createdAt); c != 0 {
-		return c
-	}
-	return strings.Compare(a.id, b.id)
-}
-
-func userKey(u *user) sortKey   { return sortKey{u.CreatedAt, u.ID} }
-func tokenKey(t *token) sortKey { return sortKey{t.CreatedAt, t.ID} }
-
-// sorted is a slice kept in ascending sortKey order, so that a page is a binary search
-// and a slice walk rather than a sort per request.
-type sorted[T any] struct {
-	items []T
-	key   func(T) sortKey
-}
-
-func (s *sorted[T]) insert(v T) {
-	i, _ := slices.BinarySearchFunc(s.items, s.key(v), func(x T, k sortKey) int { return compareKeys(s.key(x), k) })
-	s.items = slices.Insert(s.items, i, v)
-}
-
-func (s *sorted[T]) remove(k sortKey) {
-	i, found := slices.BinarySearchFunc(s.items, k, func(x T, k sortKey) int { return compareKeys(s.key(x), k) })
-	if found {
-		s.items = slices.Delete(s.items, i, i+1)
-	}
-}
-
-// page returns up to take items (all when take <= 0) that keep accepts, in ascending or
-// descending order, starting strictly after the key after (from the start when nil).
-func (s *sorted[T]) page(asc bool, after *sortKey, take int, keep func(T) bool) []T {
-	cmpTo := func(x T, k sortKey) int { return compareKeys(s.key(x), k) }
-	var out []T
-	add := func(v T) bool {
-		if keep == nil || keep(v) {
-			out = append(out, v)
-		}
-		return take <= 0 || len(out) < take
-	}
-	if asc {
-		i := 0
-		if after != nil {
-			j, found := slices.BinarySearchFunc(s.items, *after, cmpTo)
-			if found {
-				j++
-			}
-			i = j
-		}
-		for ; i < len(s.items); i++ {
-			if !add(s.items[i]) {
-				break
-			}
-		}
-		return out
-	}
-	i := len(s.items) - 1
-	if after != nil {
-		j, _ := slices.BinarySearchFunc(s.items, *after, cmpTo)
-		i = j - 1 // the first item strictly before the cursor
-	}
-	for ; i >= 0; i-- {
-		if !add(s.items[i]) {
-			break
-		}
-	}
-	return out
 }
 
 // newID returns an opaque, unique, CUID-like id: "c", the creation time and a counter in
@@ -581,4 +505,117 @@ func metaMatches(m state.Opt[state.Meta], path, want string) bool {
 	}
 	b, err := json.Marshal(cur)
 	return err == nil && string(b) == want
+}
+
+// userKey and tokenKey place records in their index: users in one group, each user's
+// tokens in a group of their own.
+func userKey(u *user) indexKey { return indexKey{createdAt: u.CreatedAt, id: u.ID} }
+func tokenKey(userID string, t *token) indexKey {
+	return indexKey{group: userID, createdAt: t.CreatedAt, id: t.ID}
+}
+
+// The store's changes. Each is made under e.mu and logged (logChange, persist.go):
+// records are never changed in place once stored, an update stores a new one, so a
+// clone of the indexes taken for a snapshot keeps the records as they were.
+
+func (e *Emulator) insertUser(u *user) {
+	e.users.put(userKey(u), u)
+	e.userByID[u.ID] = u
+	if email, ok := u.Email.Get(); ok {
+		e.byEmail[state.EmailKey(email)] = u.ID
+	}
+	if alias, ok := u.Alias.Get(); ok {
+		e.byAlias[alias] = u.ID
+	}
+	e.logChange(change{Op: recUser, User: u})
+}
+
+// replaceUser stores nu in place of the user with its id (and creation time), moving
+// its email and alias in their indexes.
+func (e *Emulator) replaceUser(nu *user) {
+	old := e.userByID[nu.ID]
+	if a, ok := old.Alias.Get(); ok && e.byAlias[a] == nu.ID {
+		delete(e.byAlias, a)
+	}
+	if m, ok := old.Email.Get(); ok && e.byEmail[state.EmailKey(m)] == nu.ID {
+		delete(e.byEmail, state.EmailKey(m))
+	}
+	if a, ok := nu.Alias.Get(); ok {
+		e.byAlias[a] = nu.ID
+	}
+	if m, ok := nu.Email.Get(); ok {
+		e.byEmail[state.EmailKey(m)] = nu.ID
+	}
+	e.users.put(userKey(nu), nu)
+	e.userByID[nu.ID] = nu
+	e.logChange(change{Op: recUser, User: nu})
+}
+
+func (e *Emulator) insertToken(userID string, t *token) {
+	e.tokens.put(tokenKey(userID, t), t)
+	e.tokenByID[t.ID] = t
+	e.tokenUser[t.ID] = userID
+	e.logChange(change{Op: recToken, Owner: userID, Token: t})
+}
+
+// replaceToken stores nt in place of the token of userID with its id.
+func (e *Emulator) replaceToken(userID string, nt *token) {
+	e.tokens.put(tokenKey(userID, nt), nt)
+	e.tokenByID[nt.ID] = nt
+	e.logChange(change{Op: recToken, Owner: userID, Token: nt})
+}
+
+// deleteUser deletes u and, as the platform does, its tokens.
+func (e *Emulator) deleteUser(u *user) {
+	if alias, ok := u.Alias.Get(); ok {
+		delete(e.byAlias, alias)
+	}
+	for _, t := range e.tokens.all(u.ID) {
+		e.tokens.remove(tokenKey(u.ID, t))
+		delete(e.tokenByID, t.ID)
+		delete(e.tokenUser, t.ID)
+		e.addGone(t.ID, t.CreatedAt)
+	}
+	if email, ok := u.Email.Get(); ok {
+		delete(e.byEmail, state.EmailKey(email))
+	}
+	e.users.remove(userKey(u))
+	delete(e.userByID, u.ID)
+	e.addGone(u.ID, u.CreatedAt)
+	e.logChange(change{Op: recDeleteUser, ID: u.ID})
+}
+
+// deleteToken deletes a token of userID.
+func (e *Emulator) deleteToken(userID string, t *token) {
+	e.tokens.remove(tokenKey(userID, t))
+	delete(e.tokenByID, t.ID)
+	delete(e.tokenUser, t.ID)
+	e.addGone(t.ID, t.CreatedAt)
+	e.logChange(change{Op: recDeleteToken, ID: t.ID})
+}
+
+func (e *Emulator) putForeign(id string) {
+	e.foreign[id] = true
+	e.logChange(change{Op: recForeign, ID: id})
+}
+
+// DefaultMaxTombstones bounds the deleted ids the emulator remembers (Options).
+const DefaultMaxTombstones = 10_000
+
+// addGone remembers a deleted id, so that a cursor naming it selects nothing, as on
+// the platform, and is not refused as one that never existed. They are bounded: past
+// maxGone the oldest delete is forgotten, and a cursor naming it is then refused as
+// unknown (400), like one that never existed. A listing holds its cursor for the
+// seconds it pages, and 10,000 deletes later that listing is long over.
+func (e *Emulator) addGone(id string, createdAt int64) {
+	if _, ok := e.gone[id]; ok {
+		return
+	}
+	e.gone[id] = createdAt
+	e.goneOrder = append(e.goneOrder, id)
+	for len(e.gone) > e.maxGone {
+		delete(e.gone, e.goneOrder[0])
+		e.goneOrder[0] = ""
+		e.goneOrder = e.goneOrder[1:]
+	}
 }

@@ -165,6 +165,7 @@ func (c *computer) run() (Plan, error) {
 			if id.Kind == state.ByEmail {
 				emailCreates++
 			}
+			c.plan.Declared = append(c.plan.Declared, declaredID(du, nil))
 			c.create(du)
 			continue
 		}
@@ -172,6 +173,7 @@ func (c *computer) run() (Plan, error) {
 			return Plan{}, fmt.Errorf("plan: %s and %s both name user %s: declare it once", where(&c.d.Users[prev-1]), where(du), users[j].ID)
 		}
 		matchedBy[j] = int32(i + 1)
+		c.plan.Declared = append(c.plan.Declared, declaredID(du, &users[j]))
 		if err := c.existing(du, &users[j], owners[j]); err != nil {
 			return Plan{}, err
 		}

@@ -277,6 +277,10 @@ type Plan struct {
 	// of one user, UserChanges). Like the orphans, it is about the whole account: a
 	// saved plan keeps the one it was computed with.
 	Account *Census `json:"account,omitempty"`
+	// Declared are the declared users' identities and platform IDs as the plan read
+	// them ("" for a user to create), for --ids-out. Like Account it describes the
+	// read, not a change: a saved plan keeps the one it was computed with.
+	Declared []DeclaredID `json:"declared_ids,omitempty"`
 }
 
 // UncheckedLine says plainly whose token drift a partial plan did not check, or ""

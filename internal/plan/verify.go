@@ -161,6 +161,9 @@ func (s *Saved) recompute(a state.Actual, owned int) (*Plan, error) {
 	// they change nothing, so the saved ones are shown. So are the number of users whose
 	// tokens a plan --base did not check, and the count of the account's users.
 	p.Orphans, p.Warnings, p.TokensUnchecked, p.Account = s.Plan.Orphans, s.Plan.Warnings, s.Plan.TokensUnchecked, s.Plan.Account
+	// The declared users' IDs are the saved ones (read with the whole account), with
+	// those of the users read again here laid over them.
+	p.Declared = mergeDeclared(s.Plan.Declared, p.Declared)
 	return &p, nil
 }
 
