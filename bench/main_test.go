@@ -106,11 +106,13 @@ func TestMainOddSizes(t *testing.T) {
 // and `go run ./bench` failed at its defaults: "user.update: 502 calls, want 500").
 func TestSyncCountsTheLocksRenewals(t *testing.T) {
 	sc := newScenario(50, 1, 1, time.Now())
-	sc.lockTTL = 90 * time.Millisecond // renewed every 30ms
+	// Renewed every 200ms; a run fences itself off 450ms after its last renewal, so a
+	// loaded machine that delays a renewal does not end the sync.
+	sc.lockTTL = 600 * time.Millisecond
 	d, err := config.LoadBytes("bench.yaml", sc.yaml, nil)
 	require.NoError(t, err)
-	// 5ms per call: the sync takes well over 30ms.
-	r, err := measure(context.Background(), sc, d, 5*time.Millisecond, opSync, 2, pollRun{}, false)
+	// 20ms per call: the sync takes well over 200ms.
+	r, err := measure(context.Background(), sc, d, 20*time.Millisecond, opSync, 2, pollRun{}, false)
 	require.NoError(t, err)
 	assert.Empty(t, r.Failures)
 	require.Positive(t, r.Renewals)

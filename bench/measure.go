@@ -238,7 +238,8 @@ func measure(ctx context.Context, sc *scenario, d state.Desired, latency time.Du
 	r := &run{Op: op, Parallelism: p, Baseline: p == 1, Poll: poll}
 	sink := &countingSink{}
 	opts := plan.DefaultOptions(sc.now)
-	opts.ForceDeletes = true // 5% orphans are far more than the default cap of 10
+	opts.ForceDeletes = true      // 5% orphans are far more than the default cap of 10
+	opts.ForceTokenRevokes = true // and their tokens, with the revoked ones, pass the token cap
 
 	runtime.GC() // start from the live heap, not the previous run's garbage
 	e.emu.ResetCounts()
