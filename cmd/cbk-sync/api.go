@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/cbk-sync/cbk-sync/internal/client"
 	"github.com/cbk-sync/cbk-sync/internal/emulator"
+	"github.com/cbk-sync/cbk-sync/internal/lease"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
@@ -118,6 +120,12 @@ type session struct {
 	emuPath string
 	stop    func(context.Context) error
 	saved   bool // the in-process emulator's state was saved once (after an apply)
+	opts    client.Options
+	// lease is the account lock's own client (leaseClient), nil until a lock is taken.
+	lease *client.Client
+	// unlocked: the account is at its user quota and the run goes on without the lock
+	// (apply.Options.Unlocked).
+	unlocked bool
 }
 
 // open connects; the writer is nil unless write is true, so a read-only command
@@ -182,6 +190,7 @@ func (f *APIFlags) open(env *Env, write bool) (*session, error) {
 		s.close()
 		return nil, apiURLError(err)
 	}
+	s.opts = opts
 	// The reader shares the writer's connections, rate cap and 429 pause, and cannot
 	// write: planning goes through it even in sync.
 	s.reader = c.ReadOnly()
@@ -220,10 +229,37 @@ func (s *session) save() error {
 }
 
 // stats returns the API calls per operation and the retries of the run (the reader
-// and the writer share their counters).
+// and the writer share their counters; the lock's client has its own).
 func (s *session) stats() (map[string]int64, int64) {
 	st := s.reader.Stats()
+	if s.lease != nil {
+		ls := s.lease.Stats()
+		for op, n := range ls.Calls {
+			st.Calls[op] += n
+		}
+		st.Retries += ls.Retries
+	}
 	return st.Calls, st.Retries
+}
+
+// leaseClient returns a client for the account lock alone: its own connection, retries
+// and 429 pause, so that nothing the run queues or backs off delays a renewal, and a
+// transport that notes the server's clock, by which leases expire.
+func (s *session) leaseClient() (*client.Client, *lease.ServerTime, error) {
+	o := s.opts
+	o.MaxConns = 1
+	o.Paths = s.reader.Paths() // found by the plan's reads, when it did any
+	o.DryRun = false
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.MaxConnsPerHost = 2
+	clock := &lease.ServerTime{Base: base}
+	o.HTTPClient = &http.Client{Transport: clock}
+	c, err := client.New(o)
+	if err != nil {
+		return nil, nil, apiURLError(err)
+	}
+	s.lease = c
+	return c, clock, nil
 }
 
 // maxTokenFile bounds the token file: an API token is under 100 bytes, so anything

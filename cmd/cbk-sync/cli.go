@@ -26,6 +26,7 @@ type CLI struct {
 	Apply    ApplyCmd    `cmd:"" help:"Apply a plan saved with 'plan --out', if the remote objects it depends on have not changed since."`
 	Show     ShowCmd     `cmd:"" help:"Show a plan saved with 'plan --out', checked; no API call."`
 	Export   ExportCmd   `cmd:"" help:"Write the remote users (and tokens) as a configuration file."`
+	Unlock   UnlockCmd   `cmd:"" help:"Show who holds the account's lock and break it (like terraform force-unlock)."`
 	Emulator EmulatorCmd `cmd:"" help:"Serve the embedded Partner API emulator."`
 	Schema   SchemaCmd   `cmd:"" help:"Print the JSON Schema of the configuration format."`
 	Version  VersionCmd  `cmd:"" help:"Print the version."`

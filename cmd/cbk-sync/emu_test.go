@@ -5,11 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,8 +33,9 @@ type emuKey struct{}
 // so the script can inject faults, read exact call counts and hold requests at a gate
 // while the real cbk-sync binary runs as a separate process.
 type emuHandle struct {
-	emu  *emulator.Emulator
-	gate atomic.Pointer[gate]
+	emu      *emulator.Emulator
+	gate     atomic.Pointer[gate]
+	throttle atomic.Pointer[throttle]
 	// served is signalled after every request, for wait-calls.
 	mu     sync.Mutex
 	served *sync.Cond
@@ -72,6 +76,7 @@ type gate struct {
 	n       int
 	mu      sync.Mutex
 	seen    int
+	held    chan struct{} // one send per request held, for gate-wait N
 	reached chan struct{}
 	open    chan struct{}
 	once    sync.Once
@@ -87,13 +92,52 @@ func (g *gate) hold(r *http.Request) {
 	g.mu.Unlock()
 	if held {
 		g.once.Do(func() { close(g.reached) })
+		select {
+		case g.held <- struct{}{}:
+		default:
+		}
 		<-g.open
 	}
+}
+
+// throttle answers one POST to a path, the one after the first n, with a 429
+// TOO_MANY_REQUESTS whose Retry-After is retryAfter seconds; hit is closed then.
+type throttle struct {
+	suffix     string
+	n          int
+	retryAfter string
+	mu         sync.Mutex
+	seen       int
+	hit        chan struct{}
+}
+
+func (t *throttle) answer(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, t.suffix) {
+		return false
+	}
+	t.mu.Lock()
+	t.seen++
+	now := t.seen == t.n+1
+	t.mu.Unlock()
+	if !now {
+		return false
+	}
+	w.Header().Set("Retry-After", t.retryAfter)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusTooManyRequests)
+	_, _ = w.Write([]byte(`{"message":"too many requests","code":"TOO_MANY_REQUESTS"}`))
+	close(t.hit)
+	return true
 }
 
 func (h *emuHandle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g := h.gate.Load(); g != nil {
 		g.hold(r)
+	}
+	// After the gate: a throttle set while a request is held answers it when released.
+	if t := h.throttle.Load(); t != nil && t.answer(w, r) {
+		h.served.Broadcast()
+		return
 	}
 	h.emu.ServeHTTP(w, r)
 	h.served.Broadcast()
@@ -132,8 +176,13 @@ func faultFlags(fs *flag.FlagSet) *emulator.Faults {
 //	emu post PATH JSON                     POST JSON to the API path (another client's
 //	                                       write, behind cbk-sync's back); must answer 200
 //	emu gate PATH-SUFFIX N                 hold POSTs to PATH-SUFFIX after the first N
-//	emu gate-wait                          wait until a request is held
+//	emu gate-wait [N]                      wait until a request (N requests) is held
 //	emu gate-open                          release held requests
+//	emu throttle PATH-SUFFIX N SECONDS     answer the POST to PATH-SUFFIX after the first N
+//	                                       with a 429 whose Retry-After is SECONDS
+//	emu throttle-wait                      wait until that 429 was sent
+//	emu delivered FILE...                  assert the secret of every live token created by
+//	                                       cbk-sync is in the JSON-lines sinks FILE... exactly once
 //	emu wait-calls OP N                    wait until OP was called at least N times
 //	emu delete EMAIL                       delete that user through the API, as another client would
 func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
@@ -307,15 +356,39 @@ func cmdEmu(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		n, err := strconv.Atoi(args[2])
 		ts.Check(err)
-		slot.gate.Store(&gate{suffix: args[1], n: n, reached: make(chan struct{}), open: make(chan struct{})})
+		slot.gate.Store(&gate{suffix: args[1], n: n, held: make(chan struct{}, 64), reached: make(chan struct{}), open: make(chan struct{})})
 	case "gate-wait":
-		select {
-		case <-slot.gate.Load().reached:
-		case <-time.After(time.Minute): // a bound against a hung test, not a synchronisation
-			ts.Fatalf("emu gate-wait: no request reached the gate within a minute")
+		want := 1
+		if len(args) == 2 {
+			var err error
+			want, err = strconv.Atoi(args[1])
+			ts.Check(err)
+		}
+		timeout := time.After(time.Minute) // a bound against a hung test, not a synchronisation
+		for range want {
+			select {
+			case <-slot.gate.Load().held:
+			case <-timeout:
+				ts.Fatalf("emu gate-wait: fewer than %d requests reached the gate within a minute", want)
+			}
 		}
 	case "gate-open":
 		close(slot.gate.Load().open)
+	case "throttle":
+		if len(args) != 4 {
+			ts.Fatalf("usage: emu throttle PATH-SUFFIX N SECONDS")
+		}
+		n, err := strconv.Atoi(args[2])
+		ts.Check(err)
+		slot.throttle.Store(&throttle{suffix: args[1], n: n, retryAfter: args[3], hit: make(chan struct{})})
+	case "delivered":
+		checkDelivered(ts, slot.emu, args[1:])
+	case "throttle-wait":
+		select {
+		case <-slot.throttle.Load().hit:
+		case <-time.After(time.Minute): // a bound against a hung test, not a synchronisation
+			ts.Fatalf("emu throttle-wait: no request was throttled within a minute")
+		}
 	case "delete":
 		if len(args) != 2 {
 			ts.Fatalf("usage: emu delete EMAIL")
@@ -395,4 +468,40 @@ func deleteByEmail(ts *testscript.TestScript, h *emuHandle, email string) {
 		return
 	}
 	ts.Fatalf("emu delete: no user %s", email)
+}
+
+// checkDelivered fails unless the secret of every live token cbk-sync created (its meta
+// has a nonce) is delivered exactly once
+// across the JSON-lines sinks files (a missing file delivered nothing). A secret of a
+// token revoked since may be there too: a holder's own create, revoked by the run that
+// took its lease over because it was never confirmed, is not a duplicate.
+func checkDelivered(ts *testscript.TestScript, e *emulator.Emulator, files []string) {
+	seen := map[string]int{}
+	for _, f := range files {
+		b, err := os.ReadFile(ts.MkAbs(f))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		ts.Check(err)
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var rec struct {
+				TokenID string `json:"token_id"`
+			}
+			if line == "" {
+				continue
+			}
+			ts.Check(json.Unmarshal([]byte(line), &rec))
+			seen[rec.TokenID]++
+		}
+	}
+	for _, u := range e.Users() {
+		for _, t := range e.Tokens(u.ID) {
+			if _, made := t.Meta.Value()[state.NonceKey]; !made {
+				continue // not created by cbk-sync (seeded by the script)
+			}
+			if n := seen[t.ID]; n != 1 {
+				ts.Fatalf("emu delivered: the secret of %s token %s (%s) was delivered %d times", u.Email.Value(), t.Name.Value(), t.ID, n)
+			}
+		}
+	}
 }

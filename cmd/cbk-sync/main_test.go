@@ -82,10 +82,11 @@ func scriptParams(dir string) testscript.Params {
 				env.Setenv(k, "")
 			}
 			env.Values[emuKey{}] = newEmuHandle()
+			env.Values[procKey{}] = map[string]*procRun{}
 			env.Defer(func() { checkNoSecrets(env.T(), env.WorkDir) })
 			return nil
 		},
-		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu, "unreachable": cmdUnreachable, "pty": cmdPty, "jsonlines": cmdJSONLines},
+		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"emu": cmdEmu, "unreachable": cmdUnreachable, "pty": cmdPty, "jsonlines": cmdJSONLines, "proc": cmdProc},
 		RequireExplicitExec: true,
 	}
 }

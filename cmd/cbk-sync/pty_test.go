@@ -32,6 +32,7 @@ var ptyEnv = append([]string{"CHATBOTKIT_API_URL", "CHATBOTKIT_API_TOKEN", trans
 //	send "TEXT"     type TEXT, a Go string literal ("yes\r"; "\x03" is Ctrl-C)
 //	gate-wait       wait until the emulator's gate holds a request
 //	gate-open       release the requests the gate holds
+//	emu ARGS        the script command emu ARGS (arguments split at spaces)
 //
 // Each wait is bounded by a minute, against a hung test; nothing sleeps. The
 // terminal's whole output becomes stdout; the command fails if PROG exits non-zero.
@@ -74,6 +75,8 @@ func cmdPty(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Check(err)
 		case "gate-wait", "gate-open":
 			cmdEmu(ts, false, []string{verb})
+		case "emu":
+			cmdEmu(ts, false, strings.Fields(arg))
 		case "", "#":
 		default:
 			ts.Fatalf("pty: unknown step %q", step)

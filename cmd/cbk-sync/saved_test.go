@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,11 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cbk-sync/cbk-sync/internal/emulator"
+	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
 
@@ -254,4 +257,41 @@ func TestApplySavedPlanReadsOnlyWhatItChanges(t *testing.T) {
 	assert.Equal(t, int64(2), h.writes(), "only the run's lock, created and deleted: %v", h.e.Counts())
 	assert.Equal(t, int64(1), h.e.Counts()["user.delete"])
 	assert.LessOrEqual(t, h.e.Counts()["token.list"], int64(25))
+}
+
+// TestSavedPlanOfAForgedDesiredStateIsRefused: a plan computed with the planner itself
+// (so that it follows from what is saved with it) from a desired state no configuration
+// can give — a lease user of another owner claiming 2099, a user carrying another
+// owner's marker, an invalid owner — is refused by apply and show before anything is
+// read or written (exit 4). (Before, apply created the first two.)
+func TestSavedPlanOfAForgedDesiredStateIsRefused(t *testing.T) {
+	for name, d := range map[string]state.Desired{
+		"a lease user of another owner": {Owner: "acme", Users: []state.DesiredUser{{
+			Email: state.Some(state.LeaseEmail("other-team")), Name: state.Some("cbk-sync lock"),
+			Meta: state.Some(state.Meta{"cbkSyncLockHolder": "mallory/1/x", "cbkSyncLockExpires": "2099-01-01T00:00:00Z"})}}},
+		"a user marked for another owner": {Owner: "acme", Users: []state.DesiredUser{{
+			Email: state.Some("m@acme.test"), Meta: state.Some(state.Meta{state.OwnerKey: "other-team"}),
+			ManageTokens: true, Tokens: []state.DesiredToken{{Name: "ci"}}}}},
+		"an invalid owner": {Owner: "Other Team", Users: []state.DesiredUser{{Email: state.Some("m@acme.test")}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newSavedHarness(t)
+			h.put("a@acme.test", "acme")
+			o := plan.DefaultOptions(time.Now())
+			p, err := plan.Compute(d, state.Actual{Tokens: map[string][]state.Token{}}, o)
+			require.NoError(t, err)
+			require.False(t, p.Empty(), "the forged plan has changes")
+			var buf bytes.Buffer
+			require.NoError(t, plan.WriteSaved(&buf, plan.NewSaved(d, state.Actual{Tokens: map[string][]state.Token{}}, o, &p)))
+			planFile := h.file("forged.json", buf.String())
+			h.e.ResetCounts()
+			code, out := h.run("apply", planFile, "--secrets-out", filepath.Join(h.dir, "secrets.jsonl"))
+			assert.Equal(t, exitUnsafe, code, out)
+			assert.Contains(t, out, "breaks the rules of a configuration")
+			assert.Zero(t, h.writes(), "writes: %v", h.e.Counts())
+			assert.Zero(t, h.e.Counts()["user.list"], "refused before anything is read")
+			code, out = h.run("show", planFile)
+			assert.Equal(t, exitUnsafe, code, out)
+		})
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cbk-sync/cbk-sync/internal/apply"
 	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
+	"github.com/cbk-sync/cbk-sync/internal/config"
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
@@ -83,18 +84,10 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) (err error) {
 		return err
 	}
 	defer s.close()
-	if !c.DryRun {
-		// The lock is taken before reading, so the plan is computed from a state no
-		// other run is changing.
-		lctx, release, err := c.lockAccount(ctx, env, s, d.Owner)
-		if err != nil {
-			return err
-		}
-		defer release()
-		ctx = lctx
-	}
+	// The plan is computed, shown and approved without the lock: a run with nothing
+	// to do, or refused (caps, sink, prompt), writes nothing at all (lockedPlan).
 	po := c.options()
-	p, _, err := computePlan(ctx, env, s, d, po, nil)
+	p, actual, err := computePlan(ctx, env, s, d, po, nil)
 	if err != nil {
 		return err
 	}
@@ -106,6 +99,33 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) (err error) {
 	if c.DryRun {
 		return planOutcome(p, c.DetailedExitcode)
 	}
+	if err := c.approve(ctx, env, p, sink, c.Yes); err != nil {
+		return err
+	}
+	if p.Empty() {
+		c.sweepLease(ctx, env, s, d.Owner, actual)
+		return nil
+	}
+	lctx, release, err := c.lockAccount(ctx, env, s, d.Owner, p)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx = lctx
+	lp, err := c.lockedPlan(ctx, env, s, plan.NewSaved(d, actual, po, p), sink, func() (*plan.Plan, error) {
+		np, _, err := computePlan(ctx, env, s, d, po, nil)
+		return np, err
+	}, func(np *plan.Plan) error { return showPlan(env, c.planWriter(env), np, c.Output, c.markdownOptions()) })
+	if err != nil || lp == nil {
+		return err
+	}
+	p = lp
+	return lockLost(ctx, runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &d, po))
+}
+
+// approve refuses a plan that may not be applied (unsafe, no sink for its secrets) and,
+// unless yes, asks for confirmation. An empty plan needs none.
+func (f *ApplyFlags) approve(ctx context.Context, env *Env, p *plan.Plan, sink *secretsSink, yes bool) error {
 	if !p.Safety.Safe {
 		return unsafef("refusing to apply an unsafe plan (see above); nothing was changed")
 	}
@@ -115,19 +135,20 @@ func (c *SyncCmd) Run(ctx context.Context, env *Env) (err error) {
 	if err := checkSink(p, sink); err != nil {
 		return err
 	}
-	if !c.Yes {
-		if !env.IO.CanPrompt() {
-			return fmt.Errorf("refusing to apply without confirmation: there is no terminal to ask on; review the plan and pass --yes")
-		}
-		ok, err := env.IO.Confirm(ctx, "Do you want to apply these changes?")
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("apply cancelled; nothing was changed")
-		}
+	if yes {
+		return nil
 	}
-	return lockLost(ctx, runApply(ctx, env, s, p, c.ApplyFlags, sink, c.Parallelism, &d, po))
+	if !env.IO.CanPrompt() {
+		return fmt.Errorf("refusing to apply without confirmation: there is no terminal to ask on; review the plan and pass --yes")
+	}
+	ok, err := env.IO.Confirm(ctx, "Do you want to apply these changes?")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("apply cancelled; nothing was changed")
+	}
+	return nil
 }
 
 // needsSink reports whether applying p creates token secrets.
@@ -179,7 +200,7 @@ func (s *secretsSink) destinationFor(p *plan.Plan) *plan.SecretsDestination {
 // be nil (see apply.Options.Desired).
 func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFlags, sink *secretsSink, parallelism int, d *state.Desired, po plan.Options) error {
 	env.interrupt.writing()
-	opts := apply.Options{Owner: p.Owner, Parallelism: parallelism, Logger: env.Log, Desired: d, PlanOptions: po}
+	opts := apply.Options{Owner: p.Owner, Parallelism: parallelism, Logger: env.Log, Desired: d, PlanOptions: po, Unlocked: s.unlocked}
 	calls, cancelCalls := context.WithCancel(env.abort)
 	defer cancelCalls()
 	// The age and exec sinks are ready already; the file (or stdout) is opened only for
@@ -370,24 +391,21 @@ func (c *ApplyCmd) Run(ctx context.Context, env *Env) (err error) {
 		return err
 	}
 	defer s.close()
-	lctx, release, err := c.lockAccount(ctx, env, s, saved.Desired.Owner)
-	if err != nil {
-		return err
+	// An empty plan is verified without the lock: it writes nothing.
+	if !checked.Empty() {
+		lctx, release, err := c.lockAccount(ctx, env, s, saved.Desired.Owner, checked)
+		if err != nil {
+			return err
+		}
+		defer release()
+		ctx = lctx
 	}
-	defer release()
-	ctx = lctx
-	reads := saved.Reads()
-	got, err := s.reader.ReadObjects(ctx, reads.Users, reads.Tokens, reads.Listing)
-	if err != nil {
-		return fmt.Errorf("reading the remote objects the plan depends on: %w", err)
-	}
-	p, err := saved.Verify(plan.Fresh{Users: got.Users, Listed: reads.Listing, Tokens: got.Tokens})
+	// Where the secrets go is this run's choice, never the file's (lockedPlan sets it).
+	p, err := c.lockedPlan(ctx, env, s, saved, sink, nil, nil)
 	if err != nil {
 		return savedRefusal(c.PlanFile, err)
 	}
 	defer func() { err = c.writeIDsAfter(env, p, err) }()
-	// Where the secrets go is this run's choice, never the file's.
-	p.SecretsTo = sink.destinationFor(p)
 	if err := showPlan(env, c.planWriter(env), p, c.Output, plan.MarkdownOptions{}); err != nil {
 		return err
 	}
@@ -430,6 +448,12 @@ func readSavedPlan(path string) (*plan.Saved, error) {
 	s, err := plan.ReadSaved(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	// Before anything else: the desired state must be one a configuration could give
+	// (a plan recomputed with the planner from a forged desired state passes the checks
+	// of the plan against itself).
+	if err := config.CheckDesired(s.Desired); err != nil {
+		return nil, unsafef("%s: the desired state saved with the plan breaks the rules of a configuration, so no configuration gave it; nothing was applied: %s", path, strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	return s, nil
 }

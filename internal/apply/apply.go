@@ -73,6 +73,12 @@ type Options struct {
 	// user is adopted but its token changes are skipped.
 	Desired     *state.Desired
 	PlanOptions plan.Options
+	// Unlocked says the run holds no account lock (the account is at its user quota,
+	// and the plan creates no user): before a new token's secret is delivered, the
+	// user's tokens are listed, and the token is revoked undelivered if another of its
+	// name was delivered or created first (see yieldsTo), so that concurrent runs
+	// cannot both deliver one token.
+	Unlocked bool
 }
 
 // Run applies p through api and reports what each change came to.

@@ -360,6 +360,9 @@ func newNonce() string {
 // a secret the sink already had is then taken back (retract), so that the sink is
 // never left holding a revoked secret in place of a live one.
 func (r *runner) deliver(userID string, c plan.Change, ct state.CreatedToken, res *Result) error {
+	if err := r.yieldIfBeaten(userID, c, ct); err != nil {
+		return err
+	}
 	rec, err := r.deliverSecret(userID, c, ct)
 	if err != nil {
 		return err

@@ -86,6 +86,7 @@ type Client struct {
 	pageSize  int
 	paths     PathFamily // as asked for; the family in use is in shared.family
 	log       *slog.Logger
+	writeGate func() error // asked before each write is sent (WithWriteGate); nil: none
 
 	// The bounds of one listing (MaxListItems, MaxListBytes); tests lower them.
 	maxListItems, maxListBytes int64

@@ -281,9 +281,16 @@ func (c *Client) attempt(ctx context.Context, r *request, fam PathFamily, probin
 		req.Header.Set("Content-Type", "application/json")
 	}
 
+	fb, err := c.fence(req, r.body)
+	if err != nil {
+		return result{err: notSent(r.op, err)}
+	}
 	c.calls[r.op].Add(1)
 	t0 := time.Now()
 	resp, err := c.hc.Do(req)
+	if gerr := fb.refused(); gerr != nil {
+		return result{err: notSent(r.op, gerr)}
+	}
 	if err != nil {
 		c.log.Debug("api request", "op", r.op, "method", method, "path", c.scrubText(u.Path), "error", c.scrubText(err.Error()), "duration", time.Since(t0))
 		return c.transportFailure(ctx, rctx, r, u, err)

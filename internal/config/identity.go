@@ -68,14 +68,8 @@ func (d *decoder) identity(n *yaml.Node, m *fieldMap, du *declaredUser) bool {
 		d.errorf(e.val, `email must not be empty: give an address, or write "email: null" to clear it (only under an id or externalId)`)
 		return false
 	}
-	if why := emailCharProblem(s); why != "" {
-		d.errorf(e.val, "invalid email %+q: %s", s, why) // %+q: escaped to ASCII, so the culprit shows
-		return false
-	} else if why := state.EmailProblem(s); why != "" {
-		d.errorf(e.val, "invalid email %q: %s; the platform accepts only a plain address such as name@example.com", s, why)
-		return false
-	} else if strings.HasSuffix(state.EmailKey(s), "@"+state.LeaseDomain) {
-		d.errorf(e.val, "email %q: the domain %s is reserved for the lock cbk-sync takes on an account; use another address", s, state.LeaseDomain)
+	if why := emailProblem(s); why != "" {
+		d.errorf(e.val, "%s", why)
 		return false
 	}
 	u.Email, du.emailPos = v, d.pos(e.val)

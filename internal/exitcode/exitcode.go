@@ -38,7 +38,7 @@ var All = []Code{
 	{Partial, "partial", "partly applied", "apply partly failed or was interrupted, or anything failed after a write was made " +
 		"(the report or the `--emulator` state could not be written); the report says what was and was not done"},
 	{Unsafe, "unsafe", "refused as unsafe", "refused as unsafe: delete or update caps, takeover needed, a saved plan that is stale or was edited"},
-	{Locked, "locked", "another run holds the lock", "another run holds the account's lock (and `--lock-timeout` ran out); nothing was read or changed"},
+	{Locked, "locked", "another run holds the lock", "another run holds the account's lock (and `--lock-timeout` ran out); nothing was changed (`cbk-sync unlock` breaks a lock whose holder is gone)"},
 }
 
 // Summary lists every code with its short meaning: "0 success, 1 error, ...".

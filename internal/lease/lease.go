@@ -4,7 +4,8 @@
 // derived from the owner (state.LeaseEmail); creating it takes the lock, deleting it
 // releases it. Its meta names the holder and when the lease expires; the holder
 // renews it while it runs, so a crashed holder's lease expires and the next run takes
-// it over. Plans never see lease users (state.User.IsLease).
+// it over. Plans never see lease users (state.User.IsLease). While held, the lease
+// fences the run's writes (Check).
 package lease
 
 import (
@@ -16,7 +17,6 @@ import (
 	"io"
 	"iter"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -27,7 +27,8 @@ import (
 // The meta keys of a lease user, besides the owner marker.
 const (
 	HolderKey  = "cbkSyncLockHolder"
-	ExpiresKey = "cbkSyncLockExpires"
+	ExpiresKey = "cbkSyncLockExpires" // for people; expiry is judged from updatedAt + TTL
+	TTLKey     = "cbkSyncLockTTL"
 )
 
 // API is the part of the Partner API client a lease uses; *client.Client has it.
@@ -43,14 +44,17 @@ type API interface {
 // network never loses it, short enough that a crashed run's lock clears soon.
 const DefaultTTL = 2 * time.Minute
 
+// MaxTTL bounds the TTL a lease may claim: no lease outlives its last renewal by more.
+const MaxTTL = DefaultTTL
+
 // Options tune Acquire.
 type Options struct {
 	// Owner is the config's owner: one lock per owner scope.
 	Owner string
 	// Holder names this run in the lease (default: host, process ID and a random part).
 	Holder string
-	// TTL is how long the lease lasts unless renewed; 0 means DefaultTTL. It is
-	// renewed every TTL/3.
+	// TTL is how long the lease lasts unless renewed; 0 means DefaultTTL, and it is at
+	// most MaxTTL. It is renewed every TTL/3.
 	TTL time.Duration
 	// Wait is how long Acquire waits for another run's lease to go; 0 fails at once.
 	Wait time.Duration
@@ -58,6 +62,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// ServerNow is the server's clock as last seen (ServerTime.Now); nil or false means
+	// unknown, and another run's lease then expires only once this run has seen it
+	// unrenewed for its TTL.
+	ServerNow func() (time.Time, bool)
 	// Renew, if set, replaces the renewal timer (for tests): each receive renews.
 	Renew <-chan time.Time
 }
@@ -66,7 +74,7 @@ type Options struct {
 // within Options.Wait.
 type HeldError struct {
 	Holder  string
-	Expires time.Time
+	Expires time.Time // by the server's clock, unless renewed
 	Since   time.Time // when the lease was taken
 }
 
@@ -74,10 +82,6 @@ func (e *HeldError) Error() string {
 	return fmt.Sprintf("another cbk-sync run holds the lock on this account (holder %q, since %s, expires %s unless renewed)",
 		e.Holder, e.Since.UTC().Format(time.RFC3339), e.Expires.UTC().Format(time.RFC3339))
 }
-
-// ErrLost is the cause of the context a Lease cancels when it finds its lease gone
-// (taken over after it could not renew it in time).
-var ErrLost = errors.New("the lock on this account was lost (taken over after it could not be renewed)")
 
 // Lease is a held lock. Release it when the run ends.
 type Lease struct {
@@ -88,6 +92,10 @@ type Lease struct {
 	stop   chan struct{}
 	done   chan struct{}
 	once   sync.Once
+
+	mu      sync.Mutex
+	renewed time.Time // when the last create or renewal that counted was sent
+	lost    error     // set once, for good (see Check)
 }
 
 // maxCreates bounds the lease creates of one Acquire whose answers were lost or that
@@ -95,8 +103,9 @@ type Lease struct {
 const maxCreates = 5
 
 // Acquire takes the lease of o.Owner, waiting up to o.Wait for another run's lease to
-// be released or to expire. The returned context is ctx, cancelled with ErrLost if the
-// lease is ever found gone while held: run everything the lock protects under it.
+// be released or to expire. The returned context is ctx, cancelled with an error
+// wrapping ErrLost if the lease is ever lost while held: run everything the lock
+// protects under it, and fence every write with Check.
 func Acquire(ctx context.Context, api API, o Options) (*Lease, context.Context, error) {
 	if o.Owner == "" {
 		return nil, nil, errors.New("lease: no owner")
@@ -104,8 +113,12 @@ func Acquire(ctx context.Context, api API, o Options) (*Lease, context.Context, 
 	if o.TTL <= 0 {
 		o.TTL = DefaultTTL
 	}
+	o.TTL = min(o.TTL, MaxTTL)
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.ServerNow == nil {
+		o.ServerNow = func() (time.Time, bool) { return time.Time{}, false }
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -115,21 +128,35 @@ func Acquire(ctx context.Context, api API, o Options) (*Lease, context.Context, 
 	}
 	l := &Lease{api: api, o: o}
 	deadline := o.Now().Add(o.Wait)
-	email := state.LeaseEmail(o.Owner)
-	logged := false
-	// The lease is looked up first (one poll, which also finds the API's path family
-	// before the first write), then created; 409 or a lost answer looks again.
+	w := &waiter{}
+	// The lease is created at once (one write when it is free); a 409, or an answer
+	// lost, looks it up: it is ours (the answer was lost), or another run's to wait for.
 	for attempt := 1; ; attempt++ {
-		u, found, err := l.find(ctx, email)
+		if attempt > maxCreates {
+			return nil, nil, fmt.Errorf("taking the lock on this account: gave up after %d creates that met another run's lock or lost their answer", maxCreates)
+		}
+		sent := o.Now()
+		id, err := api.CreateUser(ctx, l.body(true))
+		if err == nil {
+			l.id, l.renewed = id, sent
+			break
+		}
+		if client.IsQuota(err) {
+			return nil, nil, &QuotaError{Err: err}
+		}
+		if !client.IsConflict(err) && !client.IsLost(err) {
+			return nil, nil, fmt.Errorf("taking the lock on this account: %w", err)
+		}
+		u, found, err := Find(ctx, api, o.Owner)
 		if err != nil {
 			return nil, nil, fmt.Errorf("taking the lock on this account: looking it up: %w", err)
 		}
 		if found && holderOf(u) == o.Holder {
-			l.id = u.ID // our own create, whose answer was lost
+			l.id, l.renewed = u.ID, sent // our own create, whose answer was lost
 			break
 		}
 		if found {
-			gone, err := l.waitFor(ctx, u, deadline, &logged)
+			gone, err := l.waitFor(ctx, u, deadline, w)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -137,21 +164,6 @@ func Acquire(ctx context.Context, api API, o Options) (*Lease, context.Context, 
 				return nil, nil, l.held(u)
 			}
 		}
-		if attempt > maxCreates {
-			return nil, nil, fmt.Errorf("taking the lock on this account: gave up after %d creates that met another run's lock or lost their answer", maxCreates)
-		}
-		id, err := api.CreateUser(ctx, l.body(true))
-		if err == nil {
-			l.id = id
-			break
-		}
-		if client.IsQuota(err) {
-			return nil, nil, fmt.Errorf("taking the lock on this account: the lock is a partner user and the account is at its user quota (%w); make room for one user, or pass --no-lock if no other run can start meanwhile", err)
-		}
-		if !client.IsConflict(err) && !client.IsLost(err) {
-			return nil, nil, fmt.Errorf("taking the lock on this account: %w", err)
-		}
-		// Another run created it first, or our create may have happened: look again.
 	}
 	lctx, cancel := context.WithCancelCause(ctx)
 	l.cancel, l.stop, l.done = cancel, make(chan struct{}), make(chan struct{})
@@ -160,27 +172,62 @@ func Acquire(ctx context.Context, api API, o Options) (*Lease, context.Context, 
 	return l, lctx, nil
 }
 
+// QuotaError is Acquire's error when the account is at its user quota, so that the
+// lease user cannot be created.
+type QuotaError struct{ Err error }
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("taking the lock on this account: the lock is a partner user and the account is at its user quota (%v)", e.Err)
+}
+
+func (e *QuotaError) Unwrap() error { return e.Err }
+
+// waiter follows one lease while Acquire waits for it: when it was first seen as it
+// is, by this run's clock.
+type waiter struct {
+	id      string
+	renewed int64
+	seenAt  time.Time
+	logged  bool
+}
+
+// expired reports whether the lease u may be taken over: the server's clock is past
+// its updatedAt plus its TTL, or this run has seen it unrenewed for its TTL, or its
+// holder is a process of this host that no longer exists. Why is the second result.
+func (l *Lease) expired(u state.User, w *waiter) (bool, string) {
+	if ok, why := expiredNow(u, l.o.Holder, l.o.ServerNow); ok {
+		return true, why
+	}
+	if w.id != u.ID || w.renewed != u.UpdatedAt {
+		w.id, w.renewed, w.seenAt = u.ID, u.UpdatedAt, l.o.Now()
+	}
+	if elapsed(w.seenAt, l.o.Now()) > claimedTTL(u) {
+		return true, "not renewed for its TTL"
+	}
+	return false, ""
+}
+
 // waitFor waits until the lease u is released or expired (then deleted), polling it by
 // fetch, which is not a poll of the API's rate limit. It returns false when the
 // deadline passed first.
-func (l *Lease) waitFor(ctx context.Context, u state.User, deadline time.Time, logged *bool) (bool, error) {
+func (l *Lease) waitFor(ctx context.Context, u state.User, deadline time.Time, w *waiter) (bool, error) {
 	backoff := 100 * time.Millisecond
 	for {
-		if expired(u, l.o.Now()) {
+		if ok, why := l.expired(u, w); ok {
 			// Deleting by ID removes this lease only: if another run took it over
 			// first, its new lease has another ID and our delete finds nothing (404).
-			if err := l.api.DeleteUser(ctx, u.ID); err != nil {
-				return false, fmt.Errorf("taking over the expired lock of %q: %w", holderOf(u), err)
+			if err := l.api.DeleteUser(ctx, u.ID); err != nil && !client.IsNotFound(err) {
+				return false, fmt.Errorf("taking over the lock of %q: %w", holderOf(u), err)
 			}
-			l.o.Logger.Warn("took over an expired lock", "holder", holderOf(u), "expired", expiresOf(u).UTC().Format(time.RFC3339))
+			l.o.Logger.Warn("took over a lock", "holder", holderOf(u), "why", why, "last_renewed", renewedAt(u).UTC().Format(time.RFC3339))
 			return true, nil
 		}
 		left := deadline.Sub(l.o.Now())
 		if left <= 0 {
 			return false, nil
 		}
-		if !*logged {
-			*logged = true
+		if !w.logged {
+			w.logged = true
 			l.o.Logger.Info("waiting for another run's lock", "holder", holderOf(u), "timeout", l.o.Wait.String())
 		}
 		t := time.NewTimer(min(backoff, left))
@@ -203,11 +250,13 @@ func (l *Lease) waitFor(ctx context.Context, u state.User, deadline time.Time, l
 }
 
 func (l *Lease) held(u state.User) error {
-	return &HeldError{Holder: holderOf(u), Expires: expiresOf(u), Since: time.UnixMilli(u.CreatedAt)}
+	return &HeldError{Holder: holderOf(u), Expires: expiresAt(u), Since: time.UnixMilli(u.CreatedAt)}
 }
 
-func (l *Lease) find(ctx context.Context, email string) (state.User, bool, error) {
-	for u, err := range l.api.ListUsers(ctx, client.ListOptions{Email: email}) {
+// Find looks up the lease of owner: the lease user, and whether there is one.
+func Find(ctx context.Context, api API, owner string) (state.User, bool, error) {
+	email := state.LeaseEmail(owner)
+	for u, err := range api.ListUsers(ctx, client.ListOptions{Email: email}) {
 		if err != nil {
 			return state.User{}, false, err
 		}
@@ -228,59 +277,7 @@ func (l *Lease) body(create bool) state.UserFields {
 		Email:       state.Some(state.LeaseEmail(l.o.Owner)),
 		Name:        state.Some("cbk-sync lock"),
 		Description: state.Some(fmt.Sprintf("Held by a cbk-sync run for owner %s; deleted when it ends, taken over once expired. Not a real user.", l.o.Owner)),
-		Meta:        state.Some(state.Meta{state.OwnerKey: l.o.Owner, HolderKey: l.o.Holder, ExpiresKey: expires}),
-	}
-}
-
-// renew extends the lease every TTL/3 until Release. A renewal that finds the lease
-// gone (404: taken over after it had expired) cancels the run's context; one that
-// fails otherwise is tried again at the next tick, and the run is cancelled once the
-// lease has expired without a renewal.
-func (l *Lease) renew() {
-	defer close(l.done)
-	tick := l.o.Renew
-	if tick == nil {
-		t := time.NewTicker(l.o.TTL / 3)
-		defer t.Stop()
-		tick = t.C
-	}
-	// A renewal in flight (or waiting for the client's pause after a 429) is cancelled
-	// by Release, which must never wait for it.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-l.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	expires := l.o.Now().Add(l.o.TTL)
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-tick:
-		}
-		sent := l.o.Now()
-		err := l.api.UpdateUser(ctx, l.id, l.body(false))
-		switch {
-		case ctx.Err() != nil:
-			return // released meanwhile
-		case err == nil:
-			expires = sent.Add(l.o.TTL)
-		case client.IsNotFound(err):
-			l.o.Logger.Error("the lock was taken over: no new change starts", "lease_user", l.id)
-			l.cancel(ErrLost)
-			return
-		default:
-			l.o.Logger.Warn("renewing the lock failed; retrying", "error", err)
-			if l.o.Now().After(expires) {
-				l.o.Logger.Error("the lock expired without renewal: no new change starts")
-				l.cancel(ErrLost)
-				return
-			}
-		}
+		Meta:        state.Some(state.Meta{state.OwnerKey: l.o.Owner, HolderKey: l.o.Holder, ExpiresKey: expires, TTLKey: l.o.TTL.String()}),
 	}
 }
 
@@ -295,7 +292,7 @@ func (l *Lease) Release(ctx context.Context) error {
 		// The lease's own context (which a caller may pass) ends only once the lease
 		// is deleted.
 		err = l.api.DeleteUser(ctx, l.id)
-		l.cancel(nil)
+		l.lose(errReleased)
 		if client.IsNotFound(err) {
 			err = nil
 		}
@@ -306,33 +303,45 @@ func (l *Lease) Release(ctx context.Context) error {
 	return err
 }
 
-func holderOf(u state.User) string {
-	s, _ := u.Meta.Value()[HolderKey].(string)
-	return s
-}
+// errReleased closes the fence of a released lease; the run's context is cancelled
+// with it (not ErrLost: nothing was lost).
+var errReleased = errors.New("the lock on this account was released")
 
-// expiresOf reads the lease's expiry; a lease without a readable one counts as
-// expired long ago (a lease user made by hand, or damaged, must not block forever).
-func expiresOf(u state.User) time.Time {
-	s, _ := u.Meta.Value()[ExpiresKey].(string)
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}
-	}
-	return t
-}
-
-func expired(u state.User, now time.Time) bool { return now.After(expiresOf(u)) }
-
-func defaultHolder() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "unknown-host"
-	}
-	b := make([]byte, 4)
+func randomHex(n int) string {
+	b := make([]byte, n)
 	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b))
+	return hex.EncodeToString(b)
 }
 
 // The real client is what a lease is written for.
 var _ API = (*client.Client)(nil)
+
+// expiredNow reports whether the lease u may be taken over at once, as seen by the run
+// self: its holder is a process of this host that no longer exists, or the server's
+// clock is past its updatedAt plus its TTL.
+func expiredNow(u state.User, self string, serverNow func() (time.Time, bool)) (bool, string) {
+	if holderGone(u, self) {
+		return true, "its holder, a process of this host, no longer exists"
+	}
+	if now, ok := serverNow(); ok && now.After(expiresAt(u)) {
+		return true, "expired by the server's clock"
+	}
+	return false, ""
+}
+
+// Sweep deletes the lease user u of a run that crashed (expired by the server's clock,
+// or held by a process of this host that no longer exists), found by a run that has
+// nothing to write and so takes no lock: no lease of a crashed run stays in the
+// account's user list. It reports whether it deleted u; a live lease is left alone.
+func Sweep(ctx context.Context, api API, u state.User, serverNow func() (time.Time, bool), logger *slog.Logger) (bool, error) {
+	ok, why := expiredNow(u, defaultHolder(), serverNow)
+	if !ok {
+		return false, nil
+	}
+	// By ID: a lease taken since has another ID and is not touched.
+	if err := api.DeleteUser(ctx, u.ID); err != nil && !client.IsNotFound(err) {
+		return false, fmt.Errorf("removing the lock a crashed run left: %w", err)
+	}
+	logger.Warn("removed the lock a crashed run left", "holder", holderOf(u), "why", why, "last_renewed", renewedAt(u).UTC().Format(time.RFC3339))
+	return true, nil
+}

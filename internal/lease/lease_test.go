@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +28,7 @@ func setup(t *testing.T) (*emulator.Emulator, *client.Client) {
 	require.NoError(t, err)
 	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
-	api, err := client.New(client.Options{BaseURL: srv.URL, Token: state.Secret("sk-test"), RetryBase: time.Millisecond})
+	api, err := client.New(client.Options{BaseURL: srv.URL, Token: state.Secret("sk-test"), RetryBase: time.Millisecond, Paths: client.PathsPartner})
 	require.NoError(t, err)
 	return emu, api
 }
@@ -41,13 +43,19 @@ func leases(emu *emulator.Emulator) []state.User {
 	return out
 }
 
-func seedLease(t *testing.T, emu *emulator.Emulator, holder string, expires time.Time) state.User {
+// seedLease adds a lease last written (renewed) at renewed, which claims to expire in
+// 2099: the claim is never believed.
+func seedLease(t *testing.T, emu *emulator.Emulator, holder string, renewed time.Time) state.User {
 	t.Helper()
-	u, err := emu.PutUser(state.User{Email: state.Some(state.LeaseEmail(owner)), Meta: state.Some(state.Meta{
-		state.OwnerKey: owner, lease.HolderKey: holder, lease.ExpiresKey: expires.UTC().Format(time.RFC3339Nano)})})
+	ms := renewed.UnixMilli()
+	u, err := emu.PutUser(state.User{CreatedAt: ms, UpdatedAt: ms, Email: state.Some(state.LeaseEmail(owner)), Meta: state.Some(state.Meta{
+		state.OwnerKey: owner, lease.HolderKey: holder, lease.ExpiresKey: "2099-01-01T00:00:00Z"})})
 	require.NoError(t, err)
 	return u
 }
+
+// serverNow is the emulator's clock as a lease sees the server's (ServerTime.Now).
+func serverNow() (time.Time, bool) { return time.Now(), true }
 
 func TestAcquireAndRelease(t *testing.T) {
 	emu, api := setup(t)
@@ -62,7 +70,8 @@ func TestAcquireAndRelease(t *testing.T) {
 	exp, err := time.Parse(time.RFC3339Nano, m[lease.ExpiresKey].(string))
 	require.NoError(t, err)
 	assert.WithinDuration(t, time.Now().Add(lease.DefaultTTL), exp, time.Minute)
-	assert.Equal(t, map[string]int64{"user.list": 1, "user.create": 1}, nonZero(emu.Counts()), "a lookup and a create")
+	assert.Equal(t, "2m0s", m[lease.TTLKey])
+	assert.Equal(t, map[string]int64{"user.create": 1}, nonZero(emu.Counts()), "a free lock costs its create alone")
 
 	// Held: a second run gives up at once and says who holds it.
 	_, _, err = lease.Acquire(context.Background(), api, lease.Options{Owner: owner, Holder: "other"})
@@ -91,11 +100,12 @@ func nonZero(m map[string]int64) map[string]int64 {
 	return out
 }
 
-// A crashed holder's lease is taken over once expired; a live one is waited for.
+// A crashed holder's lease is taken over once expired by the server's clock, whatever
+// expiry it claims; a live one is held until its updatedAt plus its TTL, never beyond.
 func TestExpiredLeaseIsTakenOver(t *testing.T) {
 	emu, api := setup(t)
-	old := seedLease(t, emu, "crashed", time.Now().Add(-time.Second))
-	l, _, err := lease.Acquire(context.Background(), api, lease.Options{Owner: owner, Holder: "me"})
+	old := seedLease(t, emu, "crashed", time.Now().Add(-lease.DefaultTTL-time.Second))
+	l, _, err := lease.Acquire(context.Background(), api, lease.Options{Owner: owner, Holder: "me", ServerNow: serverNow})
 	require.NoError(t, err)
 	got := leases(emu)
 	require.Len(t, got, 1)
@@ -103,12 +113,48 @@ func TestExpiredLeaseIsTakenOver(t *testing.T) {
 	assert.Equal(t, "me", got[0].Meta.Value()[lease.HolderKey])
 	require.NoError(t, l.Release(context.Background()))
 
-	// A lease without a readable expiry (made by hand, damaged) counts as expired.
-	_, err = emu.PutUser(state.User{Email: state.Some(state.LeaseEmail(owner)), Meta: state.Some(state.Meta{state.OwnerKey: owner})})
+	// A fresh lease claiming 2099 (a fast clock, a forged plan) holds the lock until
+	// its last write plus the TTL it claims (at most MaxTTL), and says so.
+	live := seedLease(t, emu, "fast-clock", time.Now())
+	_, _, err = lease.Acquire(context.Background(), api, lease.Options{Owner: owner, ServerNow: serverNow})
+	var held *lease.HeldError
+	require.ErrorAs(t, err, &held)
+	assert.Equal(t, time.UnixMilli(live.UpdatedAt).Add(lease.DefaultTTL), held.Expires)
+	assert.Contains(t, err.Error(), "expires "+time.UnixMilli(live.UpdatedAt).Add(lease.DefaultTTL).UTC().Format(time.RFC3339))
+}
+
+// Without the server's clock, a waiting run takes a lease over once it has seen it
+// unrenewed for the TTL the lease claims.
+func TestUnrenewedLeaseIsTakenOverAfterItsTTL(t *testing.T) {
+	emu, api := setup(t)
+	_, err := emu.PutUser(state.User{Email: state.Some(state.LeaseEmail(owner)), Meta: state.Some(state.Meta{
+		state.OwnerKey: owner, lease.HolderKey: "stalled", lease.TTLKey: "300ms", lease.ExpiresKey: "2099-01-01T00:00:00Z"})})
 	require.NoError(t, err)
-	l, _, err = lease.Acquire(context.Background(), api, lease.Options{Owner: owner})
+	start := time.Now()
+	l, _, err := lease.Acquire(context.Background(), api, lease.Options{Owner: owner, Holder: "me", Wait: time.Minute})
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "not before its TTL")
+	require.NoError(t, l.Release(context.Background()))
+}
+
+// A lease of a process of this host that no longer exists (a run killed here) is taken
+// over at once; one of a live process of this host is not.
+func TestLeaseOfAGoneProcessIsTakenOverAtOnce(t *testing.T) {
+	emu, api := setup(t)
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	gone := exec.Command("true")
+	require.NoError(t, gone.Run()) // exited and reaped: its PID names no process
+	seedLease(t, emu, fmt.Sprintf("%s/%d/dead", host, gone.Process.Pid), time.Now())
+	me := fmt.Sprintf("%s/%d/me", host, os.Getpid())
+	l, _, err := lease.Acquire(context.Background(), api, lease.Options{Owner: owner, Holder: me, ServerNow: serverNow})
 	require.NoError(t, err)
 	require.NoError(t, l.Release(context.Background()))
+
+	seedLease(t, emu, fmt.Sprintf("%s/%d/parent", host, os.Getppid()), time.Now())
+	_, _, err = lease.Acquire(context.Background(), api, lease.Options{Owner: owner, Holder: me, ServerNow: serverNow})
+	var held *lease.HeldError
+	require.ErrorAs(t, err, &held, "a live process's lease is held")
 }
 
 // Two runs that both find the same expired lease: each deletes it by its ID, and the
@@ -117,13 +163,13 @@ func TestExpiredLeaseIsTakenOver(t *testing.T) {
 func TestTwoRunsTakingOverOneExpiredLease(t *testing.T) {
 	emu, api := setup(t)
 	for trial := range 20 {
-		seedLease(t, emu, "crashed", time.Now().Add(-time.Minute))
+		seedLease(t, emu, "crashed", time.Now().Add(-lease.DefaultTTL-time.Minute))
 		var wg sync.WaitGroup
 		results := make([]error, 2)
 		held := make([]*lease.Lease, 2)
 		for i := range 2 {
 			wg.Go(func() {
-				held[i], _, results[i] = lease.Acquire(context.Background(), api, lease.Options{Owner: owner, Holder: fmt.Sprintf("run%d", i)})
+				held[i], _, results[i] = lease.Acquire(context.Background(), api, lease.Options{Owner: owner, Holder: fmt.Sprintf("run%d", i), ServerNow: serverNow})
 			})
 		}
 		wg.Wait()
@@ -178,7 +224,7 @@ func TestWaitForRelease(t *testing.T) {
 	got := leases(emu)
 	require.Len(t, got, 1)
 	assert.Equal(t, "second", got[0].Meta.Value()[lease.HolderKey])
-	assert.Equal(t, int64(2), emu.Counts()["user.list"], "one lookup each: waiting polls by fetch")
+	assert.Equal(t, int64(1), emu.Counts()["user.list"], "one lookup after the create met 409: waiting polls by fetch")
 	require.NoError(t, r.l.Release(context.Background()))
 }
 
@@ -201,7 +247,7 @@ func TestRenewalAndLoss(t *testing.T) {
 	assert.NotEqual(t, before, expiresAt())
 	assert.Equal(t, now.Add(time.Minute).UTC().Format(time.RFC3339Nano), expiresAt())
 	assert.NoError(t, ctx.Err())
-	assert.Len(t, leases(emu)[0].Meta.Value(), 3, "holder, expiry and marker: the renewal merges")
+	assert.Len(t, leases(emu)[0].Meta.Value(), 4, "holder, expiry, TTL and marker: the renewal merges")
 
 	// Taken over behind its back (as after a long pause): the next renewal finds it gone.
 	require.NoError(t, api.DeleteUser(context.Background(), leases(emu)[0].ID))
@@ -260,8 +306,38 @@ func TestLeaseUserAtQuota(t *testing.T) {
 	_, err := emu.PutUser(state.User{Email: state.Some("a@acme.test")})
 	require.NoError(t, err)
 	_, _, err = lease.Acquire(context.Background(), api, lease.Options{Owner: owner})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "--no-lock")
+	var quota *lease.QuotaError
+	require.ErrorAs(t, err, &quota)
+}
+
+// The fence (Check) is open while the lease has more than a quarter of its TTL left by
+// the holder's own clock, counted from the sending of its last renewal; after that it
+// is closed for good and the run's context is cancelled, with no renewal needed to
+// find out (a run stalled past its lease finds it closed the moment it resumes).
+func TestFenceClosesBeforeTheLeaseMayExpire(t *testing.T) {
+	emu, api := setup(t)
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	tick := make(chan time.Time)
+	l, ctx, err := lease.Acquire(context.Background(), api, lease.Options{Owner: owner, Now: clock, Renew: tick, TTL: time.Minute})
+	require.NoError(t, err)
+	require.NoError(t, l.Check())
+	advance(30 * time.Second)
+	tick <- now
+	tick <- now // the second send waits for the first renewal to finish
+	advance(44 * time.Second)
+	require.NoError(t, l.Check(), "44s after a renewal, 15s of margin are left")
+	advance(time.Second)
+	err = l.Check()
+	require.ErrorIs(t, err, lease.ErrLost)
+	assert.Contains(t, err.Error(), "may have expired")
+	<-ctx.Done()
+	assert.ErrorIs(t, context.Cause(ctx), lease.ErrLost)
+	require.NoError(t, l.Release(context.Background()))
+	assert.ErrorIs(t, l.Check(), lease.ErrLost, "closed for good")
+	assert.Empty(t, leases(emu))
 }
 
 // stuckRenewal is an API whose renewals wait until their context ends, like one
