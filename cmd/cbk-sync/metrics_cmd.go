@@ -105,7 +105,9 @@ func emitMetrics(ctx context.Context, env *Env, f *MetricsFlags, command string,
 	}
 	if facts.session != nil {
 		st := facts.session.reader.Stats()
-		r.Calls, r.Retries, r.Throttled = st.Calls, st.Retries, st.Throttled
+		// The lock's own client is counted too: its calls are the run's.
+		r.Calls, r.Retries = facts.session.stats()
+		r.Throttled = st.Throttled
 		r.Poll = &metrics.Poll{Polls: st.Polls, Rejections: st.PollRejections, Wait: st.PollWait, Budget: st.PollBudget}
 	}
 	if r.Succeeded() {
