@@ -319,23 +319,10 @@ func (c *computer) safety(deletes, ownedCount int) {
 // as the delete caps check deletions: over a cap, the plan is unsafe, and the reason
 // says which cap and by how much; --force-updates turns that into a warning.
 func (c *computer) updateCaps(updates, ownedCount int) {
-	var over []string
-	if c.o.MaxUpdates >= 0 && updates > c.o.MaxUpdates {
-		over = append(over, fmt.Sprintf("the plan updates %d users, %d more than --max-updates %d; pass --force-updates to allow it",
-			updates, updates-c.o.MaxUpdates, c.o.MaxUpdates))
-	}
-	if c.o.MaxUpdatePercent >= 0 && ownedCount >= MinOwnedForPercent && updates*100 > c.o.MaxUpdatePercent*ownedCount {
-		allowed := c.o.MaxUpdatePercent * ownedCount / 100
-		over = append(over, fmt.Sprintf("the plan updates %d of %d owned users (%d%%), more than --max-update-percent %d allows (%d users, so %d over); pass --force-updates to allow it",
-			updates, ownedCount, updates*100/ownedCount, c.o.MaxUpdatePercent, allowed, updates-allowed))
-	}
-	if c.o.ForceUpdates {
-		for _, r := range over {
-			c.warn(strings.Replace(r, "; pass --force-updates to allow it", "; allowed by --force-updates", 1))
-		}
-		return
-	}
-	c.plan.Safety.Reasons = append(c.plan.Safety.Reasons, over...)
+	c.checkCaps(countCap{verb: "updates", noun: "users", n: updates, owned: ownedCount,
+		max: c.o.MaxUpdates, maxFlag: "--max-updates",
+		percent: c.o.MaxUpdatePercent, percentFlag: "--max-update-percent", minOwned: MinOwnedForPercent,
+		force: c.o.ForceUpdates, forceFlag: "--force-updates"})
 }
 
 // create plans a declared user that does not exist remotely, with its tokens.

@@ -34,22 +34,43 @@ func (c *computer) tokenRevokeCaps() {
 			}
 		}
 	}
-	revokes, owned := s.TokenRevokes, s.OwnedTokens
+	c.checkCaps(countCap{verb: "revokes", noun: "tokens", n: s.TokenRevokes, owned: s.OwnedTokens,
+		max: c.o.MaxTokenRevokes, maxFlag: "--max-token-revokes",
+		percent: c.o.MaxTokenRevokePercent, percentFlag: "--max-token-revoke-percent", minOwned: MinOwnedTokensForPercent,
+		force: c.o.ForceTokenRevokes, forceFlag: "--force-token-revokes"})
+}
+
+// countCap is one kind of change held to a count and a share of the owned objects
+// (user updates, token revocations), with the flags that set and lift the caps.
+type countCap struct {
+	verb, noun             string // "updates", "users"
+	n, owned               int
+	max                    int
+	maxFlag                string
+	percent, minOwned      int
+	percentFlag, forceFlag string
+	force                  bool
+}
+
+// checkCaps checks k.n against its caps, as the delete caps check deletions: over a
+// cap the plan is unsafe, and the reason says which cap and by how much; the force flag
+// turns that into a warning. The percentage applies from k.minOwned owned objects.
+func (c *computer) checkCaps(k countCap) {
+	pass := "; pass " + k.forceFlag + " to allow it"
 	var over []string
-	if c.o.MaxTokenRevokes >= 0 && revokes > c.o.MaxTokenRevokes {
-		over = append(over, fmt.Sprintf("the plan revokes %d tokens, %d more than --max-token-revokes %d; pass --force-token-revokes to allow it",
-			revokes, revokes-c.o.MaxTokenRevokes, c.o.MaxTokenRevokes))
+	if k.max >= 0 && k.n > k.max {
+		over = append(over, fmt.Sprintf("the plan %s %d %s, %d more than %s %d%s", k.verb, k.n, k.noun, k.n-k.max, k.maxFlag, k.max, pass))
 	}
-	if c.o.MaxTokenRevokePercent >= 0 && owned >= MinOwnedTokensForPercent && revokes*100 > c.o.MaxTokenRevokePercent*owned {
-		allowed := c.o.MaxTokenRevokePercent * owned / 100
-		over = append(over, fmt.Sprintf("the plan revokes %d of %d owned tokens (%d%%), more than --max-token-revoke-percent %d allows (%d tokens, so %d over); pass --force-token-revokes to allow it",
-			revokes, owned, revokes*100/owned, c.o.MaxTokenRevokePercent, allowed, revokes-allowed))
+	if k.percent >= 0 && k.owned >= k.minOwned && k.n*100 > k.percent*k.owned {
+		allowed := k.percent * k.owned / 100
+		over = append(over, fmt.Sprintf("the plan %s %d of %d owned %s (%d%%), more than %s %d allows (%d %s, so %d over)%s",
+			k.verb, k.n, k.owned, k.noun, k.n*100/k.owned, k.percentFlag, k.percent, allowed, k.noun, k.n-allowed, pass))
 	}
-	if c.o.ForceTokenRevokes {
+	if k.force {
 		for _, r := range over {
-			c.warn(strings.Replace(r, "; pass --force-token-revokes to allow it", "; allowed by --force-token-revokes", 1))
+			c.warn(strings.Replace(r, pass, "; allowed by "+k.forceFlag, 1))
 		}
 		return
 	}
-	s.Reasons = append(s.Reasons, over...)
+	c.plan.Safety.Reasons = append(c.plan.Safety.Reasons, over...)
 }
