@@ -19,10 +19,7 @@ func pages(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := []string{"../README.md"}
-	for _, p := range ps {
-		out = append(out, p)
-	}
+	out := append([]string{"../README.md"}, ps...)
 	if len(out) < 2 {
 		t.Fatal("no docs/*.md found")
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -89,7 +90,7 @@ func (s *IOStreams) Confirm(ctx context.Context, question string) (bool, error) 
 		fmt.Fprintln(s.ErrOut)
 		return false, nil
 	case a := <-ch:
-		if a.err != nil && a.err != io.EOF {
+		if a.err != nil && !errors.Is(a.err, io.EOF) {
 			return false, a.err
 		}
 		return strings.TrimSpace(a.line) == "yes", nil

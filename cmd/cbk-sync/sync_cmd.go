@@ -228,7 +228,13 @@ func runApply(ctx context.Context, env *Env, s *session, p *plan.Plan, f ApplyFl
 		if err != nil {
 			return err
 		}
-		defer closeSink()
+		defer func() {
+			// Every record was synced before its token was confirmed: a failed close
+			// loses nothing, but is worth a line.
+			if err := closeSink(); err != nil {
+				env.Log.Warn("closing the secrets sink failed", "error", err)
+			}
+		}()
 		opts.Secrets = secrets
 	}
 	bar := newProgress(env, "applying")

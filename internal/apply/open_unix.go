@@ -30,7 +30,7 @@ func CheckOwner(path string, fi fs.FileInfo) error {
 // linkCount is how many names fi's file has; 0 once it is deleted.
 func linkCount(fi fs.FileInfo) uint64 {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Nlink)
+		return uint64(st.Nlink) //nolint:unconvert // Nlink is uint16 on darwin, uint64 on linux
 	}
 	return 1
 }

@@ -343,7 +343,7 @@ func TestReadSavedIsStrict(t *testing.T) {
 		"missing body":    {strings.Replace(good, `"user_body"`, `"user_body_x"`, 1), "unknown field"},
 		"truncated input": {good[:len(good)/2], "saved plan"},
 		// These were read without a word before, and the misspelt limit dropped.
-		"bad alias":        {strings.Replace(good, `"alias": "alice-eu"`, `"alias": "Not/An/Alias"`, -1), `invalid alias "Not/An/Alias"`},
+		"bad alias":        {strings.ReplaceAll(good, `"alias": "alice-eu"`, `"alias": "Not/An/Alias"`), `invalid alias "Not/An/Alias"`},
 		"fractional limit": {strings.Replace(good, `"limits": {`, `"limits": {"file": {"maxFileSize": 1.5}, `, 1), `limits.file.maxFileSize must be a whole number`},
 		"key case":         {strings.Replace(good, `"owner":`, `"Owner":`, 1), `unknown key "Owner"`},
 		"token no user":    {`{"format_version":"3","kind":"cbk-sync-plan","options":{},"desired":{"owner":"o"},"remote":{},"plan":{"owner":"o","fingerprint":"f","users":[{"identity":{"kind":"email","value":"e"},"email":"e","changes":[{"action":"token_revoke","email":"e","token_id":"t","reason":""}]}]}}`, "token_revoke has no user_id"},
