@@ -95,7 +95,7 @@ func lockLost(ctx context.Context, err error) error {
 // computes it again under the lock: the same changes run; other ones are shown and
 // asked for again, or refused (exit 4) when there is no terminal to ask on. A nil
 // plan without error means there is nothing left to apply.
-func (f *ApplyFlags) lockedPlan(ctx context.Context, env *Env, s *session, saved *plan.Saved, sink *secretsSink, replan func() (*plan.Plan, error), show func(*plan.Plan) error) (*plan.Plan, error) {
+func (f *ApplyFlags) lockedPlan(ctx context.Context, env *Env, s *session, saved *plan.Saved, sink *secretsSink, replan func() (*plan.Plan, error)) (*plan.Plan, error) {
 	reads := saved.Reads()
 	got, err := s.reader.ReadObjects(ctx, reads.Users, reads.Tokens, reads.Listing)
 	if err != nil {
@@ -119,7 +119,7 @@ func (f *ApplyFlags) lockedPlan(ctx context.Context, env *Env, s *session, saved
 		return np, nil
 	}
 	env.Log.Warn("the plan changed: it is shown again")
-	if err := show(np); err != nil {
+	if err := env.view.Plan(np); err != nil {
 		return nil, err
 	}
 	if !np.Safety.Safe {

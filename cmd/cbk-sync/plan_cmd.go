@@ -3,13 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/cbk-sync/cbk-sync/internal/atomicfile"
@@ -17,53 +14,6 @@ import (
 	"github.com/cbk-sync/cbk-sync/internal/plan"
 	"github.com/cbk-sync/cbk-sync/internal/state"
 )
-
-// ConfigFlags name the configuration files.
-type ConfigFlags struct {
-	Files []string `short:"f" name:"file" required:"" placeholder:"PATH" help:"Configuration file or directory (its *.yaml/*.yml); repeatable; - reads it from stdin."`
-}
-
-func (f *ConfigFlags) load(ctx context.Context, env *Env) (state.Desired, error) {
-	if !slices.Contains(f.Files, "-") {
-		return loadInterruptible(ctx, "the configuration", func() (state.Desired, error) {
-			return config.LoadEnv(f.Files, env.configEnv())
-		})
-	}
-	// -f - reads one configuration from stdin (a pipe, a generator); merging it with
-	// files would make positions ambiguous, so it comes alone.
-	if len(f.Files) > 1 {
-		return state.Desired{}, errors.New("-f - reads the whole configuration from stdin: give no other -f with it")
-	}
-	return loadInterruptible(ctx, "the configuration from stdin (-f -)", func() (state.Desired, error) {
-		data, err := io.ReadAll(io.LimitReader(env.IO.In, config.MaxFileSize+1))
-		if err != nil {
-			return state.Desired{}, fmt.Errorf("-f -: reading stdin: %w", err)
-		}
-		return config.LoadBytesEnv("<stdin>", data, env.configEnv())
-	})
-}
-
-// loadInterruptible runs load, which may block for good (a pipe that never ends, a
-// FIFO nobody writes to), and returns early when ctx ends: an interrupt while reading
-// the configuration ends the run at once. The blocked read is left behind; the process
-// exits soon after.
-func loadInterruptible(ctx context.Context, what string, load func() (state.Desired, error)) (state.Desired, error) {
-	type loaded struct {
-		d   state.Desired
-		err error
-	}
-	ch := make(chan loaded, 1)
-	go func() {
-		d, err := load()
-		ch <- loaded{d, err}
-	}()
-	select {
-	case l := <-ch:
-		return l.d, l.err
-	case <-ctx.Done():
-		return state.Desired{}, fmt.Errorf("interrupted while reading %s; nothing was read or changed remotely", what)
-	}
-}
 
 // PlanFlags shape how a plan is computed and shown.
 type PlanFlags struct {
@@ -99,8 +49,9 @@ func (f *PlanFlags) options() plan.Options {
 	return o
 }
 
-func (f *PlanFlags) markdownOptions() plan.MarkdownOptions {
-	return plan.MarkdownOptions{MaxBytes: f.MaxBytes, FullPlanURL: f.FullPlanURL}
+// planShow shows the plan on stdout as -o says.
+func (f *PlanFlags) planShow() planShow {
+	return planShow{format: f.Output, markdown: plan.MarkdownOptions{MaxBytes: f.MaxBytes, FullPlanURL: f.FullPlanURL}}
 }
 
 // Validate checks flag values.
@@ -137,25 +88,6 @@ func checkMarkdownCap(output string, maxBytes int, fullPlanURL string) error {
 	if fullPlanURL != "" && maxBytes == 0 {
 		return fmt.Errorf("--full-plan-url is shown only in the note of a plan cut by --max-bytes; add --max-bytes N")
 	}
-	return nil
-}
-
-// ValidateCmd checks configuration files without calling the API.
-type ValidateCmd struct {
-	ConfigFlags
-}
-
-// Run loads the files and reports every problem.
-func (c *ValidateCmd) Run(ctx context.Context, env *Env) error {
-	d, err := c.load(ctx, env)
-	if err != nil {
-		return err
-	}
-	tokens := 0
-	for _, u := range d.Users {
-		tokens += len(u.Tokens)
-	}
-	fmt.Fprintf(env.IO.Out, "Configuration is valid: owner %q, %s, %s.\n", d.Owner, plan.Count(len(d.Users), "user", "users"), plan.Count(tokens, "token", "tokens"))
 	return nil
 }
 
@@ -205,7 +137,7 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	if err := showPlan(env, env.IO.Out, p, c.Output, c.markdownOptions()); err != nil {
+	if err := env.view.Plan(p); err != nil {
 		return err
 	}
 	if c.Out != "" {
@@ -277,35 +209,6 @@ func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o p
 	p.ReadCost = &plan.ReadCost{Polls: st.Polls, Rejected: st.PollRejections, WaitMS: st.PollWait.Milliseconds(), PollBudget: st.PollBudget}
 	env.facts.plan = &p
 	return &p, actual, nil
-}
-
-// showPlan renders the plan in the chosen format. Every view passes through the run's
-// redactor: a remote value or a declared one may hold a secret.
-func showPlan(env *Env, w io.Writer, p *plan.Plan, format string, md plan.MarkdownOptions) error {
-	var b bytes.Buffer
-	if w == env.IO.ErrOut && env.Globals.LogFormat == "json" {
-		// Every stderr line is a JSON record: the plan there is one, with the -o json
-		// view (compact) under "plan" (the logger redacts it).
-		if err := plan.RenderJSON(&b, p); err != nil {
-			return err
-		}
-		env.Log.Info("plan", "plan", json.RawMessage(b.Bytes()))
-		return nil
-	}
-	var err error
-	switch format {
-	case "json":
-		err = plan.RenderJSON(&b, p)
-	case "markdown":
-		err = plan.RenderMarkdownWith(&b, p, md)
-	default:
-		err = plan.RenderText(&b, p, plan.TextOptions{Color: w == env.IO.Out && env.IO.ColorOut(env.Globals.NoColor)})
-	}
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(env.redact.Bytes(b.Bytes()))
-	return err
 }
 
 // planOutcome maps a shown plan to its exit status: 4 unsafe, 2 pending (with

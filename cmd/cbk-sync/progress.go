@@ -67,7 +67,7 @@ type progress struct {
 
 func newProgress(env *Env, label string) *progress {
 	p := &progress{label: label}
-	if env.IO.ProgressOK() && !env.Globals.Quiet && env.Globals.LogFormat != "json" {
+	if env.IO.ProgressOK() && !env.Globals.Quiet && env.view.Bars() {
 		p.status = env.IO.status
 	}
 	return p
