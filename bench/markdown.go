@@ -54,6 +54,15 @@ func renderMarkdown(rep jsonReport) string {
 		fmt.Fprintf(&b, "| %s/%s | %d | %s | %s | %.2f | %s | %s | %d | %s | %s | %d |\n", r.Op, r.PollBudget, r.Parallelism, secondsMS(r.WallMS), secondsMS(r.BoundMS), r.Ratio,
 			thousands(int(r.Polls)), thousands(int(r.MinPolls)), r.PollRejections, thousands(int(r.Writes)), thousands(int(r.Planned)), r.Renewals)
 	}
+	for i, r := range rep.SharedRuns {
+		if i == 0 {
+			fmt.Fprintf(&b, "\n%d plans of %s users back to back (each a new run, its budget learned), sharing that poll window:\n\n", r.Plans, thousands(r.Users))
+			b.WriteString("| P | wall | window bound | ratio | polls | min polls | rejected per plan | budgets learned | target |\n")
+			b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %.2f | %s | %s | %s | %s | %s |\n", r.Parallelism, secondsMS(r.WallMS), secondsMS(r.BoundMS), r.Ratio,
+			thousands(int(r.Polls)), thousands(int(r.MinPolls)), joinInts(r.Rejections), joinInts(r.Budgets), r.Target)
+	}
 	if len(rep.StateRuns) > 0 {
 		if len(rep.StateRuns[0].WriteRounds) > 0 {
 			fmt.Fprintf(&b, "\nThe emulator itself, %d tokens per user, every size up at once, in memory and with `--state FILE`: user updates from %d clients for %s each, in %d rounds of turns; user fetches from %d clients alone and during writes at %d/s, in %d pairs of slices; the ratios are the medians of the rounds' and the pairs':\n\n",
@@ -83,6 +92,15 @@ func renderMarkdown(rep jsonReport) string {
 	}
 	b.WriteString(markdownEnd + "\n")
 	return b.String()
+}
+
+// joinInts writes numbers as "0, 0, 0, 7".
+func joinInts[T int | int64](xs []T) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprint(x)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // stateRows pairs each size's memory run with its --state run.
