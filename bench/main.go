@@ -5,16 +5,18 @@
 // per token create (create, then confirm once the secret is delivered), three per
 // rotation (create, confirm, revoke the old).
 //
-//	go run ./bench [-users N] [-tokens K] [-latency L] [-parallelism 8,32] [-poll-limit B] [-poll-window W] [-json FILE] [-seed S] [-check]
+//	go run ./bench [-users N] [-tokens K] [-latency L] [-parallelism 8,32] [-poll-limit B] [-poll-window W] [-shared-runs R] [-json FILE] [-seed S] [-check]
 //
 // Each run reports its wall time, its lower bound (what the latency makes unavoidable
 // at that parallelism), the ratio of the two, and the speed-up over the naive plan
 // (one request at a time). Then, with a poll limit of B polls per window W on the
 // emulator, plan and sync with the budget given and plan with the budget learned, each
-// against the poll bound W x (ceil(polls/B) - 1) + L x ceil(last window's polls/P).
-// Timings are reported, never asserted: the command exits 1 only when a call count or
-// an outcome differs from what is expected (more polls than the minimum, a rejection
-// with the budget given), which is how CI catches regressions.
+// against the poll bound W x (ceil(polls/B) - 1) + L x ceil(last window's polls/P);
+// and R plans back to back under that one window, each learning its budget (shared.go).
+// Timings are reported, never asserted, but for one: the command exits 1 when a call
+// count or an outcome differs from what is expected (more polls than the minimum, a
+// rejection with the budget given), which is how CI catches regressions, and when the
+// back-to-back plans take more than 1.3x their window bound (issue 20).
 package main
 
 import (
@@ -68,6 +70,8 @@ type settings struct {
 	stateUsers    []int         // sizes of the emulator's own runs (emustate.go)
 	stateDuration time.Duration // each phase of those runs
 	markdownPath  string        // also write the tables as Markdown
+	sharedRuns    int           // R plans back to back under one poll window; 0: none
+	sharedUsers   int           // users each of them declares; 0: 30% of the poll limit
 }
 
 // Main runs the benchmark and returns the exit code.
@@ -122,6 +126,8 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 	listing := fs.String("listing", "jsonl", "how users are listed, as cbk-sync's --listing: `jsonl` (one stream) or paged")
 	fs.IntVar(&s.pollLimit, "poll-limit", 500, "poll limit `B` per -poll-window of the poll-limit runs (0: no such runs)")
 	fs.DurationVar(&s.pollWindow, "poll-window", 10*time.Second, "sliding window `W` of the poll limit")
+	fs.IntVar(&s.sharedRuns, "shared-runs", 4, "`R` plans back to back under one poll window, each learning its budget (0: none)")
+	fs.IntVar(&s.sharedUsers, "shared-users", 0, "users `U` each of the -shared-runs plans declares (0: 30% of -poll-limit)")
 	fs.DurationVar(&s.lockTTL, "lock-ttl", lease.DefaultTTL, "TTL `D` of a sync's account lock, renewed every D/3 (one user update each, counted)")
 	stateUsers := fs.String("state-users", "1000,10000,100000", "comma-separated `sizes` of the emulator's own runs, with and without its state file (\"\": none)")
 	fs.DurationVar(&s.stateDuration, "state-duration", 3*time.Second, "length `D` of each phase of the emulator's own runs")
@@ -181,6 +187,10 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 		return s, fmt.Errorf("-poll-limit %d: want 0 (no poll-limit runs) or more", s.pollLimit)
 	case s.pollWindow <= 0:
 		return s, fmt.Errorf("-poll-window %s: want more than 0", s.pollWindow)
+	case s.sharedRuns < 0 || s.sharedRuns > 100:
+		return s, fmt.Errorf("-shared-runs %d: want 0..100", s.sharedRuns)
+	case s.sharedUsers < 0 || s.sharedUsers > 90_000:
+		return s, fmt.Errorf("-shared-users %d: want 0 (30%% of -poll-limit) or up to 90000", s.sharedUsers)
 	case s.lockTTL < 30*time.Millisecond:
 		return s, fmt.Errorf("-lock-ttl %s: want 30ms or more", s.lockTTL)
 	}
@@ -258,13 +268,32 @@ func benchmark(ctx context.Context, s settings, progress io.Writer) (*report, er
 		}
 		rep.runs = append(rep.runs, r)
 	}
-	for _, n := range s.stateUsers {
-		fmt.Fprintf(progress, "bench: the emulator at %d users, in memory and with its state file ...\n", n)
-		runs, err := measureState(ctx, n, s.stateDuration, s.seed)
+	if s.pollLimit > 0 && s.sharedRuns > 0 {
+		u := sharedUsers(s.sharedUsers, s.pollLimit)
+		ssc := newScenario(u, s.tokens, s.seed, time.Now())
+		ssc.setListing(s.paged)
+		sd, err := config.LoadBytes("shared.yaml", ssc.yaml, nil)
 		if err != nil {
-			return nil, fmt.Errorf("the emulator at %d users: %w", n, err)
+			return nil, fmt.Errorf("the generated configuration of the shared-window plans does not load: %w", err)
 		}
-		rep.stateRuns = append(rep.stateRuns, runs...)
+		for _, p := range s.parallelism {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(progress, "bench: %d plans of %d users back to back P=%d under one poll limit %d/%s ...\n", s.sharedRuns, u, p, s.pollLimit, s.pollWindow)
+			r, err := measureShared(ctx, ssc, sd, s.latency, p, s.sharedRuns, s.pollLimit, s.pollWindow, s.paged)
+			if err != nil {
+				return nil, err
+			}
+			rep.shared = append(rep.shared, r)
+		}
+	}
+	if len(s.stateUsers) > 0 {
+		runs, err := measureStates(ctx, s.stateUsers, s.stateDuration, s.seed, progress)
+		if err != nil {
+			return nil, fmt.Errorf("the emulator at %v users: %w", s.stateUsers, err)
+		}
+		rep.stateRuns = runs
 	}
 	rep.duration = time.Since(t0)
 	return rep, nil

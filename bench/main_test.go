@@ -46,7 +46,11 @@ func TestMainCheckSize(t *testing.T) {
 		assert.Empty(t, r.Failures)
 		if r.Persisted {
 			assert.Positive(t, r.Appends, "every write was appended to the journal")
+			assert.Positive(t, r.OfMemory, "measured side by side with memory, round by round")
 		}
+		assert.Len(t, r.WriteRounds, stateRounds, "a turn of writes in every round")
+		assert.Len(t, r.Shares, statePairs, "a share for every pair of read slices")
+		assert.Equal(t, median(r.Shares), r.ReadShare)
 	}
 	assert.Positive(t, rep.StateScale)
 	mdText, err := os.ReadFile(md)
@@ -67,11 +71,28 @@ func TestMainCheckSize(t *testing.T) {
 		if budget == "given" {
 			assert.Zero(t, r.PollRejections)
 		} else {
-			assert.LessOrEqual(t, r.PollRejections, int64(4), "at most P while learning")
+			assert.LessOrEqual(t, r.PollRejections, maxLearnedRejections(4, time.Duration(r.ReadWallMS*float64(time.Millisecond)), 250*time.Millisecond),
+				"at most P while learning, then the probes as the window slides")
 		}
 		assert.Positive(t, r.PollBoundMS)
 		assert.Empty(t, r.Failures)
 	}
+	// Plans back to back under one shared poll window (issue 20): 4 plans of 15 users
+	// (30% of the limit of 50), 16 polls each; the 4th meets the limit, learns, probes
+	// up as the window slides, and the whole stays within 1.3x of the window bound.
+	require.Len(t, rep.SharedRuns, 1, "one per parallelism")
+	sh := rep.SharedRuns[0]
+	assert.Equal(t, 4, sh.Plans)
+	assert.Equal(t, 15, sh.Users)
+	assert.Equal(t, int64(4*16), sh.Polls, "each plan: its user stream and 15 token lists (15 users: no orphan)")
+	assert.Equal(t, sh.MinPolls, sh.Polls)
+	assert.Equal(t, []int64{0, 0, 0}, sh.Rejections[:3], "the first three plans fit in the window")
+	assert.Positive(t, sh.Rejections[3], "the fourth meets the limit")
+	assert.LessOrEqual(t, sh.Ratio, targetSharedRatio)
+	assert.GreaterOrEqual(t, sh.BoundMS, 250.0, "at least one window: 60 polls over a limit of 50")
+	assert.Empty(t, sh.Failures)
+	assert.Contains(t, string(mdText), "4 plans of 15 users back to back")
+
 	sync := rep.Runs[2]
 	assert.Equal(t, "sync", sync.Op)
 	assert.Equal(t, int64(2), sync.Calls[opUserList], "the lock's lookup and one stream")
@@ -95,7 +116,7 @@ func TestMainOddSizes(t *testing.T) {
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
-			code := Main(context.Background(), append(args, "-latency", "0", "-parallelism", "3", "-state-users", ""), &out, &errb)
+			code := Main(context.Background(), append(args, "-latency", "0", "-parallelism", "3", "-state-users", "", "-shared-runs", "0"), &out, &errb)
 			assert.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 		})
 	}
@@ -191,4 +212,15 @@ func TestPollRunFailsOnRejection(t *testing.T) {
 	require.Positive(t, r.PollRejections)
 	assert.Contains(t, strings.Join(r.Failures, "\n"), "rejected by the poll limit with the budget given, want 0")
 	assert.Equal(t, r.MinPolls, r.Polls, "and yet every poll was made once, in the end")
+}
+
+// The window bound of plans back to back: N polls, B per window W, P at a time, L
+// each: W x (ceil(N/B) - 1) + L x ceil(last window's polls / P), or the plans' own
+// latency bounds added, if larger.
+func TestSharedBound(t *testing.T) {
+	ms := time.Millisecond
+	assert.Equal(t, 10*time.Second+10*20*ms, sharedBound(576, 500, 10*time.Second, 20*ms, 8, time.Second), "576 polls: one window, then 76 at P=8")
+	assert.Equal(t, 250*ms+2*ms, sharedBound(64, 50, 250*ms, ms, 8, 20*ms))
+	assert.Equal(t, 3*time.Second, sharedBound(40, 50, 250*ms, ms, 8, 3*time.Second), "within one window: the plans' latency bounds")
+	assert.Equal(t, 250*ms+7*ms, sharedBound(100, 50, 250*ms, ms, 8, 0), "two windows' worth: the second 50 start after one window, 8 at a time")
 }

@@ -31,6 +31,7 @@ type report struct {
 	configLoad  time.Duration
 	timer       time.Duration // what a timer of the latency really takes here
 	runs        []*run
+	shared      []*sharedRun  // plans back to back under one poll window
 	stateRuns   []*stateRun   // the emulator's own runs, memory then --state at each size
 	duration    time.Duration // the whole benchmark
 	started     time.Time
@@ -84,6 +85,11 @@ func (rep *report) failures() []string {
 	for _, r := range rep.runs {
 		for _, f := range r.Failures {
 			out = append(out, fmt.Sprintf("%s P=%d: %s", r.Op, r.Parallelism, f))
+		}
+	}
+	for _, r := range rep.shared {
+		for _, f := range r.Failures {
+			out = append(out, fmt.Sprintf("%d plans back to back P=%d: %s", r.Runs, r.Parallelism, f))
 		}
 	}
 	for _, r := range rep.stateRuns {
@@ -149,9 +155,16 @@ func (rep *report) writeText(w io.Writer) {
 				r.Polls, r.MinPolls, r.PollRejections, seconds(r.PollWait), r.PollBudget, targetPollRatio, rep.targets(r))
 		}
 	}
+	for _, r := range rep.shared {
+		fmt.Fprintf(w, "P=%d: %s: %s, window bound %s (ratio %.2f); polls %d admitted (minimum %d), rejected per plan %v, budgets learned %v; target ratio <= %.1f: %s\n",
+			r.Parallelism, r.label(), seconds(r.Wall), seconds(r.Bound), r.Ratio(), r.Polls, r.MinPolls, r.Rejections, r.Budgets, targetSharedRatio, r.target())
+	}
 	fmt.Fprintln(w, "bound: reads L x max(R, ceil(T/P)); writes L x max(ceil(W/P), longest chain); sync = both + 3 L (the lock).")
 	if rep.settings.pollLimit > 0 {
 		fmt.Fprintln(w, "poll bound (runs marked /given, /learned): reads under a limit of B polls per window W: W x (ceil(polls/B) - 1) + L x ceil(last window's polls / P), or the latency bound if larger.")
+		if len(rep.shared) > 0 {
+			fmt.Fprintln(w, "window bound (plans back to back): the same over every plan's polls from the first plan's start, or the plans' latency bounds added, if larger.")
+		}
 	}
 	fmt.Fprintln(w, "call: one request as the client times it, from sending to the answer's headers (waiting for a connection included).")
 	fmt.Fprintln(w, "peak heap: live heap sampled every 2ms (runtime/metrics heap objects, ~HeapAlloc), the in-process emulator included;\n"+
@@ -189,6 +202,9 @@ type jsonReport struct {
 	Runs         []jsonRun        `json:"runs"`
 	OK           bool             `json:"ok"`
 	Failures     []string         `json:"failures"`
+
+	// SharedRuns are the plans back to back under one poll window (shared.go).
+	SharedRuns []jsonSharedRun `json:"shared_runs,omitempty"`
 
 	StateDurationMS float64        `json:"state_duration_ms,omitempty"`
 	StateRuns       []jsonStateRun `json:"state_runs,omitempty"`
@@ -255,6 +271,9 @@ func (rep *report) jsonView() jsonReport {
 		Failures: rep.failures(),
 	}
 	out.Date, out.Machine, out.DurationS = rep.started.UTC().Format(time.DateOnly), thisMachine(), rep.duration.Seconds()
+	for _, r := range rep.shared {
+		out.SharedRuns = append(out.SharedRuns, r.json())
+	}
 	out.StateDurationMS = ms(s.stateDuration)
 	for _, r := range rep.stateRuns {
 		out.StateRuns = append(out.StateRuns, r.json())

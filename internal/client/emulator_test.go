@@ -262,8 +262,9 @@ func TestEmulatorFaultsOnWrites(t *testing.T) {
 }
 
 // Against the emulator's poll limit, a whole read paces itself: with the budget given
-// it meets no rejection; learned, only the polls in flight at the first one (at most
-// MaxConns) are rejected; paged and JSONL alike, and the state read is complete.
+// it meets no rejection; learned, the polls in flight at the first one (at most
+// MaxConns) are rejected, then a few probes as the window slides; paged and JSONL
+// alike, and the state read is complete.
 func TestReadActualUnderThePollLimit(t *testing.T) {
 	const users, limit, conns = 40, 15, 8
 	window := 150 * time.Millisecond
@@ -278,7 +279,9 @@ func TestReadActualUnderThePollLimit(t *testing.T) {
 			c := newClient(t, srv, func(o *client.Options) {
 				o.PollBudget, o.PollWindow, o.MaxConns, o.JSONL = tc.budget, window, conns, tc.jsonl
 			})
+			t0 := time.Now()
 			a, err := c.ReadActual(context.Background(), func(state.User) bool { return true })
+			took := time.Since(t0)
 			require.NoError(t, err)
 			require.Len(t, a.Users, users)
 			require.Len(t, a.Tokens, users)
@@ -289,7 +292,10 @@ func TestReadActualUnderThePollLimit(t *testing.T) {
 			if tc.budget > 0 {
 				require.Zero(t, rejected, "a run with the budget given is never rejected")
 			} else {
-				require.LessOrEqual(t, rejected, int64(conns))
+				// Those in flight when the limit is first met, then probes (issue 20:
+				// a learned budget probes up as the window slides): eight in the next
+				// window, then at most one a window.
+				require.LessOrEqual(t, rejected, int64(conns)+8+int64(took/window))
 				require.Positive(t, st.PollBudget)
 			}
 			require.Positive(t, st.PollWait)
