@@ -64,14 +64,23 @@ func renderMarkdown(rep jsonReport) string {
 			thousands(int(r.Polls)), thousands(int(r.MinPolls)), joinInts(r.Rejections), joinInts(r.Budgets), r.Target)
 	}
 	if len(rep.StateRuns) > 0 {
-		fmt.Fprintf(&b, "\nThe emulator itself, %d tokens per user: user updates from %d clients for %s, in memory and with `--state FILE`; user fetches from %d clients alone and during writes at %d/s:\n\n",
-			stateTokens, stateWriters, secondsMS(rep.StateDurationMS), stateReaders, stateWriteRate)
+		if len(rep.StateRuns[0].WriteRounds) > 0 {
+			fmt.Fprintf(&b, "\nThe emulator itself, %d tokens per user, every size up at once, in memory and with `--state FILE`: user updates from %d clients for %s each, in %d rounds of turns; user fetches from %d clients alone and during writes at %d/s, in %d pairs of slices; the ratios are the medians of the rounds' and the pairs':\n\n",
+				stateTokens, stateWriters, secondsMS(rep.StateDurationMS), len(rep.StateRuns[0].WriteRounds), stateReaders, stateWriteRate, len(rep.StateRuns[0].Shares))
+		} else {
+			fmt.Fprintf(&b, "\nThe emulator itself, %d tokens per user: user updates from %d clients for %s, in memory and with `--state FILE`; user fetches from %d clients alone and during writes at %d/s:\n\n",
+				stateTokens, stateWriters, secondsMS(rep.StateDurationMS), stateReaders, stateWriteRate)
+		}
 		b.WriteString("| users | writes/s, memory | writes/s, `--state` | of memory | fetches/s alone | during writes | share | p99 alone / during | load | journal appends | compactions |\n")
 		b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, s := range stateRows(rep.StateRuns) {
 			mem, st := s[0], s[1]
+			of := st.OfMemory
+			if of == 0 { // a run from before the rounds: the ratio of the totals
+				of = st.WritesPerSec / mem.WritesPerSec
+			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %.2f | %.1f / %.1f ms | %s | %s | %d |\n", thousands(st.Users),
-				thousands(int(mem.WritesPerSec)), thousands(int(st.WritesPerSec)), st.WritesPerSec/mem.WritesPerSec,
+				thousands(int(mem.WritesPerSec)), thousands(int(st.WritesPerSec)), of,
 				thousands(int(st.ReadsAlone)), thousands(int(st.ReadsDuringWrites)), st.ReadShare,
 				st.ReadP99AloneMS, st.ReadP99WritesMS, secondsMS(st.LoadMS), thousands(int(st.Appends)), st.Compactions)
 		}

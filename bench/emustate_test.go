@@ -1,0 +1,22 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// The emulator's ratios are medians of what was measured side by side, so a burst of
+// load on one turn (the last round here) moves none of them.
+func TestStateRatiosAreMediansOfTheRounds(t *testing.T) {
+	small := &stateRun{Users: 1000, Persisted: true, WriteRounds: []float64{4000, 4100, 3900, 4000, 4000, 4000}}
+	large := &stateRun{Users: 100000, Persisted: true, WriteRounds: []float64{3000, 3100, 2900, 3000, 3000, 100}}
+	runs := []*stateRun{{Users: 1000}, small, {Users: 100000}, large}
+	assert.InDelta(t, 0.75, stateScale(runs), 0.001, "3,000 of 4,000 in every round but the disturbed one")
+	assert.Zero(t, stateScale(runs[:2]), "one size: no scale")
+
+	r := &stateRun{Shares: []float64{0.9, 0.1, 0.95, 0.85, 1.2}}
+	assert.InDelta(t, 0.9, r.ReadShare(), 1e-9)
+	assert.InDelta(t, 0.925, median([]float64{0.9, 0.95, 0.1, 1.2}), 1e-9)
+	assert.Zero(t, median(nil))
+}
