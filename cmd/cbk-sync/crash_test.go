@@ -110,7 +110,8 @@ func (s *crashServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // TestCrashAnywhere runs the real binary's sync and SIGKILLs it at a random API
 // request (seeded; in one trial of three the run after it is killed too), then runs
-// sync once more. After that run: no duplicate user or token, no live owned token
+// sync once more (twice when that run gave up on a token whose every create lost its
+// answer: exit 3, finished by the next). After that run: no duplicate user or token, no live owned token
 // whose secret is not in the sink (or was not seeded), no token left pending, every
 // user that had a usable token still has one (checked after each crash too), and an
 // empty plan. The server answers writes 2 ms after acting and loses 5% of answers.
@@ -221,6 +222,16 @@ func crashTrial(t *testing.T, bin string, seed int64, calls int64) int64 {
 		}
 		srv.killAt.Store(0)
 		code, out := cbk(syncArgs...)
+		if code == 3 && strings.Contains(out, "creates whose answers were lost") {
+			// 5% of answers are lost, and a create whose answer is lost has lost its
+			// secret: after 3 such creates of one token in a row (seeded draws can
+			// cluster, and which request meets them depends on scheduling) the run
+			// gives up on it and exits 3, as documented, with nothing stranded. A
+			// partial apply is finished by the next run: that is the contract tested.
+			t.Logf("the run after the crash gave up on a token whose create answers were all lost (exit 3); running again")
+			checkUsable(t, e, seeded, readSinkLenient(t, sink), "after the partial run")
+			code, out = cbk(syncArgs...)
+		}
 		require.Equal(t, 0, code, "the run after the crash must complete:\n%s", out)
 	}
 
