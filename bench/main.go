@@ -288,13 +288,12 @@ func benchmark(ctx context.Context, s settings, progress io.Writer) (*report, er
 			rep.shared = append(rep.shared, r)
 		}
 	}
-	for _, n := range s.stateUsers {
-		fmt.Fprintf(progress, "bench: the emulator at %d users, in memory and with its state file ...\n", n)
-		runs, err := measureState(ctx, n, s.stateDuration, s.seed)
+	if len(s.stateUsers) > 0 {
+		runs, err := measureStates(ctx, s.stateUsers, s.stateDuration, s.seed, progress)
 		if err != nil {
-			return nil, fmt.Errorf("the emulator at %d users: %w", n, err)
+			return nil, fmt.Errorf("the emulator at %v users: %w", s.stateUsers, err)
 		}
-		rep.stateRuns = append(rep.stateRuns, runs...)
+		rep.stateRuns = runs
 	}
 	rep.duration = time.Since(t0)
 	return rep, nil

@@ -46,7 +46,11 @@ func TestMainCheckSize(t *testing.T) {
 		assert.Empty(t, r.Failures)
 		if r.Persisted {
 			assert.Positive(t, r.Appends, "every write was appended to the journal")
+			assert.Positive(t, r.OfMemory, "measured side by side with memory, round by round")
 		}
+		assert.Len(t, r.WriteRounds, stateRounds, "a turn of writes in every round")
+		assert.Len(t, r.Shares, statePairs, "a share for every pair of read slices")
+		assert.Equal(t, median(r.Shares), r.ReadShare)
 	}
 	assert.Positive(t, rep.StateScale)
 	mdText, err := os.ReadFile(md)

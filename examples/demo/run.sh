@@ -4,12 +4,18 @@
 # examples/demo/remote-state.json through the real HTTP client, then syncs again to
 # show that nothing is left to do. Works on a copy in a temporary directory, so no
 # tracked file changes. Token secrets go to a 0600 file there and are never printed.
+# From a checkout it builds cbk-sync; from an unpacked release archive it runs the
+# cbk-sync that came with it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp examples/demo/remote-state.json "$work/state.json"
-go build -o "$work/cbk-sync" ./cmd/cbk-sync
+if [ -f go.mod ]; then
+  go build -o "$work/cbk-sync" ./cmd/cbk-sync
+else
+  cp cbk-sync "$work/cbk-sync" # an unpacked release archive: its own binary
+fi
 cbk() { "$work/cbk-sync" "$@"; }
 
 echo "== cbk-sync sync (first run: repairs the drift)"

@@ -415,3 +415,46 @@ func TestFailedAppendIsRepairedBySnapshot(t *testing.T) {
 	h.createUser(`{"email":"d@acme.test"}`)
 	assert.Len(t, reopen(t, path).Users(), 4, "and appending goes on")
 }
+
+// The state file loaded at New is the snapshot the journal is measured against: the
+// journal is compacted once it outgrows that file, not at its first megabyte. (It was
+// compacted at compactMin whatever the file's size, so a 100,000-user account wrote its
+// whole 74 MB state after every megabyte of changes, a cost that grew with the
+// account: writes/s at 100,000 users fell to a quarter of those at 1,000.)
+func TestLoadedStateFileCountsAsTheSnapshot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	seed, err := New(Options{Token: testToken, StatePath: path})
+	require.NoError(t, err)
+	var ids []string
+	for i := range 200 {
+		u, err := seed.PutUser(stateUser(fmt.Sprintf("s%03d@acme.test", i), 1_700_000_000_000+int64(i)))
+		require.NoError(t, err)
+		ids = append(ids, u.ID)
+	}
+	require.NoError(t, seed.Close())
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+
+	h := newHarness(t, Options{StatePath: path, SaveOnWrite: true})
+	assert.Equal(t, fi.Size(), h.e.PersistStats().SnapshotSize, "the loaded file is the last snapshot")
+	h.e.saveMu.Lock()
+	h.e.compactMin = 1 // only the snapshot's size holds compaction back
+	h.e.saveMu.Unlock()
+	i := 0
+	update := func() {
+		h.ok("POST", "/v1/partner/user/"+ids[i%len(ids)]+"/update", fmt.Sprintf(`{"name":"n%d"}`, i))
+		i++
+	}
+	for h.e.PersistStats().JournalBytes < fi.Size()/2 {
+		update()
+	}
+	waitCompactions(h.e)
+	assert.Zero(t, h.e.PersistStats().Compactions, "a journal half the size of the state file is not compacted")
+	for h.e.PersistStats().JournalBytes < fi.Size() {
+		update()
+	}
+	update() // the append that finds the journal past the snapshot compacts it
+	waitCompactions(h.e)
+	assert.Equal(t, int64(1), h.e.PersistStats().Compactions, "a journal past the state file's size is")
+	sameState(t, h.e, reopen(t, path))
+}

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,6 +14,53 @@ import (
 // smallTokenList is the size up to which token names are matched by a linear scan,
 // which beats building a map for the two or three tokens a user usually has.
 const smallTokenList = 8
+
+// ErrTokensNotRead is wrapped by Compute's error when a user that declares tokens
+// exists remotely but its token list is missing from the actual state: the reader must
+// read it, since planning without it would revoke or recreate tokens blindly.
+var ErrTokensNotRead = errors.New("token list not read")
+
+// newUserTokens plans the tokens of a user to be created: each declared one is
+// created (none when the user does not manage its tokens).
+func (c *computer) newUserTokens(du *state.DesiredUser) []Change {
+	if !du.ManageTokens {
+		return nil
+	}
+	toks := make([]Change, 0, len(du.Tokens))
+	for i := range du.Tokens {
+		toks = append(toks, c.tokenCreate(du, &du.Tokens[i], "", TokenCreate, "declared and not found remotely"))
+	}
+	sortTokenChanges(toks)
+	return toks
+}
+
+// userTokens appends the token changes of u, a remote user whose declaration manages
+// its tokens, from its token list. Without the list the plan fails (ErrTokensNotRead),
+// unless it is partial (partialTokens).
+func (c *computer) userTokens(changes []Change, du *state.DesiredUser, u *state.User) ([]Change, error) {
+	toks, ok := c.a.Tokens[u.ID]
+	switch {
+	case ok:
+		return c.tokens(changes, du, u.ID, toks), nil
+	case !c.partialTokens:
+		return changes, fmt.Errorf("plan: user %s (%s) declares tokens: %w", label(du.Identity()), u.ID, ErrTokensNotRead)
+	case c.countUnchecked:
+		c.plan.TokensUnchecked++
+	}
+	// Else its tokens had no change when the plan was saved: not read again.
+	return changes, nil
+}
+
+func (c *computer) tokenCreate(du *state.DesiredUser, dt *state.DesiredToken, userID string, act Action, reason string) Change {
+	body := &state.TokenFields{
+		Name:        state.Some(dt.Name),
+		Description: tokenText(dt.Description),
+		Meta:        state.Some(withMarker(dt.Meta.Value(), c.owner)),
+	}
+	fields := appendCreated(nil, "description", body.Description)
+	fields = appendMetaCreated(fields, body.Meta.Value())
+	return Change{Action: act, UserID: userID, TokenName: dt.Name, Reason: reason, Fields: fields, TokenBody: body}
+}
 
 // tokens appends the token changes of an existing user that declares tokens: declared
 // tokens first (create, rotate, update, by name), so that a successor exists before
@@ -89,8 +137,7 @@ func (c *computer) tokens(changes []Change, du *state.DesiredUser, userID string
 		own, prev := c.ownershipOf(t.Meta)
 		if own == foreign && !c.o.Takeover {
 			// Like a foreign user: adopting another owner's token needs --takeover.
-			c.plan.Safety.Reasons = append(c.plan.Safety.Reasons,
-				fmt.Sprintf("user %s: token %s (%s) is owned by %q; pass --takeover to adopt it", label(du.Identity()), dt.Name, t.ID, prev))
+			c.refuse(fmt.Sprintf("user %s: token %s (%s) is owned by %q; pass --takeover to adopt it", label(du.Identity()), dt.Name, t.ID, prev))
 			continue
 		}
 		var fields []FieldChange

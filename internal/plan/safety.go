@@ -5,6 +5,20 @@ import (
 	"strings"
 )
 
+// Defaults of the delete caps, as documented for --max-deletes and --max-delete-percent.
+const (
+	DefaultMaxDeletes       = 10
+	DefaultMaxDeletePercent = 25
+	// DefaultMaxUpdates is no absolute cap on updates: the percentage is what catches
+	// an edit gone wrong (octoDNS's 30% default), while a deliberate change to many
+	// users of a large account stays possible.
+	DefaultMaxUpdates       = -1
+	DefaultMaxUpdatePercent = 30
+	// MinOwnedForPercent is the number of owned users from which the percentage cap
+	// applies: below it a single delete would already be a large share.
+	MinOwnedForPercent = 10
+)
+
 // Defaults of the token revocation caps, as documented for --max-token-revokes and
 // --max-token-revoke-percent. Revoking a token cuts off whatever uses it as surely as
 // deleting its user, so a mass revocation is capped like a mass delete.
@@ -17,6 +31,54 @@ const (
 	// guards it.
 	MinOwnedTokensForPercent = 40
 )
+
+// safety decides whether the plan may run: the delete caps, the update caps and the
+// token revocation caps, on top of the refusals met while planning (refuse).
+func (c *computer) safety(deletes, ownedCount int) {
+	s := &c.plan.Safety
+	s.Deletes, s.Owned = deletes, ownedCount
+	for i := range c.plan.Users {
+		// A release is counted as an update: it writes to a user, and a mistake in the
+		// files (a user dropped by accident) would release many at once.
+		if a := c.plan.Users[i].UserAction(); a == UserUpdate || a == UserRelease {
+			s.Updates++
+		}
+	}
+	c.updateCaps(s.Updates, ownedCount)
+	c.tokenRevokeCaps()
+	var over []string
+	if c.o.MaxDeletes >= 0 && deletes > c.o.MaxDeletes {
+		over = append(over, fmt.Sprintf("the plan deletes %d users, more than --max-deletes %d; pass --force-deletes to allow it", deletes, c.o.MaxDeletes))
+	}
+	if c.o.MaxDeletePercent >= 0 && ownedCount >= MinOwnedForPercent && deletes*100 > c.o.MaxDeletePercent*ownedCount {
+		over = append(over, fmt.Sprintf("the plan deletes %d of %d owned users (%d%%), more than --max-delete-percent %d; pass --force-deletes to allow it",
+			deletes, ownedCount, deletes*100/ownedCount, c.o.MaxDeletePercent))
+	}
+	if c.o.ForceDeletes {
+		for _, r := range over {
+			c.warn(strings.Replace(r, "; pass --force-deletes to allow it", "; allowed by --force-deletes", 1))
+		}
+	} else {
+		s.Reasons = append(s.Reasons, over...)
+	}
+	s.Safe = len(s.Reasons) == 0
+}
+
+// updateCaps checks the user updates against --max-updates and --max-update-percent,
+// as the delete caps check deletions: over a cap, the plan is unsafe, and the reason
+// says which cap and by how much; --force-updates turns that into a warning.
+func (c *computer) updateCaps(updates, ownedCount int) {
+	c.checkCaps(countCap{verb: "updates", noun: "users", n: updates, owned: ownedCount,
+		max: c.o.MaxUpdates, maxFlag: "--max-updates",
+		percent: c.o.MaxUpdatePercent, percentFlag: "--max-update-percent", minOwned: MinOwnedForPercent,
+		force: c.o.ForceUpdates, forceFlag: "--force-updates"})
+}
+
+// refuse makes the plan unsafe, for reason (a user or token of another owner without
+// --takeover).
+func (c *computer) refuse(reason string) {
+	c.plan.Safety.Reasons = append(c.plan.Safety.Reasons, reason)
+}
 
 // tokenRevokeCaps counts the revocations that cut something off (every token_revoke
 // but that of a pending token, whose secret nobody ever had) and the owned tokens of

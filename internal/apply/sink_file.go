@@ -1,49 +1,13 @@
 package apply
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sync"
 	"syscall"
-	"time"
-
-	"github.com/cbk-sync/cbk-sync/internal/state"
 )
-
-// SecretSink receives the secret of every token apply creates. Deliver must not return
-// until the record is durable (written and flushed or synced): apply revokes the old
-// token of a rotation, and reports the create as done, only after Deliver returned nil.
-// Deliver may be called from several goroutines at once.
-type SecretSink interface {
-	Deliver(SecretRecord) error
-}
-
-// SecretRetractor is a SecretSink that can take back a secret it was given, once the
-// token was revoked right after the delivery (its confirmation failed): the record is
-// the one delivered, with Revoked set. The age sink restores the file it replaced,
-// the exec sink runs the command again with the record, and the JSON-lines file
-// appends it, so that no destination silently holds a revoked secret in place of a
-// live one. Retract must not return before the change is durable.
-type SecretRetractor interface {
-	Retract(SecretRecord) error
-}
-
-// SecretRecord is one created token and its secret. Token redacts itself everywhere
-// (fmt, JSON, slog); a sink that must write the value calls Token.Reveal().
-type SecretRecord struct {
-	Email     string       `json:"email"`
-	UserID    string       `json:"user_id"`
-	TokenName string       `json:"token_name"`
-	TokenID   string       `json:"token_id"`
-	Token     state.Secret `json:"token"`
-	CreatedAt time.Time    `json:"created_at"`
-	// Revoked is true in a record handed back to Retract: the token was revoked after
-	// its secret was delivered, and the secret no longer works.
-	Revoked bool `json:"revoked,omitempty"`
-}
 
 // FileSink writes secret records as JSON lines to a file opened with OpenSecretsFile,
 // or to stdout.
@@ -125,27 +89,6 @@ func (s *FileSink) repair(size int64) error {
 		return fmt.Errorf("secrets: ending the cut last line of %s: %w", s.name, err)
 	}
 	return s.sync()
-}
-
-// secretLine is the JSON-lines shape of docs/secrets.md, with the secret revealed.
-type secretLine struct {
-	Email     string    `json:"email"`
-	UserID    string    `json:"user_id"`
-	TokenName string    `json:"token_name"`
-	TokenID   string    `json:"token_id"`
-	Token     string    `json:"token"`
-	CreatedAt time.Time `json:"created_at"`
-	Revoked   bool      `json:"revoked,omitempty"`
-}
-
-// Line is rec as one JSON line (with its newline), the secret revealed: what every sink
-// delivers, so a consumer reads the same record from a file, an age file or stdin.
-func (rec SecretRecord) Line() ([]byte, error) {
-	b, err := json.Marshal(secretLine{rec.Email, rec.UserID, rec.TokenName, rec.TokenID, rec.Token.Reveal(), rec.CreatedAt.UTC(), rec.Revoked})
-	if err != nil {
-		return nil, fmt.Errorf("secrets: encoding the record of token %s: %w", rec.TokenID, err)
-	}
-	return append(b, '\n'), nil
 }
 
 // Deliver writes rec as one JSON line and syncs it to disk before returning.

@@ -425,3 +425,12 @@ func firstNonEmpty(s ...string) string {
 
 // The real client is what Run is written for.
 var _ API = (*client.Client)(nil)
+
+// addNote appends a step to the account of how a change was recovered.
+func addNote(res *Result, note string) {
+	if res.Recovered == "" {
+		res.Recovered = note
+		return
+	}
+	res.Recovered += "; " + note
+}
