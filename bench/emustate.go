@@ -28,21 +28,23 @@ import (
 // from stateWriters clients, and user fetches per second from stateReaders clients
 // alone and while writes go on at stateWriteRate. Over real HTTP on loopback.
 //
-// On a shared machine the load of other processes comes and goes, so nothing is
-// compared across minutes: every emulator (each size, in memory and with --state) is
-// up at once, the write phase is cut into stateRounds rounds in which each takes a
-// turn of stateDuration/stateRounds, in an order that rotates from round to round,
-// and each read slice during writes is paired with a slice of reads alone just
-// before it. The ratios (of memory, of the smallest size, reads during writes over
-// reads alone) are the medians of the rounds' or the pairs' ratios, so a burst of
-// load that falls on one turn moves one ratio of several, not the figure.
+// On a shared machine the load of other processes comes and goes within seconds, so
+// nothing is compared across minutes, nor across seconds where it can be helped: every
+// emulator (each size, in memory and with --state) is up at once; the write phase is
+// cut into stateRounds rounds of short turns, in an order that puts each pair that is
+// compared (--state and memory of a size; --state at the smallest and the largest
+// size) next to each other, reversed every other round; and each read slice during
+// writes is next to a slice of reads alone, which comes first in every other pair. The
+// ratios (of memory, of the smallest size, reads during writes over reads alone) are
+// the medians of the rounds' or the pairs' ratios, so a burst of load that falls on one
+// turn moves one ratio of many, not the figure.
 const (
 	stateWriters   = 32
 	stateReaders   = 8
 	stateWriteRate = 400 // writes/s while reads are measured: a sync at P=8 with 20 ms calls
 	stateTokens    = 2   // tokens per seeded user, so the state is of a real account's size
-	stateRounds    = 6   // turns of writes per emulator
-	statePairs     = 10  // pairs of read slices (alone, during writes) per emulator
+	stateRounds    = 20  // turns of writes per emulator
+	statePairs     = 30  // pairs of read slices (alone, during writes) per emulator
 )
 
 // The targets of issue 22: with the state file, writes/s at the largest size at
@@ -66,10 +68,16 @@ type stateRun struct {
 	ReadsAlone        float64   // fetches/s
 	ReadsDuringWrites float64   // fetches/s while writes go on at stateWriteRate
 	Shares            []float64 // each pair's fetches/s during writes over alone
-	ReadP99Alone      time.Duration
-	ReadP99Writes     time.Duration
-	Stats             emulator.PersistStats
-	Failures          []string
+	// CPUShares are each pair's fetches per CPU-second of the process during writes over
+	// alone: what the share would be on a machine of its own, where the bench, CPU-bound,
+	// has every core (the writes' CPU then takes from the fetches exactly as it does
+	// here), whatever other processes take meanwhile. It does not see a fetch waiting
+	// for a lock, which wastes no CPU: the wall-clock share does.
+	CPUShares     []float64
+	ReadP99Alone  time.Duration
+	ReadP99Writes time.Duration
+	Stats         emulator.PersistStats
+	Failures      []string
 }
 
 // ReadShare is the median over the pairs of slices of reads during writes over reads
@@ -171,16 +179,14 @@ func measureStates(ctx context.Context, sizes []int, d time.Duration, seed uint6
 		}
 	}
 
-	// 1. Writes, as fast as stateWriters clients go: a turn each per round, the
-	// order rotating.
+	// 1. Writes, as fast as stateWriters clients go: a turn each per round.
 	fmt.Fprintf(progress, "bench: the emulators' writes, %d rounds of %d turns ...\n", stateRounds, len(targets))
 	turn := d / stateRounds
 	for round := range stateRounds {
-		for k := range targets {
+		for _, t := range writeOrder(targets, round) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			t := targets[(round+k)%len(targets)]
 			n, _ := loop(turn, stateWriters, seed+uint64(round), nil, write(t))
 			t.run.Writes += n
 			t.run.WriteRounds = append(t.run.WriteRounds, float64(n)/turn.Seconds())
@@ -211,7 +217,16 @@ func measureStates(ctx context.Context, sizes []int, d time.Duration, seed uint6
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			a, _ := loop(slice, stateReaders, seed+1+uint64(k), &alone, read(t))
+			var a, b int64
+			var ca, cb time.Duration // the process's CPU time in each slice
+			aloneSlice := func() {
+				c0 := processCPU()
+				a, _ = loop(slice, stateReaders, seed+1+uint64(k), &alone, read(t))
+				ca = processCPU() - c0
+			}
+			if k%2 == 0 {
+				aloneSlice()
+			}
 			lim := rate.NewLimiter(rate.Limit(stateWriteRate), 1)
 			wctx, cancel := context.WithCancel(ctx)
 			var wg sync.WaitGroup
@@ -224,9 +239,17 @@ func measureStates(ctx context.Context, sizes []int, d time.Duration, seed uint6
 					}
 				})
 			}
-			b, _ := loop(slice, stateReaders, seed+100+uint64(k), &during, read(t))
+			c0 := processCPU()
+			b, _ = loop(slice, stateReaders, seed+100+uint64(k), &during, read(t))
 			cancel()
 			wg.Wait()
+			cb = processCPU() - c0
+			if k%2 == 1 {
+				aloneSlice()
+			}
+			if a > 0 && b > 0 && ca > 0 && cb > 0 {
+				t.run.CPUShares = append(t.run.CPUShares, (float64(b)/cb.Seconds())/(float64(a)/ca.Seconds()))
+			}
 			nAlone += a
 			nDuring += b
 			if a > 0 {
@@ -262,6 +285,25 @@ func measureStates(ctx context.Context, sizes []int, d time.Duration, seed uint6
 		}
 	}
 	return runs, nil
+}
+
+// writeOrder is the order of a round's turns: targets holds memory then --state at
+// each size, smallest first; the pairs that are compared come one after the other
+// (memory and --state at the smallest size, --state and memory at the largest, then
+// each size between), and every other round runs backwards.
+func writeOrder(targets []*stateTarget, round int) []*stateTarget {
+	n := len(targets)
+	order := []*stateTarget{targets[0], targets[1]}
+	if n >= 4 {
+		order = append(order, targets[n-1], targets[n-2])
+		for i := 2; i+1 < n-2; i += 2 {
+			order = append(order, targets[i+1], targets[i])
+		}
+	}
+	if round%2 == 1 {
+		slices.Reverse(order)
+	}
+	return order
 }
 
 // seedStateFile writes a state file of n users with stateTokens tokens each, as a
@@ -431,6 +473,8 @@ type jsonStateRun struct {
 	ReadsDuringWrites float64   `json:"fetches_per_s_during_writes"`
 	ReadShare         float64   `json:"fetch_share"` // median over the pairs of slices
 	Shares            []float64 `json:"fetch_shares,omitempty"`
+	CPUShare          float64   `json:"fetch_share_cpu,omitempty"` // median over the pairs
+	CPUShares         []float64 `json:"fetch_shares_cpu,omitempty"`
 	ReadP99AloneMS    float64   `json:"fetch_p99_alone_ms"`
 	ReadP99WritesMS   float64   `json:"fetch_p99_during_writes_ms"`
 	Appends           int64     `json:"journal_appends"`
@@ -445,7 +489,7 @@ func (r *stateRun) json() jsonStateRun {
 		f = []string{}
 	}
 	return jsonStateRun{Users: r.Users, Persisted: r.Persisted, LoadMS: ms(r.Load), Writes: r.Writes, WritesPerSec: r.WritesPerSec,
-		WriteRounds: r.WriteRounds, OfMemory: r.OfMemory, Shares: r.Shares,
+		WriteRounds: r.WriteRounds, OfMemory: r.OfMemory, Shares: r.Shares, CPUShare: median(r.CPUShares), CPUShares: r.CPUShares,
 		ReadsAlone: r.ReadsAlone, ReadsDuringWrites: r.ReadsDuringWrites, ReadShare: r.ReadShare(),
 		ReadP99AloneMS: ms(r.ReadP99Alone), ReadP99WritesMS: ms(r.ReadP99Writes),
 		Appends: r.Stats.Appends, Compactions: r.Stats.Compactions, SnapshotBytes: r.Stats.SnapshotSize, Failures: f}
@@ -459,14 +503,14 @@ func (rep *report) writeStateText(w io.Writer) {
 	fmt.Fprintf(w, "\nthe emulator, every size up at once: %d writers (user updates) for %s each, in %d rounds of turns; %d readers (user fetches) alone, then during writes at %d/s, %d pairs of slices; ratios are medians\n",
 		stateWriters, rep.settings.stateDuration, stateRounds, stateReaders, stateWriteRate, statePairs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "users\tstate\tload\twrites/s\tof memory\tfetches/s alone\tduring writes\tshare\tp99 alone\tp99 during\tappends\tcompactions\t")
+	fmt.Fprintln(tw, "users\tstate\tload\twrites/s\tof memory\tfetches/s alone\tduring writes\tshare\tper CPU-s\tp99 alone\tp99 during\tappends\tcompactions\t")
 	for _, r := range rep.stateRuns {
 		of := "-"
 		if r.Persisted {
 			of = fmt.Sprintf("%.2f", r.OfMemory)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f\t%s\t%.0f\t%.0f\t%.2f\t%.1fms\t%.1fms\t%d\t%d\t\n", r.Users, r.mode(), seconds(r.Load), r.WritesPerSec, of,
-			r.ReadsAlone, r.ReadsDuringWrites, r.ReadShare(), ms(r.ReadP99Alone), ms(r.ReadP99Writes), r.Stats.Appends, r.Stats.Compactions)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t%.1fms\t%.1fms\t%d\t%d\t\n", r.Users, r.mode(), seconds(r.Load), r.WritesPerSec, of,
+			r.ReadsAlone, r.ReadsDuringWrites, r.ReadShare(), median(r.CPUShares), ms(r.ReadP99Alone), ms(r.ReadP99Writes), r.Stats.Appends, r.Stats.Compactions)
 	}
 	tw.Flush()
 	if sc := stateScale(rep.stateRuns); sc > 0 {
@@ -482,7 +526,7 @@ func (rep *report) writeStateText(w io.Writer) {
 			if r.ReadShare() < targetReadShare {
 				met = "missed"
 			}
-			fmt.Fprintf(w, "with --state at %d users, fetches during writes are %.2fx fetches alone (target >= %.1f): %s\n", r.Users, r.ReadShare(), targetReadShare, met)
+			fmt.Fprintf(w, "with --state at %d users, fetches during writes are %.2fx fetches alone (target >= %.1f): %s; per CPU-second of the process %.2fx\n", r.Users, r.ReadShare(), targetReadShare, met, median(r.CPUShares))
 		}
 	}
 }

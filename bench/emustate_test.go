@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -19,4 +20,26 @@ func TestStateRatiosAreMediansOfTheRounds(t *testing.T) {
 	assert.InDelta(t, 0.9, r.ReadShare(), 1e-9)
 	assert.InDelta(t, 0.925, median([]float64{0.9, 0.95, 0.1, 1.2}), 1e-9)
 	assert.Zero(t, median(nil))
+}
+
+// The turns that are compared come one after the other, every size takes one turn per
+// round, and every other round runs backwards.
+func TestWriteOrderPutsComparedTurnsSideBySide(t *testing.T) {
+	var targets []*stateTarget
+	for _, n := range []int{1000, 10000, 100000} {
+		for _, p := range []bool{false, true} {
+			targets = append(targets, &stateTarget{run: &stateRun{Users: n, Persisted: p}})
+		}
+	}
+	label := func(o []*stateTarget) []string {
+		var out []string
+		for _, t := range o {
+			out = append(out, fmt.Sprintf("%d/%s", t.run.Users, t.run.mode()))
+		}
+		return out
+	}
+	assert.Equal(t, []string{"1000/memory", "1000/--state", "100000/--state", "100000/memory", "10000/--state", "10000/memory"}, label(writeOrder(targets, 0)))
+	assert.Equal(t, []string{"10000/memory", "10000/--state", "100000/memory", "100000/--state", "1000/--state", "1000/memory"}, label(writeOrder(targets, 1)))
+	assert.Equal(t, []string{"1000/memory", "1000/--state"}, label(writeOrder(targets[:2], 0)))
+	assert.Len(t, writeOrder(targets[:4], 0), 4)
 }

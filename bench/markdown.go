@@ -71,16 +71,25 @@ func renderMarkdown(rep jsonReport) string {
 			fmt.Fprintf(&b, "\nThe emulator itself, %d tokens per user: user updates from %d clients for %s, in memory and with `--state FILE`; user fetches from %d clients alone and during writes at %d/s:\n\n",
 				stateTokens, stateWriters, secondsMS(rep.StateDurationMS), stateReaders, stateWriteRate)
 		}
-		b.WriteString("| users | writes/s, memory | writes/s, `--state` | of memory | fetches/s alone | during writes | share | p99 alone / during | load | journal appends | compactions |\n")
-		b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		rounds := len(rep.StateRuns[0].WriteRounds) > 0
+		if rounds {
+			b.WriteString("| users | writes/s, memory | writes/s, `--state` | of memory | fetches/s alone | during writes | share | share, memory | share per CPU-s | p99 alone / during | load | journal appends | compactions |\n")
+			b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		} else {
+			b.WriteString("| users | writes/s, memory | writes/s, `--state` | of memory | fetches/s alone | during writes | share | p99 alone / during | load | journal appends | compactions |\n")
+			b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		}
 		for _, s := range stateRows(rep.StateRuns) {
 			mem, st := s[0], s[1]
-			of := st.OfMemory
-			if of == 0 { // a run from before the rounds: the ratio of the totals
-				of = st.WritesPerSec / mem.WritesPerSec
+			if rounds {
+				fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %.2f | %.2f | %.2f | %.1f / %.1f ms | %s | %s | %d |\n", thousands(st.Users),
+					thousands(int(mem.WritesPerSec)), thousands(int(st.WritesPerSec)), st.OfMemory,
+					thousands(int(st.ReadsAlone)), thousands(int(st.ReadsDuringWrites)), st.ReadShare, mem.ReadShare, st.CPUShare,
+					st.ReadP99AloneMS, st.ReadP99WritesMS, secondsMS(st.LoadMS), thousands(int(st.Appends)), st.Compactions)
+				continue
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %.2f | %.1f / %.1f ms | %s | %s | %d |\n", thousands(st.Users),
-				thousands(int(mem.WritesPerSec)), thousands(int(st.WritesPerSec)), of,
+				thousands(int(mem.WritesPerSec)), thousands(int(st.WritesPerSec)), st.WritesPerSec/mem.WritesPerSec,
 				thousands(int(st.ReadsAlone)), thousands(int(st.ReadsDuringWrites)), st.ReadShare,
 				st.ReadP99AloneMS, st.ReadP99WritesMS, secondsMS(st.LoadMS), thousands(int(st.Appends)), st.Compactions)
 		}
@@ -88,6 +97,10 @@ func renderMarkdown(rep jsonReport) string {
 			fmt.Fprintf(&b, "\nWith `--state`, writes/s at %s users are %.2fx those at %s (target >= %.1f); fetches during writes %.2f-%.2fx of fetches alone (target >= %.1f).\n",
 				thousands(rep.StateRuns[len(rep.StateRuns)-1].Users), sc, thousands(rep.StateRuns[0].Users), targetStateScale,
 				minShare(rep.StateRuns), maxShare(rep.StateRuns), targetReadShare)
+			if rounds {
+				fmt.Fprintf(&b, "Per CPU-second of the process (what other processes take cancels out; a fetch waiting for a lock would not show): %.2f-%.2fx.\n",
+					minCPUShare(rep.StateRuns), maxCPUShare(rep.StateRuns))
+			}
 		}
 	}
 	b.WriteString(markdownEnd + "\n")
@@ -127,6 +140,26 @@ func maxShare(runs []jsonStateRun) float64 {
 	for _, r := range runs {
 		if r.Persisted && r.ReadShare > m {
 			m = r.ReadShare
+		}
+	}
+	return m
+}
+
+func minCPUShare(runs []jsonStateRun) float64 {
+	m := 0.0
+	for i, r := range runs {
+		if r.Persisted && (i == 1 || r.CPUShare < m) {
+			m = r.CPUShare
+		}
+	}
+	return m
+}
+
+func maxCPUShare(runs []jsonStateRun) float64 {
+	m := 0.0
+	for _, r := range runs {
+		if r.Persisted && r.CPUShare > m {
+			m = r.CPUShare
 		}
 	}
 	return m

@@ -429,11 +429,12 @@ func firstProblem(rep *apply.Report) string {
 	return "none recorded"
 }
 
-// readAndPlan is what `cbk-sync plan` does: read the users, the token lists of the
-// declared users that manage tokens, and compute the plan.
+// readAndPlan is what `cbk-sync plan` does: read what the plan says it reads (the
+// users, the token lists of the declared users that manage tokens, the declared
+// aliases), and compute the plan.
 func readAndPlan(ctx context.Context, api *client.Client, d state.Desired, o plan.Options) (plan.Plan, error) {
-	managed := plan.TokenListsToRead(d, nil)
-	actual, err := api.ReadActual(ctx, func(u state.User) bool { return managed.Has(&u) })
+	reads := plan.ToRead(d, nil)
+	actual, err := api.ReadWithAliases(ctx, reads.Tokens, reads.Aliases)
 	if err != nil {
 		return plan.Plan{}, fmt.Errorf("reading the remote state: %w", err)
 	}

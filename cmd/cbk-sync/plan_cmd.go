@@ -166,23 +166,21 @@ func (c *PlanCmd) Run(ctx context.Context, env *Env) error {
 // need limits the token lists read to the users it holds (by identity key); the plan then
 // counts the others as not checked.
 func computePlan(ctx context.Context, env *Env, s *session, d state.Desired, o plan.Options, need map[string]bool) (*plan.Plan, state.Actual, error) {
-	managed := plan.TokenListsToRead(d, need)
+	// Aliases are write-only: the declared alias of each existing user is looked up
+	// with one fetch (not a poll), so that a missing or moved alias is planned.
+	reads := plan.ToRead(d, need)
 	progress := newProgress(env, "reading")
 	progress.showPolls(s.reader.PollStatus)
-	actual, err := s.reader.ReadActual(ctx, func(u state.User) bool {
+	actual, err := s.reader.ReadWithAliases(ctx, func(u state.User) bool {
 		progress.add(1)
-		return managed.Has(&u)
+		return reads.Tokens(u)
+	}, func(users []state.User) []string {
+		progress.done() // the listing is over; the alias fetches are not polls
+		return reads.Aliases(users)
 	})
 	progress.done()
 	if err != nil {
 		return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", err)
-	}
-	// Aliases are write-only: the declared alias of each existing user is looked up
-	// with one fetch (not a poll), so that a missing or moved alias is planned.
-	if aliases := plan.AliasesToRead(d, actual.Users); len(aliases) > 0 {
-		if actual.Aliases, err = s.reader.ReadAliases(ctx, aliases); err != nil {
-			return nil, state.Actual{}, fmt.Errorf("reading the remote state: %w", err)
-		}
 	}
 	compute := plan.Compute
 	if need != nil {

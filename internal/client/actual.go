@@ -134,6 +134,22 @@ func (c *Client) readAhead(ctx context.Context) iter.Seq2[state.User, error] {
 	}
 }
 
+// ReadWithAliases is ReadActual, then ReadAliases of the aliases that aliasesOf names
+// among the users listed (none when it is nil or names none): the whole read of a plan,
+// whose two choices the plan makes (plan.ToRead).
+func (c *Client) ReadWithAliases(ctx context.Context, tokensFor func(state.User) bool, aliasesOf func([]state.User) []string) (state.Actual, error) {
+	actual, err := c.ReadActual(ctx, tokensFor)
+	if err != nil || aliasesOf == nil {
+		return actual, err
+	}
+	if aliases := aliasesOf(actual.Users); len(aliases) > 0 {
+		if actual.Aliases, err = c.ReadAliases(ctx, aliases); err != nil {
+			return state.Actual{}, err
+		}
+	}
+	return actual, nil
+}
+
 // ReadAliases looks up each alias with FetchUserByAlias, in parallel up to MaxConns,
 // and returns the ID of the user each names, or "" for one that names no user (404):
 // the answers state.Actual.Aliases holds. Any other failure is returned.
