@@ -112,12 +112,18 @@ func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owne
 const releaseAfterInterrupt = 5 * time.Second
 
 // releaseContext is the context the lease is released in: a second interrupt cancels
-// it, and after a first one it lasts releaseAfterInterrupt at most.
+// it; after a first one it lasts releaseAfterInterrupt at most, and a first one that
+// comes while it is in flight gives it the grace period of every call in flight.
 func releaseContext(ctx context.Context, env *Env) (context.Context, context.CancelFunc) {
 	if ctx.Err() != nil {
 		return context.WithTimeout(env.abort, releaseAfterInterrupt)
 	}
-	return context.WithCancel(env.abort)
+	rctx, cancel := context.WithCancel(env.abort)
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(min(env.Globals.InterruptGrace, releaseAfterInterrupt), cancel) })
+	return rctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // lockLost turns an apply cut short by the loss of the lock into an error saying so.
