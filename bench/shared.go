@@ -106,7 +106,7 @@ func measureShared(ctx context.Context, sc *scenario, d state.Desired, latency t
 			r.failf("plan %d: the plan is %+v, want %+v", i+1, s, sc.want)
 		}
 		if most := maxLearnedRejections(p, r.Walls[i], window); st.PollRejections > most {
-			r.failf("plan %d: %d polls rejected, want at most P + 8 + windows passed = %d (those in flight at the first, then the probes)", i+1, st.PollRejections, most)
+			r.failf(timingMiss+"plan %d: %d polls rejected, want at most P + 8 + windows passed = %d (those in flight at the first, then the probes)", i+1, st.PollRejections, most)
 		}
 	}
 	r.Wall = time.Since(t0)
@@ -129,7 +129,7 @@ func measureShared(ctx context.Context, sc *scenario, d state.Desired, latency t
 
 	r.Bound = sharedBound(r.MinPolls, int64(limit), window, latency, int64(p), time.Duration(runs)*latencyReadBound(sc, latency, p))
 	if q := r.Ratio(); q > targetSharedRatio {
-		r.failf("%d plans back to back under one poll window: %s, %.2fx the window bound %s, want at most %.1fx", runs, seconds(r.Wall), q, seconds(r.Bound), targetSharedRatio)
+		r.failf(timingMiss+"%d plans back to back under one poll window: %s, %.2fx the window bound %s, want at most %.1fx", runs, seconds(r.Wall), q, seconds(r.Bound), targetSharedRatio)
 	}
 	return r, nil
 }
