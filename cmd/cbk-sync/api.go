@@ -41,7 +41,7 @@ type APIFlags struct {
 	JSONL        bool          `name:"jsonl" hidden:""`
 	APIPaths     string        `name:"api-paths" env:"CBK_SYNC_API_PATHS" default:"auto" placeholder:"auto|partner|user" help:"API path family: partner (/v1/partner/user/..., the hosted API), user (/api/v1/user/..., self-hosted), or auto (found on the first request; nothing is written before)."`
 	RetryTimeout time.Duration `name:"retry-timeout" default:"2m" help:"How long one read (or update, delete) may keep retrying network errors, 5xx and 429s."`
-	PollBudget   int           `name:"poll-budget" default:"0" placeholder:"N" help:"Polls (list requests: a page, or a JSONL stream) the account allows per --poll-window; never exceeded. 0 = learn it at the first poll-limit rejection."`
+	PollBudget   int           `name:"poll-budget" default:"0" placeholder:"N" help:"Polls (list requests: a page, or a JSONL stream) the account allows per --poll-window; never exceeded, even by the probes after a rejection. 0 = learn it: each rejection sets it to the polls this run has in the window, then it probes up as the window slides (other runs share it)."`
 	PollWindow   time.Duration `name:"poll-window" default:"60s" help:"The poll limit's sliding window (the platform's is 60s; change it only for a test server)."`
 	// RetryBase is the first retry backoff; hidden, for tests that inject many faults.
 	RetryBase time.Duration `name:"retry-base" hidden:"" default:"250ms"`
