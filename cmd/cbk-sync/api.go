@@ -126,6 +126,9 @@ type session struct {
 	// unlocked: the account is at its user quota and the run goes on without the lock
 	// (apply.Options.Unlocked).
 	unlocked bool
+	// adopting: the run holds the adoption lease (state.AdoptionScope) besides its
+	// owner's, or the user quota refused it, so its plan may adopt users (lockAccount).
+	adopting bool
 }
 
 // open connects; the writer is nil unless write is true, so a read-only command

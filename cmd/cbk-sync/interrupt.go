@@ -74,7 +74,7 @@ func notifyInterrupts() (in interrupts, release func()) {
 // watchInterrupts turns the signals received on ch into the stages of interrupts, and
 // calls exit (writing why to w first) when the run outlives them.
 func watchInterrupts(ch <-chan os.Signal, w io.Writer, exit func(int)) (interrupts, func()) {
-	stop, cancelStop := context.WithCancel(context.Background())
+	stop, cancelStop := context.WithCancelCause(context.Background())
 	abort, cancelAbort := context.WithCancel(context.Background())
 	st := &interruptState{afterGrace: afterGrace, afterAbort: afterAbort}
 	st.grace.Store(int64(10 * time.Second))
@@ -100,13 +100,14 @@ func watchInterrupts(ch <-chan os.Signal, w io.Writer, exit func(int)) (interrup
 			}
 		}()
 		for n := 0; n < 2; n++ {
+			var sig os.Signal
 			select {
-			case <-ch:
+			case sig = <-ch:
 			case <-done:
 				return
 			}
 			if n == 0 {
-				cancelStop()
+				cancelStop(interruptedError{sig})
 				grace := time.Duration(st.grace.Load())
 				timers = append(timers, force(grace+st.afterGrace, "the interrupt's grace period"))
 			} else {
@@ -118,7 +119,21 @@ func watchInterrupts(ch <-chan os.Signal, w io.Writer, exit func(int)) (interrup
 	}()
 	return interrupts{stop: stop, abort: abort, state: st}, func() {
 		close(done)
-		cancelStop()
+		cancelStop(nil)
 		cancelAbort()
 	}
 }
+
+// interruptedError is the cause of the first interrupt's cancellation, so that a wait
+// it ends says "interrupted (terminated)", not "context canceled"; it still is a
+// context.Canceled for every check of one.
+type interruptedError struct{ sig os.Signal }
+
+func (e interruptedError) Error() string {
+	if e.sig == nil {
+		return "interrupted"
+	}
+	return "interrupted (" + e.sig.String() + ")"
+}
+
+func (interruptedError) Is(target error) bool { return target == context.Canceled }

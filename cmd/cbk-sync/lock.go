@@ -21,6 +21,11 @@ import (
 // An account at its user quota cannot hold the lock (a user); a run whose plan p
 // creates no user then runs without it, in the protocol of apply.Options.Unlocked,
 // under which concurrent runs cannot both deliver a token.
+//
+// A plan that adopts users also takes the adoption lock (state.AdoptionScope), shared
+// by every owner, before the plan is read again under the locks (lockedPlan): of two
+// owners adopting one user, the second reads it after the first wrote its marker, and
+// is refused (owned by another owner) instead of overwriting it.
 func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owner string, p *plan.Plan) (context.Context, func(), error) {
 	if f.NoLock {
 		env.Log.Warn("--no-lock: not taking the lock on this account; another run at the same time could duplicate tokens")
@@ -49,13 +54,15 @@ func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owne
 	case err != nil:
 		return nil, nil, err
 	}
-	s.writer = s.writer.WithWriteGate(l.Check)
+	leases := []*lease.Lease{l}
 	release := func() {
 		rctx, cancel := releaseContext(ctx, env)
 		defer cancel()
-		if err := l.Release(rctx); err != nil {
-			env.Log.Error(err.Error())
-			return
+		for i := len(leases) - 1; i >= 0; i-- {
+			if err := leases[i].Release(rctx); err != nil {
+				env.Log.Error(err.Error())
+				return
+			}
 		}
 		if s.saved {
 			// The in-process emulator's state was saved after the apply, with the
@@ -65,6 +72,38 @@ func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owne
 			}
 		}
 	}
+	if p.Summary().UserAdopt > 0 {
+		al, alctx, err := lease.Acquire(lctx, api, lease.Options{Owner: state.AdoptionScope, Wait: f.LockTimeout, TTL: f.LockTTL, Logger: env.Log, ServerNow: clock.Now})
+		switch {
+		case errors.As(err, &quota):
+			env.Log.Warn("the account is at its user quota, so the adoption lock (a lease user) cannot be taken; the run adopts without it: another owner's run adopting the same user at this moment could overwrite its marker")
+			s.adopting = true
+		case errors.As(err, &held):
+			release()
+			wait := "pass --lock-timeout 10m to wait for it"
+			if f.LockTimeout > 0 {
+				wait = fmt.Sprintf("it was still held after --lock-timeout %s", f.LockTimeout)
+			}
+			return nil, nil, withCode(exitLocked, fmt.Errorf("another cbk-sync run is adopting users in this account (holder %q, expires %s unless renewed); this plan adopts users, and two owners must not adopt one user at once: nothing was changed: try again when it ends (%s)",
+				held.Holder, held.Expires.UTC().Format(time.RFC3339), wait))
+		case err != nil:
+			release()
+			return nil, nil, err
+		default:
+			leases = append(leases, al)
+			lctx = alctx
+			s.adopting = true
+		}
+	}
+	gate := func() error {
+		for _, l := range leases {
+			if err := l.Check(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	s.writer = s.writer.WithWriteGate(gate)
 	return lctx, release, nil
 }
 
@@ -73,12 +112,18 @@ func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owne
 const releaseAfterInterrupt = 5 * time.Second
 
 // releaseContext is the context the lease is released in: a second interrupt cancels
-// it, and after a first one it lasts releaseAfterInterrupt at most.
+// it; after a first one it lasts releaseAfterInterrupt at most, and a first one that
+// comes while it is in flight gives it the grace period of every call in flight.
 func releaseContext(ctx context.Context, env *Env) (context.Context, context.CancelFunc) {
 	if ctx.Err() != nil {
 		return context.WithTimeout(env.abort, releaseAfterInterrupt)
 	}
-	return context.WithCancel(env.abort)
+	rctx, cancel := context.WithCancel(env.abort)
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(min(env.Globals.InterruptGrace, releaseAfterInterrupt), cancel) })
+	return rctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // lockLost turns an apply cut short by the loss of the lock into an error saying so.
@@ -127,6 +172,9 @@ func (f *ApplyFlags) lockedPlan(ctx context.Context, env *Env, s *session, saved
 	}
 	if np.Empty() {
 		return nil, nil
+	}
+	if np.Summary().UserAdopt > 0 && !s.adopting && !f.NoLock && !s.unlocked {
+		return nil, unsafef("the plan changed between planning and taking the lock and now adopts users, which needs the adoption lock this run did not take: nothing was changed: run again")
 	}
 	if err := checkSink(np, sink); err != nil {
 		return nil, err

@@ -18,6 +18,13 @@ const (
 	leasePrefix = "cbk-sync-lock+"
 )
 
+// AdoptionScope is the lease scope of adoptions: a run that adopts users (unmanaged,
+// or another owner's with --takeover) holds it besides its own owner's lease, so that
+// two owners cannot both adopt one user: each owner's lock excludes only that owner's
+// runs, and the platform has no compare-and-set on a user's meta. It can never be an
+// owner's (owners are a-z, 0-9 and -).
+const AdoptionScope = "_adoptions"
+
 // LeaseEmail is the email of the lease user of owner. The platform allows 64 bytes
 // before the "@" (EmailProblem) and an owner may have 63 characters, so a long owner is
 // cut and a hash of the whole owner appended: the address stays valid and distinct per
