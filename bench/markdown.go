@@ -94,12 +94,13 @@ func renderMarkdown(rep jsonReport) string {
 				st.ReadP99AloneMS, st.ReadP99WritesMS, secondsMS(st.LoadMS), thousands(int(st.Appends)), st.Compactions)
 		}
 		if sc := rep.StateScale; sc > 0 {
+			lo, hi := persistedRange(rep.StateRuns, func(r jsonStateRun) float64 { return r.ReadShare })
 			fmt.Fprintf(&b, "\nWith `--state`, writes/s at %s users are %.2fx those at %s (target >= %.1f); fetches during writes %.2f-%.2fx of fetches alone (target >= %.1f).\n",
 				thousands(rep.StateRuns[len(rep.StateRuns)-1].Users), sc, thousands(rep.StateRuns[0].Users), targetStateScale,
-				minShare(rep.StateRuns), maxShare(rep.StateRuns), targetReadShare)
+				lo, hi, targetReadShare)
 			if rounds {
-				fmt.Fprintf(&b, "Per CPU-second of the process (what other processes take cancels out; a fetch waiting for a lock would not show): %.2f-%.2fx.\n",
-					minCPUShare(rep.StateRuns), maxCPUShare(rep.StateRuns))
+				lo, hi := persistedRange(rep.StateRuns, func(r jsonStateRun) float64 { return r.CPUShare })
+				fmt.Fprintf(&b, "Per CPU-second of the process (what other processes take cancels out; a fetch waiting for a lock would not show): %.2f-%.2fx.\n", lo, hi)
 			}
 		}
 	}
@@ -125,44 +126,23 @@ func stateRows(runs []jsonStateRun) [][2]jsonStateRun {
 	return out
 }
 
-func minShare(runs []jsonStateRun) float64 {
-	m := 0.0
-	for i, r := range runs {
-		if r.Persisted && (i == 1 || r.ReadShare < m) {
-			m = r.ReadShare
-		}
-	}
-	return m
-}
-
-func maxShare(runs []jsonStateRun) float64 {
-	m := 0.0
+// persistedRange is the lowest and highest of one figure over the --state runs.
+func persistedRange(runs []jsonStateRun, figure func(jsonStateRun) float64) (lo, hi float64) {
+	first := true
 	for _, r := range runs {
-		if r.Persisted && r.ReadShare > m {
-			m = r.ReadShare
+		if !r.Persisted {
+			continue
 		}
-	}
-	return m
-}
-
-func minCPUShare(runs []jsonStateRun) float64 {
-	m := 0.0
-	for i, r := range runs {
-		if r.Persisted && (i == 1 || r.CPUShare < m) {
-			m = r.CPUShare
+		v := figure(r)
+		if first || v < lo {
+			lo = v
 		}
-	}
-	return m
-}
-
-func maxCPUShare(runs []jsonStateRun) float64 {
-	m := 0.0
-	for _, r := range runs {
-		if r.Persisted && r.CPUShare > m {
-			m = r.CPUShare
+		if first || v > hi {
+			hi = v
 		}
+		first = false
 	}
-	return m
+	return lo, hi
 }
 
 func secondsMS(ms float64) string {
