@@ -46,11 +46,7 @@ func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owne
 	case errors.As(err, &quota):
 		return nil, nil, fmt.Errorf("%w; this plan creates users, which the quota refuses anyway: make room (delete a user), or pass --no-lock if no other run can start meanwhile", err)
 	case errors.As(err, &held):
-		wait := "pass --lock-timeout 10m to wait for it"
-		if f.LockTimeout > 0 {
-			wait = fmt.Sprintf("it was still held after --lock-timeout %s", f.LockTimeout)
-		}
-		return nil, nil, withCode(exitLocked, fmt.Errorf("%w; nothing was changed: try again when it ends (%s); a lease that is not renewed expires by the server's clock, one of a run killed on this host at once, and 'cbk-sync unlock' breaks it", err, wait))
+		return nil, nil, withCode(exitLocked, fmt.Errorf("%w; nothing was changed: try again when it ends (%s); a lease that is not renewed expires by the server's clock, one of a run killed on this host at once, and 'cbk-sync unlock' breaks it", err, f.lockWaitHint()))
 	case err != nil:
 		return nil, nil, err
 	}
@@ -80,12 +76,8 @@ func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owne
 			s.adopting = true
 		case errors.As(err, &held):
 			release()
-			wait := "pass --lock-timeout 10m to wait for it"
-			if f.LockTimeout > 0 {
-				wait = fmt.Sprintf("it was still held after --lock-timeout %s", f.LockTimeout)
-			}
 			return nil, nil, withCode(exitLocked, fmt.Errorf("another cbk-sync run is adopting users in this account (holder %q, expires %s unless renewed); this plan adopts users, and two owners must not adopt one user at once: nothing was changed: try again when it ends (%s)",
-				held.Holder, held.Expires.UTC().Format(time.RFC3339), wait))
+				held.Holder, held.Expires.UTC().Format(time.RFC3339), f.lockWaitHint()))
 		case err != nil:
 			release()
 			return nil, nil, err
@@ -105,6 +97,15 @@ func (f *ApplyFlags) lockAccount(ctx context.Context, env *Env, s *session, owne
 	}
 	s.writer = s.writer.WithWriteGate(gate)
 	return lctx, release, nil
+}
+
+// lockWaitHint says what to do about a lock another run holds: wait for it, or that
+// the wait given was not enough.
+func (f *ApplyFlags) lockWaitHint() string {
+	if f.LockTimeout > 0 {
+		return fmt.Sprintf("it was still held after --lock-timeout %s", f.LockTimeout)
+	}
+	return "pass --lock-timeout 10m to wait for it"
 }
 
 // releaseAfterInterrupt bounds the lease's delete once the run was interrupted: one
